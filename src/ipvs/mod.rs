@@ -1,0 +1,16 @@
+//! The kernel's IPVS table over generic netlink (family `IPVS`).
+//!
+//! - [`consts`]: kernel numbers from `ip_vs.h`, in one place.
+//! - [`types`]: the typed model (services, destinations, stats, daemons, timeouts).
+//! - [`wire`]: encoding and parsing of every message kind, both directions.
+//! - [`handle`]: the socket: family resolution, pipelined requests, dumps, typed errors.
+//! - [`error`]: what can go wrong, naming the object and the operation.
+
+pub mod consts;
+pub mod types;
+pub mod wire;
+
+#[cfg(test)]
+mod vectors;
+
+pub use types::*;
