@@ -14,3 +14,9 @@ pub mod wire;
 mod vectors;
 
 pub use types::*;
+pub mod error;
+pub mod handle;
+pub mod listing;
+
+pub use error::IpvsError;
+pub use handle::IpvsHandle;

@@ -35,7 +35,7 @@ cap new-service-v6 -A -t [2001:db8::10]:443 -s mh -p 60 -M 64 --pe sip
 cap new-dest-v6 -a -t [2001:db8::10]:443 -r [2001:db8:9::11]:443 -g -w 3
 cap new-dest-tun -a -f 7 -r 10.9.0.13 -i --tun-type gue --tun-port 6080 --tun-nocsum -w 2
 cap new-dest-nat -a -u 192.0.2.10:53 -r 10.9.0.14:5353 -m -w 1
-cap set-service -E -t 192.0.2.10:80 -s rr -o
+cap set-service -E -u 192.0.2.10:53 -s rr -o
 cap get-service -L -n -t 192.0.2.10:80
 cap dump -L -n
 cap dump-stats -L -n --stats --exact

@@ -5,7 +5,7 @@
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use neli::genl::{AttrTypeBuilder, Nlattr, NlattrBuilder};
+use neli::genl::{AttrTypeBuilder, NlattrBuilder};
 use neli::types::{Buffer, GenlBuffer};
 use neli::{FromBytesWithInput, ToBytes};
 

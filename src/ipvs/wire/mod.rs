@@ -7,6 +7,9 @@ mod daemon;
 mod dest;
 mod service;
 
+#[cfg(test)]
+mod proptests;
+
 use std::io::Cursor;
 
 use neli::genl::{Genlmsghdr, GenlmsghdrBuilder};

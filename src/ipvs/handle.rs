@@ -1,0 +1,400 @@
+//! The IPVS socket: resolves the family, sends requests, matches replies, turns errnos
+//! into typed errors.
+//!
+//! Requests are pipelined: [`IpvsHandle::execute`] keeps up to [`WINDOW`] requests in
+//! flight on one socket, each answered through neli's router by its sequence number,
+//! instead of one blocking round trip per change. The window bounds the acks queued
+//! in the socket's receive buffer, so none is dropped.
+//!
+//! Dumps are the exception: netlink runs one dump at a time per socket (a second one
+//! gets EBUSY), so a dump waits for everything in flight and holds `dump_lock`.
+
+use std::collections::VecDeque;
+
+use neli::consts::nl::NlmF;
+use neli::consts::socket::NlFamily;
+use neli::nl::NlPayload;
+use neli::router::asynchronous::{NlRouter, NlRouterReceiverHandle};
+use neli::utils::Groups;
+
+use super::consts as k;
+use super::error::IpvsError;
+use super::types::{
+    Daemon, DaemonState, Dest, DestEntry, Info, Service, ServiceEntry, ServiceKey, Timeouts,
+};
+use super::wire::{DaemonStop, DestAttrs, GenlMsg, Reply, Request, ServiceAttrs};
+
+/// How many requests may wait for their answer at once.
+pub const WINDOW: usize = 128;
+
+type Receiver = NlRouterReceiverHandle<u16, GenlMsg>;
+
+/// A connection to the kernel's IPVS in the caller's network namespace.
+pub struct IpvsHandle {
+    router: NlRouter,
+    family: u16,
+    dump_lock: tokio::sync::Mutex<()>,
+}
+
+/// The netns of this process, as `net:[inode]`, for error messages.
+fn netns() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "(unknown)".into())
+}
+
+fn socket_err(context: &str, e: impl std::fmt::Display) -> IpvsError {
+    IpvsError::Socket {
+        context: context.to_string(),
+        detail: e.to_string(),
+    }
+}
+
+impl IpvsHandle {
+    /// Opens a generic-netlink socket and resolves the `IPVS` family.
+    pub async fn connect() -> Result<IpvsHandle, IpvsError> {
+        let (router, _multicast) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
+            .await
+            .map_err(|e| socket_err("connect", e))?;
+        let family = match router.resolve_genl_family(k::FAMILY_NAME).await {
+            Ok(id) => id,
+            Err(neli::err::RouterError::Nlmsgerr(e)) if e.error().abs() == libc::ENOENT => {
+                return Err(IpvsError::ModuleNotLoaded { netns: netns() })
+            }
+            Err(e) if e.to_string().contains("was not found") => {
+                return Err(IpvsError::ModuleNotLoaded { netns: netns() })
+            }
+            Err(e) => return Err(socket_err("resolve the IPVS family", e)),
+        };
+        Ok(IpvsHandle {
+            router,
+            family,
+            dump_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn send(&self, req: &Request) -> Result<Receiver, IpvsError> {
+        let flags = if req.is_dump() { NlmF::DUMP } else { NlmF::ACK };
+        self.router
+            .send::<u16, GenlMsg, u16, GenlMsg>(
+                self.family,
+                flags,
+                NlPayload::Payload(req.encode()?),
+            )
+            .await
+            .map_err(|e| socket_err("send", e))
+    }
+
+    /// Reads a request's answers until its ack (or the end of its dump).
+    async fn collect(req: &Request, mut rx: Receiver) -> Result<Vec<Reply>, IpvsError> {
+        let mut replies = Vec::new();
+        while let Some(msg) = rx.next::<u16, GenlMsg>().await {
+            match msg {
+                Ok(m) => {
+                    if let NlPayload::Payload(p) = m.nl_payload() {
+                        replies.push(Reply::decode(p)?);
+                    }
+                }
+                Err(neli::err::RouterError::Nlmsgerr(e)) => {
+                    return Err(kernel_error(req, e.error().abs()))
+                }
+                Err(e) => return Err(socket_err("receive", e)),
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Sends one request and waits for its answers.
+    pub async fn request(&self, req: Request) -> Result<Vec<Reply>, IpvsError> {
+        let _one_dump_at_a_time = if req.is_dump() {
+            Some(self.dump_lock.lock().await)
+        } else {
+            None
+        };
+        let rx = self.send(&req).await?;
+        Self::collect(&req, rx).await
+    }
+
+    /// Sends many requests, pipelined, and returns each one's outcome in order. One
+    /// failure does not stop the others.
+    pub async fn execute(&self, reqs: Vec<Request>) -> Vec<Result<Vec<Reply>, IpvsError>> {
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut inflight: VecDeque<(Request, Result<Receiver, IpvsError>)> = VecDeque::new();
+        for req in reqs {
+            if req.is_dump() {
+                while let Some((r, rx)) = inflight.pop_front() {
+                    out.push(Self::finish(&r, rx).await);
+                }
+                out.push(self.request(req).await);
+                continue;
+            }
+            if inflight.len() >= WINDOW {
+                if let Some((r, rx)) = inflight.pop_front() {
+                    out.push(Self::finish(&r, rx).await);
+                }
+            }
+            let rx = self.send(&req).await;
+            inflight.push_back((req, rx));
+        }
+        while let Some((r, rx)) = inflight.pop_front() {
+            out.push(Self::finish(&r, rx).await);
+        }
+        out
+    }
+
+    async fn finish(
+        req: &Request,
+        rx: Result<Receiver, IpvsError>,
+    ) -> Result<Vec<Reply>, IpvsError> {
+        Self::collect(req, rx?).await
+    }
+
+    async fn ack(&self, req: Request) -> Result<(), IpvsError> {
+        self.request(req).await.map(|_| ())
+    }
+
+    /// IPVS version and connection table size.
+    pub async fn info(&self) -> Result<Info, IpvsError> {
+        let req = Request::GetInfo;
+        match self.request(req.clone()).await?.into_iter().next() {
+            Some(Reply::Info(i)) => Ok(i),
+            other => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Connection timeouts.
+    pub async fn timeouts(&self) -> Result<Timeouts, IpvsError> {
+        let req = Request::GetConfig;
+        match self.request(req.clone()).await?.into_iter().next() {
+            Some(Reply::Config(t)) => Ok(t),
+            other => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// Sets connection timeouts (`None` or 0 leaves a value as it is).
+    pub async fn set_timeouts(&self, t: Timeouts) -> Result<(), IpvsError> {
+        self.ack(Request::SetConfig(t)).await
+    }
+
+    /// Every service, in one dump.
+    pub async fn services(&self) -> Result<Vec<ServiceEntry>, IpvsError> {
+        let replies = self.request(Request::DumpServices).await?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|r| match r {
+                Reply::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// One service.
+    pub async fn service(&self, key: &ServiceKey) -> Result<ServiceEntry, IpvsError> {
+        let req = Request::GetService(key.clone().into());
+        match self.request(req.clone()).await?.into_iter().next() {
+            Some(Reply::Service(s)) => Ok(s),
+            other => Err(unexpected(&req, other)),
+        }
+    }
+
+    /// A service's destinations, in one dump. A missing service has none.
+    pub async fn dests(&self, key: &ServiceKey) -> Result<Vec<DestEntry>, IpvsError> {
+        dests_of(self.request(Request::DumpDests(key.clone().into())).await?)
+    }
+
+    /// The whole table: every service with its destinations (one dump each: netlink
+    /// allows no more than one at a time on a socket).
+    pub async fn table(&self) -> Result<Vec<(ServiceEntry, Vec<DestEntry>)>, IpvsError> {
+        let services = self.services().await?;
+        let reqs = services
+            .iter()
+            .map(|s| Request::DumpDests(s.service.key.clone().into()))
+            .collect();
+        let dests = self.execute(reqs).await;
+        services
+            .into_iter()
+            .zip(dests)
+            .map(|(s, d)| Ok((s, dests_of(d?)?)))
+            .collect()
+    }
+
+    /// Adds a service.
+    pub async fn add_service(&self, s: &Service) -> Result<(), IpvsError> {
+        self.ack(Request::NewService(s.clone())).await
+    }
+
+    /// Changes a service's settings.
+    pub async fn edit_service(&self, s: &Service) -> Result<(), IpvsError> {
+        self.ack(Request::SetService(s.clone())).await
+    }
+
+    /// Deletes a service and its destinations.
+    pub async fn delete_service(&self, key: &ServiceKey) -> Result<(), IpvsError> {
+        self.ack(Request::DelService(key.clone().into())).await
+    }
+
+    /// Adds a destination.
+    pub async fn add_dest(&self, key: &ServiceKey, d: &Dest) -> Result<(), IpvsError> {
+        self.ack(Request::NewDest(key.clone().into(), *d)).await
+    }
+
+    /// Changes a destination's settings.
+    pub async fn edit_dest(&self, key: &ServiceKey, d: &Dest) -> Result<(), IpvsError> {
+        self.ack(Request::SetDest(key.clone().into(), *d)).await
+    }
+
+    /// Deletes a destination.
+    pub async fn delete_dest(
+        &self,
+        key: &ServiceKey,
+        addr: std::net::IpAddr,
+        port: u16,
+    ) -> Result<(), IpvsError> {
+        let d = DestAttrs {
+            addr,
+            port,
+            settings: None,
+        };
+        self.ack(Request::DelDest(key.clone().into(), d)).await
+    }
+
+    /// Deletes every service.
+    pub async fn flush(&self) -> Result<(), IpvsError> {
+        self.ack(Request::Flush).await
+    }
+
+    /// Zeroes the counters of one service, or of all.
+    pub async fn zero(&self, key: Option<&ServiceKey>) -> Result<(), IpvsError> {
+        self.ack(Request::Zero(key.map(|k| k.clone().into()))).await
+    }
+
+    /// The running sync daemons.
+    pub async fn daemons(&self) -> Result<Vec<Daemon>, IpvsError> {
+        Ok(self
+            .request(Request::DumpDaemons)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                Reply::Daemon(d) => Some(d),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Starts a sync daemon.
+    pub async fn start_daemon(&self, d: &Daemon) -> Result<(), IpvsError> {
+        self.ack(Request::NewDaemon(d.clone())).await
+    }
+
+    /// Stops a sync daemon.
+    pub async fn stop_daemon(&self, state: DaemonState) -> Result<(), IpvsError> {
+        self.ack(Request::DelDaemon(DaemonStop {
+            state,
+            ifname: None,
+            sync_id: None,
+        }))
+        .await
+    }
+}
+
+fn dests_of(replies: Vec<Reply>) -> Result<Vec<DestEntry>, IpvsError> {
+    Ok(replies
+        .into_iter()
+        .filter_map(|r| match r {
+            Reply::Dest(d) => Some(d),
+            _ => None,
+        })
+        .collect())
+}
+
+fn unexpected(req: &Request, got: Option<Reply>) -> IpvsError {
+    let (op, object) = describe(req);
+    IpvsError::Decode(super::wire::DecodeError::new(
+        format!("reply to {op} {object}"),
+        format!("expected one reply of its kind, got {got:?}"),
+    ))
+}
+
+fn svc_name(s: &ServiceAttrs) -> String {
+    format!("service {}", s.key)
+}
+
+fn dest_name(s: &ServiceAttrs, addr: &std::net::IpAddr, port: u16) -> String {
+    format!(
+        "destination {} of service {}",
+        super::types::fmt_addr_port(addr, port),
+        s.key
+    )
+}
+
+/// The operation and its object, in words, for errors.
+pub fn describe(req: &Request) -> (&'static str, String) {
+    match req {
+        Request::GetInfo => ("get", "IPVS info".into()),
+        Request::GetConfig => ("get", "timeouts".into()),
+        Request::SetConfig(_) => ("set", "timeouts".into()),
+        Request::Flush => ("flush", "all services".into()),
+        Request::Zero(None) => ("zero", "all counters".into()),
+        Request::Zero(Some(s)) => ("zero", svc_name(s)),
+        Request::NewService(s) => ("add", format!("service {}", s.key)),
+        Request::SetService(s) => ("edit", format!("service {}", s.key)),
+        Request::DelService(s) => ("delete", svc_name(s)),
+        Request::GetService(s) => ("get", svc_name(s)),
+        Request::DumpServices => ("list", "services".into()),
+        Request::NewDest(s, d) => ("add", dest_name(s, &d.addr, d.port)),
+        Request::SetDest(s, d) => ("edit", dest_name(s, &d.addr, d.port)),
+        Request::DelDest(s, d) => ("delete", dest_name(s, &d.addr, d.port)),
+        Request::DumpDests(s) => ("list destinations of", svc_name(s)),
+        Request::NewDaemon(d) => ("start", format!("{} sync daemon", d.state)),
+        Request::DelDaemon(d) => ("stop", format!("{} sync daemon", d.state)),
+        Request::DumpDaemons => ("list", "sync daemons".into()),
+    }
+}
+
+/// Maps a kernel errno for `req` to a typed error naming its object.
+pub fn kernel_error(req: &Request, errno: i32) -> IpvsError {
+    let (op, object) = describe(req);
+    let service_of = |req: &Request| match req {
+        Request::NewDest(s, _) | Request::SetDest(s, _) | Request::DelDest(s, _) => {
+            Some(svc_name(s))
+        }
+        _ => None,
+    };
+    match errno {
+        libc::EEXIST => IpvsError::Exists { object },
+        // ESRCH: the service is missing (also when a destination was the target).
+        libc::ESRCH => IpvsError::NotFound {
+            op: format!("{op} {object}"),
+            object: service_of(req).unwrap_or(object),
+        },
+        libc::ENOENT => match req {
+            // For a service, ENOENT means its scheduler or persistence engine is unknown.
+            Request::NewService(s) | Request::SetService(s) => IpvsError::NotFound {
+                op: format!("{op} service {}", s.key),
+                object: format!(
+                    "scheduler {:?} or persistence engine {:?} (is its ip_vs_ module available?)",
+                    s.settings.scheduler.name(),
+                    s.settings.pe_name.as_deref().unwrap_or("")
+                ),
+            },
+            _ => IpvsError::NotFound {
+                op: op.to_string(),
+                object,
+            },
+        },
+        libc::EPERM => IpvsError::PermissionDenied {
+            op: op.into(),
+            object,
+        },
+        libc::EINVAL => IpvsError::Invalid {
+            op: op.into(),
+            object,
+            sent: format!("{req:?}"),
+        },
+        other => IpvsError::Kernel {
+            op: op.into(),
+            object,
+            source: std::io::Error::from_raw_os_error(other),
+        },
+    }
+}
