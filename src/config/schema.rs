@@ -1,0 +1,87 @@
+//! The TOML file as serde reads it: every key the config may have, unknown keys
+//! rejected, positions kept (`Spanned`) for the validator's error messages.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    pub director: Option<Spanned<DirectorSection>>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<Spanned<ServiceSection>>,
+}
+
+/// `[director]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorSection {
+    pub status_listen: Option<Spanned<String>>,
+    pub resync_interval: Option<Spanned<String>>,
+    pub on_exit: Option<Spanned<String>>,
+    pub drain_timeout: Option<Spanned<String>>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    pub name: Spanned<String>,
+    pub vip: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+    pub fwmark: Option<Spanned<i64>>,
+    /// For fwmark services: "ipv4" (default) or "ipv6".
+    pub family: Option<Spanned<String>>,
+    pub scheduler: Option<Spanned<String>>,
+    /// "sh-fallback", "sh-port", "mh-fallback", "mh-port".
+    pub scheduler_flags: Option<Spanned<Vec<String>>>,
+    /// One-packet scheduling (UDP).
+    pub one_packet: Option<bool>,
+    pub persistence: Option<Spanned<String>>,
+    pub persistence_netmask: Option<Spanned<String>>,
+    pub persistence_engine: Option<Spanned<String>>,
+    pub forwarding: Option<Spanned<String>>,
+    /// For `forwarding = "tun"`: "ipip" (default), "gue", "gre".
+    pub tunnel: Option<Spanned<String>>,
+    pub tunnel_port: Option<Spanned<i64>>,
+    pub on_failure: Option<Spanned<String>>,
+    pub sorry_server: Option<Spanned<String>>,
+    pub check: Option<Spanned<CheckSection>>,
+    #[serde(default)]
+    pub real_server: Vec<Spanned<RealServerSection>>,
+}
+
+/// `[service.check]` and `[service.real_server.check]`: every field optional, a real
+/// server's values override its service's.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub path: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<i64>>,
+    pub expect_body: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<bool>,
+    pub query: Option<Spanned<String>>,
+    pub command: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub rise: Option<Spanned<i64>>,
+    pub fall: Option<Spanned<i64>>,
+}
+
+/// `[[service.real_server]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServerSection {
+    pub address: Spanned<String>,
+    pub port: Option<Spanned<i64>>,
+    pub weight: Option<Spanned<i64>>,
+    pub upper_threshold: Option<Spanned<i64>>,
+    pub lower_threshold: Option<Spanned<i64>>,
+    pub check: Option<Spanned<CheckSection>>,
+}

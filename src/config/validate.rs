@@ -1,0 +1,802 @@
+//! Turns the parsed file into the desired state, collecting every error with its place
+//! instead of stopping at the first.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::schema::{CheckSection, DirectorSection, File, RealServerSection, ServiceSection};
+use super::{line_col, ConfigError, ConfigErrors};
+use crate::health::{CheckKind, CheckSpec, HttpCheck};
+use crate::ipvs::{
+    Dest, DestSettings, Family, Forwarding, Netmask, Protocol, Scheduler, Service, ServiceFlags,
+    ServiceKey, ServiceSettings, Tunnel, TunnelKind,
+};
+use crate::model::{Desired, DesiredService, DirectorSettings, OnExit, OnFailure, RealServer};
+
+/// The largest weight ipvsadm accepts; operators' tooling assumes it.
+pub const MAX_WEIGHT: i64 = 65_535;
+
+struct V<'a> {
+    text: &'a str,
+    file: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl V<'_> {
+    fn err(&mut self, span: Range<usize>, context: &str, message: impl Into<String>) {
+        let (line, column) = line_col(self.text, span.start);
+        self.errors.push(ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            context: context.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn line_of(&self, span: Range<usize>) -> usize {
+        line_col(self.text, span.start).0
+    }
+
+    fn duration(&mut self, v: &Spanned<String>, ctx: &str, what: &str) -> Option<Duration> {
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.err(v.span(), ctx, format!("{what} must be more than 0"));
+                None
+            }
+            Err(e) => {
+                self.err(
+                    v.span(),
+                    ctx,
+                    format!(
+                        "{what} {:?} is not a duration like \"2s\": {e}",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, v: &Spanned<i64>, lo: i64, hi: i64, ctx: &str, what: &str) -> Option<u32> {
+        let n = *v.get_ref();
+        if (lo..=hi).contains(&n) {
+            u32::try_from(n).ok()
+        } else {
+            self.err(v.span(), ctx, format!("{what} {n} out of range {lo}-{hi}"));
+            None
+        }
+    }
+
+    fn addr(&mut self, v: &Spanned<String>, ctx: &str, what: &str) -> Option<IpAddr> {
+        match v.get_ref().parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    v.span(),
+                    ctx,
+                    format!("{what} {:?} is not an IPv4 or IPv6 address", v.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        v: &Spanned<String>,
+        options: &[(&str, T)],
+        ctx: &str,
+        what: &str,
+    ) -> Option<T> {
+        if let Some((_, t)) = options.iter().find(|(n, _)| n == v.get_ref()) {
+            return Some(*t);
+        }
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        self.err(
+            v.span(),
+            ctx,
+            format!(
+                "unknown {what} {:?} (expected {})",
+                v.get_ref(),
+                names.join(", ")
+            ),
+        );
+        None
+    }
+}
+
+pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErrors> {
+    let mut v = V {
+        text,
+        file,
+        errors: Vec::new(),
+    };
+    let default = DirectorSection::default();
+    let director = director(
+        &mut v,
+        raw.director.as_ref().map_or(&default, |d| d.get_ref()),
+    );
+    let mut services: Vec<DesiredService> = Vec::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut keys: HashMap<ServiceKey, String> = HashMap::new();
+    for s in &raw.services {
+        let name = s.get_ref().name.get_ref();
+        if let Some(line) = names.get(name.as_str()) {
+            let span = s.get_ref().name.span();
+            v.err(
+                span,
+                "",
+                format!("duplicate service name {name:?} (first at line {line})"),
+            );
+        } else {
+            names.insert(name, v.line_of(s.get_ref().name.span()));
+        }
+        let (key, ds) = service(&mut v, s);
+        if let Some(key) = key {
+            if let Some(other) = keys.get(&key) {
+                let msg = format!("service {key} is already defined by service {other:?}");
+                v.err(s.span(), &format!("service {name:?}"), msg);
+            } else {
+                keys.insert(key, name.clone());
+            }
+        }
+        services.extend(ds);
+    }
+    match (director, v.errors.is_empty()) {
+        (Some(director), true) => Ok(Desired { director, services }),
+        _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
+    let ctx = "[director]";
+    let status_listen = match &d.status_listen {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9180))),
+        Some(s) => s.get_ref().parse().ok().or_else(|| {
+            let msg = format!("status_listen {:?} is not an address:port", s.get_ref());
+            v.err(s.span(), ctx, msg);
+            None
+        }),
+    };
+    let dur = |v: &mut V<'_>, s: &Option<Spanned<String>>, what, default| match s {
+        None => Some(Duration::from_secs(default)),
+        Some(s) => v.duration(s, ctx, what),
+    };
+    let resync_interval = dur(v, &d.resync_interval, "resync_interval", 30);
+    let drain_timeout = dur(v, &d.drain_timeout, "drain_timeout", 60);
+    let on_exit = match &d.on_exit {
+        None => Some(OnExit::Keep),
+        Some(s) => v.choice(
+            s,
+            &[("keep", OnExit::Keep), ("flush", OnExit::Flush)],
+            ctx,
+            "on_exit",
+        ),
+    };
+    Some(DirectorSettings {
+        status_listen: status_listen?,
+        resync_interval: resync_interval?,
+        on_exit: on_exit?,
+        drain_timeout: drain_timeout?,
+    })
+}
+
+fn service_key(v: &mut V<'_>, s: &Spanned<ServiceSection>, ctx: &str) -> Option<ServiceKey> {
+    let r = s.get_ref();
+    if let Some(mark) = &r.fwmark {
+        for (present, what) in [
+            (r.vip.is_some(), "vip"),
+            (r.port.is_some(), "port"),
+            (r.protocol.is_some(), "protocol"),
+        ] {
+            if present {
+                v.err(
+                    mark.span(),
+                    ctx,
+                    format!("fwmark and {what} exclude each other"),
+                );
+            }
+        }
+        let family = match &r.family {
+            None => Some(Family::V4),
+            Some(f) => v.choice(
+                f,
+                &[("ipv4", Family::V4), ("ipv6", Family::V6)],
+                ctx,
+                "family",
+            ),
+        };
+        let mark = v.int(mark, 1, i64::from(u32::MAX), ctx, "fwmark");
+        return Some(ServiceKey::Fwmark {
+            family: family?,
+            mark: mark?,
+        });
+    }
+    if let Some(f) = &r.family {
+        v.err(
+            f.span(),
+            ctx,
+            "family applies to fwmark services only (a VIP has its own)",
+        );
+    }
+    let Some(vip) = &r.vip else {
+        v.err(s.span(), ctx, "missing vip (or fwmark)");
+        return None;
+    };
+    let Some(port) = &r.port else {
+        v.err(s.span(), ctx, "missing port");
+        return None;
+    };
+    let protocol = match &r.protocol {
+        None => Some(Protocol::Tcp),
+        Some(p) => v.choice(
+            p,
+            &[
+                ("tcp", Protocol::Tcp),
+                ("udp", Protocol::Udp),
+                ("sctp", Protocol::Sctp),
+            ],
+            ctx,
+            "protocol",
+        ),
+    };
+    let addr = v.addr(vip, ctx, "vip");
+    let port = v.int(port, 0, 65_535, ctx, "port");
+    Some(ServiceKey::Addr {
+        protocol: protocol?,
+        addr: addr?,
+        port: u16::try_from(port?).ok()?,
+    })
+}
+
+fn settings(
+    v: &mut V<'_>,
+    r: &ServiceSection,
+    key: &ServiceKey,
+    ctx: &str,
+) -> Option<ServiceSettings> {
+    let family = key.family();
+    let mut ok = true;
+    let scheduler = match &r.scheduler {
+        None => Scheduler::Wrr,
+        Some(s) => {
+            let sched = Scheduler::from_name(s.get_ref());
+            if let Scheduler::Other(name) = &sched {
+                let known: Vec<&str> = Scheduler::known_names().collect();
+                let msg = format!(
+                    "unknown scheduler {name:?} (expected one of {})",
+                    known.join(" ")
+                );
+                v.err(s.span(), ctx, msg);
+                ok = false;
+            }
+            sched
+        }
+    };
+    let mut s = ServiceSettings::new(scheduler.clone(), family);
+    if let Some(flags) = &r.scheduler_flags {
+        for f in flags.get_ref() {
+            let flag = match (f.as_str(), &scheduler) {
+                ("sh-fallback", Scheduler::Sh) | ("mh-fallback", Scheduler::Mh) => {
+                    ServiceFlags::SCHED1
+                }
+                ("sh-port", Scheduler::Sh) | ("mh-port", Scheduler::Mh) => ServiceFlags::SCHED2,
+                _ => {
+                    let msg = format!("scheduler flag {f:?} does not apply to scheduler {scheduler} (sh-fallback, sh-port for sh; mh-fallback, mh-port for mh)");
+                    v.err(flags.span(), ctx, msg);
+                    ok = false;
+                    continue;
+                }
+            };
+            s.flags |= flag;
+        }
+    }
+    if r.one_packet == Some(true) {
+        if matches!(
+            key,
+            ServiceKey::Addr {
+                protocol: Protocol::Udp,
+                ..
+            }
+        ) {
+            s.flags |= ServiceFlags::ONEPACKET;
+        } else {
+            v.err(
+                r.name.span(),
+                ctx,
+                "one_packet applies to UDP services only",
+            );
+            ok = false;
+        }
+    }
+    if let Some(p) = &r.persistence {
+        match v.duration(p, ctx, "persistence") {
+            Some(d) => {
+                s.flags |= ServiceFlags::PERSISTENT;
+                s.timeout = u32::try_from(d.as_secs().max(1)).unwrap_or(u32::MAX);
+            }
+            None => ok = false,
+        }
+    }
+    if let Some(m) = &r.persistence_netmask {
+        if r.persistence.is_none() {
+            v.err(m.span(), ctx, "persistence_netmask needs persistence");
+            ok = false;
+        }
+        let text = m.get_ref().trim_start_matches('/');
+        match family {
+            Family::V4 => match text.parse::<Ipv4Addr>() {
+                Ok(mask) => s.netmask = Netmask::V4(mask),
+                Err(_) => {
+                    let msg = format!(
+                        "persistence_netmask {:?} is not an IPv4 mask like 255.255.255.0",
+                        m.get_ref()
+                    );
+                    v.err(m.span(), ctx, msg);
+                    ok = false;
+                }
+            },
+            Family::V6 => match text.parse::<u8>() {
+                Ok(p) if p <= 128 => s.netmask = Netmask::V6(p),
+                _ => {
+                    let msg = format!(
+                        "persistence_netmask {:?} is not an IPv6 prefix length 0-128",
+                        m.get_ref()
+                    );
+                    v.err(m.span(), ctx, msg);
+                    ok = false;
+                }
+            },
+        }
+    }
+    if let Some(pe) = &r.persistence_engine {
+        if r.persistence.is_none() || pe.get_ref().is_empty() || pe.get_ref().len() > 15 {
+            v.err(
+                pe.span(),
+                ctx,
+                "persistence_engine needs persistence and a name of 1-15 characters",
+            );
+            ok = false;
+        }
+        s.pe_name = Some(pe.get_ref().clone());
+    }
+    ok.then_some(s)
+}
+
+fn forwarding(v: &mut V<'_>, r: &ServiceSection, ctx: &str) -> Option<Forwarding> {
+    #[derive(Clone, Copy)]
+    enum F {
+        Dr,
+        Nat,
+        Tun,
+    }
+    let f = match &r.forwarding {
+        None => F::Dr,
+        Some(f) => v.choice(
+            f,
+            &[("dr", F::Dr), ("nat", F::Nat), ("tun", F::Tun)],
+            ctx,
+            "forwarding",
+        )?,
+    };
+    if !matches!(f, F::Tun) {
+        if let Some(t) = r
+            .tunnel
+            .as_ref()
+            .map(|t| t.span())
+            .or(r.tunnel_port.as_ref().map(|t| t.span()))
+        {
+            v.err(
+                t,
+                ctx,
+                "tunnel and tunnel_port apply to forwarding = \"tun\" only",
+            );
+            return None;
+        }
+    }
+    Some(match f {
+        F::Dr => Forwarding::Route,
+        F::Nat => Forwarding::Masq,
+        F::Tun => {
+            let kind = match &r.tunnel {
+                None => TunnelKind::Ipip,
+                Some(t) => v.choice(
+                    t,
+                    &[
+                        ("ipip", TunnelKind::Ipip),
+                        ("gue", TunnelKind::Gue),
+                        ("gre", TunnelKind::Gre),
+                    ],
+                    ctx,
+                    "tunnel",
+                )?,
+            };
+            let port = match &r.tunnel_port {
+                Some(p) => u16::try_from(v.int(p, 1, 65_535, ctx, "tunnel_port")?).ok()?,
+                None if matches!(kind, TunnelKind::Gue) => {
+                    v.err(r.name.span(), ctx, "a gue tunnel needs tunnel_port");
+                    return None;
+                }
+                None => 0,
+            };
+            Forwarding::Tunnel(Tunnel {
+                kind,
+                port,
+                flags: 0,
+            })
+        }
+    })
+}
+
+/// The service's key (when it has a valid one, for the duplicate check) and the
+/// service (when it is valid as a whole).
+fn service(
+    v: &mut V<'_>,
+    s: &Spanned<ServiceSection>,
+) -> (Option<ServiceKey>, Option<DesiredService>) {
+    let key = service_key(v, s, &format!("service {:?}", s.get_ref().name.get_ref()));
+    let ds = key.clone().and_then(|k| service_body(v, s, k));
+    (key, ds)
+}
+
+fn service_body(
+    v: &mut V<'_>,
+    s: &Spanned<ServiceSection>,
+    key: ServiceKey,
+) -> Option<DesiredService> {
+    let r = s.get_ref();
+    let ctx = format!("service {:?}", r.name.get_ref());
+    let settings = settings(v, r, &key, &ctx);
+    let fwd = forwarding(v, r, &ctx);
+    let on_failure = match &r.on_failure {
+        None => Some(OnFailure::Weight0),
+        Some(f) => v.choice(
+            f,
+            &[
+                ("weight0", OnFailure::Weight0),
+                ("remove", OnFailure::Remove),
+            ],
+            &ctx,
+            "on_failure",
+        ),
+    };
+    let fwd = fwd?;
+    let family = key.family();
+    let svc_port = match &key {
+        ServiceKey::Addr { port, .. } => *port,
+        ServiceKey::Fwmark { .. } => 0,
+    };
+    let sorry_server = r.sorry_server.as_ref().and_then(|a| {
+        let addr = v.addr(a, &ctx, "sorry_server")?;
+        if Family::of(&addr) != family {
+            v.err(
+                a.span(),
+                &ctx,
+                format!("sorry_server {addr} is not an {family} address like the service"),
+            );
+            return None;
+        }
+        Some(Dest {
+            addr,
+            port: svc_port,
+            settings: DestSettings {
+                forwarding: fwd,
+                ..DestSettings::route(1)
+            },
+        })
+    });
+    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    let mut real_servers = Vec::new();
+    for rs in &r.real_server {
+        if let Some(x) = real_server(
+            v,
+            rs,
+            r.check.as_ref().map(|c| c.get_ref()),
+            &key,
+            fwd,
+            &ctx,
+        ) {
+            let id = (x.dest.addr, x.dest.port);
+            if let Some(line) = seen.get(&id) {
+                let msg = format!(
+                    "duplicate real server {} (first at line {line})",
+                    x.dest.addr_port()
+                );
+                v.err(rs.span(), &ctx, msg);
+                continue;
+            }
+            seen.insert(id, v.line_of(rs.span()));
+            real_servers.push(x);
+        }
+    }
+    Some(DesiredService {
+        name: r.name.get_ref().clone(),
+        service: Service {
+            key,
+            settings: settings?,
+        },
+        on_failure: on_failure?,
+        sorry_server,
+        real_servers,
+    })
+}
+
+fn real_server(
+    v: &mut V<'_>,
+    rs: &Spanned<RealServerSection>,
+    service_check: Option<&CheckSection>,
+    key: &ServiceKey,
+    fwd: Forwarding,
+    svc_ctx: &str,
+) -> Option<RealServer> {
+    let r = rs.get_ref();
+    let ctx = format!("{svc_ctx}, real_server {}", r.address.get_ref());
+    let addr = v.addr(&r.address, &ctx, "address")?;
+    let family = key.family();
+    let svc_port = match key {
+        ServiceKey::Addr { port, .. } => Some(*port),
+        ServiceKey::Fwmark { .. } => None,
+    };
+    let mut ok = true;
+    if Family::of(&addr) != family && !matches!(fwd, Forwarding::Tunnel(_)) {
+        let msg = format!("mixed address families: the service is {family}, this real server is {}; only tunnelling can mix them", Family::of(&addr));
+        v.err(r.address.span(), &ctx, msg);
+        ok = false;
+    }
+    let port = match (&r.port, svc_port) {
+        (None, p) => p.unwrap_or(0),
+        (Some(p), svc) => {
+            let port = u16::try_from(v.int(p, 0, 65_535, &ctx, "port")?).ok()?;
+            if fwd == Forwarding::Route && svc.is_some_and(|s| s != port) {
+                let msg = format!(
+                    "port {port} differs from the service port {}: DR cannot rewrite ports",
+                    svc.unwrap_or(0)
+                );
+                v.err(p.span(), &ctx, msg);
+                ok = false;
+            }
+            if fwd == Forwarding::Route && svc.is_none() && port != 0 {
+                v.err(
+                    p.span(),
+                    &ctx,
+                    "a DR real server of a fwmark service takes no port",
+                );
+                ok = false;
+            }
+            port
+        }
+    };
+    let weight = match &r.weight {
+        None => Some(1),
+        Some(w) => v.int(w, 0, MAX_WEIGHT, &ctx, "weight"),
+    };
+    let threshold = |v: &mut V<'_>, t: &Option<Spanned<i64>>, what| match t {
+        None => Some(0),
+        Some(t) => v.int(t, 0, i64::from(u32::MAX), &ctx, what),
+    };
+    let upper = threshold(v, &r.upper_threshold, "upper_threshold");
+    let lower = threshold(v, &r.lower_threshold, "lower_threshold");
+    let merged = merge(service_check, r.check.as_ref().map(|c| c.get_ref()));
+    let check = check(v, &merged, addr, port, &ctx, rs.span());
+    let dest = Dest {
+        addr,
+        port,
+        settings: DestSettings {
+            forwarding: fwd,
+            weight: weight?,
+            upper_threshold: upper?,
+            lower_threshold: lower?,
+        },
+    };
+    let check = check?;
+    ok.then_some(RealServer { dest, check })
+}
+
+/// A real server's check fields override its service's, one by one.
+fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSection {
+    let base = service.cloned().unwrap_or_default();
+    let Some(o) = rs.cloned() else { return base };
+    CheckSection {
+        kind: o.kind.or(base.kind),
+        port: o.port.or(base.port),
+        path: o.path.or(base.path),
+        expect_status: o.expect_status.or(base.expect_status),
+        expect_body: o.expect_body.or(base.expect_body),
+        host: o.host.or(base.host),
+        insecure_skip_verify: o.insecure_skip_verify.or(base.insecure_skip_verify),
+        query: o.query.or(base.query),
+        command: o.command.or(base.command),
+        interval: o.interval.or(base.interval),
+        timeout: o.timeout.or(base.timeout),
+        rise: o.rise.or(base.rise),
+        fall: o.fall.or(base.fall),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum K {
+    None,
+    Tcp,
+    Http,
+    Https,
+    Dns,
+    Exec,
+}
+
+/// Builds a check spec; `Some(None)` is `type = "none"`, `None` an error.
+fn check(
+    v: &mut V<'_>,
+    c: &CheckSection,
+    addr: IpAddr,
+    rs_port: u16,
+    ctx: &str,
+    rs_span: Range<usize>,
+) -> Option<Option<Arc<CheckSpec>>> {
+    let ctx = format!("{ctx}, check");
+    let kind = match &c.kind {
+        None => K::Tcp,
+        Some(k) => v.choice(
+            k,
+            &[
+                ("none", K::None),
+                ("tcp", K::Tcp),
+                ("http", K::Http),
+                ("https", K::Https),
+                ("udp-dns", K::Dns),
+                ("exec", K::Exec),
+            ],
+            &ctx,
+            "check type",
+        )?,
+    };
+    if kind == K::None {
+        return Some(None);
+    }
+    let mut ok = true;
+    let is_http = matches!(kind, K::Http | K::Https);
+    let misplaced: [(Option<Range<usize>>, &str, bool); 6] = [
+        (c.path.as_ref().map(|x| x.span()), "path", is_http),
+        (
+            c.expect_status.as_ref().map(|x| x.span()),
+            "expect_status",
+            is_http,
+        ),
+        (
+            c.expect_body.as_ref().map(|x| x.span()),
+            "expect_body",
+            is_http,
+        ),
+        (c.host.as_ref().map(|x| x.span()), "host", is_http),
+        (c.query.as_ref().map(|x| x.span()), "query", kind == K::Dns),
+        (
+            c.command.as_ref().map(|x| x.span()),
+            "command",
+            kind == K::Exec,
+        ),
+    ];
+    for (span, what, allowed) in misplaced {
+        if let (Some(span), false) = (span, allowed) {
+            v.err(
+                span,
+                &ctx,
+                format!("{what} does not apply to this check type"),
+            );
+            ok = false;
+        }
+    }
+    let port = match &c.port {
+        Some(p) => u16::try_from(v.int(p, 1, 65_535, &ctx, "port")?).ok()?,
+        None if rs_port == 0 && kind != K::Exec => {
+            v.err(
+                rs_span,
+                &ctx,
+                "the real server has no port (fwmark service): set check.port",
+            );
+            return None;
+        }
+        None => rs_port,
+    };
+    let interval = match &c.interval {
+        None => Some(Duration::from_secs(2)),
+        Some(d) => v.duration(d, &ctx, "interval"),
+    };
+    let timeout = match &c.timeout {
+        None => Some(Duration::from_secs(1)),
+        Some(d) => v.duration(d, &ctx, "timeout"),
+    };
+    if let (Some(i), Some(t), Some(span)) =
+        (interval, timeout, c.timeout.as_ref().map(|t| t.span()))
+    {
+        if t > i {
+            v.err(
+                span,
+                &ctx,
+                "timeout is longer than interval: checks would overlap",
+            );
+            ok = false;
+        }
+    }
+    let count = |v: &mut V<'_>, x: &Option<Spanned<i64>>, what, default| match x {
+        None => Some(default),
+        Some(x) => v.int(x, 1, 100, &ctx, what),
+    };
+    let rise = count(v, &c.rise, "rise", 2);
+    let fall = count(v, &c.fall, "fall", 3);
+    let kind = match kind {
+        K::Tcp => CheckKind::Tcp,
+        K::Http | K::Https => {
+            let path = c
+                .path
+                .as_ref()
+                .map_or("/".to_string(), |p| p.get_ref().clone());
+            if !path.starts_with('/') {
+                if let Some(p) = &c.path {
+                    v.err(p.span(), &ctx, "path must start with /");
+                }
+                ok = false;
+            }
+            let expect_status = match &c.expect_status {
+                None => 200,
+                Some(s) => u16::try_from(v.int(s, 100, 599, &ctx, "expect_status")?).ok()?,
+            };
+            if let Some(b) = &c.expect_body {
+                if let Err(e) = regex::Regex::new(b.get_ref()) {
+                    v.err(
+                        b.span(),
+                        &ctx,
+                        format!("expect_body is not a valid regex: {e}"),
+                    );
+                    ok = false;
+                }
+            }
+            if c.insecure_skip_verify == Some(true) && kind == K::Http {
+                v.err(
+                    rs_span.clone(),
+                    &ctx,
+                    "insecure_skip_verify applies to https checks only",
+                );
+                ok = false;
+            }
+            CheckKind::Http(HttpCheck {
+                tls: kind == K::Https,
+                insecure: c.insecure_skip_verify.unwrap_or(false),
+                path,
+                host: c.host.as_ref().map(|h| h.get_ref().clone()),
+                expect_status,
+                expect_body: c.expect_body.as_ref().map(|b| b.get_ref().clone()),
+            })
+        }
+        K::Dns => CheckKind::Dns {
+            query: c
+                .query
+                .as_ref()
+                .map_or(".".to_string(), |q| q.get_ref().clone()),
+        },
+        K::Exec => match &c.command {
+            Some(cmd) => CheckKind::Exec {
+                command: cmd.get_ref().clone(),
+            },
+            None => {
+                v.err(rs_span, &ctx, "an exec check needs command");
+                return None;
+            }
+        },
+        K::None => return Some(None),
+    };
+    let spec = CheckSpec {
+        target: SocketAddr::new(addr, port),
+        kind,
+        interval: interval?,
+        timeout: timeout?,
+        rise: rise?,
+        fall: fall?,
+    };
+    ok.then(|| Some(Arc::new(spec)))
+}

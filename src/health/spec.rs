@@ -1,0 +1,75 @@
+//! What a health check is: its target, its kind and its timing. Two real servers whose
+//! specs are equal share one running check.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One health check, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CheckSpec {
+    /// Where it connects (the real server's address, the check's port).
+    pub target: SocketAddr,
+    /// What it does.
+    pub kind: CheckKind,
+    /// Time between checks.
+    pub interval: Duration,
+    /// How long one check may take.
+    pub timeout: Duration,
+    /// Consecutive successes to come up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+/// The kinds of check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP(S) request.
+    Http(HttpCheck),
+    /// A DNS query over UDP: any well-formed answer is up.
+    Dns {
+        /// The name asked for (type A).
+        query: String,
+    },
+    /// A command: exit 0 is up. It gets the target in `LVSDR_RS_ADDR`/`LVSDR_RS_PORT`.
+    Exec {
+        /// Run with `sh -c`.
+        command: String,
+    },
+}
+
+/// An HTTP(S) check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpCheck {
+    /// HTTPS.
+    pub tls: bool,
+    /// Skip certificate verification (HTTPS).
+    pub insecure: bool,
+    /// Request path.
+    pub path: String,
+    /// Host header; the target address when absent.
+    pub host: Option<String>,
+    /// Status that means up.
+    pub expect_status: u16,
+    /// A regex the body must match, validated when the config is read.
+    pub expect_body: Option<String>,
+}
+
+impl CheckSpec {
+    /// A short label for logs and status, e.g. `http 10.0.0.11:80/healthz`.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            CheckKind::Tcp => format!("tcp {}", self.target),
+            CheckKind::Http(h) => format!(
+                "{} {}{}",
+                if h.tls { "https" } else { "http" },
+                self.target,
+                h.path
+            ),
+            CheckKind::Dns { query } => format!("udp-dns {} {query}", self.target),
+            CheckKind::Exec { command } => format!("exec {} {command:?}", self.target),
+        }
+    }
+}

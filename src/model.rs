@@ -1,0 +1,92 @@
+//! The validated desired state that config produces and the planner consumes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::health::CheckSpec;
+use crate::ipvs::{Dest, Service, ServiceKey};
+
+/// What shutdown does to the services the director manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExit {
+    /// Leave them in the kernel: traffic keeps flowing while the director is down.
+    Keep,
+    /// Delete them.
+    Flush,
+}
+
+/// What a failed check does to a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Weight 0: no new connections, established ones drain (the default).
+    Weight0,
+    /// Delete the destination.
+    Remove,
+}
+
+/// The `[director]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectorSettings {
+    /// Where the HTTP status endpoint listens.
+    pub status_listen: SocketAddr,
+    /// How often the kernel is compared in full, whatever else happens.
+    pub resync_interval: Duration,
+    /// What shutdown does.
+    pub on_exit: OnExit,
+    /// How long a removed real server may drain before it is deleted anyway.
+    pub drain_timeout: Duration,
+}
+
+/// One real server of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealServer {
+    /// The destination with its configured weight.
+    pub dest: Dest,
+    /// Its health check; `None` for `type = "none"` (always up).
+    pub check: Option<Arc<CheckSpec>>,
+}
+
+/// One managed virtual service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredService {
+    /// The operator's name for it.
+    pub name: String,
+    /// Key and settings as the kernel should have them.
+    pub service: Service,
+    /// What a failed check does.
+    pub on_failure: OnFailure,
+    /// Added with weight 1 while no real server is up.
+    pub sorry_server: Option<Dest>,
+    /// The real servers.
+    pub real_servers: Vec<RealServer>,
+}
+
+/// Everything the config asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Daemon settings.
+    pub director: DirectorSettings,
+    /// Managed services, in config order.
+    pub services: Vec<DesiredService>,
+}
+
+impl Desired {
+    /// The managed service with this key.
+    pub fn service(&self, key: &ServiceKey) -> Option<&DesiredService> {
+        self.services.iter().find(|s| &s.service.key == key)
+    }
+
+    /// Every distinct health check the config asks for.
+    pub fn checks(&self) -> Vec<Arc<CheckSpec>> {
+        let mut out: Vec<Arc<CheckSpec>> = Vec::new();
+        for rs in self.services.iter().flat_map(|s| &s.real_servers) {
+            if let Some(c) = &rs.check {
+                if !out.iter().any(|o| o == c) {
+                    out.push(c.clone());
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,212 @@
+//! The director's config: the documented example parses, and bad configs get every
+//! error at once, each with its place.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use lvsdr::config::{self, ConfigErrors};
+use lvsdr::health::CheckKind;
+use lvsdr::ipvs::{Forwarding, Scheduler, ServiceFlags, ServiceKey};
+use lvsdr::model::{OnExit, OnFailure};
+
+fn errors(text: &str) -> Vec<String> {
+    match config::parse(text, "t.toml") {
+        Ok(d) => panic!("accepted: {d:?}"),
+        Err(ConfigErrors(es)) => es.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+const BASE: &str = r#"
+[director]
+status_listen = "127.0.0.1:9180"
+"#;
+
+#[test]
+fn the_documented_example_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/director.toml");
+    let d = config::load(std::path::Path::new(path)).expect("conf/director.toml is valid");
+    assert_eq!(d.director.resync_interval, Duration::from_secs(30));
+    assert_eq!(d.director.on_exit, OnExit::Keep);
+    assert_eq!(d.services.len(), 3);
+    let web = &d.services[0];
+    assert_eq!(web.name, "web");
+    assert_eq!(web.service.settings.scheduler, Scheduler::Wrr);
+    assert!(web
+        .service
+        .settings
+        .flags
+        .contains(ServiceFlags::PERSISTENT));
+    assert_eq!(web.service.settings.timeout, 300);
+    assert_eq!(web.on_failure, OnFailure::Weight0);
+    assert_eq!(web.real_servers.len(), 2);
+    assert_eq!(web.real_servers[1].dest.settings.weight, 200);
+    assert_eq!(web.real_servers[1].dest.port, 80);
+    assert_eq!(
+        web.real_servers[0].dest.settings.forwarding,
+        Forwarding::Route
+    );
+    let c0 = web.real_servers[0].check.as_ref().expect("check");
+    let c1 = web.real_servers[1].check.as_ref().expect("check");
+    match (&c0.kind, &c1.kind) {
+        (CheckKind::Http(a), CheckKind::Http(b)) => {
+            assert_eq!((a.path.as_str(), b.path.as_str()), ("/healthz", "/status"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        (c1.rise, c1.fall, c1.interval),
+        (2, 3, Duration::from_secs(2))
+    );
+    assert_eq!(
+        web.sorry_server.map(|s| s.addr),
+        Some("192.0.2.50".parse::<IpAddr>().expect("ip"))
+    );
+    assert!(d.services[1]
+        .service
+        .settings
+        .flags
+        .contains(ServiceFlags::ONEPACKET));
+    assert!(matches!(
+        d.services[2].service.key,
+        ServiceKey::Fwmark { mark: 7, .. }
+    ));
+    // The web service's two real servers have different checks, dns shares nothing: 5.
+    assert_eq!(d.checks().len(), 5);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let d = config::parse(
+        r#"
+[[service]]
+name = "a"
+vip = "2001:db8::10"
+port = 443
+[[service.real_server]]
+address = "2001:db8::11"
+"#,
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(d.director.status_listen.to_string(), "127.0.0.1:9180");
+    assert_eq!(d.director.drain_timeout, Duration::from_secs(60));
+    let s = &d.services[0];
+    assert_eq!(s.service.settings.scheduler, Scheduler::Wrr);
+    assert_eq!(s.real_servers[0].dest.settings.weight, 1);
+    let c = s.real_servers[0].check.as_ref().expect("default check");
+    assert_eq!(c.kind, CheckKind::Tcp);
+    assert_eq!(c.target.to_string(), "[2001:db8::11]:443");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_place() {
+    let e = errors(&format!("{BASE}resync = \"5s\"\n"));
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("t.toml:4:1: unknown field `resync`"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_line_and_column() {
+    let text = r#"[director]
+on_exit = "maybe"
+
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+scheduler = "fastest"
+[[service.real_server]]
+address = "10.0.0.11"
+port = 8080
+[[service.real_server]]
+address = "10.0.0.12"
+weight = 70000
+[[service.real_server]]
+address = "2001:db8::12"
+[[service.real_server]]
+address = "10.0.0.13"
+[[service.real_server]]
+address = "10.0.0.13"
+
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+[[service.real_server]]
+address = "10.0.0.11"
+"#;
+    let e = errors(text);
+    let expect = [
+        "t.toml:2:11: [director]: unknown on_exit \"maybe\" (expected keep, flush)",
+        "t.toml:8:13: service \"web\": unknown scheduler \"fastest\"",
+        "t.toml:11:8: service \"web\", real_server 10.0.0.11: port 8080 differs from the service port 80: DR cannot rewrite ports",
+        "t.toml:14:10: service \"web\", real_server 10.0.0.12: weight 70000 out of range 0-65535",
+        "t.toml:16:11: service \"web\", real_server 2001:db8::12: mixed address families",
+        "t.toml:19:1: service \"web\": duplicate real server 10.0.0.13:80 (first at line 17)",
+        "t.toml:23:8: duplicate service name \"web\" (first at line 5)",
+        "t.toml:22:1: service \"web\": service tcp 192.0.2.10:80 is already defined by service \"web\"",
+    ];
+    for want in expect {
+        assert!(
+            e.iter().any(|got| got.starts_with(want)),
+            "missing {want:?} in:\n{}",
+            e.join("\n")
+        );
+    }
+    assert_eq!(e.len(), expect.len(), "{}", e.join("\n"));
+}
+
+#[test]
+fn check_and_service_options_are_validated() {
+    let text = r#"
+[[service]]
+name = "s"
+vip = "192.0.2.10"
+port = 80
+persistence_netmask = "255.255.0.0"
+[service.check]
+type = "http"
+path = "healthz"
+expect_body = "(unclosed"
+interval = "1s"
+timeout = "2s"
+rise = 0
+query = "x"
+[[service.real_server]]
+address = "10.0.0.11"
+
+[[service]]
+name = "m"
+fwmark = 3
+port = 80
+[[service.real_server]]
+address = "10.0.0.12"
+"#;
+    let e = errors(text).join("\n");
+    for want in [
+        "persistence_netmask needs persistence",
+        "path must start with /",
+        "expect_body is not a valid regex",
+        "timeout is longer than interval",
+        "rise 0 out of range 1-100",
+        "query does not apply to this check type",
+        "fwmark and port exclude each other",
+        "the real server has no port (fwmark service): set check.port",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+}
+
+#[test]
+fn missing_required_fields_are_named() {
+    let e = errors("[[service]]\nname = \"x\"\nport = 80\n").join("\n");
+    assert!(
+        e.contains("t.toml:1:1: service \"x\": missing vip (or fwmark)"),
+        "{e}"
+    );
+    let e = errors("[[service]]\nvip = \"192.0.2.1\"\n").join("\n");
+    assert!(e.contains("missing field `name`"), "{e}");
+}
