@@ -7,8 +7,10 @@
 //!   its place) into a [`model::Desired`].
 //! - [`model`]: the desired state shared by config and planner.
 //! - [`health`]: health checks and their rise/fall state.
+//! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
 
 pub mod config;
 pub mod health;
 pub mod ipvs;
 pub mod model;
+pub mod reconcile;

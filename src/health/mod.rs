@@ -4,3 +4,6 @@
 mod spec;
 
 pub use spec::{CheckKind, CheckSpec, HttpCheck};
+mod state;
+
+pub use state::{Health, HealthMap, RiseFall};

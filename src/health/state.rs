@@ -1,0 +1,100 @@
+//! Rise/fall: consecutive results turn into a health state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::CheckSpec;
+
+/// A real server's health as its check sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Not yet `rise` successes nor `fall` failures since the check started.
+    Unknown,
+    /// Up.
+    Up,
+    /// Down.
+    Down,
+}
+
+/// The health of every running check; the planner's input.
+pub type HealthMap = HashMap<Arc<CheckSpec>, Health>;
+
+/// The rise/fall counter of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RiseFall {
+    rise: u32,
+    fall: u32,
+    successes: u32,
+    failures: u32,
+    state: Health,
+}
+
+impl RiseFall {
+    /// A counter that starts `Unknown`.
+    pub fn new(rise: u32, fall: u32) -> RiseFall {
+        RiseFall {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            successes: 0,
+            failures: 0,
+            state: Health::Unknown,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> Health {
+        self.state
+    }
+
+    /// Records one result; returns the new state if it changed.
+    pub fn record(&mut self, ok: bool) -> Option<Health> {
+        if ok {
+            self.successes = self.successes.saturating_add(1);
+            self.failures = 0;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.successes = 0;
+        }
+        let next = if self.successes >= self.rise {
+            Health::Up
+        } else if self.failures >= self.fall {
+            Health::Down
+        } else {
+            self.state
+        };
+        (next != self.state).then(|| {
+            self.state = next;
+            next
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rises_and_falls_after_consecutive_results() {
+        let mut rf = RiseFall::new(2, 3);
+        assert_eq!(rf.record(true), None);
+        assert_eq!(rf.record(true), Some(Health::Up));
+        assert_eq!(rf.record(false), None);
+        assert_eq!(rf.record(false), None);
+        assert_eq!(rf.record(true), None, "a success resets the failure count");
+        assert_eq!(rf.record(false), None);
+        assert_eq!(rf.record(false), None);
+        assert_eq!(rf.record(false), Some(Health::Down));
+        assert_eq!(rf.record(true), None);
+        assert_eq!(rf.record(true), Some(Health::Up));
+        let mut new = RiseFall::new(2, 3);
+        for _ in 0..2 {
+            assert_eq!(new.record(false), None);
+        }
+        assert_eq!(
+            new.record(false),
+            Some(Health::Down),
+            "unknown falls to down"
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The narrow privileged surface: the only way the director reads or writes the
+//! kernel's IPVS table. [`Kernel`] is the real one; [`FakeKernel`] keeps a table in
+//! memory with the kernel's refusals, for planner and loop tests.
+
+use std::future::Future;
+use std::sync::Mutex;
+
+use super::observed::{Observed, ObservedService};
+use super::op::Op;
+use crate::ipvs::handle::kernel_error;
+use crate::ipvs::listing::Table;
+use crate::ipvs::{DestEntry, IpvsError, IpvsHandle, ServiceEntry, Stats};
+
+/// Reading and writing the IPVS table.
+pub trait IpvsBackend: Send + Sync {
+    /// The whole table.
+    fn table(&self) -> impl Future<Output = Result<Table, IpvsError>> + Send;
+    /// Applies ops in order (pipelined where the backend can); one outcome per op.
+    fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
+}
+
+/// The kernel, through one generic-netlink socket.
+pub struct Kernel {
+    handle: IpvsHandle,
+}
+
+impl Kernel {
+    /// Connects to IPVS in this process's network namespace.
+    pub async fn connect() -> Result<Kernel, IpvsError> {
+        Ok(Kernel {
+            handle: IpvsHandle::connect().await?,
+        })
+    }
+
+    /// The underlying handle, for read-only uses.
+    pub fn handle(&self) -> &IpvsHandle {
+        &self.handle
+    }
+}
+
+impl IpvsBackend for Kernel {
+    async fn table(&self) -> Result<Table, IpvsError> {
+        self.handle.table().await
+    }
+
+    async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        self.handle
+            .execute(ops.iter().map(Op::request).collect())
+            .await
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+}
+
+/// An in-memory IPVS table that refuses what the kernel refuses (EEXIST, ESRCH,
+/// ENOENT), counts the ops it is sent, and can be told to fail some.
+#[derive(Default)]
+pub struct FakeKernel {
+    state: Mutex<FakeState>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    table: Observed,
+    applied: usize,
+    /// Ops whose text contains the key fail with EIO, as many times as the count says.
+    failures: Vec<(String, usize)>,
+    /// `table()` fails this many more times.
+    dump_failures: usize,
+}
+
+impl FakeKernel {
+    /// A fake kernel holding `table`.
+    pub fn with_table(table: Observed) -> FakeKernel {
+        FakeKernel {
+            state: Mutex::new(FakeState {
+                table,
+                ..FakeState::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        // A test that panicked while holding the lock already failed; keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The table as it is now.
+    pub fn observed(&self) -> Observed {
+        self.lock().table.clone()
+    }
+
+    /// Changes the table behind the director's back (drift, connections).
+    pub fn mutate(&self, f: impl FnOnce(&mut Observed)) {
+        f(&mut self.lock().table)
+    }
+
+    /// How many ops were sent so far.
+    pub fn applied(&self) -> usize {
+        self.lock().applied
+    }
+
+    /// Makes the next `times` ops whose text contains `pattern` fail with EIO.
+    pub fn fail(&self, pattern: &str, times: usize) {
+        self.lock().failures.push((pattern.to_string(), times));
+    }
+
+    /// Makes the next `times` dumps fail.
+    pub fn fail_dumps(&self, times: usize) {
+        self.lock().dump_failures = times;
+    }
+}
+
+fn apply_one(t: &mut Observed, op: &Op) -> Result<(), i32> {
+    let key = op.service();
+    match op {
+        Op::AddService(s) => {
+            if t.services.contains_key(key) {
+                return Err(libc::EEXIST);
+            }
+            t.services.insert(
+                key.clone(),
+                ObservedService {
+                    settings: s.settings.clone(),
+                    stats: Stats::default(),
+                    dests: Default::default(),
+                },
+            );
+        }
+        Op::DelService(_) => {
+            t.services.remove(key).ok_or(libc::ESRCH)?;
+        }
+        _ => {
+            let svc = t.services.get_mut(key).ok_or(libc::ESRCH)?;
+            match op {
+                Op::EditService(s) => svc.settings = s.settings.clone(),
+                Op::AddDest(_, d) => {
+                    if svc.dests.contains_key(&(d.addr, d.port)) {
+                        return Err(libc::EEXIST);
+                    }
+                    svc.dests.insert(
+                        (d.addr, d.port),
+                        DestEntry {
+                            dest: *d,
+                            active_conns: 0,
+                            inactive_conns: 0,
+                            persistent_conns: 0,
+                            stats: Stats::default(),
+                        },
+                    );
+                }
+                Op::EditDest(_, d) => {
+                    svc.dests
+                        .get_mut(&(d.addr, d.port))
+                        .ok_or(libc::ENOENT)?
+                        .dest = *d;
+                }
+                Op::DelDest(_, addr, port) => {
+                    svc.dests.remove(&(*addr, *port)).ok_or(libc::ENOENT)?;
+                }
+                Op::AddService(_) | Op::DelService(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+impl IpvsBackend for FakeKernel {
+    async fn table(&self) -> Result<Table, IpvsError> {
+        let mut st = self.lock();
+        if st.dump_failures > 0 {
+            st.dump_failures -= 1;
+            return Err(IpvsError::Socket {
+                context: "dump (fake)".into(),
+                detail: "injected failure".into(),
+            });
+        }
+        Ok(st
+            .table
+            .services
+            .iter()
+            .map(|(k, s)| {
+                (
+                    ServiceEntry {
+                        service: crate::ipvs::Service {
+                            key: k.clone(),
+                            settings: s.settings.clone(),
+                        },
+                        stats: s.stats,
+                    },
+                    s.dests.values().cloned().collect(),
+                )
+            })
+            .collect())
+    }
+
+    async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        let mut st = self.lock();
+        ops.iter()
+            .map(|op| {
+                st.applied += 1;
+                let text = op.to_string();
+                if let Some(f) = st
+                    .failures
+                    .iter_mut()
+                    .find(|(p, n)| *n > 0 && text.contains(p.as_str()))
+                {
+                    f.1 -= 1;
+                    return Err(kernel_error(&op.request(), libc::EIO));
+                }
+                apply_one(&mut st.table, op).map_err(|errno| kernel_error(&op.request(), errno))
+            })
+            .collect()
+    }
+}

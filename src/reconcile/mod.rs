@@ -1,0 +1,17 @@
+//! Level-triggered reconciliation: [`plan`] (pure) computes the [`Op`]s that make the
+//! kernel match the config; the [`driver`] is the one task that applies them, through
+//! an [`IpvsBackend`].
+
+pub mod backend;
+pub mod driver;
+mod observed;
+mod op;
+mod plan;
+
+#[cfg(test)]
+mod tests;
+
+pub use backend::{FakeKernel, IpvsBackend, Kernel};
+pub use observed::{Observed, ObservedService};
+pub use op::Op;
+pub use plan::{draining, effective_weight, health_of, plan, Drains};

@@ -1,0 +1,200 @@
+//! The planner: a pure function from what should be, what is, and what the checks
+//! say, to the kernel changes that close the gap. Nothing here does I/O.
+//!
+//! Rules, per managed service:
+//! - missing → add it; settings differ → edit it;
+//! - each real server gets its *effective* weight: configured when up, 0 when down
+//!   (or removed, with `on_failure = "remove"`), and when not yet known: what the
+//!   kernel already has (a restart adopts), or 0 for a server the kernel lacks;
+//! - the sorry server is present exactly while no real server has weight > 0;
+//! - a destination the config no longer names drains: deleted at once if it has no
+//!   active connections, else set to weight 0 and deleted when they reach 0 or the
+//!   drain timeout passes;
+//! - a service dropped from the config (retired) drains the same way as a whole.
+//!
+//! Services neither desired nor retired are not managed and never touched.
+//! Applying a plan and planning again yields nothing (property-tested).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::observed::Observed;
+use super::op::Op;
+use crate::health::{Health, HealthMap};
+use crate::ipvs::{Dest, DestEntry, ServiceKey};
+use crate::model::{Desired, DesiredService, OnFailure, RealServer};
+
+/// What is draining since when, and which services left the config.
+#[derive(Debug, Clone, Default)]
+pub struct Drains {
+    /// Services dropped from the config while the director ran.
+    pub retired: HashSet<ServiceKey>,
+    /// When each draining destination (or, with `None`, service) was first seen draining.
+    pub since: HashMap<(ServiceKey, Option<(IpAddr, u16)>), Instant>,
+    /// The time of this pass.
+    pub now: Option<Instant>,
+}
+
+impl Drains {
+    fn expired(&self, id: &(ServiceKey, Option<(IpAddr, u16)>), timeout: Duration) -> bool {
+        match (self.since.get(id), self.now) {
+            (Some(since), Some(now)) => now.saturating_duration_since(*since) >= timeout,
+            _ => false,
+        }
+    }
+}
+
+/// The health of a real server: always up without a check.
+pub fn health_of(rs: &RealServer, health: &HealthMap) -> Health {
+    match &rs.check {
+        None => Health::Up,
+        Some(c) => health.get(c).copied().unwrap_or(Health::Unknown),
+    }
+}
+
+/// The weight a real server should have in the kernel, or `None` if it should be absent.
+pub fn effective_weight(
+    svc: &DesiredService,
+    rs: &RealServer,
+    health: &HealthMap,
+    observed: Option<&DestEntry>,
+) -> Option<u32> {
+    match health_of(rs, health) {
+        Health::Up => Some(rs.dest.settings.weight),
+        Health::Down => match svc.on_failure {
+            OnFailure::Weight0 => Some(0),
+            OnFailure::Remove => None,
+        },
+        Health::Unknown => Some(observed.map_or(0, |d| d.dest.settings.weight)),
+    }
+}
+
+/// Computes the changes that make the kernel match the desired state.
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    health: &HealthMap,
+    drains: &Drains,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let timeout = desired.director.drain_timeout;
+    for svc in &desired.services {
+        plan_service(svc, observed, health, drains, timeout, &mut ops);
+    }
+    for key in &drains.retired {
+        if desired.service(key).is_some() {
+            continue;
+        }
+        let Some(obs) = observed.services.get(key) else {
+            continue;
+        };
+        let active: u32 = obs.dests.values().map(|d| d.active_conns).sum();
+        if active == 0 || drains.expired(&(key.clone(), None), timeout) {
+            ops.push(Op::DelService(key.clone()));
+        } else {
+            for d in obs.dests.values().filter(|d| d.dest.settings.weight > 0) {
+                ops.push(Op::EditDest(key.clone(), with_weight(d.dest, 0)));
+            }
+        }
+    }
+    ops.sort_by_key(Op::phase);
+    ops
+}
+
+fn with_weight(mut d: Dest, weight: u32) -> Dest {
+    d.settings.weight = weight;
+    d
+}
+
+fn plan_service(
+    svc: &DesiredService,
+    observed: &Observed,
+    health: &HealthMap,
+    drains: &Drains,
+    timeout: Duration,
+    ops: &mut Vec<Op>,
+) {
+    let key = &svc.service.key;
+    let obs = observed.services.get(key);
+    match obs {
+        None => ops.push(Op::AddService(svc.service.clone())),
+        Some(o) if o.settings != svc.service.settings => {
+            ops.push(Op::EditService(svc.service.clone()))
+        }
+        Some(_) => {}
+    }
+    let observed_dest = |addr: IpAddr, port: u16| obs.and_then(|o| o.dests.get(&(addr, port)));
+
+    // Where each destination should end up: (dest with its weight) per (addr, port).
+    let mut want: HashMap<(IpAddr, u16), Dest> = HashMap::new();
+    for rs in &svc.real_servers {
+        let id = (rs.dest.addr, rs.dest.port);
+        if let Some(w) = effective_weight(svc, rs, health, observed_dest(id.0, id.1)) {
+            want.insert(id, with_weight(rs.dest, w));
+        }
+    }
+    if let Some(sorry) = svc.sorry_server {
+        let id = (sorry.addr, sorry.port);
+        if !want.values().any(|d| d.settings.weight > 0) && !want.contains_key(&id) {
+            want.insert(id, sorry);
+        }
+    }
+
+    for (id, d) in &want {
+        match observed_dest(id.0, id.1) {
+            None => ops.push(Op::AddDest(key.clone(), *d)),
+            Some(o) if o.dest.settings != d.settings => ops.push(Op::EditDest(key.clone(), *d)),
+            Some(_) => {}
+        }
+    }
+    let Some(obs) = obs else { return };
+    for (id, o) in &obs.dests {
+        if want.contains_key(id) {
+            continue;
+        }
+        let is_rs = svc
+            .real_servers
+            .iter()
+            .any(|r| (r.dest.addr, r.dest.port) == *id);
+        // A failed server under on_failure = "remove" goes at once: it serves nothing.
+        let drained =
+            o.active_conns == 0 || is_rs || drains.expired(&(key.clone(), Some(*id)), timeout);
+        if drained {
+            ops.push(Op::DelDest(key.clone(), id.0, id.1));
+        } else if o.dest.settings.weight > 0 {
+            ops.push(Op::EditDest(key.clone(), with_weight(o.dest, 0)));
+        }
+    }
+}
+
+/// The destinations and services that are draining in `observed` (for the driver,
+/// which stamps when each was first seen so).
+pub fn draining(
+    desired: &Desired,
+    observed: &Observed,
+    drains: &Drains,
+) -> Vec<(ServiceKey, Option<(IpAddr, u16)>)> {
+    let mut out = Vec::new();
+    for svc in &desired.services {
+        let Some(obs) = observed.services.get(&svc.service.key) else {
+            continue;
+        };
+        for id in obs.dests.keys() {
+            let named = svc
+                .real_servers
+                .iter()
+                .any(|r| (r.dest.addr, r.dest.port) == *id)
+                || svc.sorry_server.is_some_and(|s| (s.addr, s.port) == *id);
+            if !named {
+                out.push((svc.service.key.clone(), Some(*id)));
+            }
+        }
+    }
+    for key in &drains.retired {
+        if desired.service(key).is_none() && observed.services.contains_key(key) {
+            out.push((key.clone(), None));
+        }
+    }
+    out
+}

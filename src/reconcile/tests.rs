@@ -1,0 +1,357 @@
+//! Planner tests: the rules one by one, and the property that a plan, once applied,
+//! leaves nothing to do.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::health::{CheckKind, CheckSpec, Health, HealthMap};
+use crate::ipvs::*;
+use crate::model::*;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn key(port: u16) -> ServiceKey {
+    ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: ip("192.0.2.10"),
+        port,
+    }
+}
+
+fn check(addr: &str, port: u16) -> Arc<CheckSpec> {
+    Arc::new(CheckSpec {
+        target: SocketAddr::new(ip(addr), port),
+        kind: CheckKind::Tcp,
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        rise: 1,
+        fall: 1,
+    })
+}
+
+fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
+    RealServer {
+        dest: Dest {
+            addr: ip(addr),
+            port,
+            settings: DestSettings::route(weight),
+        },
+        check: Some(check(addr, port)),
+    }
+}
+
+fn svc(port: u16, servers: Vec<RealServer>) -> DesiredService {
+    let k = key(port);
+    DesiredService {
+        name: format!("s{port}"),
+        service: Service {
+            settings: ServiceSettings::new(Scheduler::Wrr, k.family()),
+            key: k,
+        },
+        on_failure: OnFailure::Weight0,
+        sorry_server: None,
+        real_servers: servers,
+    }
+}
+
+fn desired(services: Vec<DesiredService>) -> Desired {
+    Desired {
+        director: DirectorSettings {
+            status_listen: "127.0.0.1:9180".parse().expect("addr"),
+            resync_interval: Duration::from_secs(30),
+            on_exit: OnExit::Keep,
+            drain_timeout: Duration::from_secs(60),
+        },
+        services,
+    }
+}
+
+fn all(d: &Desired, h: Health) -> HealthMap {
+    d.checks().into_iter().map(|c| (c, h)).collect()
+}
+
+fn run(d: &Desired, k: &FakeKernel, h: &HealthMap, drains: &Drains) -> Vec<Op> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let table = k.table().await.expect("table");
+        let ops = plan(d, &Observed::from(&table), h, drains);
+        for (op, r) in ops.iter().zip(k.apply(&ops).await) {
+            assert!(r.is_ok(), "{op}: {r:?}");
+        }
+        ops
+    })
+}
+
+#[test]
+fn empty_kernel_gets_services_and_healthy_servers_at_their_weight() {
+    let d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 1), rs("10.0.0.12", 80, 2)],
+    )]);
+    let k = FakeKernel::default();
+    let ops = run(&d, &k, &all(&d, Health::Up), &Drains::default());
+    assert_eq!(ops.len(), 3);
+    assert!(
+        matches!(ops[0], Op::AddService(_)),
+        "services come first: {ops:?}"
+    );
+    let t = k.observed();
+    let dests = &t.services[&key(80)].dests;
+    assert_eq!(dests[&(ip("10.0.0.12"), 80)].dest.settings.weight, 2);
+    assert!(run(&d, &k, &all(&d, Health::Up), &Drains::default()).is_empty());
+}
+
+#[test]
+fn unknown_health_adopts_the_kernel_and_new_servers_start_at_zero() {
+    let d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 100), rs("10.0.0.12", 80, 100)],
+    )]);
+    let k = FakeKernel::default();
+    run(&d, &k, &all(&d, Health::Up), &Drains::default());
+    // A restart: nothing known yet. What is right in the kernel stays untouched.
+    assert!(run(&d, &k, &HashMap::new(), &Drains::default()).is_empty());
+    // A server added while its health is unknown joins at weight 0.
+    let mut d2 = d.clone();
+    d2.services[0].real_servers.push(rs("10.0.0.13", 80, 100));
+    let ops = run(&d2, &k, &all(&d, Health::Up), &Drains::default());
+    assert_eq!(ops, vec![Op::AddDest(key(80), rs("10.0.0.13", 80, 0).dest)]);
+}
+
+#[test]
+fn a_down_server_is_quiesced_or_removed_per_on_failure() {
+    let mut d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 5), rs("10.0.0.12", 80, 5)],
+    )]);
+    let k = FakeKernel::default();
+    let mut h = all(&d, Health::Up);
+    run(&d, &k, &h, &Drains::default());
+    h.insert(check("10.0.0.11", 80), Health::Down);
+    assert_eq!(
+        run(&d, &k, &h, &Drains::default()),
+        vec![Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest)]
+    );
+    d.services[0].on_failure = OnFailure::Remove;
+    assert_eq!(
+        run(&d, &k, &h, &Drains::default()),
+        vec![Op::DelDest(key(80), ip("10.0.0.11"), 80)]
+    );
+    h.insert(check("10.0.0.11", 80), Health::Up);
+    assert_eq!(
+        run(&d, &k, &h, &Drains::default()),
+        vec![Op::AddDest(key(80), rs("10.0.0.11", 80, 5).dest)]
+    );
+}
+
+#[test]
+fn the_sorry_server_stands_in_while_nobody_is_up() {
+    let mut s = svc(80, vec![rs("10.0.0.11", 80, 5)]);
+    let sorry = Dest {
+        addr: ip("10.0.0.50"),
+        port: 80,
+        settings: DestSettings::route(1),
+    };
+    s.sorry_server = Some(sorry);
+    let d = desired(vec![s]);
+    let k = FakeKernel::default();
+    let ops = run(&d, &k, &all(&d, Health::Down), &Drains::default());
+    assert!(ops.contains(&Op::AddDest(key(80), sorry)), "{ops:?}");
+    let ops = run(&d, &k, &all(&d, Health::Up), &Drains::default());
+    assert!(
+        ops.contains(&Op::DelDest(key(80), sorry.addr, 80)),
+        "{ops:?}"
+    );
+}
+
+#[test]
+fn a_removed_server_drains_then_goes() {
+    let d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 5), rs("10.0.0.12", 80, 5)],
+    )]);
+    let k = FakeKernel::default();
+    run(&d, &k, &all(&d, Health::Up), &Drains::default());
+    k.mutate(|t| {
+        if let Some(s) = t.services.get_mut(&key(80)) {
+            if let Some(e) = s.dests.get_mut(&(ip("10.0.0.12"), 80)) {
+                e.active_conns = 3;
+            }
+        }
+    });
+    let d2 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
+    let t0 = Instant::now();
+    let mut drains = Drains {
+        now: Some(t0),
+        ..Drains::default()
+    };
+    drains
+        .since
+        .insert((key(80), Some((ip("10.0.0.12"), 80))), t0);
+    let h = all(&d, Health::Up);
+    assert_eq!(
+        run(&d2, &k, &h, &drains),
+        vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 0).dest)],
+        "connections left: weight 0 first"
+    );
+    assert!(run(&d2, &k, &h, &drains).is_empty(), "then wait");
+    drains.now = Some(t0 + Duration::from_secs(61));
+    assert_eq!(
+        run(&d2, &k, &h, &drains),
+        vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
+        "the drain timeout passed"
+    );
+}
+
+#[test]
+fn unmanaged_services_are_left_alone_and_retired_ones_go() {
+    let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)]), svc(81, vec![])]);
+    let k = FakeKernel::default();
+    run(&d, &k, &all(&d, Health::Up), &Drains::default());
+    // Someone adds a service by hand: not ours.
+    k.mutate(|t| {
+        t.services.insert(
+            key(9999),
+            ObservedService {
+                settings: ServiceSettings::new(Scheduler::Rr, Family::V4),
+                stats: Stats::default(),
+                dests: HashMap::new(),
+            },
+        );
+    });
+    let d2 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
+    assert!(run(&d2, &k, &all(&d, Health::Up), &Drains::default()).is_empty());
+    let drains = Drains {
+        retired: HashSet::from([key(81)]),
+        ..Drains::default()
+    };
+    assert_eq!(
+        run(&d2, &k, &all(&d, Health::Up), &drains),
+        vec![Op::DelService(key(81))]
+    );
+    assert!(k.observed().services.contains_key(&key(9999)));
+}
+
+#[test]
+fn drift_is_repaired() {
+    let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
+    let k = FakeKernel::default();
+    let h = all(&d, Health::Up);
+    run(&d, &k, &h, &Drains::default());
+    k.mutate(|t| {
+        t.services.remove(&key(80));
+    });
+    assert_eq!(run(&d, &k, &h, &Drains::default()).len(), 2);
+    k.mutate(|t| {
+        if let Some(s) = t.services.get_mut(&key(80)) {
+            s.settings.scheduler = Scheduler::Rr;
+        }
+    });
+    assert!(matches!(
+        run(&d, &k, &h, &Drains::default())[..],
+        [Op::EditService(_)]
+    ));
+}
+
+// The property: plan, apply, plan again: nothing left.
+
+const RS: [&str; 4] = ["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14"];
+
+fn arb_health() -> impl Strategy<Value = Health> {
+    prop_oneof![Just(Health::Unknown), Just(Health::Up), Just(Health::Down)]
+}
+
+prop_compose! {
+    fn arb_service(port: u16)(
+        servers in proptest::sample::subsequence(RS.to_vec(), 0..=4),
+        weights in proptest::collection::vec(0u32..4, 4),
+        remove in any::<bool>(),
+        sorry in any::<bool>(),
+        rr in any::<bool>(),
+    ) -> DesiredService {
+        let mut s = svc(port, servers.iter().zip(&weights).map(|(a, w)| rs(a, port, *w)).collect());
+        if remove { s.on_failure = OnFailure::Remove; }
+        if sorry { s.sorry_server = Some(Dest { addr: ip("10.0.0.50"), port, settings: DestSettings::route(1) }); }
+        if rr { s.service.settings.scheduler = Scheduler::Rr; }
+        s
+    }
+}
+
+prop_compose! {
+    fn arb_observed()(
+        present in proptest::collection::vec(any::<bool>(), 4),
+        dests in proptest::collection::vec((0usize..5, 0u32..4, 0u32..3), 0..12),
+        sched_rr in any::<bool>(),
+    ) -> Observed {
+        let mut o = Observed::default();
+        for (i, p) in present.iter().enumerate() {
+            let port = 80 + i as u16;
+            if *p {
+                let sched = if sched_rr { Scheduler::Rr } else { Scheduler::Wrr };
+                o.services.insert(key(port), ObservedService {
+                    settings: ServiceSettings::new(sched, Family::V4),
+                    stats: Stats::default(),
+                    dests: HashMap::new(),
+                });
+            }
+        }
+        for (n, (a, w, active)) in dests.into_iter().enumerate() {
+            let port = 80 + (n % 4) as u16;
+            let addr = if a == 4 { "10.0.0.50" } else { RS[a] };
+            if let Some(s) = o.services.get_mut(&key(port)) {
+                s.dests.insert((ip(addr), port), DestEntry {
+                    dest: rs(addr, port, w).dest,
+                    active_conns: active,
+                    inactive_conns: 0,
+                    persistent_conns: 0,
+                    stats: Stats::default(),
+                });
+            }
+        }
+        o
+    }
+}
+
+proptest! {
+    #[test]
+    fn after_applying_a_plan_planning_again_yields_nothing(
+        s80 in arb_service(80),
+        s81 in arb_service(81),
+        keep82 in any::<bool>(),
+        s82 in arb_service(82),
+        observed in arb_observed(),
+        health in proptest::collection::vec(arb_health(), 4),
+        retire83 in any::<bool>(),
+        expired in any::<bool>(),
+    ) {
+        let mut services = vec![s80, s81];
+        if keep82 { services.push(s82); }
+        let d = desired(services);
+        let mut h = HealthMap::new();
+        for (i, a) in RS.iter().enumerate() {
+            for p in 80..83 {
+                h.insert(check(a, p), health[i]);
+            }
+        }
+        let now = Instant::now();
+        let mut drains = Drains { now: Some(now), ..Drains::default() };
+        if retire83 { drains.retired.insert(key(83)); }
+        for id in draining(&d, &observed, &drains) {
+            let since = if expired { now - Duration::from_secs(120) } else { now };
+            drains.since.insert(id, since);
+        }
+        let k = FakeKernel::with_table(observed);
+        run(&d, &k, &h, &drains);
+        let again = run(&d, &k, &h, &drains);
+        prop_assert!(again.is_empty(), "second plan: {:?}", again);
+    }
+}
