@@ -8,9 +8,11 @@
 //! - [`model`]: the desired state shared by config and planner.
 //! - [`health`]: health checks and their rise/fall state.
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
+//! - [`status`]: the snapshot the HTTP status endpoint renders.
 
 pub mod config;
 pub mod health;
 pub mod ipvs;
 pub mod model;
 pub mod reconcile;
+pub mod status;

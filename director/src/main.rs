@@ -1,20 +1,54 @@
 //! `lvsdr-director`: the LVS-DR director. This binary is a thin shell over the `lvsdr`
-//! library: argument parsing, the runtime, and printing.
+//! library: argument parsing, the runtime, logging and printing.
 
+mod daemon;
+mod http;
 mod ipvs_cli;
+mod metrics;
+mod page;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lvsdr::reconcile::{plan, Drains, IpvsBackend, Kernel, Observed};
 
 /// LVS Direct Routing director.
 #[derive(Debug, Parser)]
 #[command(name = "lvsdr-director", version, about)]
 struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the director: keep the kernel's IPVS table equal to the config.
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file and print the result (exit 1 on errors).
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Print what `run` would change in the kernel now, without changing it.
+    Plan {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Read the kernel's IPVS table directly (no daemon needed).
     Ipvs {
         #[command(subcommand)]
@@ -22,23 +56,77 @@ enum Command {
     },
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lvsdr-director: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LVSDR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // TLS for https checks: ring, installed once, before any client is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Run { config } => rt.block_on(daemon::run(config))?,
+        Command::CheckConfig { file } => match lvsdr::config::load(&file) {
+            Ok(d) => {
+                let servers: usize = d.services.iter().map(|s| s.real_servers.len()).sum();
+                println!(
+                    "{}: ok ({} services, {servers} real servers, {} distinct checks)",
+                    file.display(),
+                    d.services.len(),
+                    d.checks().len()
+                );
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        Command::Plan { config } => rt.block_on(dry_run(config))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Plans against the live kernel with health unknown, as a starting director would:
+/// servers the kernel has keep their weight, new ones would start at 0.
+async fn dry_run(config: PathBuf) -> anyhow::Result<()> {
+    let desired = lvsdr::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kernel = Kernel::connect().await?;
+    let table = kernel.table().await?;
+    let ops = plan(
+        &desired,
+        &Observed::from(&table),
+        &Default::default(),
+        &Drains::default(),
+    );
+    if ops.is_empty() {
+        println!("nothing to do: the kernel matches {}", config.display());
+    }
+    for op in ops {
+        println!("{op}");
+    }
+    Ok(())
 }

@@ -1,9 +1,13 @@
-//! Health checks: what a check is ([`CheckSpec`]), how each kind runs, the rise/fall
-//! state machine, and the supervisor that runs each distinct check once.
+//! Health checks: what a check is ([`CheckSpec`]), how each kind runs ([`Checker`]),
+//! the rise/fall state ([`RiseFall`]), and the [`Supervisor`] that runs each distinct
+//! check once and publishes flips and details on channels.
 
+mod check;
 mod spec;
-
-pub use spec::{CheckKind, CheckSpec, HttpCheck};
 mod state;
+mod supervisor;
 
+pub use check::{Checker, Prepared};
+pub use spec::{CheckKind, CheckSpec, HttpCheck};
 pub use state::{Health, HealthMap, RiseFall};
+pub use supervisor::{CheckDetail, DetailMap, Supervisor};

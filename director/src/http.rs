@@ -1,0 +1,87 @@
+//! The read-only HTTP status endpoint: `/status` (JSON), `/metrics` (Prometheus),
+//! `/healthz` (liveness) and `/` (a page for people). Every response is rendered from
+//! the latest published state; nothing here touches the kernel.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse, Json};
+use axum::routing::get;
+use axum::Router;
+use lvsdr::health::{DetailMap, HealthMap};
+use lvsdr::model::Desired;
+use lvsdr::reconcile::driver::ReconcileState;
+use lvsdr::status::{self, ReloadStatus, Status};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{metrics, page};
+
+/// Where the endpoint reads from.
+#[derive(Clone)]
+pub struct Sources {
+    pub desired: watch::Receiver<Arc<Desired>>,
+    pub state: watch::Receiver<ReconcileState>,
+    pub health: watch::Receiver<HealthMap>,
+    pub details: watch::Receiver<DetailMap>,
+    pub reload: watch::Receiver<ReloadStatus>,
+}
+
+impl Sources {
+    fn status(&self) -> Status {
+        // Clone out of each channel first: no lock is held while building.
+        let desired = self.desired.borrow().clone();
+        let state = self.state.borrow().clone();
+        let health = self.health.borrow().clone();
+        let details = self.details.borrow().clone();
+        let reload = self.reload.borrow().clone();
+        status::build(&desired, &state, &health, &details, &reload)
+    }
+}
+
+pub fn router(sources: Sources) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(sources)
+}
+
+async fn status_json(State(s): State<Sources>) -> Json<Status> {
+    Json(s.status())
+}
+
+async fn metrics_text(State(s): State<Sources>) -> impl IntoResponse {
+    match metrics::render(&s.status()) {
+        Ok(text) => (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn index(State(s): State<Sources>) -> Html<String> {
+    Html(page::render(&s.status()))
+}
+
+/// Serves until cancelled.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sources: Sources,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(sources))
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await?;
+    Ok(())
+}

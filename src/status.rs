@@ -1,0 +1,229 @@
+//! The read-only snapshot the HTTP endpoint renders: config, kernel table, health and
+//! reload state joined per service and real server. A pure function of its inputs.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::health::{DetailMap, Health, HealthMap};
+use crate::ipvs::{ServiceKey, Stats};
+use crate::model::{Desired, RealServer};
+use crate::reconcile::driver::ReconcileState;
+use crate::reconcile::{effective_weight, health_of};
+
+/// The outcome of the last config load.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadStatus {
+    /// Config generation in force (1 for the config read at start).
+    pub generation: u64,
+    /// When the last load or reload was attempted (seconds since the epoch).
+    pub at: f64,
+    /// Whether it was accepted.
+    pub ok: bool,
+    /// Its errors, if rejected (the previous config then stays in force).
+    pub errors: Vec<String>,
+}
+
+/// `GET /status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Config generation and the last reload's result.
+    pub config: ReloadStatus,
+    /// Reconciler counters.
+    pub reconcile: ReconcileStatus,
+    /// Managed services.
+    pub services: Vec<ServiceStatus>,
+    /// Services in the kernel that the config does not name: never touched.
+    pub unmanaged_services: Vec<String>,
+    /// Services dropped from the config, draining before deletion.
+    pub retired_services: Vec<String>,
+}
+
+/// The reconciler's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconcileStatus {
+    /// Passes run.
+    pub passes: u64,
+    /// Ops applied.
+    pub ops_applied: u64,
+    /// Failed ops and dumps.
+    pub failures: u64,
+    /// When the last pass ran (seconds since the epoch).
+    pub last_pass: Option<f64>,
+    /// How long it took, in milliseconds.
+    pub last_pass_ms: f64,
+    /// Errors of the last pass.
+    pub errors: Vec<String>,
+}
+
+/// One managed service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    /// Its name in the config.
+    pub name: String,
+    /// e.g. "tcp 192.0.2.10:80".
+    pub key: String,
+    /// Virtual IP (address services).
+    pub vip: Option<IpAddr>,
+    /// Virtual port (address services).
+    pub port: Option<u16>,
+    /// "tcp", "udp", "sctp" (address services).
+    pub protocol: Option<String>,
+    /// Firewall mark (fwmark services).
+    pub fwmark: Option<u32>,
+    /// Scheduler.
+    pub scheduler: String,
+    /// Whether the kernel has it.
+    pub in_kernel: bool,
+    /// Its counters and rates, as the kernel reports them.
+    pub stats: Stats,
+    /// Its real servers.
+    pub real_servers: Vec<ServerStatus>,
+    /// The sorry server, when configured.
+    pub sorry_server: Option<ServerStatus>,
+}
+
+/// One real server (or the sorry server).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    /// Address.
+    pub address: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Weight in the config.
+    pub configured_weight: u32,
+    /// Weight the director wants now (0 while down or not yet checked).
+    pub target_weight: Option<u32>,
+    /// Weight as read from IPVS; absent if the kernel lacks it.
+    pub kernel_weight: Option<u32>,
+    /// up | down | unknown.
+    pub health: Health,
+    /// The check, e.g. "http 10.0.0.11:80/healthz"; absent for `type = "none"`.
+    pub check: Option<String>,
+    /// When it last ran (seconds since the epoch).
+    pub last_check: Option<f64>,
+    /// How long it took, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Why the server gets no traffic, when it gets none.
+    pub reason: Option<String>,
+    /// Established connections.
+    pub active_conns: u32,
+    /// Other connections.
+    pub inactive_conns: u32,
+    /// Counters and rates.
+    pub stats: Stats,
+}
+
+fn epoch(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Joins everything into the status document.
+pub fn build(
+    desired: &Desired,
+    state: &ReconcileState,
+    health: &HealthMap,
+    details: &DetailMap,
+    reload: &ReloadStatus,
+) -> Status {
+    let observed = &state.observed;
+    let services = desired
+        .services
+        .iter()
+        .map(|svc| {
+            let obs = observed.services.get(&svc.service.key);
+            let server = |rs: &RealServer| {
+                let entry = obs.and_then(|o| o.dests.get(&(rs.dest.addr, rs.dest.port)));
+                let h = health_of(rs, health);
+                let detail = rs.check.as_ref().and_then(|c| details.get(c));
+                let target = effective_weight(svc, rs, health, entry);
+                let kernel_weight = entry.map(|e| e.dest.settings.weight);
+                let reason = match (h, kernel_weight) {
+                    (Health::Down, _) => Some("health check failing".to_string()),
+                    (Health::Unknown, _) => Some("health not yet known (rise not reached)".into()),
+                    (Health::Up, None) => Some("not yet in the kernel".into()),
+                    (Health::Up, Some(0)) if rs.dest.settings.weight > 0 => {
+                        Some("weight 0 in the kernel; the next pass restores it".into())
+                    }
+                    (Health::Up, Some(0)) => Some("configured weight is 0".into()),
+                    _ => None,
+                };
+                ServerStatus {
+                    address: rs.dest.addr,
+                    port: rs.dest.port,
+                    configured_weight: rs.dest.settings.weight,
+                    target_weight: target,
+                    kernel_weight,
+                    health: h,
+                    check: rs.check.as_ref().map(|c| c.label()),
+                    last_check: detail.and_then(|d| d.last_check).map(epoch),
+                    latency_ms: detail.and_then(|d| d.latency).map(ms),
+                    error: detail.and_then(|d| d.error.clone()),
+                    reason,
+                    active_conns: entry.map_or(0, |e| e.active_conns),
+                    inactive_conns: entry.map_or(0, |e| e.inactive_conns),
+                    stats: entry.map(|e| e.stats).unwrap_or_default(),
+                }
+            };
+            let (vip, port, protocol, fwmark) = match &svc.service.key {
+                ServiceKey::Addr {
+                    protocol,
+                    addr,
+                    port,
+                } => (Some(*addr), Some(*port), Some(protocol.to_string()), None),
+                ServiceKey::Fwmark { mark, .. } => (None, None, None, Some(*mark)),
+            };
+            ServiceStatus {
+                name: svc.name.clone(),
+                key: svc.service.key.to_string(),
+                vip,
+                port,
+                protocol,
+                fwmark,
+                scheduler: svc.service.settings.scheduler.to_string(),
+                in_kernel: obs.is_some(),
+                stats: obs.map(|o| o.stats).unwrap_or_default(),
+                real_servers: svc.real_servers.iter().map(server).collect(),
+                sorry_server: svc.sorry_server.map(|d| {
+                    let rs = RealServer {
+                        dest: d,
+                        check: None,
+                    };
+                    let mut s = server(&rs);
+                    s.reason = None;
+                    s.target_weight = None;
+                    s
+                }),
+            }
+        })
+        .collect();
+    let mut unmanaged: Vec<String> = observed
+        .services
+        .keys()
+        .filter(|k| desired.service(k).is_none() && !state.retired.contains(k))
+        .map(ToString::to_string)
+        .collect();
+    unmanaged.sort();
+    Status {
+        config: reload.clone(),
+        reconcile: ReconcileStatus {
+            passes: state.passes,
+            ops_applied: state.ops_applied,
+            failures: state.failures,
+            last_pass: state.last_pass.map(epoch),
+            last_pass_ms: ms(state.last_pass_duration),
+            errors: state.errors.clone(),
+        },
+        services,
+        unmanaged_services: unmanaged,
+        retired_services: state.retired.iter().map(ToString::to_string).collect(),
+    }
+}
