@@ -31,6 +31,10 @@ fn now() -> f64 {
 
 /// Runs the director until SIGTERM or SIGINT.
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
+    // First, so that no signal sent once the endpoint answers is lost.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let desired = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let listen = desired.director.status_listen;
     info!(
@@ -79,9 +83,6 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hup.recv() => reload(&config_path, &desired_tx, &reload_tx, &mut supervisor, listen),

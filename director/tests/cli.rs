@@ -21,3 +21,77 @@ fn ipvs_list_without_the_module_says_what_is_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_accepts_the_example_and_names_every_error() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/director.toml");
+    let out = std::process::Command::new(BIN)
+        .args(["check-config", example])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok (3 services, 5 real servers"));
+
+    let dir = std::env::temp_dir().join(format!("lvsdr-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[service]]\nname = \"a\"\nvip = \"192.0.2.1\"\nport = 80\nscheduler = \"x\"\n\
+         [[service.real_server]]\naddress = \"10.0.0.1\"\nweight = -1\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("2 errors in the config"), "{err}");
+    assert!(
+        err.contains("bad.toml:5:13: service \"a\": unknown scheduler \"x\""),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "bad.toml:8:10: service \"a\", real_server 10.0.0.1: weight -1 out of range 0-65535"
+        ),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_systemd_unit_runs_what_the_binary_offers() {
+    let unit = include_str!("../../conf/lvsdr-director.service");
+    let line = |k: &str| {
+        unit.lines()
+            .filter(|l| l.starts_with(&format!("{k}=")))
+            .map(|l| l[k.len() + 1..].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("Type"), ["notify"]);
+    assert_eq!(
+        line("ExecStart"),
+        ["/usr/local/bin/lvsdr-director run --config /etc/lvsdr/director.toml"]
+    );
+    assert!(line("ExecStartPre")
+        .iter()
+        .any(|l| l.ends_with("check-config /etc/lvsdr/director.toml")));
+    assert_eq!(line("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(line("CapabilityBoundingSet"), ["CAP_NET_ADMIN"]);
+    // The subcommands and flags the unit uses exist.
+    for args in [&["run", "--help"][..], &["check-config", "--help"][..]] {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let help = std::process::Command::new(BIN)
+        .args(["run", "--help"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--config"));
+}

@@ -355,3 +355,159 @@ proptest! {
         prop_assert!(again.is_empty(), "second plan: {:?}", again);
     }
 }
+
+mod driver_loop {
+    //! The one-writer loop over the fake kernel, with paused time.
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::reconcile::driver::{self, Inputs, ReconcileState, FIRST_BACKOFF};
+
+    struct Harness {
+        kernel: Arc<FakeKernel>,
+        desired: watch::Sender<Arc<Desired>>,
+        health: watch::Sender<HealthMap>,
+        state: watch::Receiver<ReconcileState>,
+        cancel: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// The backend is shared so that the test can look at the fake while the driver runs.
+    impl IpvsBackend for Arc<FakeKernel> {
+        async fn table(&self) -> Result<crate::ipvs::listing::Table, IpvsError> {
+            self.as_ref().table().await
+        }
+        async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+            self.as_ref().apply(ops).await
+        }
+    }
+
+    fn start(d: Desired, h: HealthMap, kernel: Arc<FakeKernel>) -> Harness {
+        let (desired, drx) = watch::channel(Arc::new(d));
+        let (health, hrx) = watch::channel(h);
+        let (stx, state) = watch::channel(ReconcileState::default());
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(driver::run(
+            kernel.clone(),
+            Inputs {
+                desired: drx,
+                health: hrx,
+                cancel: cancel.clone(),
+            },
+            stx,
+        ));
+        Harness {
+            kernel,
+            desired,
+            health,
+            state,
+            cancel,
+            task,
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_op_is_retried_with_backoff_and_does_not_stop_the_others() {
+        let d = desired(vec![svc(
+            80,
+            vec![rs("10.0.0.11", 80, 1), rs("10.0.0.12", 80, 1)],
+        )]);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        kernel.fail("10.0.0.12", 2);
+        let t = start(d, h, kernel);
+        settle().await;
+        let obs = t.kernel.observed();
+        assert_eq!(
+            obs.services[&key(80)].dests.len(),
+            1,
+            "the other server went in"
+        );
+        let st = t.state.borrow().clone();
+        assert_eq!(st.errors.len(), 1, "{st:?}");
+        assert!(st.errors[0].contains("10.0.0.12:80"), "{st:?}");
+        tokio::time::advance(FIRST_BACKOFF).await;
+        settle().await;
+        assert_eq!(
+            t.kernel.observed().services[&key(80)].dests.len(),
+            1,
+            "second try refused too"
+        );
+        tokio::time::advance(FIRST_BACKOFF * 2).await;
+        settle().await;
+        assert_eq!(
+            t.kernel.observed().services[&key(80)].dests.len(),
+            2,
+            "third try went in"
+        );
+        assert!(t.state.borrow().errors.is_empty());
+        assert_eq!(t.state.borrow().failures, 2);
+        t.cancel.cancel();
+        t.task.await.expect("driver");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_dump_is_retried_and_health_flips_trigger_a_pass() {
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 7)])]);
+        let kernel = Arc::new(FakeKernel::default());
+        kernel.fail_dumps(1);
+        let t = start(d.clone(), all(&d, Health::Up), kernel);
+        settle().await;
+        assert!(t.kernel.observed().services.is_empty());
+        assert_eq!(t.state.borrow().failures, 1);
+        tokio::time::advance(FIRST_BACKOFF).await;
+        settle().await;
+        let w = |k: &FakeKernel| {
+            k.observed().services[&key(80)].dests[&(ip("10.0.0.11"), 80)]
+                .dest
+                .settings
+                .weight
+        };
+        assert_eq!(w(&t.kernel), 7);
+        t.health.send_replace(all(&d, Health::Down));
+        settle().await;
+        assert_eq!(
+            w(&t.kernel),
+            0,
+            "a flip is applied without waiting for the resync"
+        );
+        t.cancel.cancel();
+        t.task.await.expect("driver");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_config_retires_dropped_services_and_resync_repairs_drift() {
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)]), svc(81, vec![])]);
+        let kernel = Arc::new(FakeKernel::default());
+        let t = start(d.clone(), all(&d, Health::Up), kernel);
+        settle().await;
+        assert_eq!(t.kernel.observed().services.len(), 2);
+        let d2 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        t.desired.send_replace(Arc::new(d2));
+        settle().await;
+        assert!(
+            !t.kernel.observed().services.contains_key(&key(81)),
+            "retired service removed"
+        );
+        t.kernel.mutate(|o| {
+            o.services.remove(&key(80));
+        });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        settle().await;
+        assert!(
+            t.kernel.observed().services.contains_key(&key(80)),
+            "drift repaired at resync"
+        );
+        t.cancel.cancel();
+        t.task.await.expect("driver");
+    }
+}

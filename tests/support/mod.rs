@@ -61,3 +61,4 @@ pub fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+pub mod lab;

@@ -6,7 +6,7 @@ echo "guest kernel $(uname -r); IPVS: $(grep -c . /proc/net/ip_vs 2>/dev/null ||
 failed=0
 for bin in "$@"; do
   echo "=== $(basename "$bin") (t=$(cut -d' ' -f1 /proc/uptime)s)"
-  if ! "$bin" --include-ignored --test-threads=2; then
+  if ! "$bin" --include-ignored --test-threads=2 --show-output; then
     failed=$((failed + 1))
     echo "FAILED: $(basename "$bin")"
   fi

@@ -1,0 +1,424 @@
+//! The director end to end, in the test VM: a client, a director and real servers in
+//! network namespaces; `lvsdr-director run` programs IPVS; traffic goes through the
+//! VIP. The test sets the VIP and ARP suppression on the real servers itself.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::lab::{Lab, Server};
+use support::{poll, sh};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
+const STATUS: &str = "127.0.0.1:9180";
+
+/// A running `lvsdr-director run`, in the lab's director namespace.
+struct Director {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Director {
+    fn start(lab: &Lab, config: &PathBuf) -> Director {
+        let log = config.with_extension(format!("log.{}", Instant::now().elapsed().as_nanos()));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &lab.director, BIN, "run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the director");
+        let d = Director { child, log };
+        let up = poll(20, || lab.director_get(STATUS, "/healthz").ok());
+        assert!(
+            up.is_some(),
+            "the status endpoint did not come up:\n{}",
+            d.log()
+        );
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        sh(&format!("kill -{sig} {}", self.child.id()));
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status(lab: &Lab) -> serde_json::Value {
+    let body = lab.director_get(STATUS, "/status").expect("GET /status");
+    serde_json::from_str(&body).expect("status JSON")
+}
+
+fn find_server<'a>(
+    st: &'a serde_json::Value,
+    svc: &str,
+    addr: &str,
+) -> Option<&'a serde_json::Value> {
+    st["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["name"] == svc))
+        .and_then(|s| s["real_servers"].as_array())
+        .and_then(|rs| rs.iter().find(|r| r["address"] == addr))
+}
+
+fn server<'a>(st: &'a serde_json::Value, svc: &str, addr: &str) -> &'a serde_json::Value {
+    find_server(st, svc, addr)
+        .unwrap_or_else(|| panic!("no real server {addr} in service {svc}: {st}"))
+}
+
+/// The kernel weight `/status` reports (None while the server is not configured yet).
+fn kernel_weight(lab: &Lab, svc: &str, addr: &str) -> Option<u64> {
+    find_server(&status(lab), svc, addr).and_then(|s| s["kernel_weight"].as_u64())
+}
+
+fn write_config(lab: &Lab, name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn web_config(lab: &Lab, servers: &[(usize, u32)], extra: &str) -> String {
+    let mut c = format!(
+        "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n{extra}\n\
+         [[service]]\nname = \"web\"\nvip = \"{}\"\nport = 80\nscheduler = \"wrr\"\n\
+         [service.check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n",
+        lab.vip()
+    );
+    for (i, w) in servers {
+        c.push_str(&format!(
+            "[[service.real_server]]\naddress = \"{}\"\nweight = {w}\n",
+            lab.rip(*i)
+        ));
+    }
+    c
+}
+
+/// Who answered `n` requests.
+fn spread(lab: &Lab, n: usize) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let who = lab.get(80, "/").unwrap_or_else(|e| format!("error: {e}"));
+        *seen.entry(who.trim().to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn wait_weights(lab: &Lab, want: &[(usize, u64)], secs: u64, d: &Director) {
+    let ok = poll(secs, || {
+        want.iter()
+            .all(|(i, w)| kernel_weight(lab, "web", &lab.rip(*i)) == Some(*w))
+            .then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "kernel weights did not reach {want:?}: {}\n{}\n{}",
+        status(lab),
+        lab.ipvsadm("-Ln"),
+        d.log()
+    );
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn wrr_spreads_by_weight_and_status_metrics_plan_agree() {
+    let lab = Lab::new("w", 51, 2);
+    let _s1 = Server::http(&lab.servers[0], 80, "rs1");
+    let _s2 = Server::http(&lab.servers[1], 80, "rs2");
+    let config = write_config(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 2)], ""));
+    let d = Director::start(&lab, &config);
+    wait_weights(&lab, &[(1, 1), (2, 2)], 20, &d);
+
+    let seen = spread(&lab, 30);
+    assert_eq!(
+        seen.get("rs1"),
+        Some(&10),
+        "wrr 1:2 over 30 requests: {seen:?}"
+    );
+    assert_eq!(
+        seen.get("rs2"),
+        Some(&20),
+        "wrr 1:2 over 30 requests: {seen:?}"
+    );
+
+    let st = status(&lab);
+    let rs2 = server(&st, "web", &lab.rip(2));
+    assert_eq!(rs2["health"], "up");
+    assert_eq!(rs2["configured_weight"], 2);
+    assert!(rs2["last_check"].as_f64().is_some() && rs2["latency_ms"].as_f64().is_some());
+    assert_eq!(st["config"]["generation"], 1);
+    // The kernel folds counters every 2 s.
+    let counted = poll(10, || {
+        let st = status(&lab);
+        (server(&st, "web", &lab.rip(2))["stats"]["conns"].as_u64() >= Some(20)).then_some(st)
+    });
+    assert!(counted.is_some(), "connection counters did not reach 20");
+
+    let metrics = lab.director_get(STATUS, "/metrics").expect("metrics");
+    let rs1 = lab.rip(1);
+    for want in [
+        format!("lvsdr_real_server_up{{service=\"web\",address=\"{rs1}\",port=\"80\"}} 1"),
+        format!(
+            "lvsdr_real_server_kernel_weight{{service=\"web\",address=\"{rs1}\",port=\"80\"}} 1"
+        ),
+        "lvsdr_reconcile_passes_total".to_string(),
+        "lvsdr_real_server_bytes_in_total".to_string(),
+    ] {
+        assert!(
+            metrics.contains(&want),
+            "{want} missing from /metrics:\n{metrics}"
+        );
+    }
+    let page = lab.director_get(STATUS, "/").expect("page");
+    assert!(
+        page.contains("<h2>web") && page.contains("class=\"up\""),
+        "{page}"
+    );
+
+    let plan = sh(&format!(
+        "ip netns exec {} {BIN} plan --config {}",
+        lab.director,
+        config.display()
+    ));
+    assert!(
+        plan.starts_with("nothing to do"),
+        "plan after a reconcile: {plan}"
+    );
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn a_failed_server_is_quiesced_within_the_bound_and_restored() {
+    let lab = Lab::new("f", 52, 3);
+    let _s1 = Server::http(&lab.servers[0], 80, "rs1");
+    let s2 = Server::http(&lab.servers[1], 80, "rs2");
+    let _s3 = Server::http(&lab.servers[2], 80, "rs3");
+    let config = write_config(
+        &lab,
+        "d.toml",
+        &web_config(&lab, &[(1, 1), (2, 1), (3, 1)], ""),
+    );
+    let d = Director::start(&lab, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1), (3, 1)], 20, &d);
+
+    // fall 2 × interval 1 s + timeout 0.5 s = 2.5 s.
+    let t0 = Instant::now();
+    s2.stop();
+    let rip2 = lab.rip(2);
+    let zero = poll(15, || {
+        lab.ipvsadm("-Ln")
+            .lines()
+            .any(|l| l.contains(&format!("{rip2}:80")) && l.split_whitespace().nth(3) == Some("0"))
+            .then(|| t0.elapsed())
+    });
+    let detected = zero.unwrap_or_else(|| panic!("weight never reached 0:\n{}", d.log()));
+    println!("failure detection: kernel weight 0 after {detected:?} (bound 2.5 s)");
+    assert!(
+        detected <= Duration::from_millis(2500 + 1500),
+        "detection took {detected:?}, bound 2.5 s (+1.5 s for polling and emulation)"
+    );
+    assert_eq!(server(&status(&lab), "web", &rip2)["health"], "down");
+    let seen = spread(&lab, 12);
+    assert_eq!(
+        seen.get("rs2"),
+        None,
+        "a quiesced server got requests: {seen:?}"
+    );
+    assert_eq!(seen.values().sum::<usize>(), 12, "{seen:?}");
+
+    let _s2 = Server::http(&lab.servers[1], 80, "rs2");
+    wait_weights(&lab, &[(2, 1)], 15, &d);
+    let seen = spread(&lab, 12);
+    assert!(
+        seen.get("rs2").is_some_and(|n| *n >= 3),
+        "rs2 is back: {seen:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn a_long_lived_connection_survives_reloads_and_a_kill_9() {
+    let lab = Lab::new("k", 53, 3);
+    let _h: Vec<Server> = (0..3)
+        .map(|i| Server::http(&lab.servers[i], 80, &format!("rs{}", i + 1)))
+        .collect();
+    let _e: Vec<Server> = (0..2)
+        .map(|i| Server::echo(&lab.servers[i], 9000))
+        .collect();
+    let echo_svc = |servers: &[usize]| {
+        let mut c = format!(
+            "[[service]]\nname = \"echo\"\nvip = \"{}\"\nport = 9000\nscheduler = \"rr\"\n\
+             [service.check]\ntype = \"tcp\"\ninterval = \"1s\"\nrise = 1\n",
+            lab.vip()
+        );
+        for i in servers {
+            c.push_str(&format!(
+                "[[service.real_server]]\naddress = \"{}\"\n",
+                lab.rip(*i)
+            ));
+        }
+        c
+    };
+    let two = format!(
+        "{}{}",
+        web_config(&lab, &[(1, 1), (2, 1)], ""),
+        echo_svc(&[1, 2])
+    );
+    let config = write_config(&lab, "d.toml", &two);
+    let mut d = Director::start(&lab, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+
+    let conn = lab.connect(9000);
+    let mut w = conn.try_clone().expect("clone");
+    let mut r = BufReader::new(conn);
+    let mut echo = |n: u32| {
+        writeln!(w, "ping {n}").expect("write on the long-lived connection");
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .expect("read on the long-lived connection");
+        assert_eq!(
+            line,
+            format!("ping {n}\n"),
+            "the long-lived connection broke"
+        );
+    };
+    echo(1);
+
+    // 1. A reload that adds a real server.
+    let three = format!(
+        "{}{}",
+        web_config(&lab, &[(1, 1), (2, 1), (3, 1)], ""),
+        echo_svc(&[1, 2])
+    );
+    std::fs::write(&config, &three).expect("write");
+    d.signal("HUP");
+    wait_weights(&lab, &[(3, 1)], 15, &d);
+    assert_eq!(status(&lab)["config"]["generation"], 2);
+    echo(2);
+
+    // 2. A reload with an invalid config: rejected, the old one stays.
+    let before = lab.ipvsadm("-Ln");
+    std::fs::write(
+        &config,
+        three.replace("scheduler = \"wrr\"", "scheduler = \"fastest\""),
+    )
+    .expect("write");
+    d.signal("HUP");
+    let rejected = poll(10, || {
+        (status(&lab)["config"]["ok"] == false).then(|| status(&lab))
+    });
+    let st =
+        rejected.unwrap_or_else(|| panic!("the invalid reload was not reported:\n{}", d.log()));
+    assert_eq!(st["config"]["generation"], 2);
+    assert!(
+        st["config"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown scheduler \"fastest\"")),
+        "{st}"
+    );
+    std::thread::sleep(Duration::from_secs(3)); // a resync passes
+    assert_eq!(
+        lab.ipvsadm("-Ln"),
+        before,
+        "an invalid reload changed the table"
+    );
+    echo(3);
+
+    // 3. kill -9 and restart: nothing flushed or re-created.
+    std::fs::write(&config, &three).expect("write");
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    assert_eq!(
+        lab.ipvsadm("-Ln"),
+        before,
+        "the table changed when the director died"
+    );
+    echo(4);
+    d = Director::start(&lab, &config);
+    let settled = poll(20, || {
+        let st = status(&lab);
+        let all_up = st["services"].as_array()?.iter().all(|s| {
+            s["real_servers"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().all(|r| r["health"] == "up"))
+        });
+        (all_up && st["reconcile"]["passes"].as_u64() >= Some(2)).then_some(st)
+    });
+    let st =
+        settled.unwrap_or_else(|| panic!("the restarted director did not settle:\n{}", d.log()));
+    assert_eq!(
+        st["reconcile"]["ops_applied"],
+        0,
+        "the restart changed the kernel: {st}\n{}",
+        d.log()
+    );
+    assert_eq!(lab.ipvsadm("-Ln"), before);
+    echo(5);
+
+    // SIGTERM with on_exit = keep leaves the table.
+    d.signal("TERM");
+    let _ = d.child.wait();
+    assert_eq!(lab.ipvsadm("-Ln"), before);
+    echo(6);
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn drift_is_repaired_and_unmanaged_services_are_left_alone() {
+    let lab = Lab::new("d", 54, 2);
+    let _s1 = Server::http(&lab.servers[0], 80, "rs1");
+    let _s2 = Server::http(&lab.servers[1], 80, "rs2");
+    let config = write_config(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 1)], ""));
+    let d = Director::start(&lab, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+    let good = lab.ipvsadm("-Ln");
+
+    let unmanaged = format!("10.{}.0.200:80", lab.net);
+    lab.ipvsadm(&format!("-A -t {unmanaged} -s rr"));
+    let t0 = Instant::now();
+    lab.ipvsadm(&format!("-D -t {}:80", lab.vip()));
+    // resync_interval is 2 s.
+    let repaired = poll(10, || {
+        let now = lab.ipvsadm("-Ln");
+        now.contains(&format!("TCP  {}:80 wrr", lab.vip()))
+            .then_some(())
+            .filter(|_| now.matches("Route").count() == 2)
+    });
+    assert!(
+        repaired.is_some(),
+        "the deleted service was not repaired:\n{}",
+        d.log()
+    );
+    println!(
+        "drift repaired after {:?} (resync interval 2 s)",
+        t0.elapsed()
+    );
+    let now = lab.ipvsadm("-Ln");
+    assert!(
+        now.contains(&format!("TCP  {unmanaged} rr")),
+        "the unmanaged service was touched:\n{now}"
+    );
+    assert_eq!(now.replace(&format!("TCP  {unmanaged} rr\n"), ""), good);
+    let st = status(&lab);
+    assert_eq!(
+        st["unmanaged_services"][0],
+        format!("tcp {unmanaged}"),
+        "{st}"
+    );
+}
