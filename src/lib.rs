@@ -1,18 +1,22 @@
 //! lvsdr: a Linux Virtual Server controller for Direct Routing.
 //!
 //! # Layout
+//! - [`agent_api`]: the director↔agent wire types.
 //! - [`ipvs`]: the kernel's IPVS table over generic netlink: typed model, wire codec,
 //!   pipelined socket handle.
 //! - [`config`]: the director's TOML config, parsed and validated (every error, with
 //!   its place) into a [`model::Desired`].
 //! - [`model`]: the desired state shared by config and planner.
+//! - [`pki`]: a small CA and certificates for the director and its agents.
 //! - [`health`]: health checks and their rise/fall state.
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
 //! - [`status`]: the snapshot the HTTP status endpoint renders.
 
+pub mod agent_api;
 pub mod config;
 pub mod health;
 pub mod ipvs;
 pub mod model;
+pub mod pki;
 pub mod reconcile;
 pub mod status;

@@ -49,10 +49,27 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Certificates for the director and its agents.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
     /// Read the kernel's IPVS table directly (no daemon needed).
     Ipvs {
         #[command(subcommand)]
         command: ipvs_cli::IpvsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Make a CA, a director certificate and one certificate per agent in DIR.
+    Init {
+        /// Where the files go (ca.pem, director.pem/.key, agent-NAME.pem/.key).
+        dir: PathBuf,
+        /// An agent: its IP address (as the director reaches it) or host name.
+        #[arg(long = "agent", required = true)]
+        agents: Vec<String>,
     },
 }
 
@@ -106,6 +123,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::Plan { config } => rt.block_on(dry_run(config))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
+        Command::Pki {
+            command: PkiCommand::Init { dir, agents },
+        } => {
+            for f in lvsdr::pki::init(&dir, &agents)? {
+                println!("{}", f.display());
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

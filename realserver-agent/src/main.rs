@@ -1,1 +1,101 @@
-fn main() {}
+//! `lvsdr-agent`: the real-server agent. It holds each VIP the director pushes on the
+//! VIP device and suppresses ARP for it, keeps that state on disk and re-applies it at
+//! start (before the API opens) and whenever it drifts.
+//!
+//! Layout: `config` (agent.toml), `state` (the state file), `vip` (addresses through
+//! rtnetlink), `arp` (nft | sysctl | arptables), `applier` (the one writer), `api`
+//! (the HTTP routes), `server` (mutual TLS).
+
+mod api;
+mod applier;
+mod arp;
+mod config;
+mod server;
+mod state;
+mod vip;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// LVS-DR real-server agent.
+#[derive(Debug, Parser)]
+#[command(name = "lvsdr-agent", version, about)]
+struct Cli {
+    /// The config file.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LVSDR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lvsdr-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lvsdr-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cfg = config::Config::load(&cli.config)?;
+    let tls = cfg.tls.as_ref().map(server::tls_config).transpose()?;
+    let net = vip::Net::connect()?;
+    let mut applier = applier::Applier::new(cfg.clone(), net)?;
+    // A rebooted real server gets its VIPs back before anything is served.
+    if let Err(e) = applier.apply().await {
+        warn!(error = %format!("{e:#}"), "re-applying the saved state at start failed; the drift timer retries");
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    info!(
+        listen = %cfg.listen,
+        tls = tls.is_some(),
+        arp = cfg.arp.name(),
+        device = %cfg.vip_device,
+        "agent ready"
+    );
+    let cancel = CancellationToken::new();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let applier = tokio::spawn(applier.run(rx, cancel.child_token()));
+    let server = tokio::spawn(server::serve(
+        listener,
+        api::router(tx),
+        tls,
+        cancel.child_token(),
+    ));
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping; the VIPs stay in place"),
+        _ = int.recv() => info!("SIGINT: stopping; the VIPs stay in place"),
+    }
+    cancel.cancel();
+    let _ = applier.await;
+    let _ = server.await;
+    Ok(())
+}

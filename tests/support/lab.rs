@@ -42,8 +42,68 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the lab with `n` real servers.
+    /// Builds the lab with `n` real servers holding the VIP on `lo`, ARP suppressed by
+    /// sysctl: set up by hand, as the director tests need it.
     pub fn new(tag: &str, net: u8, n: usize) -> Lab {
+        let lab = Lab::bare(tag, net, n);
+        lab.vip_by_hand(true);
+        lab
+    }
+
+    /// Puts the VIP on every real server's `lo`, with or without ARP suppression.
+    pub fn vip_by_hand(&self, suppress: bool) {
+        for s in &self.servers {
+            sh(&format!("ip -n {s} addr add {}/32 dev lo", self.vip()));
+            if suppress {
+                sh(&format!(
+                    "ip netns exec {s} sysctl -qw net.ipv4.conf.all.arp_ignore=1 \
+                     net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_ignore=1 \
+                     net.ipv4.conf.eth0.arp_announce=2"
+                ));
+            }
+        }
+    }
+
+    /// The MAC address of `ns`'s eth0.
+    pub fn mac(&self, ns: &str) -> String {
+        sh(&format!(
+            "ip netns exec {ns} cat /sys/class/net/eth0/address"
+        ))
+        .trim()
+        .to_string()
+    }
+
+    /// The distinct MACs that answer an ARP request for the VIP from the client.
+    pub fn arp_answers(&self) -> Vec<String> {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                "busybox",
+                "arping",
+                "-c",
+                "3",
+                "-w",
+                "3",
+                "-I",
+                "eth0",
+            ])
+            .arg(self.vip())
+            .output()
+            .expect("arping");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut macs: Vec<String> = text
+            .lines()
+            .filter_map(|l| Some(l.split_once('[')?.1.split_once(']')?.0.to_lowercase()))
+            .collect();
+        macs.sort();
+        macs.dedup();
+        macs
+    }
+
+    /// Builds the lab with `n` bare real servers (no VIP, no ARP settings).
+    pub fn bare(tag: &str, net: u8, n: usize) -> Lab {
         let lab = Lab {
             tag: tag.to_string(),
             net,
@@ -74,14 +134,6 @@ impl Lab {
             lab.director,
             lab.vip()
         ));
-        for s in &lab.servers {
-            sh(&format!(
-                "ip -n {s} addr add {}/32 dev lo && ip netns exec {s} sysctl -qw \
-                 net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-                 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2",
-                lab.vip()
-            ));
-        }
         lab
     }
 

@@ -1,0 +1,351 @@
+//! ARP suppression for the VIPs, three ways; each applies and reads back from the
+//! kernel (status reports what is there, not what was meant).
+//!
+//! - `nft`: one table `arp lvsdr` owned by the agent and replaced whole in one
+//!   transaction: input drops ARP whose target is a VIP; output rewrites a VIP sender
+//!   address to the real IP (the rule must match the *sender*: matching the target, as
+//!   old arptables guides print it, never fires for the host's own requests).
+//! - `sysctl`: `arp_ignore=1`, `arp_announce=2` on `all` and the real interface; the
+//!   old values are saved and restored when no IPv4 VIP is left.
+//! - `arptables`: the legacy tool, the same two rules per VIP.
+//!
+//! IPv6 has no ARP: IPv6 VIPs need nothing here.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, Context};
+use nftables::batch::Batch;
+use nftables::expr::{Expression, NamedExpression, Payload, PayloadField};
+use nftables::schema::{Chain, NfListObject, Rule, Set, SetType, SetTypeValue, Table};
+use nftables::stmt::{Drop, Mangle, Match, Operator, Statement};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::config::ArpMode;
+use crate::state::State;
+
+const TABLE: &str = "lvsdr";
+
+fn v4(vips: &[IpAddr]) -> Vec<Ipv4Addr> {
+    vips.iter()
+        .filter_map(|v| match v {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+fn real_v4(real_ip: Option<IpAddr>) -> anyhow::Result<Ipv4Addr> {
+    match real_ip {
+        Some(IpAddr::V4(a)) => Ok(a),
+        _ => bail!("the real IPv4 address is not known yet (set real_ip, or wait for a push)"),
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {cmd}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Makes ARP suppression match `vips`; `iface` is the real interface (sysctl mode).
+pub fn apply(
+    mode: ArpMode,
+    vips: &[IpAddr],
+    real_ip: Option<IpAddr>,
+    iface: Option<&str>,
+    state: &mut State,
+) -> anyhow::Result<()> {
+    let vips = v4(vips);
+    match mode {
+        ArpMode::Nft => nft_apply(&vips, real_ip),
+        ArpMode::Sysctl => sysctl_apply(!vips.is_empty(), iface, state),
+        ArpMode::Arptables => arptables_apply(&vips, real_ip),
+    }
+}
+
+/// Which of `vips` have ARP suppression in place, read back from the kernel.
+pub fn in_place(
+    mode: ArpMode,
+    vips: &[IpAddr],
+    real_ip: Option<IpAddr>,
+    iface: Option<&str>,
+) -> anyhow::Result<Vec<bool>> {
+    let suppressed: Box<dyn Fn(&Ipv4Addr) -> bool> = match mode {
+        ArpMode::Nft => {
+            let (elems, rules_ok) = nft_read(real_ip)?;
+            Box::new(move |v| rules_ok && elems.contains(v))
+        }
+        ArpMode::Sysctl => {
+            let ok = sysctl_ok("all")? && iface.map_or(Ok(true), sysctl_ok)?;
+            Box::new(move |_| ok)
+        }
+        ArpMode::Arptables => {
+            let listing = run("arptables", &["-L", "-n"])?;
+            let rip = real_ip.map(|r| r.to_string()).unwrap_or_default();
+            Box::new(move |v| {
+                listing.contains(&format!("-j DROP -d {v} "))
+                    && listing.contains(&format!("-j mangle -s {v} --mangle-ip-s {rip} "))
+            })
+        }
+    };
+    Ok(vips
+        .iter()
+        .map(|v| match v {
+            IpAddr::V4(a) => suppressed(a),
+            IpAddr::V6(_) => true,
+        })
+        .collect())
+}
+
+// --- nft -------------------------------------------------------------------------
+
+fn payload(field: &'static str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
+        PayloadField {
+            protocol: Cow::Borrowed("arp"),
+            field: Cow::Borrowed(field),
+        },
+    )))
+}
+
+fn chain(name: &'static str, hook: NfHook) -> NfListObject<'static> {
+    NfListObject::Chain(Chain {
+        family: NfFamily::ARP,
+        table: TABLE.into(),
+        name: name.into(),
+        _type: Some(NfChainType::Filter),
+        hook: Some(hook),
+        prio: Some(0),
+        policy: Some(NfChainPolicy::Accept),
+        ..Chain::default()
+    })
+}
+
+fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> NfListObject<'static> {
+    NfListObject::Rule(Rule {
+        family: NfFamily::ARP,
+        table: TABLE.into(),
+        chain: chain.into(),
+        expr: expr.into(),
+        ..Rule::default()
+    })
+}
+
+fn nft_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result<()> {
+    let table = || {
+        NfListObject::Table(Table {
+            family: NfFamily::ARP,
+            name: TABLE.into(),
+            ..Table::default()
+        })
+    };
+    let mut batch = Batch::new();
+    // add + delete: the delete cannot fail, and the whole table is replaced at once.
+    batch.add(table());
+    batch.delete(table());
+    if !vips.is_empty() {
+        let rip = real_v4(real_ip)?;
+        let on_vips = |field| {
+            Statement::Match(Match {
+                left: payload(field),
+                right: Expression::String("@vips".into()),
+                op: Operator::EQ,
+            })
+        };
+        batch.add(table());
+        batch.add(NfListObject::Set(Box::new(Set {
+            family: NfFamily::ARP,
+            table: TABLE.into(),
+            name: "vips".into(),
+            set_type: SetTypeValue::Single(SetType::Ipv4Addr),
+            elem: Some(
+                vips.iter()
+                    .map(|v| Expression::String(v.to_string().into()))
+                    .collect(),
+            ),
+            ..Set::default()
+        })));
+        batch.add(chain("input", NfHook::Input));
+        batch.add(chain("output", NfHook::Output));
+        batch.add(rule(
+            "input",
+            vec![on_vips("daddr ip"), Statement::Drop(Some(Drop {}))],
+        ));
+        batch.add(rule(
+            "output",
+            vec![
+                on_vips("saddr ip"),
+                Statement::Mangle(Mangle {
+                    key: payload("saddr ip"),
+                    value: Expression::String(rip.to_string().into()),
+                }),
+            ],
+        ));
+    }
+    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| anyhow!("nft: {e}"))
+}
+
+/// The table's VIP set, and whether both rules are there as the agent writes them.
+fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>, bool)> {
+    let out = Command::new("nft")
+        .args(["-j", "list", "table", "arp", TABLE])
+        .output()
+        .context("running nft")?;
+    if !out.status.success() {
+        return Ok((Vec::new(), false)); // no table
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("nft's JSON")?;
+    let objs = v["nftables"].as_array().cloned().unwrap_or_default();
+    let mut elems = Vec::new();
+    let (mut drop_rule, mut mangle_rule) = (false, false);
+    let rip = real_ip.map(|r| r.to_string());
+    for o in &objs {
+        if o["set"]["name"] == "vips" {
+            for e in o["set"]["elem"].as_array().into_iter().flatten() {
+                if let Some(a) = e.as_str().and_then(|s| s.parse().ok()) {
+                    elems.push(a);
+                }
+            }
+        }
+        let r = &o["rule"];
+        let expr = r["expr"].as_array().cloned().unwrap_or_default();
+        let matches = |field: &str| {
+            expr.first().is_some_and(|m| {
+                m["match"]["left"]["payload"]["field"] == field && m["match"]["right"] == "@vips"
+            })
+        };
+        if r["chain"] == "input"
+            && matches("daddr ip")
+            && expr.get(1).is_some_and(|s| s.get("drop").is_some())
+        {
+            drop_rule = true;
+        }
+        if r["chain"] == "output"
+            && matches("saddr ip")
+            && expr.get(1).is_some_and(|s| {
+                s["mangle"]["key"]["payload"]["field"] == "saddr ip"
+                    && rip
+                        .as_deref()
+                        .is_some_and(|rip| s["mangle"]["value"] == rip)
+            })
+        {
+            mangle_rule = true;
+        }
+    }
+    Ok((elems, drop_rule && mangle_rule))
+}
+
+// --- sysctl ----------------------------------------------------------------------
+
+const SETTINGS: [(&str, &str); 2] = [("arp_ignore", "1"), ("arp_announce", "2")];
+
+fn sysctl_path(iface: &str, key: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{iface}/{key}")
+}
+
+fn sysctl_ok(iface: &str) -> anyhow::Result<bool> {
+    for (key, want) in SETTINGS {
+        let p = sysctl_path(iface, key);
+        let got = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+        if got.trim() != want {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn sysctl_apply(want: bool, iface: Option<&str>, state: &mut State) -> anyhow::Result<()> {
+    if !want {
+        for (path, old) in state.saved_sysctls.drain(..) {
+            std::fs::write(&path, &old).with_context(|| format!("restoring {path}"))?;
+        }
+        return Ok(());
+    }
+    for dev in std::iter::once("all").chain(iface) {
+        for (key, value) in SETTINGS {
+            let p = sysctl_path(dev, key);
+            if !state.saved_sysctls.iter().any(|(s, _)| *s == p) {
+                let old = std::fs::read_to_string(&p).with_context(|| format!("reading {p}"))?;
+                state
+                    .saved_sysctls
+                    .push((p.clone(), old.trim().to_string()));
+            }
+            std::fs::write(&p, value).with_context(|| format!("writing {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+// --- arptables -------------------------------------------------------------------
+
+fn arptables_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result<()> {
+    let listing = run("arptables", &["-L", "-n"])?;
+    let rip = if vips.is_empty() {
+        None
+    } else {
+        Some(real_v4(real_ip)?.to_string())
+    };
+    // Remove the agent's rules for VIPs no longer wanted (and stale mangles).
+    for line in listing.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["-j", "DROP", "-d", vip] if !vips.iter().any(|v| v.to_string() == *vip) => {
+                run("arptables", &["-D", "INPUT", "-d", vip, "-j", "DROP"])?;
+            }
+            ["-j", "mangle", "-s", vip, "--mangle-ip-s", to]
+                if !vips.iter().any(|v| v.to_string() == *vip) || Some(to.to_string()) != rip =>
+            {
+                run(
+                    "arptables",
+                    &[
+                        "-D",
+                        "OUTPUT",
+                        "-s",
+                        vip,
+                        "-j",
+                        "mangle",
+                        "--mangle-ip-s",
+                        to,
+                    ],
+                )?;
+            }
+            _ => {}
+        }
+    }
+    let listing = run("arptables", &["-L", "-n"])?;
+    if let Some(rip) = rip {
+        for v in vips {
+            let v = v.to_string();
+            if !listing.contains(&format!("-j DROP -d {v} ")) {
+                run("arptables", &["-A", "INPUT", "-d", &v, "-j", "DROP"])?;
+            }
+            if !listing.contains(&format!("-j mangle -s {v} --mangle-ip-s {rip} ")) {
+                run(
+                    "arptables",
+                    &[
+                        "-A",
+                        "OUTPUT",
+                        "-s",
+                        &v,
+                        "-j",
+                        "mangle",
+                        "--mangle-ip-s",
+                        &rip,
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! `conf/agent.toml`: parsed with unknown keys rejected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// How ARP for the VIPs is suppressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArpMode {
+    /// One nftables table of the `arp` family, owned by the agent (the default).
+    Nft,
+    /// `arp_ignore=1`, `arp_announce=2` on `all` and the real interface.
+    Sysctl,
+    /// The legacy `arptables` tool.
+    Arptables,
+}
+
+impl ArpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArpMode::Nft => "nft",
+            ArpMode::Sysctl => "sysctl",
+            ArpMode::Arptables => "arptables",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    agent: AgentSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    listen: SocketAddr,
+    state_file: PathBuf,
+    #[serde(default = "default_device")]
+    vip_device: String,
+    #[serde(default = "default_arp")]
+    arp: ArpMode,
+    real_ip: Option<IpAddr>,
+    resync_interval: Option<String>,
+    #[serde(default)]
+    insecure_listen_loopback_only: bool,
+    tls: Option<TlsSection>,
+}
+
+fn default_device() -> String {
+    "lo".into()
+}
+fn default_arp() -> ArpMode {
+    ArpMode::Nft
+}
+
+/// `[agent.tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// The agent's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub state_file: PathBuf,
+    pub vip_device: String,
+    pub arp: ArpMode,
+    pub real_ip: Option<IpAddr>,
+    pub resync_interval: Duration,
+    /// `None`: plaintext, only allowed on loopback for tests.
+    pub tls: Option<TlsSection>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let f: File = toml::from_str(text)?;
+        let a = f.agent;
+        let resync_interval = match &a.resync_interval {
+            None => Duration::from_secs(10),
+            Some(s) => {
+                humantime::parse_duration(s).with_context(|| format!("resync_interval {s:?}"))?
+            }
+        };
+        match (&a.tls, a.insecure_listen_loopback_only) {
+            (Some(_), true) => {
+                bail!("[agent.tls] and insecure_listen_loopback_only exclude each other")
+            }
+            (None, false) => {
+                bail!("missing [agent.tls]: pushes need mutual TLS (cert, key, client_ca)")
+            }
+            (None, true) if !a.listen.ip().is_loopback() => bail!(
+                "insecure_listen_loopback_only needs a loopback listen address, not {}",
+                a.listen
+            ),
+            _ => {}
+        }
+        if a.vip_device.is_empty() || a.vip_device.len() > 15 {
+            bail!("vip_device {:?} is not an interface name", a.vip_device);
+        }
+        Ok(Config {
+            listen: a.listen,
+            state_file: a.state_file,
+            vip_device: a.vip_device,
+            arp: a.arp,
+            real_ip: a.real_ip,
+            resync_interval,
+            tls: a.tls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = Config::parse(include_str!("../../conf/agent.toml")).expect("conf/agent.toml");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9181");
+        assert_eq!(c.arp, ArpMode::Nft);
+        assert_eq!(c.vip_device, "lo");
+        assert!(c.tls.is_some());
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback_and_never_silently() {
+        let base = "[agent]\nstate_file = \"/tmp/x\"\n";
+        let e = Config::parse(&format!("{base}listen = \"0.0.0.0:9181\"\n")).expect_err("no tls");
+        assert!(e.to_string().contains("missing [agent.tls]"), "{e}");
+        let e = Config::parse(&format!(
+            "{base}listen = \"0.0.0.0:9181\"\ninsecure_listen_loopback_only = true\n"
+        ))
+        .expect_err("not loopback");
+        assert!(
+            e.to_string().contains("needs a loopback listen address"),
+            "{e}"
+        );
+        let e = Config::parse(&format!("{base}listen = \"127.0.0.1:1\"\nbogus = 1\n"))
+            .expect_err("unknown key");
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+    }
+}
