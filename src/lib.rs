@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`agent_api`]: the director↔agent wire types.
+//! - [`agents`]: the director pushing VIPs to agents; their confirmations gate weight.
 //! - [`ipvs`]: the kernel's IPVS table over generic netlink: typed model, wire codec,
 //!   pipelined socket handle.
 //! - [`config`]: the director's TOML config, parsed and validated (every error, with
@@ -13,6 +14,7 @@
 //! - [`status`]: the snapshot the HTTP status endpoint renders.
 
 pub mod agent_api;
+pub mod agents;
 pub mod config;
 pub mod health;
 pub mod ipvs;

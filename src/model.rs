@@ -38,6 +38,23 @@ pub struct DirectorSettings {
     pub drain_timeout: Duration,
 }
 
+/// The `[agents]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// The agents' port.
+    pub port: u16,
+    /// CA that signed the agents' certificates.
+    pub ca: std::path::PathBuf,
+    /// The director's client certificate.
+    pub cert: std::path::PathBuf,
+    /// Its key.
+    pub key: std::path::PathBuf,
+    /// A real server gets weight only once its agent has confirmed every VIP.
+    pub require: bool,
+    /// How often every agent is pushed its set again.
+    pub push_interval: Duration,
+}
+
 /// One real server of a service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RealServer {
@@ -45,6 +62,8 @@ pub struct RealServer {
     pub dest: Dest,
     /// Its health check; `None` for `type = "none"` (always up).
     pub check: Option<Arc<CheckSpec>>,
+    /// Whether an agent sets it up (`[agents]` present and not `agent = false`).
+    pub agent: bool,
 }
 
 /// One managed virtual service.
@@ -69,12 +88,36 @@ pub struct Desired {
     pub director: DirectorSettings,
     /// Managed services, in config order.
     pub services: Vec<DesiredService>,
+    /// Agents, if the config has an `[agents]` section.
+    pub agents: Option<AgentSettings>,
 }
 
 impl Desired {
     /// The managed service with this key.
     pub fn service(&self, key: &ServiceKey) -> Option<&DesiredService> {
         self.services.iter().find(|s| &s.service.key == key)
+    }
+
+    /// The VIP set each agent should hold: the VIPs of every address service its real
+    /// server belongs to (fwmark services have no VIP to push).
+    pub fn agent_vips(
+        &self,
+    ) -> std::collections::BTreeMap<std::net::IpAddr, Vec<std::net::IpAddr>> {
+        let mut out: std::collections::BTreeMap<_, Vec<_>> = Default::default();
+        for svc in &self.services {
+            for rs in svc.real_servers.iter().filter(|r| r.agent) {
+                let vips = out.entry(rs.dest.addr).or_default();
+                if let ServiceKey::Addr { addr, .. } = &svc.service.key {
+                    if !vips.contains(addr) {
+                        vips.push(*addr);
+                    }
+                }
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
     }
 
     /// Every distinct health check the config asks for.

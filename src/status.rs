@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::agents::{AgentMap, AgentState};
 use crate::health::{DetailMap, Health, HealthMap};
 use crate::ipvs::{ServiceKey, Stats};
 use crate::model::{Desired, RealServer};
 use crate::reconcile::driver::ReconcileState;
-use crate::reconcile::{effective_weight, health_of};
+use crate::reconcile::{effective_weight, health_of, Gate};
 
 /// The outcome of the last config load.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +39,8 @@ pub struct Status {
     pub unmanaged_services: Vec<String>,
     /// Services dropped from the config, draining before deletion.
     pub retired_services: Vec<String>,
+    /// Real-server agents (empty without `[agents]`).
+    pub agents: Vec<AgentState>,
 }
 
 /// The reconciler's counters.
@@ -127,10 +130,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Joins everything into the status document.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     desired: &Desired,
     state: &ReconcileState,
     health: &HealthMap,
+    gate: &Gate,
+    agents: &AgentMap,
     details: &DetailMap,
     reload: &ReloadStatus,
 ) -> Status {
@@ -144,9 +150,12 @@ pub fn build(
                 let entry = obs.and_then(|o| o.dests.get(&(rs.dest.addr, rs.dest.port)));
                 let h = health_of(rs, health);
                 let detail = rs.check.as_ref().and_then(|c| details.get(c));
-                let target = effective_weight(svc, rs, health, entry);
+                let target = effective_weight(svc, rs, health, gate, entry);
                 let kernel_weight = entry.map(|e| e.dest.settings.weight);
                 let reason = match (h, kernel_weight) {
+                    _ if !gate.open(rs) => {
+                        Some("waiting for its agent to confirm the VIPs".to_string())
+                    }
                     (Health::Down, _) => Some("health check failing".to_string()),
                     (Health::Unknown, _) => Some("health not yet known (rise not reached)".into()),
                     (Health::Up, None) => Some("not yet in the kernel".into()),
@@ -196,6 +205,7 @@ pub fn build(
                     let rs = RealServer {
                         dest: d,
                         check: None,
+                        agent: false,
                     };
                     let mut s = server(&rs);
                     s.reason = None;
@@ -225,5 +235,6 @@ pub fn build(
         services,
         unmanaged_services: unmanaged,
         retired_services: state.retired.iter().map(ToString::to_string).collect(),
+        agents: agents.values().cloned().collect(),
     }
 }

@@ -210,3 +210,88 @@ fn missing_required_fields_are_named() {
     let e = errors("[[service]]\nvip = \"192.0.2.1\"\n").join("\n");
     assert!(e.contains("missing field `name`"), "{e}");
 }
+
+#[test]
+fn agents_get_the_vips_of_their_services() {
+    let d = config::parse(
+        r#"
+[agents]
+ca = "/etc/lvsdr/ca.pem"
+cert = "/etc/lvsdr/director.pem"
+key = "/etc/lvsdr/director.key"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+[[service.real_server]]
+address = "10.0.0.11"
+[[service.real_server]]
+address = "10.0.0.12"
+agent = false
+[[service]]
+name = "web6"
+vip = "2001:db8::10"
+port = 80
+[[service.real_server]]
+address = "2001:db8::11"
+[[service]]
+name = "dns"
+vip = "192.0.2.53"
+port = 53
+protocol = "udp"
+[[service.real_server]]
+address = "10.0.0.11"
+"#,
+        "t.toml",
+    )
+    .expect("valid");
+    let a = d.agents.as_ref().expect("[agents]");
+    assert_eq!(
+        (a.port, a.require, a.push_interval),
+        (9181, true, Duration::from_secs(30))
+    );
+    let sets = d.agent_vips();
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(
+        sets[&ip("10.0.0.11")],
+        vec![ip("192.0.2.10"), ip("192.0.2.53")]
+    );
+    assert_eq!(sets[&ip("2001:db8::11")], vec![ip("2001:db8::10")]);
+    assert!(
+        !sets.contains_key(&ip("10.0.0.12")),
+        "agent = false is set up by hand"
+    );
+
+    let none = config::parse("[[service]]\nname = \"w\"\nvip = \"192.0.2.1\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.0.1\"\n", "t.toml").expect("valid");
+    assert!(
+        none.agents.is_none() && none.agent_vips().is_empty(),
+        "no [agents]: no agents at all"
+    );
+}
+
+#[test]
+fn identical_checks_across_services_run_once() {
+    let d = config::parse(
+        r#"
+[[service]]
+name = "a"
+vip = "192.0.2.10"
+port = 80
+[[service.real_server]]
+address = "10.0.0.11"
+[[service]]
+name = "b"
+vip = "192.0.2.11"
+port = 80
+[[service.real_server]]
+address = "10.0.0.11"
+"#,
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(
+        d.checks().len(),
+        1,
+        "the same tcp check of 10.0.0.11:80 runs once"
+    );
+}

@@ -1,7 +1,7 @@
 //! `lvsdr-director run`: wires the tasks together and handles signals.
 //!
 //! Tasks: the reconciler (the one writer of the kernel), one task per distinct health
-//! check, the HTTP status server. They talk through `watch` channels; one
+//! check, the agent pusher, the HTTP status server. They talk through `watch` channels; one
 //! cancellation token reaches them all. SIGHUP reloads the config (a config that fails
 //! validation is rejected and the running one stays); SIGTERM and SIGINT shut down.
 
@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::Context;
+use lvsdr::agents::AgentMap;
 use lvsdr::config;
 use lvsdr::health::{Checker, Supervisor};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::{self, Inputs, ReconcileState};
-use lvsdr::reconcile::Kernel;
+use lvsdr::reconcile::{Gate, Kernel};
 use lvsdr::status::ReloadStatus;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -50,6 +51,14 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     let (desired_tx, desired_rx) = watch::channel(Arc::new(desired));
     let (state_tx, state_rx) = watch::channel(ReconcileState::default());
+    let (gate_tx, gate_rx) = watch::channel(Gate::default());
+    let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
+    let pusher = tokio::spawn(lvsdr::agents::run(
+        desired_rx.clone(),
+        gate_tx,
+        agents_tx,
+        cancel.child_token(),
+    ));
     let (reload_tx, reload_rx) = watch::channel(ReloadStatus {
         generation: 1,
         at: now(),
@@ -61,6 +70,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Inputs {
             desired: desired_rx.clone(),
             health: supervisor.health(),
+            gate: gate_rx.clone(),
             cancel: cancel.child_token(),
         },
         state_tx,
@@ -77,6 +87,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             health: supervisor.health(),
             details: supervisor.details(),
             reload: reload_rx,
+            gate: gate_rx,
+            agents: agents_rx,
         },
         cancel.child_token(),
     ));
@@ -93,6 +105,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
     reconciler.await.context("the reconciler task")?;
+    pusher.await.context("the agent pusher task")?;
     server.await.context("the HTTP task")??;
     info!("stopped");
     Ok(())

@@ -7,9 +7,11 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use axum::Router;
+use lvsdr::agents::AgentMap;
 use lvsdr::health::{DetailMap, HealthMap};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::ReconcileState;
+use lvsdr::reconcile::Gate;
 use lvsdr::status::{self, ReloadStatus, Status};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -25,6 +27,8 @@ pub struct Sources {
     pub health: watch::Receiver<HealthMap>,
     pub details: watch::Receiver<DetailMap>,
     pub reload: watch::Receiver<ReloadStatus>,
+    pub gate: watch::Receiver<Gate>,
+    pub agents: watch::Receiver<AgentMap>,
 }
 
 impl Sources {
@@ -35,7 +39,9 @@ impl Sources {
         let health = self.health.borrow().clone();
         let details = self.details.borrow().clone();
         let reload = self.reload.borrow().clone();
-        status::build(&desired, &state, &health, &details, &reload)
+        let gate = self.gate.borrow().clone();
+        let agents = self.agents.borrow().clone();
+        status::build(&desired, &state, &health, &gate, &agents, &details, &reload)
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use lvsdr::reconcile::{plan, Drains, IpvsBackend, Kernel, Observed};
+use lvsdr::reconcile::{plan, Drains, Gate, IpvsBackend, Kernel, Observed};
 
 /// LVS Direct Routing director.
 #[derive(Debug, Parser)]
@@ -144,6 +144,7 @@ async fn dry_run(config: PathBuf) -> anyhow::Result<()> {
         &desired,
         &Observed::from(&table),
         &Default::default(),
+        &Gate::default(),
         &Drains::default(),
     );
     if ops.is_empty() {

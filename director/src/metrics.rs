@@ -102,6 +102,11 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "Kernel changes refused and failed dumps",
     );
     let generation = s.gauge("config_generation", "Config generation in force");
+    let agent_up = s.gauge("agent_reachable", "1 if the agent answered the last push");
+    let agent_ok = s.gauge(
+        "agent_confirmed",
+        "1 if the agent holds every VIP it should",
+    );
     let reload_ok = s.gauge(
         "config_last_reload_ok",
         "1 if the last config load was accepted",
@@ -135,6 +140,15 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
             }
             rs_traffic.set(&l, &rs.stats);
         }
+    }
+    for a in &status.agents {
+        let l: Labels = vec![("address", a.address.to_string())];
+        agent_up
+            .get_or_create(&l)
+            .set(f64::from(u8::from(a.reachable)));
+        agent_ok
+            .get_or_create(&l)
+            .set(f64::from(u8::from(a.confirmed)));
     }
     let none: Labels = Vec::new();
     passes.get_or_create(&none).inc_by(status.reconcile.passes);

@@ -11,6 +11,19 @@ pub struct File {
     pub director: Option<Spanned<DirectorSection>>,
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<ServiceSection>>,
+    pub agents: Option<Spanned<AgentsSection>>,
+}
+
+/// `[agents]`: real-server agents the director pushes VIPs to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsSection {
+    pub port: Option<Spanned<i64>>,
+    pub ca: Spanned<String>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    pub require: Option<bool>,
+    pub push_interval: Option<Spanned<String>>,
 }
 
 /// `[director]`.
@@ -83,5 +96,7 @@ pub struct RealServerSection {
     pub weight: Option<Spanned<i64>>,
     pub upper_threshold: Option<Spanned<i64>>,
     pub lower_threshold: Option<Spanned<i64>>,
+    /// `false`: set up by hand (no agent, need not be Linux).
+    pub agent: Option<bool>,
     pub check: Option<Spanned<CheckSection>>,
 }

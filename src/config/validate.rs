@@ -9,14 +9,18 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::schema::{CheckSection, DirectorSection, File, RealServerSection, ServiceSection};
+use super::schema::{
+    AgentsSection, CheckSection, DirectorSection, File, RealServerSection, ServiceSection,
+};
 use super::{line_col, ConfigError, ConfigErrors};
 use crate::health::{CheckKind, CheckSpec, HttpCheck};
 use crate::ipvs::{
     Dest, DestSettings, Family, Forwarding, Netmask, Protocol, Scheduler, Service, ServiceFlags,
     ServiceKey, ServiceSettings, Tunnel, TunnelKind,
 };
-use crate::model::{Desired, DesiredService, DirectorSettings, OnExit, OnFailure, RealServer};
+use crate::model::{
+    AgentSettings, Desired, DesiredService, DirectorSettings, OnExit, OnFailure, RealServer,
+};
 
 /// The largest weight ipvsadm accepts; operators' tooling assumes it.
 pub const MAX_WEIGHT: i64 = 65_535;
@@ -149,10 +153,47 @@ pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErr
         }
         services.extend(ds);
     }
+    let agents = raw
+        .agents
+        .as_ref()
+        .and_then(|a| agents(&mut v, a.get_ref()));
+    if agents.is_none() {
+        // Without [agents], every real server is set up by hand.
+        for rs in services.iter_mut().flat_map(|s| s.real_servers.iter_mut()) {
+            rs.agent = false;
+        }
+    }
     match (director, v.errors.is_empty()) {
-        (Some(director), true) => Ok(Desired { director, services }),
+        (Some(director), true) => Ok(Desired {
+            director,
+            services,
+            agents,
+        }),
         _ => Err(ConfigErrors(v.errors)),
     }
+}
+
+fn agents(v: &mut V<'_>, a: &AgentsSection) -> Option<AgentSettings> {
+    let ctx = "[agents]";
+    let port = match &a.port {
+        None => Some(9181),
+        Some(p) => v
+            .int(p, 1, 65_535, ctx, "port")
+            .and_then(|p| u16::try_from(p).ok()),
+    };
+    let push_interval = match &a.push_interval {
+        None => Some(Duration::from_secs(30)),
+        Some(d) => v.duration(d, ctx, "push_interval"),
+    };
+    let path = |s: &Spanned<String>| std::path::PathBuf::from(s.get_ref());
+    Some(AgentSettings {
+        port: port?,
+        ca: path(&a.ca),
+        cert: path(&a.cert),
+        key: path(&a.key),
+        require: a.require.unwrap_or(true),
+        push_interval: push_interval?,
+    })
 }
 
 fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
@@ -596,7 +637,11 @@ fn real_server(
         },
     };
     let check = check?;
-    ok.then_some(RealServer { dest, check })
+    ok.then_some(RealServer {
+        dest,
+        check,
+        agent: r.agent.unwrap_or(true),
+    })
 }
 
 /// A real server's check fields override its service's, one by one.

@@ -1,6 +1,7 @@
 //! The one writer: the task that owns every kernel change.
 //!
-//! Triggers (start, a new config, a health flip, the resync timer, a retry) only
+//! Triggers (start, a new config, a health flip, an agent confirmation, the resync
+//! timer, a retry) only
 //! request a pass; each pass dumps the kernel, plans, and applies. The reason for a
 //! pass never changes what it computes. After a pass that changed something, another
 //! pass follows at once to read back the result; failures are retried with backoff.
@@ -17,7 +18,7 @@ use tracing::{info, warn};
 use super::backend::IpvsBackend;
 use super::observed::Observed;
 use super::op::Op;
-use super::plan::{draining, plan, Drains};
+use super::plan::{draining, plan, Drains, Gate};
 use crate::health::HealthMap;
 use crate::ipvs::ServiceKey;
 use crate::model::{Desired, OnExit};
@@ -56,6 +57,8 @@ pub struct Inputs {
     pub desired: watch::Receiver<Arc<Desired>>,
     /// Check results (changes on flips only).
     pub health: watch::Receiver<HealthMap>,
+    /// Agent confirmations (the readiness gate).
+    pub gate: watch::Receiver<Gate>,
     /// Shutdown.
     pub cancel: CancellationToken,
 }
@@ -109,6 +112,7 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
                 }
             }
             changed = d.inputs.health.changed() => if changed.is_err() { break },
+            changed = d.inputs.gate.changed() => if changed.is_err() { break },
             _ = resync.tick() => {}
             _ = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => {}
         }
@@ -132,6 +136,7 @@ impl<B: IpvsBackend> Driver<B> {
         let t0 = Instant::now();
         let desired = self.inputs.desired.borrow().clone();
         let health = self.inputs.health.borrow_and_update().clone();
+        let gate = self.inputs.gate.borrow_and_update().clone();
         self.wake_at = None;
         let table = match self.backend.table().await {
             Ok(t) => t,
@@ -161,7 +166,7 @@ impl<B: IpvsBackend> Driver<B> {
             self.since.entry(id).or_insert(now);
         }
         drains.since = self.since.clone();
-        let ops = plan(&desired, &observed, &health, &drains);
+        let ops = plan(&desired, &observed, &health, &gate, &drains);
         let (applied, errors) = self.apply(&ops).await;
         if !errors.is_empty() {
             self.retry_later();

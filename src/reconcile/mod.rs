@@ -14,4 +14,4 @@ mod tests;
 pub use backend::{FakeKernel, IpvsBackend, Kernel};
 pub use observed::{Observed, ObservedService};
 pub use op::Op;
-pub use plan::{draining, effective_weight, health_of, plan, Drains};
+pub use plan::{draining, effective_weight, health_of, plan, Drains, Gate};

@@ -6,6 +6,8 @@
 //! - each real server gets its *effective* weight: configured when up, 0 when down
 //!   (or removed, with `on_failure = "remove"`), and when not yet known: what the
 //!   kernel already has (a restart adopts), or 0 for a server the kernel lacks;
+//! - with `[agents] require`, a real server whose agent has not confirmed its VIPs
+//!   gets weight 0 (traffic must not reach a server without the VIP);
 //! - the sorry server is present exactly while no real server has weight > 0;
 //! - a destination the config no longer names drains: deleted at once if it has no
 //!   active connections, else set to weight 0 and deleted when they reach 0 or the
@@ -45,6 +47,23 @@ impl Drains {
     }
 }
 
+/// Which real servers' agents have confirmed their VIPs. With `require` off (or no
+/// `[agents]`), nothing waits for an agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gate {
+    /// Whether a real server needs its agent's confirmation to get weight.
+    pub require: bool,
+    /// Real servers whose agent confirmed every VIP it serves, and is reachable.
+    pub confirmed: HashSet<IpAddr>,
+}
+
+impl Gate {
+    /// Whether `rs` may get weight as far as its agent is concerned.
+    pub fn open(&self, rs: &RealServer) -> bool {
+        !self.require || !rs.agent || self.confirmed.contains(&rs.dest.addr)
+    }
+}
+
 /// The health of a real server: always up without a check.
 pub fn health_of(rs: &RealServer, health: &HealthMap) -> Health {
     match &rs.check {
@@ -58,8 +77,13 @@ pub fn effective_weight(
     svc: &DesiredService,
     rs: &RealServer,
     health: &HealthMap,
+    gate: &Gate,
     observed: Option<&DestEntry>,
 ) -> Option<u32> {
+    if !gate.open(rs) {
+        // Traffic would reach a server that may not hold the VIP yet.
+        return Some(0);
+    }
     match health_of(rs, health) {
         Health::Up => Some(rs.dest.settings.weight),
         Health::Down => match svc.on_failure {
@@ -75,12 +99,13 @@ pub fn plan(
     desired: &Desired,
     observed: &Observed,
     health: &HealthMap,
+    gate: &Gate,
     drains: &Drains,
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     let timeout = desired.director.drain_timeout;
     for svc in &desired.services {
-        plan_service(svc, observed, health, drains, timeout, &mut ops);
+        plan_service(svc, observed, health, gate, drains, timeout, &mut ops);
     }
     for key in &drains.retired {
         if desired.service(key).is_some() {
@@ -111,6 +136,7 @@ fn plan_service(
     svc: &DesiredService,
     observed: &Observed,
     health: &HealthMap,
+    gate: &Gate,
     drains: &Drains,
     timeout: Duration,
     ops: &mut Vec<Op>,
@@ -130,7 +156,7 @@ fn plan_service(
     let mut want: HashMap<(IpAddr, u16), Dest> = HashMap::new();
     for rs in &svc.real_servers {
         let id = (rs.dest.addr, rs.dest.port);
-        if let Some(w) = effective_weight(svc, rs, health, observed_dest(id.0, id.1)) {
+        if let Some(w) = effective_weight(svc, rs, health, gate, observed_dest(id.0, id.1)) {
             want.insert(id, with_weight(rs.dest, w));
         }
     }

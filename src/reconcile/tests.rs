@@ -44,6 +44,7 @@ fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
             settings: DestSettings::route(weight),
         },
         check: Some(check(addr, port)),
+        agent: true,
     }
 }
 
@@ -70,6 +71,7 @@ fn desired(services: Vec<DesiredService>) -> Desired {
             drain_timeout: Duration::from_secs(60),
         },
         services,
+        agents: None,
     }
 }
 
@@ -83,7 +85,7 @@ fn run(d: &Desired, k: &FakeKernel, h: &HealthMap, drains: &Drains) -> Vec<Op> {
         .expect("rt");
     rt.block_on(async {
         let table = k.table().await.expect("table");
-        let ops = plan(d, &Observed::from(&table), h, drains);
+        let ops = plan(d, &Observed::from(&table), h, &Gate::default(), drains);
         for (op, r) in ops.iter().zip(k.apply(&ops).await) {
             assert!(r.is_ok(), "{op}: {r:?}");
         }
@@ -242,6 +244,60 @@ fn unmanaged_services_are_left_alone_and_retired_ones_go() {
 }
 
 #[test]
+fn a_server_waits_for_its_agent_when_required() {
+    let d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 5), rs("10.0.0.12", 80, 5)],
+    )]);
+    let k = FakeKernel::default();
+    let h = all(&d, Health::Up);
+    let mut gate = Gate {
+        require: true,
+        confirmed: HashSet::from([ip("10.0.0.11")]),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    let pass = |gate: &Gate| {
+        rt.block_on(async {
+            let ops = plan(
+                &d,
+                &Observed::from(&k.table().await.expect("t")),
+                &h,
+                gate,
+                &Drains::default(),
+            );
+            k.apply(&ops).await;
+            ops
+        })
+    };
+    pass(&gate);
+    let w = |a: &str| {
+        k.observed().services[&key(80)].dests[&(ip(a), 80)]
+            .dest
+            .settings
+            .weight
+    };
+    assert_eq!(
+        (w("10.0.0.11"), w("10.0.0.12")),
+        (5, 0),
+        "no confirmation, no weight"
+    );
+    gate.confirmed.insert(ip("10.0.0.12"));
+    assert_eq!(
+        pass(&gate),
+        vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 5).dest)]
+    );
+    gate.confirmed.remove(&ip("10.0.0.11"));
+    assert_eq!(
+        pass(&gate),
+        vec![Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest)]
+    );
+    gate.require = false;
+    assert_eq!(pass(&gate).len(), 1, "without require nothing waits");
+}
+
+#[test]
 fn drift_is_repaired() {
     let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
     let k = FakeKernel::default();
@@ -370,6 +426,7 @@ mod driver_loop {
         kernel: Arc<FakeKernel>,
         desired: watch::Sender<Arc<Desired>>,
         health: watch::Sender<HealthMap>,
+        _gate: watch::Sender<Gate>,
         state: watch::Receiver<ReconcileState>,
         cancel: CancellationToken,
         task: tokio::task::JoinHandle<()>,
@@ -388,6 +445,7 @@ mod driver_loop {
     fn start(d: Desired, h: HealthMap, kernel: Arc<FakeKernel>) -> Harness {
         let (desired, drx) = watch::channel(Arc::new(d));
         let (health, hrx) = watch::channel(h);
+        let (gate, grx) = watch::channel(Gate::default());
         let (stx, state) = watch::channel(ReconcileState::default());
         let cancel = CancellationToken::new();
         let task = tokio::spawn(driver::run(
@@ -395,6 +453,7 @@ mod driver_loop {
             Inputs {
                 desired: drx,
                 health: hrx,
+                gate: grx,
                 cancel: cancel.clone(),
             },
             stx,
@@ -403,6 +462,7 @@ mod driver_loop {
             kernel,
             desired,
             health,
+            _gate: gate,
             state,
             cancel,
             task,
