@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::agents::{AgentMap, AgentState};
 use crate::health::{DetailMap, Health, HealthMap};
@@ -14,7 +14,7 @@ use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::{effective_weight, health_of, Gate};
 
 /// The outcome of the last config load.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReloadStatus {
     /// Config generation in force (1 for the config read at start).
     pub generation: u64,
@@ -27,7 +27,7 @@ pub struct ReloadStatus {
 }
 
 /// `GET /status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// Config generation and the last reload's result.
     pub config: ReloadStatus,
@@ -44,7 +44,7 @@ pub struct Status {
 }
 
 /// The reconciler's counters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReconcileStatus {
     /// Passes run.
     pub passes: u64,
@@ -61,7 +61,7 @@ pub struct ReconcileStatus {
 }
 
 /// One managed service.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceStatus {
     /// Its name in the config.
     pub name: String,
@@ -88,7 +88,7 @@ pub struct ServiceStatus {
 }
 
 /// One real server (or the sorry server).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerStatus {
     /// Address.
     pub address: IpAddr,

@@ -6,6 +6,7 @@ mod http;
 mod ipvs_cli;
 mod metrics;
 mod page;
+mod status_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,12 @@ enum Command {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Print a running director's status as a table.
+    Status {
+        /// The director's status endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:9180")]
+        url: String,
     },
     /// Certificates for the director and its agents.
     Pki {
@@ -122,6 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Plan { config } => rt.block_on(dry_run(config))?,
+        Command::Status { url } => rt.block_on(status_cli::run(&url))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
         Command::Pki {
             command: PkiCommand::Init { dir, agents },

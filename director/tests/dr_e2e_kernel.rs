@@ -5,134 +5,26 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::director::*;
 use support::lab::{Lab, Server};
 use support::{poll, sh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
-const STATUS: &str = "127.0.0.1:9180";
 
-/// A running `lvsdr-director run`, in the lab's director namespace.
-struct Director {
-    child: Child,
-    log: PathBuf,
-}
+struct Director;
 
 impl Director {
-    fn start(lab: &Lab, config: &PathBuf) -> Director {
-        let log = config.with_extension(format!("log.{}", Instant::now().elapsed().as_nanos()));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &lab.director, BIN, "run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("start the director");
-        let d = Director { child, log };
-        let up = poll(20, || lab.director_get(STATUS, "/healthz").ok());
-        assert!(
-            up.is_some(),
-            "the status endpoint did not come up:\n{}",
-            d.log()
-        );
-        d
+    fn start(lab: &Lab, config: &std::path::Path) -> Proc {
+        start_director(lab, BIN, config)
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        sh(&format!("kill -{sig} {}", self.child.id()));
-    }
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn status(lab: &Lab) -> serde_json::Value {
-    let body = lab.director_get(STATUS, "/status").expect("GET /status");
-    serde_json::from_str(&body).expect("status JSON")
-}
-
-fn find_server<'a>(
-    st: &'a serde_json::Value,
-    svc: &str,
-    addr: &str,
-) -> Option<&'a serde_json::Value> {
-    st["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|x| x["name"] == svc))
-        .and_then(|s| s["real_servers"].as_array())
-        .and_then(|rs| rs.iter().find(|r| r["address"] == addr))
-}
-
-fn server<'a>(st: &'a serde_json::Value, svc: &str, addr: &str) -> &'a serde_json::Value {
-    find_server(st, svc, addr)
-        .unwrap_or_else(|| panic!("no real server {addr} in service {svc}: {st}"))
-}
-
-/// The kernel weight `/status` reports (None while the server is not configured yet).
-fn kernel_weight(lab: &Lab, svc: &str, addr: &str) -> Option<u64> {
-    find_server(&status(lab), svc, addr).and_then(|s| s["kernel_weight"].as_u64())
 }
 
 fn write_config(lab: &Lab, name: &str, text: &str) -> PathBuf {
-    let dir = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join(name);
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn web_config(lab: &Lab, servers: &[(usize, u32)], extra: &str) -> String {
-    let mut c = format!(
-        "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n{extra}\n\
-         [[service]]\nname = \"web\"\nvip = \"{}\"\nport = 80\nscheduler = \"wrr\"\n\
-         [service.check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n",
-        lab.vip()
-    );
-    for (i, w) in servers {
-        c.push_str(&format!(
-            "[[service.real_server]]\naddress = \"{}\"\nweight = {w}\n",
-            lab.rip(*i)
-        ));
-    }
-    c
-}
-
-/// Who answered `n` requests.
-fn spread(lab: &Lab, n: usize) -> HashMap<String, usize> {
-    let mut seen = HashMap::new();
-    for _ in 0..n {
-        let who = lab.get(80, "/").unwrap_or_else(|e| format!("error: {e}"));
-        *seen.entry(who.trim().to_string()).or_insert(0) += 1;
-    }
-    seen
-}
-
-fn wait_weights(lab: &Lab, want: &[(usize, u64)], secs: u64, d: &Director) {
-    let ok = poll(secs, || {
-        want.iter()
-            .all(|(i, w)| kernel_weight(lab, "web", &lab.rip(*i)) == Some(*w))
-            .then_some(())
-    });
-    assert!(
-        ok.is_some(),
-        "kernel weights did not reach {want:?}: {}\n{}\n{}",
-        status(lab),
-        lab.ipvsadm("-Ln"),
-        d.log()
-    );
+    write_file(lab, name, text)
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::CheckSpec;
 
 /// A real server's health as its check sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Not yet `rise` successes nor `fall` failures since the check started.

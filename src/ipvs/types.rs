@@ -390,7 +390,9 @@ impl Dest {
 }
 
 /// Traffic counters and rates of a service or destination (the 64-bit set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Stats {
     /// Connections scheduled.
     pub conns: u64,

@@ -61,4 +61,5 @@ pub fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+pub mod director;
 pub mod lab;

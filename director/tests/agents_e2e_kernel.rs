@@ -1,0 +1,108 @@
+//! The director with real-server agents, in the test VM: the agents put the VIP on the
+//! real servers and suppress ARP (the test does neither), and with `require = true` a
+//! real server whose agent is not running gets no traffic until its agent is back.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::director::*;
+use support::lab::{Lab, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
+
+fn agent_bin() -> String {
+    let p = Path::new(BIN).with_file_name("lvsdr-agent");
+    assert!(
+        p.exists(),
+        "{} is not built (cargo test --workspace builds it)",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn agents_set_up_the_real_servers_and_gate_their_weight() {
+    let lab = Lab::bare("g", 56, 2);
+    let _s1 = Server::http(&lab.servers[0], 80, "rs1");
+    let _s2 = Server::http(&lab.servers[1], 80, "rs2");
+    let dir = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag));
+    let pki = dir.join("pki");
+    let _ = std::fs::remove_dir_all(&pki);
+    lvsdr::pki::init(&pki, &[lab.rip(1), lab.rip(2)]).expect("pki");
+    let agent_config = |i: usize| {
+        let rip = lab.rip(i);
+        write_file(
+            &lab,
+            &format!("agent{i}.toml"),
+            &format!(
+                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"{d}/state{i}.json\"\n\
+                 [agent.tls]\ncert = \"{p}/agent-{rip}.pem\"\nkey = \"{p}/agent-{rip}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
+                d = dir.display(),
+                p = pki.display()
+            ),
+        )
+    };
+    let (c1, c2) = (agent_config(1), agent_config(2));
+    let _a1 = start_agent(&lab, &agent_bin(), 1, &c1);
+    let agents = format!(
+        "[agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director.pem\"\nkey = \"{p}/director.key\"\nrequire = true\npush_interval = \"1s\"\n",
+        p = pki.display()
+    );
+    let config = write_file(
+        &lab,
+        "d.toml",
+        &web_config(&lab, &[(1, 1), (2, 1)], &agents),
+    );
+    let d = start_director(&lab, BIN, &config);
+
+    // rs2's agent is not running: healthy, but no weight.
+    wait_weights(&lab, &[(1, 1), (2, 0)], 20, &d);
+    let st = status(&lab);
+    assert_eq!(server(&st, "web", &lab.rip(2))["health"], "up");
+    assert!(
+        server(&st, "web", &lab.rip(2))["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("agent")),
+        "{st}"
+    );
+    let a2 = st["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["address"] == lab.rip(2)))
+        .expect("agent 2");
+    assert_eq!(a2["reachable"], false, "{st}");
+    let seen = spread(&lab, 8);
+    assert_eq!(seen.get("rs1"), Some(&8), "only rs1 serves: {seen:?}");
+    assert_eq!(
+        lab.arp_answers(),
+        vec![lab.mac(&lab.director)],
+        "ARP for the VIP: only the director"
+    );
+
+    // The agent comes: it gets the VIP, confirms, and the server gets its weight.
+    let mut a2 = start_agent(&lab, &agent_bin(), 2, &c2);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+    let seen = spread(&lab, 8);
+    assert_eq!(
+        (seen.get("rs1"), seen.get("rs2")),
+        (Some(&4), Some(&4)),
+        "{seen:?}"
+    );
+    assert_eq!(
+        lab.arp_answers(),
+        vec![lab.mac(&lab.director)],
+        "ARP for the VIP: only the director"
+    );
+    let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
+    assert!(lo.contains(&format!("inet {}/32", lab.vip())), "{lo}");
+
+    // The agent stops: no traffic for rs2 until it is back.
+    a2.kill();
+    wait_weights(&lab, &[(1, 1), (2, 0)], 15, &d);
+    let seen = spread(&lab, 6);
+    assert_eq!(seen.get("rs2"), None, "{seen:?}");
+    let _a2 = start_agent(&lab, &agent_bin(), 2, &c2);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+}

@@ -1,0 +1,163 @@
+//! Running `lvsdr-director run` (and agents) in a lab's namespaces, and reading its
+//! status, for the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::lab::Lab;
+use super::{poll, sh};
+
+/// Where the status endpoint listens inside the director's namespace.
+pub const STATUS: &str = "127.0.0.1:9180";
+
+/// A process started with `ip netns exec`, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(ns: &str, bin: &str, args: &[&str], log: PathBuf) -> Proc {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, bin])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        Proc { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        sh(&format!("kill -{sig} {}", self.child.id()));
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn log_path(config: &Path, what: &str) -> PathBuf {
+    let stamp = std::time::UNIX_EPOCH.elapsed().map_or(0, |d| d.as_nanos());
+    config.with_extension(format!("{what}.{stamp}.log"))
+}
+
+/// Starts the director with `config` and waits for its status endpoint.
+pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
+    let cfg = config.display().to_string();
+    let p = Proc::spawn(
+        &lab.director,
+        bin,
+        &["run", "--config", &cfg],
+        log_path(config, "director"),
+    );
+    let up = poll(20, || lab.director_get(STATUS, "/healthz").ok());
+    assert!(
+        up.is_some(),
+        "the status endpoint did not come up:\n{}",
+        p.log()
+    );
+    p
+}
+
+/// Starts an agent in real server `i`'s namespace.
+pub fn start_agent(lab: &Lab, bin: &str, i: usize, config: &Path) -> Proc {
+    let cfg = config.display().to_string();
+    Proc::spawn(
+        &lab.servers[i - 1],
+        bin,
+        &["--config", &cfg],
+        log_path(config, "agent"),
+    )
+}
+
+pub fn status(lab: &Lab) -> serde_json::Value {
+    let body = lab.director_get(STATUS, "/status").expect("GET /status");
+    serde_json::from_str(&body).expect("status JSON")
+}
+
+pub fn find_server<'a>(
+    st: &'a serde_json::Value,
+    svc: &str,
+    addr: &str,
+) -> Option<&'a serde_json::Value> {
+    st["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|x| x["name"] == svc))
+        .and_then(|s| s["real_servers"].as_array())
+        .and_then(|rs| rs.iter().find(|r| r["address"] == addr))
+}
+
+pub fn server<'a>(st: &'a serde_json::Value, svc: &str, addr: &str) -> &'a serde_json::Value {
+    find_server(st, svc, addr)
+        .unwrap_or_else(|| panic!("no real server {addr} in service {svc}: {st}"))
+}
+
+/// The kernel weight `/status` reports (None while the server is not configured yet).
+pub fn kernel_weight(lab: &Lab, svc: &str, addr: &str) -> Option<u64> {
+    find_server(&status(lab), svc, addr).and_then(|s| s["kernel_weight"].as_u64())
+}
+
+/// Waits until the "web" service's real servers have these kernel weights.
+pub fn wait_weights(lab: &Lab, want: &[(usize, u64)], secs: u64, d: &Proc) {
+    let ok = poll(secs, || {
+        want.iter()
+            .all(|(i, w)| kernel_weight(lab, "web", &lab.rip(*i)) == Some(*w))
+            .then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "kernel weights did not reach {want:?}: {}\n{}\n{}",
+        status(lab),
+        lab.ipvsadm("-Ln"),
+        d.log()
+    );
+}
+
+/// Who answered `n` requests to VIP:80.
+pub fn spread(lab: &Lab, n: usize) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..n {
+        let who = lab.get(80, "/").unwrap_or_else(|e| format!("error: {e}"));
+        *seen.entry(who.trim().to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// A "web" service (wrr, HTTP check every second) over the given (server, weight)s.
+pub fn web_config(lab: &Lab, servers: &[(usize, u32)], extra: &str) -> String {
+    let mut c = format!(
+        "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n{extra}\n\
+         [[service]]\nname = \"web\"\nvip = \"{}\"\nport = 80\nscheduler = \"wrr\"\n\
+         [service.check]\ntype = \"http\"\npath = \"/healthz\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n",
+        lab.vip()
+    );
+    for (i, w) in servers {
+        c.push_str(&format!(
+            "[[service.real_server]]\naddress = \"{}\"\nweight = {w}\n",
+            lab.rip(*i)
+        ));
+    }
+    c
+}
+
+/// Writes a file into the lab's folder.
+pub fn write_file(lab: &Lab, name: &str, text: &str) -> PathBuf {
+    let dir = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
