@@ -155,3 +155,22 @@ mod tests {
         assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod unit_tests {
+    #[test]
+    fn the_systemd_unit_starts_the_agent_before_the_services_that_bind_the_vip() {
+        let unit = include_str!("../../conf/lvsdr-agent.service");
+        for want in [
+            "Type=notify",
+            "ExecStart=/usr/local/bin/lvsdr-agent --config /etc/lvsdr/agent.toml",
+            "Before=network-online.target",
+            "CapabilityBoundingSet=CAP_NET_ADMIN",
+            "StateDirectory=lvsdr",
+        ] {
+            assert!(unit.lines().any(|l| l == want), "{want} missing from the unit");
+        }
+        // The state file the unit's StateDirectory provides is the example's.
+        assert!(include_str!("../../conf/agent.toml").contains("state_file = \"/var/lib/lvsdr/agent.json\""));
+    }
+}
