@@ -122,10 +122,11 @@ impl Desired {
 
     /// Every distinct health check the config asks for.
     pub fn checks(&self) -> Vec<Arc<CheckSpec>> {
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Arc<CheckSpec>> = Vec::new();
         for rs in self.services.iter().flat_map(|s| &s.real_servers) {
             if let Some(c) = &rs.check {
-                if !out.iter().any(|o| o == c) {
+                if seen.insert(c.clone()) {
                     out.push(c.clone());
                 }
             }

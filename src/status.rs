@@ -215,10 +215,12 @@ pub fn build(
             }
         })
         .collect();
+    let managed: std::collections::HashSet<&ServiceKey> =
+        desired.services.iter().map(|s| &s.service.key).collect();
     let mut unmanaged: Vec<String> = observed
         .services
         .keys()
-        .filter(|k| desired.service(k).is_none() && !state.retired.contains(k))
+        .filter(|k| !managed.contains(k) && !state.retired.contains(k))
         .map(ToString::to_string)
         .collect();
     unmanaged.sort();

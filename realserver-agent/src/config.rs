@@ -168,9 +168,13 @@ mod unit_tests {
             "CapabilityBoundingSet=CAP_NET_ADMIN",
             "StateDirectory=lvsdr",
         ] {
-            assert!(unit.lines().any(|l| l == want), "{want} missing from the unit");
+            assert!(
+                unit.lines().any(|l| l == want),
+                "{want} missing from the unit"
+            );
         }
         // The state file the unit's StateDirectory provides is the example's.
-        assert!(include_str!("../../conf/agent.toml").contains("state_file = \"/var/lib/lvsdr/agent.json\""));
+        assert!(include_str!("../../conf/agent.toml")
+            .contains("state_file = \"/var/lib/lvsdr/agent.json\""));
     }
 }

@@ -43,8 +43,10 @@ impl V<'_> {
         });
     }
 
-    fn line_of(&self, span: Range<usize>) -> usize {
-        line_col(self.text, span.start).0
+    /// The line of a byte offset. It scans the text: call it only to report an error,
+    /// never per entry (that made a 10,000-service config take minutes).
+    fn line_of(&self, offset: usize) -> usize {
+        line_col(self.text, offset).0
     }
 
     fn duration(&mut self, v: &Spanned<String>, ctx: &str, what: &str) -> Option<Duration> {
@@ -132,7 +134,8 @@ pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErr
     let mut keys: HashMap<ServiceKey, String> = HashMap::new();
     for s in &raw.services {
         let name = s.get_ref().name.get_ref();
-        if let Some(line) = names.get(name.as_str()) {
+        if let Some(first) = names.get(name.as_str()) {
+            let line = v.line_of(*first);
             let span = s.get_ref().name.span();
             v.err(
                 span,
@@ -140,7 +143,7 @@ pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErr
                 format!("duplicate service name {name:?} (first at line {line})"),
             );
         } else {
-            names.insert(name, v.line_of(s.get_ref().name.span()));
+            names.insert(name, s.get_ref().name.span().start);
         }
         let (key, ds) = service(&mut v, s);
         if let Some(key) = key {
@@ -545,7 +548,8 @@ fn service_body(
             &ctx,
         ) {
             let id = (x.dest.addr, x.dest.port);
-            if let Some(line) = seen.get(&id) {
+            if let Some(first) = seen.get(&id) {
+                let line = v.line_of(*first);
                 let msg = format!(
                     "duplicate real server {} (first at line {line})",
                     x.dest.addr_port()
@@ -553,7 +557,7 @@ fn service_body(
                 v.err(rs.span(), &ctx, msg);
                 continue;
             }
-            seen.insert(id, v.line_of(rs.span()));
+            seen.insert(id, rs.span().start);
             real_servers.push(x);
         }
     }

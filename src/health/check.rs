@@ -69,10 +69,15 @@ impl Checker {
     async fn run_unbounded(&self, p: &Prepared) -> Result<(), String> {
         let target = p.spec.target;
         match &p.spec.kind {
-            CheckKind::Tcp => TcpStream::connect(target)
-                .await
-                .map(|_| ())
-                .map_err(|e| format!("connect {target}: {e}")),
+            CheckKind::Tcp => {
+                let s = TcpStream::connect(target)
+                    .await
+                    .map_err(|e| format!("connect {target}: {e}"))?;
+                // Close with RST: no FIN exchange, no TIME_WAIT, for either side; a
+                // check sends nothing that could be lost.
+                let _ = s.set_zero_linger();
+                Ok(())
+            }
             CheckKind::Http(h) => self.http_check(target, h, p.body.as_ref()).await,
             CheckKind::Dns { query } => dns_check(target, query).await,
             CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout).await,

@@ -34,6 +34,7 @@ pub struct IpvsHandle {
     router: NlRouter,
     family: u16,
     dump_lock: tokio::sync::Mutex<()>,
+    sent: std::sync::atomic::AtomicU64,
 }
 
 /// The netns of this process, as `net:[inode]`, for error messages.
@@ -70,10 +71,17 @@ impl IpvsHandle {
             router,
             family,
             dump_lock: tokio::sync::Mutex::new(()),
+            sent: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// How many requests (dumps included) this handle has sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn send(&self, req: &Request) -> Result<Receiver, IpvsError> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let flags = if req.is_dump() { NlmF::DUMP } else { NlmF::ACK };
         self.router
             .send::<u16, GenlMsg, u16, GenlMsg>(

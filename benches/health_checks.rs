@@ -1,0 +1,146 @@
+//! Health checks at scale, on the host: N TCP targets (listeners spread over 127.x
+//! addresses and ports, served by a child process) checked every second for S seconds
+//! by the director's own check supervisor, in a network namespace of its own. Reports
+//! this process's CPU (user + sys, from getrusage) and peak RSS; the child's work is
+//! not counted.
+//!
+//! Usage: health_checks [--targets 10000] [--seconds 60] [--out FILE]
+//!        health_checks --serve N   (the listener child)
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lvsdr::health::{CheckKind, CheckSpec, Checker, Health, Supervisor};
+use tokio_util::sync::CancellationToken;
+
+fn target(i: usize) -> SocketAddr {
+    // 100 ports per address, addresses 127.1.x.y: all of 127/8 is local on lo.
+    let a = i / 100;
+    let ip = Ipv4Addr::new(127, 1, (a / 250) as u8, (a % 250 + 1) as u8);
+    SocketAddr::new(IpAddr::V4(ip), 20_000 + (i % 100) as u16)
+}
+
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn serve(n: usize) {
+    raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async move {
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let l = tokio::net::TcpListener::bind(target(i))
+                .await
+                .expect("bind");
+            tasks.push(tokio::spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    drop(s);
+                }
+            }));
+        }
+        println!("ready");
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(n) = arg("--serve") {
+        serve(n.parse().expect("--serve N"));
+        return;
+    }
+    let targets: usize = arg("--targets")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let seconds: u64 = arg("--seconds").and_then(|v| v.parse().ok()).unwrap_or(60);
+    if nix::unistd::geteuid().as_raw() != 0 {
+        eprintln!("health_checks: needs root (a network namespace of its own)");
+        std::process::exit(2);
+    }
+    // A private namespace, before any thread exists.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
+    assert!(up.is_ok_and(|s| s.success()), "ip link set lo up");
+    raise_fd_limit();
+    let mut child = std::process::Command::new(&args[0])
+        .args(["--serve", &targets.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("listener child");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("child ready");
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let (up, checks) = rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        let mut sup = Supervisor::new(Checker::new().expect("checker"), cancel.clone());
+        let specs: Vec<Arc<CheckSpec>> = (0..targets)
+            .map(|i| {
+                Arc::new(CheckSpec {
+                    target: target(i),
+                    kind: CheckKind::Tcp,
+                    interval: Duration::from_secs(1),
+                    timeout: Duration::from_secs(1),
+                    rise: 2,
+                    fall: 3,
+                })
+            })
+            .collect();
+        sup.set_checks(&specs);
+        let health = sup.health();
+        let details = sup.details();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let up = health
+            .borrow()
+            .values()
+            .filter(|h| **h == Health::Up)
+            .count();
+        let checks = details.borrow().len();
+        cancel.cancel();
+        (up, checks)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+        .expect("getrusage");
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let cpu = secs(usage.user_time()) + secs(usage.system_time());
+    let rss_mb = usage.max_rss() as f64 / 1024.0;
+    let pct = cpu / seconds as f64 * 100.0;
+    let table = format!(
+        "| health checks: {targets} TCP targets, every 1 s, {seconds} s | CPU (user+sys) | % of one core | peak RSS | targets up at the end | target |\n\
+         | --- | --- | --- | --- | --- | --- |\n\
+         | lvsdr check supervisor | {cpu:.1} s | {pct:.1} % | {rss_mb:.1} MB | {up} of {targets} ({checks} checked) | ≤ 15 %, ≤ 64 MB |\n"
+    );
+    print!("{table}");
+    if let Some(out) = arg("--out") {
+        std::fs::write(out, &table).expect("write results");
+    }
+}
