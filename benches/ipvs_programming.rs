@@ -149,17 +149,17 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
             assert!(results.iter().all(Result::is_ok), "an op failed");
             assert_eq!(count_dests(), n * d, "the table is not complete");
 
-            let sent = kernel.handle().requests_sent();
+            let sent = kernel.requests_sent().await;
             let t = Instant::now();
             let table = kernel.table().await.expect("dump");
             let ops = plan(&desired, &Observed::from(&table), &health, &gate, &drains);
             let noop = t.elapsed();
             assert!(ops.is_empty(), "no-op resync planned {} ops", ops.len());
-            let noop_requests = kernel.handle().requests_sent() - sent;
+            let noop_requests = kernel.requests_sent().await - sent;
 
             let mut changed = desired.clone();
             changed.services[n / 2].real_servers[0].dest.settings.weight = 99;
-            let sent = kernel.handle().requests_sent();
+            let sent = kernel.requests_sent().await;
             let t = Instant::now();
             let table = kernel.table().await.expect("dump");
             let ops = plan(&changed, &Observed::from(&table), &health, &gate, &drains);
@@ -173,7 +173,7 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
                 noop_requests,
                 one,
                 one_ops: ops.len(),
-                one_requests: kernel.handle().requests_sent() - sent,
+                one_requests: kernel.requests_sent().await - sent,
             }
         })
     })

@@ -19,32 +19,68 @@ pub trait IpvsBackend: Send + Sync {
     fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
 }
 
-/// The kernel, through one generic-netlink socket.
+/// After this many requests the socket is replaced. neli's router forgets a finished
+/// request only if its lock is free at that moment; a fresh socket bounds whatever a
+/// long-running director might otherwise accumulate.
+pub const REQUESTS_PER_SOCKET: u64 = 1_000_000;
+
+/// The kernel, through one generic-netlink socket at a time.
 pub struct Kernel {
-    handle: IpvsHandle,
+    handle: tokio::sync::Mutex<std::sync::Arc<IpvsHandle>>,
+    requests_before: std::sync::atomic::AtomicU64,
 }
 
 impl Kernel {
     /// Connects to IPVS in this process's network namespace.
     pub async fn connect() -> Result<Kernel, IpvsError> {
         Ok(Kernel {
-            handle: IpvsHandle::connect().await?,
+            handle: tokio::sync::Mutex::new(std::sync::Arc::new(IpvsHandle::connect().await?)),
+            requests_before: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// The underlying handle, for read-only uses.
-    pub fn handle(&self) -> &IpvsHandle {
-        &self.handle
+    /// The socket in use, replaced first if it has served its share of requests.
+    async fn current(&self) -> Result<std::sync::Arc<IpvsHandle>, IpvsError> {
+        let mut h = self.handle.lock().await;
+        let sent = h.requests_sent();
+        if sent >= REQUESTS_PER_SOCKET {
+            *h = std::sync::Arc::new(IpvsHandle::connect().await?);
+            self.requests_before
+                .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(h.clone())
+    }
+
+    /// Requests sent so far, over every socket.
+    pub async fn requests_sent(&self) -> u64 {
+        self.requests_before
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + self.handle.lock().await.requests_sent()
     }
 }
 
 impl IpvsBackend for Kernel {
     async fn table(&self) -> Result<Table, IpvsError> {
-        self.handle.table().await
+        self.current().await?.table().await
     }
 
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
-        self.handle
+        let handle = match self.current().await {
+            Ok(h) => h,
+            Err(e) => {
+                let msg = e.to_string();
+                return ops
+                    .iter()
+                    .map(|_| {
+                        Err(IpvsError::Socket {
+                            context: "reconnect".into(),
+                            detail: msg.clone(),
+                        })
+                    })
+                    .collect();
+            }
+        };
+        handle
             .execute(ops.iter().map(Op::request).collect())
             .await
             .into_iter()

@@ -7,9 +7,10 @@
 #
 # How the guest sees the world: the host's / is shared read-only over virtio-9p and the
 # guest chroots into it, so every host binary (ip, ipvsadm, nft, the project's cargo-built
-# binaries) runs unchanged against the guest's kernel. $LVSDR_VM_DIR/work is shared
-# read-write at the same path; the guest leaves its exit code there. /tmp in the guest
-# is a fresh tmpfs: files for the guest go in the work folder.
+# binaries) runs unchanged against the guest's kernel. The repository is shared again,
+# read-only, at its own path (so a checkout under /tmp, which is a fresh tmpfs in the
+# guest, is visible too); $LVSDR_VM_DIR/work is shared read-write at the same path, and
+# the guest leaves its exit code there. Files for the guest go in the work folder.
 #
 # Environment: LVSDR_VM_DIR (default <repo>/target/vm), LVSDR_VM_ACCEL=tcg|kvm (tcg:
 # the paravirtual /dev/kvm of the dev machines cannot run a stock kernel),
@@ -117,8 +118,9 @@ run() {
   timeout "$vm_timeout" qemu-system-x86_64 -accel "$accel" "${cpu[@]}" -m "$mem" -smp 2 \
     -nodefaults -display none -no-reboot -serial stdio \
     -kernel "$(kernel_image)" -initrd "$dir/initrd.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1 VM_WORK=$work VM_KMODS=$dir/kernel/root/lib/modules VM_MODULES=$modules" \
+    -append "console=ttyS0 quiet panic=-1 VM_WORK=$work VM_REPO=$repo VM_KMODS=$dir/kernel/root/lib/modules VM_MODULES=$modules" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
+    -virtfs local,path="$repo",mount_tag=repo,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$work",mount_tag=work,security_model=none </dev/null || true
   local rc
   rc=$(cat "$work/exit-code" 2>/dev/null || echo 99)
