@@ -93,11 +93,18 @@ fn main() {
     .expect("child ready");
 
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("rt");
+    // The director's runtime flavour (LVSDR_RUNTIME=multi for the 2-worker one).
+    let rt = if std::env::var("LVSDR_RUNTIME").as_deref() == Ok("multi") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .expect("rt");
     let (up, checks) = rt.block_on(async move {
         let cancel = CancellationToken::new();
         let mut sup = Supervisor::new(Checker::new().expect("checker"), cancel.clone());

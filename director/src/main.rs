@@ -107,8 +107,9 @@ fn init_logging(format: LogFormat) {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // TLS for https checks: ring, installed once, before any client is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the director's work is many small waits (checks, netlink answers),
+    // and cross-thread wake-ups would cost more than they give.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     match cli.command {

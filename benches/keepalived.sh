@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Health checks side by side (guest, in the VM: keepalived needs IPVS to start): the
+# same TCP targets checked every second by keepalived's TCP_CHECK and by lvsdr-director,
+# one after the other in the same boot, each as a whole daemon programming IPVS (NAT:
+# the targets' ports differ from the service port). CPU (user + sys, all the daemon's
+# processes) from /proc/PID/stat over the window; the ratio is what counts (emulated CPU).
+# Args: RELEASE_DIR HEALTH_CHECKS_BENCH TARGETS SECONDS OUT
+set -euo pipefail
+bin=$1 checks=$2 targets=$3 seconds=$4 out=$5
+w=$(dirname "$out")/keepalived
+rm -rf "$w" && mkdir -p "$w"
+ip netns add bk
+ip -n bk link set lo up
+ip netns exec bk "$checks" --serve "$targets" >"$w/serve.out" &
+server=$!
+for _ in $(seq 600); do grep -q ready "$w/serve.out" 2>/dev/null && break; sleep 0.1; done
+hz=$(getconf CLK_TCK)
+# The i-th target, as health_checks.rs numbers them.
+target() { local a=$(($1 / 100)); echo "127.1.$((a / 250)).$((a % 250 + 1)) $((20000 + $1 % 100))"; }
+ticks() { # the summed utime + stime of the given pids
+  local t=0 p
+  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo $t
+}
+services=$(((targets + 99) / 100))
+
+{
+  echo 'global_defs { router_id bench }'
+  for s in $(seq 0 $((services - 1))); do
+    echo "virtual_server 198.18.1.$((s + 1)) 80 {"
+    echo "  delay_loop 1"
+    echo "  lb_algo wrr"
+    echo "  lb_kind NAT"
+    echo "  protocol TCP"
+    for i in $(seq $((s * 100)) $((s * 100 + 99))); do
+      [ "$i" -lt "$targets" ] || break
+      read -r a p < <(target "$i")
+      echo "  real_server $a $p { weight 1"
+      echo "    TCP_CHECK { connect_timeout 1 }"
+      echo "  }"
+    done
+    echo "}"
+  done
+} >"$w/keepalived.conf"
+{
+  echo '[director]'
+  echo 'status_listen = "127.0.0.1:9180"'
+  for s in $(seq 0 $((services - 1))); do
+    printf '[[service]]\nname = "s%s"\nvip = "198.18.1.%s"\nport = 80\nforwarding = "nat"\n' "$s" $((s + 1))
+    printf '[service.check]\ntype = "tcp"\ninterval = "1s"\ntimeout = "1s"\n'
+    for i in $(seq $((s * 100)) $((s * 100 + 99))); do
+      [ "$i" -lt "$targets" ] || break
+      read -r a p < <(target "$i")
+      printf '[[service.real_server]]\naddress = "%s"\nport = %s\n' "$a" "$p"
+    done
+  done
+} >"$w/director.toml"
+
+# Both get the same warm-up, then the same measured window.
+measure() { # name, pids... → CPU seconds over the window
+  sleep 3
+  local t0 t1
+  t0=$(ticks "${@:2}")
+  sleep "$seconds"
+  t1=$(ticks "${@:2}")
+  awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz}'
+}
+ip netns exec bk keepalived -C -n -f "$w/keepalived.conf" -p "$w/k.pid" -c "$w/kc.pid" 2>"$w/keepalived.log" &
+keep=$!
+sleep 1
+kpids=$(pgrep -x keepalived | tr '\n' ' ')
+# shellcheck disable=SC2086
+k_cpu=$(measure keepalived $kpids)
+k_up=$(ip netns exec bk ipvsadm -Ln | grep -c Masq || true)
+kill $keep 2>/dev/null || true
+wait $keep 2>/dev/null || true
+ip netns exec bk ipvsadm -C
+
+ip netns exec bk "$bin/lvsdr-director" run --config "$w/director.toml" 2>"$w/director.log" &
+dir=$!
+l_cpu=$(measure lvsdr $dir)
+l_up=$(ip netns exec bk "$bin/lvsdr-director" ipvs list | grep Masq | awk '$4 > 0' | wc -l)
+kill $dir $server 2>/dev/null || true
+wait 2>/dev/null || true
+ip netns del bk
+pct() { awk -v c="$1" -v s="$seconds" 'BEGIN {printf "%.1f", c / s * 100}'; }
+ratio=$(awk -v a="$l_cpu" -v b="$k_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+{
+  echo "| health checks in the VM: $targets TCP targets, every 1 s, ${seconds} s window | CPU (user+sys) | % of one emulated core | real servers up | lvsdr / keepalived |"
+  echo "| --- | --- | --- | --- | --- |"
+  echo "| keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}') TCP_CHECK (-C) | ${k_cpu} s | $(pct "$k_cpu") % | $k_up of $targets | |"
+  echo "| lvsdr-director (tcp checks) | ${l_cpu} s | $(pct "$l_cpu") % | $l_up of $targets | $ratio (target ≤ 0.5) |"
+} >"$out"
+cat "$out"
