@@ -17,10 +17,13 @@ for _ in $(seq 600); do grep -q ready "$w/serve.out" 2>/dev/null && break; sleep
 hz=$(getconf CLK_TCK)
 # The i-th target, as health_checks.rs numbers them.
 target() { local a=$(($1 / 100)); echo "127.1.$((a / 250)).$((a % 250 + 1)) $((20000 + $1 % 100))"; }
-ticks() { # the summed utime + stime of the given pids
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo $t
+ticks() { # "utime stime" summed over the given pids
+  local u=0 s=0 p a b
+  for p in "$@"; do
+    read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat")
+    u=$((u + a)) s=$((s + b))
+  done
+  echo "$u $s"
 }
 services=$(((targets + 99) / 100))
 
@@ -57,20 +60,20 @@ services=$(((targets + 99) / 100))
 } >"$w/director.toml"
 
 # Both get the same warm-up, then the same measured window.
-measure() { # name, pids... → CPU seconds over the window
+measure() { # name, pids... → "total user sys" CPU seconds over the window
   sleep 3
-  local t0 t1
-  t0=$(ticks "${@:2}")
+  local u0 s0 u1 s1
+  read -r u0 s0 < <(ticks "${@:2}")
   sleep "$seconds"
-  t1=$(ticks "${@:2}")
-  awk -v a="$t0" -v b="$t1" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz}'
+  read -r u1 s1 < <(ticks "${@:2}")
+  awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$hz" 'BEGIN {printf "%.2f %.2f %.2f\n", (u + s) / hz, u / hz, s / hz}'
 }
 ip netns exec bk keepalived -C -n -f "$w/keepalived.conf" -p "$w/k.pid" -c "$w/kc.pid" 2>"$w/keepalived.log" &
 keep=$!
 sleep 1
 kpids=$(pgrep -x keepalived | tr '\n' ' ')
 # shellcheck disable=SC2086
-k_cpu=$(measure keepalived $kpids)
+read -r k_cpu k_user k_sys < <(measure keepalived $kpids)
 k_up=$(ip netns exec bk ipvsadm -Ln | grep -c Masq || true)
 kill $keep 2>/dev/null || true
 wait $keep 2>/dev/null || true
@@ -78,7 +81,7 @@ ip netns exec bk ipvsadm -C
 
 ip netns exec bk "$bin/lvsdr-director" run --config "$w/director.toml" 2>"$w/director.log" &
 dir=$!
-l_cpu=$(measure lvsdr $dir)
+read -r l_cpu l_user l_sys < <(measure lvsdr $dir)
 l_up=$(ip netns exec bk "$bin/lvsdr-director" ipvs list | grep Masq | awk '$4 > 0' | wc -l)
 kill $dir $server 2>/dev/null || true
 wait 2>/dev/null || true
@@ -86,9 +89,9 @@ ip netns del bk
 pct() { awk -v c="$1" -v s="$seconds" 'BEGIN {printf "%.1f", c / s * 100}'; }
 ratio=$(awk -v a="$l_cpu" -v b="$k_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
 {
-  echo "| health checks in the VM: $targets TCP targets, every 1 s, ${seconds} s window | CPU (user+sys) | % of one emulated core | real servers up | lvsdr / keepalived |"
-  echo "| --- | --- | --- | --- | --- |"
-  echo "| keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}') TCP_CHECK (-C) | ${k_cpu} s | $(pct "$k_cpu") % | $k_up of $targets | |"
-  echo "| lvsdr-director (tcp checks) | ${l_cpu} s | $(pct "$l_cpu") % | $l_up of $targets | $ratio (target ≤ 0.5) |"
+  echo "| health checks in the VM: $targets TCP targets, every 1 s, ${seconds} s window | CPU (user+sys) | user / sys | % of one emulated core | real servers up | lvsdr / keepalived |"
+  echo "| --- | --- | --- | --- | --- | --- |"
+  echo "| keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}') TCP_CHECK (-C) | ${k_cpu} s | ${k_user} / ${k_sys} s | $(pct "$k_cpu") % | $k_up of $targets | |"
+  echo "| lvsdr-director (tcp checks) | ${l_cpu} s | ${l_user} / ${l_sys} s | $(pct "$l_cpu") % | $l_up of $targets | $ratio (target ≤ 0.5) |"
 } >"$out"
 cat "$out"
