@@ -63,9 +63,7 @@ pub fn client(s: &AgentSettings) -> Result<reqwest::Client, String> {
 }
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    crate::status::epoch(SystemTime::now())
 }
 
 async fn push_one(

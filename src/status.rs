@@ -120,7 +120,8 @@ pub struct ServerStatus {
     pub stats: Stats,
 }
 
-fn epoch(t: SystemTime) -> f64 {
+/// Seconds since the Unix epoch, as the status documents carry times.
+pub fn epoch(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }

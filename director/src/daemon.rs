@@ -25,9 +25,7 @@ use tracing::{error, info, warn};
 use crate::http::{self, Sources};
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    lvsdr::status::epoch(SystemTime::now())
 }
 
 /// Runs the director until SIGTERM or SIGINT.

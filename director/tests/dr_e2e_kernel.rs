@@ -6,7 +6,6 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::director::*;
@@ -15,26 +14,14 @@ use support::{poll, sh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
 
-struct Director;
-
-impl Director {
-    fn start(lab: &Lab, config: &std::path::Path) -> Proc {
-        start_director(lab, BIN, config)
-    }
-}
-
-fn write_config(lab: &Lab, name: &str, text: &str) -> PathBuf {
-    write_file(lab, name, text)
-}
-
 #[test]
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn wrr_spreads_by_weight_and_status_metrics_plan_agree() {
     let lab = Lab::new("w", 51, 2);
     let _s1 = Server::http(&lab.servers[0], 80, "rs1");
     let _s2 = Server::http(&lab.servers[1], 80, "rs2");
-    let config = write_config(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 2)], ""));
-    let d = Director::start(&lab, &config);
+    let config = write_file(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 2)], ""));
+    let d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 1), (2, 2)], 20, &d);
 
     let seen = spread(&lab, 30);
@@ -101,12 +88,12 @@ fn a_failed_server_is_quiesced_within_the_bound_and_restored() {
     let _s1 = Server::http(&lab.servers[0], 80, "rs1");
     let s2 = Server::http(&lab.servers[1], 80, "rs2");
     let _s3 = Server::http(&lab.servers[2], 80, "rs3");
-    let config = write_config(
+    let config = write_file(
         &lab,
         "d.toml",
         &web_config(&lab, &[(1, 1), (2, 1), (3, 1)], ""),
     );
-    let d = Director::start(&lab, &config);
+    let d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 1), (2, 1), (3, 1)], 20, &d);
 
     // fall 2 × interval 1 s + timeout 0.5 s = 2.5 s.
@@ -172,8 +159,8 @@ fn a_long_lived_connection_survives_reloads_and_a_kill_9() {
         web_config(&lab, &[(1, 1), (2, 1)], ""),
         echo_svc(&[1, 2])
     );
-    let config = write_config(&lab, "d.toml", &two);
-    let mut d = Director::start(&lab, &config);
+    let config = write_file(&lab, "d.toml", &two);
+    let mut d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
 
     let conn = lab.connect(9000);
@@ -242,7 +229,7 @@ fn a_long_lived_connection_survives_reloads_and_a_kill_9() {
         "the table changed when the director died"
     );
     echo(4);
-    d = Director::start(&lab, &config);
+    d = start_director(&lab, BIN, &config);
     let settled = poll(20, || {
         let st = status(&lab);
         let all_up = st["services"].as_array()?.iter().all(|s| {
@@ -276,8 +263,8 @@ fn drift_is_repaired_and_unmanaged_services_are_left_alone() {
     let lab = Lab::new("d", 54, 2);
     let _s1 = Server::http(&lab.servers[0], 80, "rs1");
     let _s2 = Server::http(&lab.servers[1], 80, "rs2");
-    let config = write_config(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 1)], ""));
-    let d = Director::start(&lab, &config);
+    let config = write_file(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 1)], ""));
+    let d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
     let good = lab.ipvsadm("-Ln");
 
