@@ -4,7 +4,9 @@
 //! this process's CPU (user + sys, from getrusage) and peak RSS; the child's work is
 //! not counted.
 //!
-//! Usage: health_checks [--targets 10000] [--seconds 60] [--out FILE]
+//! Each kind in `--kinds` (default `tcp-syn,tcp`) runs in turn, its CPU measured alone.
+//!
+//! Usage: health_checks [--targets 10000] [--seconds 60] [--kinds tcp-syn,tcp] [--out FILE]
 //!        health_checks --serve N   (the listener child)
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -51,6 +53,41 @@ fn serve(n: usize) {
             let _ = t.await;
         }
     });
+}
+
+/// Checks every target each second for `seconds`; returns (up, checked).
+async fn run(targets: usize, seconds: u64, kind: CheckKind) -> (usize, usize) {
+    let cancel = CancellationToken::new();
+    let mut sup = Supervisor::new(
+        Checker::new(cancel.clone()).expect("checker"),
+        cancel.clone(),
+    );
+    let specs: Vec<Arc<CheckSpec>> = (0..targets)
+        .map(|i| {
+            Arc::new(CheckSpec {
+                target: target(i),
+                kind: kind.clone(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                rise: 2,
+                fall: 3,
+            })
+        })
+        .collect();
+    sup.set_checks(&specs);
+    let health = sup.health();
+    let details = sup.details();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let up = health
+        .borrow()
+        .values()
+        .filter(|h| **h == Health::Up)
+        .count();
+    let checks = details.borrow().len();
+    cancel.cancel();
+    // Let the tasks see the cancellation before the next run is measured.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (up, checks)
 }
 
 fn main() {
@@ -105,47 +142,35 @@ fn main() {
             .build()
     }
     .expect("rt");
-    let (up, checks) = rt.block_on(async move {
-        let cancel = CancellationToken::new();
-        let mut sup = Supervisor::new(Checker::new().expect("checker"), cancel.clone());
-        let specs: Vec<Arc<CheckSpec>> = (0..targets)
-            .map(|i| {
-                Arc::new(CheckSpec {
-                    target: target(i),
-                    kind: CheckKind::Tcp,
-                    interval: Duration::from_secs(1),
-                    timeout: Duration::from_secs(1),
-                    rise: 2,
-                    fall: 3,
-                })
-            })
-            .collect();
-        sup.set_checks(&specs);
-        let health = sup.health();
-        let details = sup.details();
-        tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let up = health
-            .borrow()
-            .values()
-            .filter(|h| **h == Health::Up)
-            .count();
-        let checks = details.borrow().len();
-        cancel.cancel();
-        (up, checks)
-    });
+    let kinds = arg("--kinds").unwrap_or_else(|| "tcp-syn,tcp".into());
+    let usage = || {
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).expect("getrusage")
+    };
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    let mut table = format!(
+        "| health checks: {targets} TCP targets, every 1 s, {seconds} s | CPU (user+sys) | user / sys | % of one core | peak RSS (so far) | targets up at the end | target |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n"
+    );
+    for kind in kinds.split(',') {
+        let (check_kind, label) = match kind {
+            "tcp" => (CheckKind::Tcp, "tcp (connect, then RST)"),
+            "tcp-syn" => (CheckKind::TcpSyn, "tcp-syn (half-open)"),
+            other => panic!("--kinds: unknown kind {other:?}"),
+        };
+        let u0 = usage();
+        let (up, checks) = rt.block_on(run(targets, seconds, check_kind));
+        let u1 = usage();
+        let user = secs(u1.user_time()) - secs(u0.user_time());
+        let sys = secs(u1.system_time()) - secs(u0.system_time());
+        let cpu = user + sys;
+        let rss_mb = u1.max_rss() as f64 / 1024.0;
+        let pct = cpu / seconds as f64 * 100.0;
+        table.push_str(&format!(
+            "| lvsdr check supervisor, {label} | {cpu:.1} s | {user:.1} / {sys:.1} s | {pct:.1} % | {rss_mb:.1} MB | {up} of {targets} ({checks} checked) | ≤ 15 %, ≤ 64 MB |\n"
+        ));
+    }
     let _ = child.kill();
     let _ = child.wait();
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)
-        .expect("getrusage");
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    let cpu = secs(usage.user_time()) + secs(usage.system_time());
-    let rss_mb = usage.max_rss() as f64 / 1024.0;
-    let pct = cpu / seconds as f64 * 100.0;
-    let table = format!(
-        "| health checks: {targets} TCP targets, every 1 s, {seconds} s | CPU (user+sys) | % of one core | peak RSS | targets up at the end | target |\n\
-         | --- | --- | --- | --- | --- | --- |\n\
-         | lvsdr check supervisor | {cpu:.1} s | {pct:.1} % | {rss_mb:.1} MB | {up} of {targets} ({checks} checked) | ≤ 15 %, ≤ 64 MB |\n"
-    );
     print!("{table}");
     if let Some(out) = arg("--out") {
         std::fs::write(out, &table).expect("write results");

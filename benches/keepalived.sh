@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Health checks side by side (guest, in the VM: keepalived needs IPVS to start): the
-# same TCP targets checked every second by keepalived's TCP_CHECK and by lvsdr-director,
-# one after the other in the same boot, each as a whole daemon programming IPVS (NAT:
+# same TCP targets checked every second by keepalived's TCP_CHECK and by lvsdr-director
+# (with tcp checks, then with tcp-syn checks), one after the other in the same boot, each as a whole daemon programming IPVS (NAT:
 # the targets' ports differ from the service port). CPU (user + sys, all the daemon's
 # processes) from /proc/PID/stat over the window; the ratio is what counts (emulated CPU).
 # Args: RELEASE_DIR HEALTH_CHECKS_BENCH TARGETS SECONDS OUT
@@ -45,19 +45,21 @@ services=$(((targets + 99) / 100))
     echo "}"
   done
 } >"$w/keepalived.conf"
-{
+director_config() { # check type
   echo '[director]'
   echo 'status_listen = "127.0.0.1:9180"'
   for s in $(seq 0 $((services - 1))); do
     printf '[[service]]\nname = "s%s"\nvip = "198.18.1.%s"\nport = 80\nforwarding = "nat"\n' "$s" $((s + 1))
-    printf '[service.check]\ntype = "tcp"\ninterval = "1s"\ntimeout = "1s"\n'
+    printf '[service.check]\ntype = "%s"\ninterval = "1s"\ntimeout = "1s"\n' "$1"
     for i in $(seq $((s * 100)) $((s * 100 + 99))); do
       [ "$i" -lt "$targets" ] || break
       read -r a p < <(target "$i")
       printf '[[service.real_server]]\naddress = "%s"\nport = %s\n' "$a" "$p"
     done
   done
-} >"$w/director.toml"
+}
+director_config tcp >"$w/director.toml"
+director_config tcp-syn >"$w/director-syn.toml"
 
 # Both get the same warm-up, then the same measured window.
 measure() { # name, pids... → "total user sys" CPU seconds over the window
@@ -79,19 +81,28 @@ kill $keep 2>/dev/null || true
 wait $keep 2>/dev/null || true
 ip netns exec bk ipvsadm -C
 
-ip netns exec bk "$bin/lvsdr-director" run --config "$w/director.toml" 2>"$w/director.log" &
-dir=$!
-read -r l_cpu l_user l_sys < <(measure lvsdr $dir)
-l_up=$(ip netns exec bk "$bin/lvsdr-director" ipvs list | grep Masq | awk '$4 > 0' | wc -l)
-kill $dir $server 2>/dev/null || true
+lvsdr() { # config → "total user sys up"
+  ip netns exec bk "$bin/lvsdr-director" run --config "$1" >"$1.out" 2>"$1.log" &
+  local dir=$! cpu user sys up
+  read -r cpu user sys < <(measure lvsdr $dir)
+  up=$(ip netns exec bk "$bin/lvsdr-director" ipvs list | grep Masq | awk '$4 > 0' | wc -l)
+  kill $dir 2>/dev/null || true
+  wait $dir 2>/dev/null || true
+  ip netns exec bk ipvsadm -C
+  echo "$cpu $user $sys $up"
+}
+read -r l_cpu l_user l_sys l_up < <(lvsdr "$w/director.toml")
+read -r s_cpu s_user s_sys s_up < <(lvsdr "$w/director-syn.toml")
+kill $server 2>/dev/null || true
 wait 2>/dev/null || true
 ip netns del bk
 pct() { awk -v c="$1" -v s="$seconds" 'BEGIN {printf "%.1f", c / s * 100}'; }
-ratio=$(awk -v a="$l_cpu" -v b="$k_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+ratio() { awk -v a="$1" -v b="$k_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 {
   echo "| health checks in the VM: $targets TCP targets, every 1 s, ${seconds} s window | CPU (user+sys) | user / sys | % of one emulated core | real servers up | lvsdr / keepalived |"
   echo "| --- | --- | --- | --- | --- | --- |"
   echo "| keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}') TCP_CHECK (-C) | ${k_cpu} s | ${k_user} / ${k_sys} s | $(pct "$k_cpu") % | $k_up of $targets | |"
-  echo "| lvsdr-director (tcp checks) | ${l_cpu} s | ${l_user} / ${l_sys} s | $(pct "$l_cpu") % | $l_up of $targets | $ratio (target ≤ 0.5) |"
+  echo "| lvsdr-director, tcp checks (connect, then RST) | ${l_cpu} s | ${l_user} / ${l_sys} s | $(pct "$l_cpu") % | $l_up of $targets | $(ratio "$l_cpu") (target ≤ 0.5) |"
+  echo "| lvsdr-director, tcp-syn checks (half-open) | ${s_cpu} s | ${s_user} / ${s_sys} s | $(pct "$s_cpu") % | $s_up of $targets | $(ratio "$s_cpu") (target ≤ 0.5) |"
 } >"$out"
 cat "$out"

@@ -30,8 +30,11 @@ pub enum OnFailure {
 pub struct DirectorSettings {
     /// Where the HTTP status endpoint listens.
     pub status_listen: SocketAddr,
-    /// How often the kernel is compared in full, whatever else happens.
+    /// How often the whole table is compared, whatever else happens.
     pub resync_interval: Duration,
+    /// How often that compare reads every service over netlink rather than
+    /// `/proc/net/ip_vs` plus the services it shows changed.
+    pub full_resync_interval: Duration,
     /// What shutdown does.
     pub on_exit: OnExit,
     /// How long a removed real server may drain before it is deleted anyway.

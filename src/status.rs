@@ -56,6 +56,13 @@ pub struct ReconcileStatus {
     pub last_pass: Option<f64>,
     /// How long it took, in milliseconds.
     pub last_pass_ms: f64,
+    /// How it read the kernel, e.g. "/proc/net/ip_vs, 0 services read again".
+    #[serde(default)]
+    pub last_read: String,
+    /// When the table was last read in full over netlink (thresholds, tunnel settings
+    /// and scheduler flags are as of then; services with traffic are read every pass).
+    #[serde(default)]
+    pub last_full_read: Option<f64>,
     /// Errors of the last pass.
     pub errors: Vec<String>,
 }
@@ -233,6 +240,8 @@ pub fn build(
             failures: state.failures,
             last_pass: state.last_pass.map(epoch),
             last_pass_ms: ms(state.last_pass_duration),
+            last_read: state.last_read.to_string(),
+            last_full_read: state.last_full_read.map(epoch),
             errors: state.errors.clone(),
         },
         services,

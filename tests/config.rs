@@ -295,3 +295,32 @@ address = "10.0.0.11"
         "the same tcp check of 10.0.0.11:80 runs once"
     );
 }
+
+#[test]
+fn a_half_open_check_and_the_full_resync_interval_are_read() {
+    let d = config::parse(
+        r#"
+[director]
+full_resync_interval = "10m"
+[[service]]
+name = "a"
+vip = "192.0.2.10"
+port = 80
+[service.check]
+type = "tcp-syn"
+[[service.real_server]]
+address = "10.0.0.11"
+"#,
+        "t.toml",
+    )
+    .expect("valid");
+    assert_eq!(d.director.full_resync_interval, Duration::from_secs(600));
+    let c = &d.checks()[0];
+    assert_eq!(c.kind, CheckKind::TcpSyn);
+    assert_eq!(c.label(), "tcp-syn 10.0.0.11:80");
+    let bad = errors(
+        "[[service]]\nname = \"a\"\nvip = \"192.0.2.10\"\nport = 80\n[service.check]\ntype = \"tcp-syn\"\npath = \"/\"\n[[service.real_server]]\naddress = \"10.0.0.11\"\n",
+    );
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].contains("path does not apply"), "{bad:?}");
+}

@@ -7,6 +7,7 @@ mod support;
 use std::net::{IpAddr, Ipv4Addr};
 
 use lvsdr::ipvs::listing::{self, Columns};
+use lvsdr::ipvs::proc;
 use lvsdr::ipvs::*;
 use support::{fresh_netns, ipvsadm, runtime, sh};
 
@@ -483,6 +484,15 @@ fn traffic_through_the_vip_moves_the_counters() {
         let (svc_stats, dest) = moved.expect("counters reached 5 connections within 15 s");
         assert!(svc_stats.in_bytes > 0);
         assert!(dest.active_conns + dest.inactive_conns > 0, "{dest:?}");
+        // The proc file shows the same connection counts (the director drains on them).
+        let text = lvsdr::ipvs::proc::read().expect("proc file");
+        let blocks = lvsdr::ipvs::proc::parse(&text).expect("parse");
+        let now = counters(&h, &key).await.1;
+        assert_eq!(
+            blocks[0].conns,
+            [(ip("10.9.2.11"), 80, now.active_conns, now.inactive_conns)],
+            "{text}"
+        );
 
         h.zero(Some(&key)).await.expect("zero");
         let mut zeroed = false;
@@ -507,4 +517,175 @@ async fn counters(h: &IpvsHandle, key: &ServiceKey) -> (Stats, DestEntry) {
     let s = h.service(key).await.expect("service");
     let d = h.dests(key).await.expect("dests");
     (s.stats, d.into_iter().next().expect("one dest"))
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn the_proc_listing_agrees_with_netlink_and_moves_only_where_the_table_did() {
+    fresh_netns();
+    ipvsadm("-A -t 192.0.2.1:80 -s wrr");
+    ipvsadm("-a -t 192.0.2.1:80 -r 10.0.0.2:80 -g -w 3");
+    ipvsadm("-a -t 192.0.2.1:80 -r 10.0.0.3:80 -g -w 1 -x 10 -y 5");
+    ipvsadm("-A -u 192.0.2.1:53 -s rr -o");
+    ipvsadm("-A -t 192.0.2.2:0 -s sh -p 300 -M 255.255.255.0 -b sh-port");
+    ipvsadm("-a -t 192.0.2.2:0 -r 10.0.0.4 -i");
+    ipvsadm("-A -t [2001:db8::1]:443 -s wlc -p 10 -M 64");
+    ipvsadm("-a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -g -w 2");
+    ipvsadm("-A -f 7 -s lc -p 60");
+    ipvsadm("-A -f 7 -6 -s lc");
+    runtime().block_on(async {
+        let h = IpvsHandle::connect().await.expect("IPVS family");
+        let text = proc::read().expect("proc file");
+        let table = h.table().await.expect("table");
+        // The proc file and the netlink dumps walk the same lists in the same order,
+        // so our rendering of the dump is the kernel's text, for the kernel's HZ.
+        assert!(
+            [100, 250, 300, 1000]
+                .iter()
+                .any(|&hz| proc::render(&table, hz) == text),
+            "render differs from the kernel:\n{text}\nours (HZ 250):\n{}",
+            proc::render(&table, 250)
+        );
+        let blocks = proc::parse(&text).expect("parse");
+        assert_eq!(blocks.len(), table.len());
+        for (b, (s, dests)) in blocks.iter().zip(&table) {
+            assert!(
+                b.keys.contains(&s.service.key),
+                "{b:?} vs {}",
+                s.service.key
+            );
+            let ours: Vec<(IpAddr, u16)> =
+                dests.iter().map(|d| (d.dest.addr, d.dest.port)).collect();
+            let theirs: Vec<(IpAddr, u16)> = b.conns.iter().map(|c| (c.0, c.1)).collect();
+            assert_eq!(ours, theirs);
+        }
+
+        ipvsadm("-e -t 192.0.2.1:80 -r 10.0.0.3:80 -g -w 4 -x 10 -y 5");
+        let after = proc::parse(&proc::read().expect("proc")).expect("parse");
+        let moved: Vec<&str> = blocks
+            .iter()
+            .zip(&after)
+            .filter(|(a, b)| a.fingerprint != b.fingerprint)
+            .map(|(a, _)| a.id.as_str())
+            .collect();
+        assert_eq!(
+            moved,
+            ["TCP C0000201:0050"],
+            "only the edited service moved"
+        );
+        ipvsadm("-e -t 192.0.2.1:80 -r 10.0.0.3:80 -g -w 4 -x 20 -y 5");
+        let thresholds = proc::parse(&proc::read().expect("proc")).expect("parse");
+        assert_eq!(
+            thresholds[0].fingerprint, after[0].fingerprint,
+            "thresholds are not in the proc file (the full read catches them)"
+        );
+    });
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn many_services_read_by_key_more_than_a_window_at_a_time() {
+    fresh_netns();
+    runtime().block_on(async {
+        let h = IpvsHandle::connect().await.expect("IPVS family");
+        let keys: Vec<ServiceKey> = (0..300u16).map(|p| tcp("192.0.2.7", 1000 + p)).collect();
+        for k in &keys[..200] {
+            h.add_service(&service(k, Scheduler::Rr))
+                .await
+                .expect("add");
+            h.add_dest(k, &route("10.0.0.2", 0, 1)).await.expect("dest");
+        }
+        let got =
+            tokio::time::timeout(std::time::Duration::from_secs(60), h.services_by_key(&keys))
+                .await
+                .expect("answered within 60 s")
+                .expect("read");
+        assert_eq!(got.len(), 300);
+        assert_eq!(got.iter().filter(|(_, s)| s.is_some()).count(), 200);
+        for (k, s) in &got {
+            if let Some((s, d)) = s {
+                assert_eq!(&s.service.key, k);
+                assert_eq!(d.len(), 1);
+            }
+        }
+    });
+}
+
+/// The kernel's proc listing can skip services of this namespace when another one has
+/// IPVS services too; the director's resync must stay exact regardless.
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn resync_stays_exact_when_another_namespace_makes_the_proc_file_skip_services() {
+    use lvsdr::reconcile::driver::{ReadKind, Reconciler};
+    use lvsdr::reconcile::{Gate, IpvsBackend, Kernel, Scope};
+    use std::sync::Arc;
+    let foreign = format!("foreign{}", std::process::id());
+    let mut save = String::new();
+    for i in 0..300 {
+        save.push_str(&format!(
+            "-A -t 198.51.100.{}:{} -s rr\n",
+            i % 250 + 1,
+            1000 + i
+        ));
+    }
+    std::fs::write(format!("/tmp/{foreign}.save"), save).expect("save file");
+    sh(&format!(
+        "ip netns add {foreign} && ip netns exec {foreign} ipvsadm -R < /tmp/{foreign}.save"
+    ));
+    fresh_netns();
+    let mut config = String::from("[director]\n");
+    for i in 0..100 {
+        config.push_str(&format!(
+            "[[service]]\nname = \"s{i}\"\nvip = \"192.0.2.{}\"\nport = {}\nscheduler = \"wrr\"\n\
+             [service.check]\ntype = \"none\"\n",
+            i % 250 + 1,
+            2000 + i
+        ));
+        for j in 0..3 {
+            config.push_str(&format!(
+                "[[service.real_server]]\naddress = \"10.9.0.{}\"\nweight = {}\n",
+                10 + j,
+                j + 1
+            ));
+        }
+    }
+    let desired = Arc::new(lvsdr::config::parse(&config, "test.toml").expect("config"));
+    runtime().block_on(async {
+        let kernel = Arc::new(Kernel::connect().await.expect("IPVS family"));
+        let mut r = Reconciler::new(kernel.clone(), &desired);
+        let (h, g) = (Default::default(), Gate::default());
+        let p = r.pass(&desired, &h, &g, Scope::All).await;
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.ops.len(), 400);
+        let listed = proc::parse(&proc::read().expect("proc"))
+            .expect("parse")
+            .len();
+        eprintln!("the proc file lists {listed} of our 100 services (300 in another namespace)");
+        for _ in 0..2 {
+            let p = r.pass(&desired, &h, &g, Scope::All).await;
+            assert!(matches!(p.read, ReadKind::Proc { .. }), "{}", p.read);
+            assert!(
+                p.ops.is_empty() && p.errors.is_empty(),
+                "{:?} {:?}",
+                p.ops,
+                p.errors
+            );
+        }
+        let full = lvsdr::reconcile::Observed::from(&kernel.table().await.expect("table"));
+        let cached = r.observed().expect("cache");
+        assert_eq!(cached.services.len(), full.services.len());
+        for (k, s) in &full.services {
+            assert_eq!(cached.services[k].dests, s.dests, "{k}");
+            assert_eq!(cached.services[k].settings, s.settings, "{k}");
+        }
+        // Drift in every service is seen, listed or not.
+        ipvsadm("-e -t 192.0.2.1:2000 -r 10.9.0.10:2000 -g -w 9");
+        ipvsadm("-e -t 192.0.2.100:2099 -r 10.9.0.12:2099 -g -w 9");
+        let p = r.pass(&desired, &h, &g, Scope::All).await;
+        assert_eq!(p.ops.len(), 2, "{:?}", p.ops);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+    });
+    sh(&format!(
+        "ip netns del {foreign}; rm -f /tmp/{foreign}.save"
+    ));
 }

@@ -43,7 +43,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     );
     let cancel = CancellationToken::new();
     let kernel = Kernel::connect().await.context("connecting to IPVS")?;
-    let checker = Checker::new().context("building the HTTP check client")?;
+    let checker = Checker::new(cancel.child_token()).context("building the HTTP check client")?;
     let mut supervisor = Supervisor::new(checker, cancel.child_token());
     supervisor.set_checks(&desired.checks());
 

@@ -53,7 +53,7 @@ td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}.up{background:#b
     );
     let _ = writeln!(
         out,
-        "<p>config generation {} — last reload {} · {} passes, {} changes applied, {} failures</p>",
+        "<p>config generation {} — last reload {} · {} passes, {} changes applied, {} failures · last pass: {}, {:.1} ms</p>",
         s.config.generation,
         if s.config.ok {
             "accepted".to_string()
@@ -62,7 +62,9 @@ td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}.up{background:#b
         },
         s.reconcile.passes,
         s.reconcile.ops_applied,
-        s.reconcile.failures
+        s.reconcile.failures,
+        esc(&s.reconcile.last_read),
+        s.reconcile.last_pass_ms
     );
     for e in s.config.errors.iter().chain(&s.reconcile.errors) {
         let _ = writeln!(out, "<p class=\"bad\">{}</p>", esc(e));

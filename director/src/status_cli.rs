@@ -26,7 +26,7 @@ fn render(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "config generation {} ({}) · {} passes, {} changes applied, {} failures",
+        "config generation {} ({}) · {} passes, {} changes applied, {} failures · last pass: {}, {:.1} ms",
         s.config.generation,
         if s.config.ok {
             "last load accepted"
@@ -35,7 +35,9 @@ fn render(s: &Status) -> String {
         },
         s.reconcile.passes,
         s.reconcile.ops_applied,
-        s.reconcile.failures
+        s.reconcile.failures,
+        s.reconcile.last_read,
+        s.reconcile.last_pass_ms
     );
     for e in s.config.errors.iter().chain(&s.reconcile.errors) {
         let _ = writeln!(out, "  ! {e}");

@@ -80,7 +80,8 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
         .iter()
         .any(|l| l.ends_with("check-config /etc/lvsdr/director.toml")));
     assert_eq!(line("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
-    assert_eq!(line("CapabilityBoundingSet"), ["CAP_NET_ADMIN"]);
+    assert_eq!(line("CapabilityBoundingSet"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
+    assert_eq!(line("AmbientCapabilities"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     // The subcommands and flags the unit uses exist.
     for args in [&["run", "--help"][..], &["check-config", "--help"][..]] {
         let out = std::process::Command::new(BIN)

@@ -32,6 +32,7 @@ pub struct AgentsSection {
 pub struct DirectorSection {
     pub status_listen: Option<Spanned<String>>,
     pub resync_interval: Option<Spanned<String>>,
+    pub full_resync_interval: Option<Spanned<String>>,
     pub on_exit: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
 }

@@ -214,6 +214,7 @@ fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
         Some(s) => v.duration(s, ctx, what),
     };
     let resync_interval = dur(v, &d.resync_interval, "resync_interval", 30);
+    let full_resync_interval = dur(v, &d.full_resync_interval, "full_resync_interval", 300);
     let drain_timeout = dur(v, &d.drain_timeout, "drain_timeout", 60);
     let on_exit = match &d.on_exit {
         None => Some(OnExit::Keep),
@@ -227,6 +228,7 @@ fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
     Some(DirectorSettings {
         status_listen: status_listen?,
         resync_interval: resync_interval?,
+        full_resync_interval: full_resync_interval?,
         on_exit: on_exit?,
         drain_timeout: drain_timeout?,
     })
@@ -673,6 +675,7 @@ fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSect
 enum K {
     None,
     Tcp,
+    TcpSyn,
     Http,
     Https,
     Dns,
@@ -696,6 +699,7 @@ fn check(
             &[
                 ("none", K::None),
                 ("tcp", K::Tcp),
+                ("tcp-syn", K::TcpSyn),
                 ("http", K::Http),
                 ("https", K::Https),
                 ("udp-dns", K::Dns),
@@ -780,6 +784,7 @@ fn check(
     let fall = count(v, &c.fall, "fall", 3);
     let kind = match kind {
         K::Tcp => CheckKind::Tcp,
+        K::TcpSyn => CheckKind::TcpSyn,
         K::Http | K::Https => {
             let path = c
                 .path

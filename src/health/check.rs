@@ -8,12 +8,16 @@ use regex::Regex;
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::spec::{CheckKind, CheckSpec, HttpCheck};
+use super::syn::SynProber;
 
-/// Runs checks; holds the HTTP clients so connections setup is shared.
+/// Runs checks; holds the HTTP clients so connections setup is shared, and the
+/// half-open prober (started with the first `tcp-syn` check).
 #[derive(Clone)]
 pub struct Checker {
     http: reqwest::Client,
     http_insecure: reqwest::Client,
+    syn: std::sync::Arc<tokio::sync::OnceCell<Result<SynProber, String>>>,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 /// A check's compiled form: the spec plus what is costly to build per run.
@@ -50,10 +54,12 @@ fn client(insecure: bool) -> Result<reqwest::Client, reqwest::Error> {
 impl Checker {
     /// Builds the HTTP clients. TLS uses the process's rustls provider (ring), which the
     /// binary installs at start.
-    pub fn new() -> Result<Checker, reqwest::Error> {
+    pub fn new(cancel: tokio_util::sync::CancellationToken) -> Result<Checker, reqwest::Error> {
         Ok(Checker {
             http: client(false)?,
             http_insecure: client(true)?,
+            syn: Default::default(),
+            cancel,
         })
     }
 
@@ -77,6 +83,16 @@ impl Checker {
                 // check sends nothing that could be lost.
                 let _ = s.set_zero_linger();
                 Ok(())
+            }
+            CheckKind::TcpSyn => {
+                let cancel = self.cancel.clone();
+                let prober = self
+                    .syn
+                    .get_or_init(|| async move { SynProber::start(cancel) })
+                    .await
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                prober.probe(target).await
             }
             CheckKind::Http(h) => self.http_check(target, h, p.body.as_ref()).await,
             CheckKind::Dns { query } => dns_check(target, query).await,

@@ -1,11 +1,13 @@
 //! Health checks: what a check is ([`CheckSpec`]), how each kind runs ([`Checker`]),
 //! the rise/fall state ([`RiseFall`]), and the [`Supervisor`] that runs each distinct
-//! check once and publishes flips and details on channels.
+//! check once and publishes flips and details on channels; [`syn`] runs the half-open
+//! TCP checks.
 
 mod check;
 mod spec;
 mod state;
 mod supervisor;
+pub mod syn;
 
 pub use check::{Checker, Prepared};
 pub use spec::{CheckKind, CheckSpec, HttpCheck};

@@ -26,6 +26,8 @@ pub struct CheckSpec {
 pub enum CheckKind {
     /// A TCP connect.
     Tcp,
+    /// A half-open TCP check: SYN, then SYN-ACK (up) or RST (down); no connection.
+    TcpSyn,
     /// An HTTP(S) request.
     Http(HttpCheck),
     /// A DNS query over UDP: any well-formed answer is up.
@@ -62,6 +64,7 @@ impl CheckSpec {
     pub fn label(&self) -> String {
         match &self.kind {
             CheckKind::Tcp => format!("tcp {}", self.target),
+            CheckKind::TcpSyn => format!("tcp-syn {}", self.target),
             CheckKind::Http(h) => format!(
                 "{} {}{}",
                 if h.tls { "https" } else { "http" },

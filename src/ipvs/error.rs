@@ -70,6 +70,17 @@ pub enum IpvsError {
     /// A reply could not be parsed.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// `/proc/net/ip_vs` could not be read.
+    #[error("reading {path}: {source}")]
+    ProcRead {
+        /// The file.
+        path: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// `/proc/net/ip_vs` held a line this crate does not understand.
+    #[error(transparent)]
+    ProcParse(#[from] super::proc::ProcError),
 }
 
 impl IpvsError {

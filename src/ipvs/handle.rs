@@ -24,6 +24,10 @@ use super::types::{
 };
 use super::wire::{DaemonStop, DestAttrs, GenlMsg, Reply, Request, ServiceAttrs};
 
+/// Up to this many services are read with one request each; more, with one dump of
+/// every service.
+const ONE_BY_ONE: usize = 16;
+
 /// How many requests may wait for their answer at once.
 pub const WINDOW: usize = 128;
 
@@ -223,6 +227,65 @@ impl IpvsHandle {
             .into_iter()
             .zip(dests)
             .map(|(s, d)| Ok((s, dests_of(d?)?)))
+            .collect()
+    }
+
+    /// Some services, each with its destinations, read afresh: `None` for a service
+    /// the kernel does not have. A few are asked for one by one; more, through one
+    /// dump of every service.
+    pub async fn services_by_key(
+        &self,
+        keys: &[ServiceKey],
+    ) -> Result<Vec<(ServiceKey, Option<(ServiceEntry, Vec<DestEntry>)>)>, IpvsError> {
+        let mut found: std::collections::HashMap<ServiceKey, ServiceEntry> = Default::default();
+        if keys.len() <= ONE_BY_ONE {
+            for k in keys {
+                match self.service(k).await {
+                    Ok(s) => {
+                        found.insert(k.clone(), s);
+                    }
+                    Err(IpvsError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            let wanted: std::collections::HashSet<&ServiceKey> = keys.iter().collect();
+            for s in self.services().await? {
+                if wanted.contains(&s.service.key) {
+                    found.insert(s.service.key.clone(), s);
+                }
+            }
+        }
+        let present: Vec<ServiceKey> = keys
+            .iter()
+            .filter(|k| found.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut dests: std::collections::HashMap<ServiceKey, Vec<DestEntry>> =
+            self.dests_by_key(&present).await?.into_iter().collect();
+        Ok(keys
+            .iter()
+            .map(|k| {
+                let entry = found
+                    .remove(k)
+                    .map(|s| (s, dests.remove(k).unwrap_or_default()));
+                (k.clone(), entry)
+            })
+            .collect())
+    }
+
+    /// The destinations of some services, one dump each (a missing service has none).
+    pub async fn dests_by_key(
+        &self,
+        keys: &[ServiceKey],
+    ) -> Result<Vec<(ServiceKey, Vec<DestEntry>)>, IpvsError> {
+        let dumps = keys
+            .iter()
+            .map(|k| Request::DumpDests(k.clone().into()))
+            .collect();
+        keys.iter()
+            .zip(self.execute(dumps).await)
+            .map(|(k, d)| Ok((k.clone(), dests_of(d?)?)))
             .collect()
     }
 

@@ -4,6 +4,7 @@
 //! - [`types`]: the typed model (services, destinations, stats, daemons, timeouts).
 //! - [`wire`]: encoding and parsing of every message kind, both directions.
 //! - [`handle`]: the socket: family resolution, pipelined requests, dumps, typed errors.
+//! - [`proc`]: `/proc/net/ip_vs`, the one-read listing used to detect changes.
 //! - [`error`]: what can go wrong, naming the object and the operation.
 
 pub mod consts;
@@ -17,6 +18,7 @@ pub use types::*;
 pub mod error;
 pub mod handle;
 pub mod listing;
+pub mod proc;
 
 pub use error::IpvsError;
 pub use handle::IpvsHandle;

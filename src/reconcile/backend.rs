@@ -3,20 +3,47 @@
 //! memory with the kernel's refusals, for planner and loop tests.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::cache::Read;
 use super::observed::{Observed, ObservedService};
 use super::op::Op;
 use crate::ipvs::handle::kernel_error;
 use crate::ipvs::listing::Table;
-use crate::ipvs::{DestEntry, IpvsError, IpvsHandle, ServiceEntry, Stats};
+use crate::ipvs::proc::{self, Block};
+use crate::ipvs::{DestEntry, IpvsError, IpvsHandle, ServiceEntry, ServiceKey, Stats};
 
 /// Reading and writing the IPVS table.
 pub trait IpvsBackend: Send + Sync {
-    /// The whole table.
+    /// The whole table, over netlink (one dump per service).
     fn table(&self) -> impl Future<Output = Result<Table, IpvsError>> + Send;
+    /// The whole table as `/proc/net/ip_vs` lists it: one read, not every field.
+    fn summary(&self) -> impl Future<Output = Result<Vec<Block>, IpvsError>> + Send;
+    /// Some services with their destinations, over netlink.
+    fn services(
+        &self,
+        keys: &[ServiceKey],
+    ) -> impl Future<Output = Result<Vec<Read>, IpvsError>> + Send;
     /// Applies ops in order (pipelined where the backend can); one outcome per op.
     fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
+}
+
+impl<T: IpvsBackend> IpvsBackend for Arc<T> {
+    fn table(&self) -> impl Future<Output = Result<Table, IpvsError>> + Send {
+        (**self).table()
+    }
+    fn summary(&self) -> impl Future<Output = Result<Vec<Block>, IpvsError>> + Send {
+        (**self).summary()
+    }
+    fn services(
+        &self,
+        keys: &[ServiceKey],
+    ) -> impl Future<Output = Result<Vec<Read>, IpvsError>> + Send {
+        (**self).services(keys)
+    }
+    fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send {
+        (**self).apply(ops)
+    }
 }
 
 /// After this many requests the socket is replaced. neli's router forgets a finished
@@ -64,6 +91,25 @@ impl IpvsBackend for Kernel {
         self.current().await?.table().await
     }
 
+    async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
+        let read_err = |source| IpvsError::ProcRead {
+            path: proc::PATH,
+            source,
+        };
+        // Opened on this thread, whose network namespace it shows; read off the
+        // runtime's thread (a large table is megabytes of text).
+        let file = std::fs::File::open(proc::PATH).map_err(read_err)?;
+        let text = tokio::task::spawn_blocking(move || proc::read_from(file))
+            .await
+            .map_err(|e| read_err(std::io::Error::other(e)))?
+            .map_err(read_err)?;
+        Ok(proc::parse(&text)?)
+    }
+
+    async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {
+        self.current().await?.services_by_key(keys).await
+    }
+
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
         let handle = match self.current().await {
             Ok(h) => h,
@@ -100,10 +146,14 @@ pub struct FakeKernel {
 struct FakeState {
     table: Observed,
     applied: usize,
+    /// Services read over netlink (a full read counts them all).
+    reads: usize,
     /// Ops whose text contains the key fail with EIO, as many times as the count says.
     failures: Vec<(String, usize)>,
     /// `table()` fails this many more times.
     dump_failures: usize,
+    /// The proc listing leaves out its first this many services.
+    proc_skips: usize,
 }
 
 impl FakeKernel {
@@ -132,6 +182,11 @@ impl FakeKernel {
         f(&mut self.lock().table)
     }
 
+    /// How many services had their destinations read over netlink so far.
+    pub fn reads(&self) -> usize {
+        self.lock().reads
+    }
+
     /// How many ops were sent so far.
     pub fn applied(&self) -> usize {
         self.lock().applied
@@ -140,6 +195,12 @@ impl FakeKernel {
     /// Makes the next `times` ops whose text contains `pattern` fail with EIO.
     pub fn fail(&self, pattern: &str, times: usize) {
         self.lock().failures.push((pattern.to_string(), times));
+    }
+
+    /// Makes the proc listing leave out its first `n` services, as the kernel's does
+    /// when another network namespace has IPVS services.
+    pub fn hide_from_proc(&self, n: usize) {
+        self.lock().proc_skips = n;
     }
 
     /// Makes the next `times` dumps fail.
@@ -202,6 +263,27 @@ fn apply_one(t: &mut Observed, op: &Op) -> Result<(), i32> {
     Ok(())
 }
 
+fn entry(k: &ServiceKey, s: &ObservedService) -> (ServiceEntry, Vec<DestEntry>) {
+    let mut dests: Vec<DestEntry> = s.dests.values().cloned().collect();
+    dests.sort_by_key(|d| (d.dest.addr, d.dest.port));
+    (
+        ServiceEntry {
+            service: crate::ipvs::Service {
+                key: k.clone(),
+                settings: s.settings.clone(),
+            },
+            stats: s.stats,
+        },
+        dests,
+    )
+}
+
+fn as_table(t: &Observed) -> Table {
+    let mut keys: Vec<&ServiceKey> = t.services.keys().collect();
+    keys.sort();
+    keys.into_iter().map(|k| entry(k, &t.services[k])).collect()
+}
+
 impl IpvsBackend for FakeKernel {
     async fn table(&self) -> Result<Table, IpvsError> {
         let mut st = self.lock();
@@ -212,22 +294,25 @@ impl IpvsBackend for FakeKernel {
                 detail: "injected failure".into(),
             });
         }
-        Ok(st
-            .table
-            .services
+        st.reads += st.table.services.len();
+        Ok(as_table(&st.table))
+    }
+
+    async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
+        let st = self.lock();
+        let table: Table = as_table(&st.table)
+            .into_iter()
+            .skip(st.proc_skips)
+            .collect();
+        Ok(proc::parse(&proc::render(&table, 100))?)
+    }
+
+    async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {
+        let mut st = self.lock();
+        st.reads += keys.len();
+        Ok(keys
             .iter()
-            .map(|(k, s)| {
-                (
-                    ServiceEntry {
-                        service: crate::ipvs::Service {
-                            key: k.clone(),
-                            settings: s.settings.clone(),
-                        },
-                        stats: s.stats,
-                    },
-                    s.dests.values().cloned().collect(),
-                )
-            })
+            .map(|k| (k.clone(), st.table.services.get(k).map(|s| entry(k, s))))
             .collect())
     }
 

@@ -1,10 +1,20 @@
 //! The one writer: the task that owns every kernel change.
 //!
-//! Triggers (start, a new config, a health flip, an agent confirmation, the resync
-//! timer, a retry) only
-//! request a pass; each pass dumps the kernel, plans, and applies. The reason for a
-//! pass never changes what it computes. After a pass that changed something, another
-//! pass follows at once to read back the result; failures are retried with backoff.
+//! [`Reconciler::pass`] reads the kernel, plans and applies, over a [`Scope`]: the
+//! services whose inputs (config, check results, agent confirmations) changed since the
+//! last pass, or the whole table on the resync timer and on every retry. How a pass
+//! reads the kernel:
+//! - the whole table, the first time, after a failure, and every
+//!   `full_resync_interval`: one netlink dump per service;
+//! - the whole table otherwise: one read of `/proc/net/ip_vs`, then netlink reads of
+//!   only the services whose listing changed or is missing (see [`super::cache`]);
+//! - a scope of a few services: netlink reads of those.
+//!
+//! [`run`] is the loop around it: triggers (a new config, a health flip, an agent
+//! confirmation, the resync timer, a retry) only request a pass. After a pass that
+//! changed something, another pass reads the touched services back at once (through
+//! the proc file if the pass covered the whole table); failures are retried with
+//! backoff.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -16,34 +26,76 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::backend::IpvsBackend;
+use super::cache::TableCache;
 use super::observed::Observed;
 use super::op::Op;
 use super::plan::{draining, plan, Drains, Gate};
+use super::scope::{config_change, gate_change, health_change, Scope};
 use crate::health::HealthMap;
-use crate::ipvs::ServiceKey;
+use crate::ipvs::{IpvsError, ServiceKey};
 use crate::model::{Desired, OnExit};
 
 /// The first retry delay after a failure; it doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest retry delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How often a pass runs while something drains (connection counts are polled).
+/// How often draining services are read again (connection counts are polled).
 pub const DRAIN_POLL: Duration = Duration::from_secs(1);
+
+/// How a pass read the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadKind {
+    /// It had nothing to look at.
+    #[default]
+    Nothing,
+    /// Every service over netlink.
+    Full {
+        /// Services read.
+        services: usize,
+    },
+    /// `/proc/net/ip_vs`, then netlink for the services whose listing changed.
+    Proc {
+        /// Services read again over netlink.
+        reread: usize,
+    },
+    /// Netlink, for the services in scope.
+    Services {
+        /// Services read.
+        read: usize,
+    },
+}
+
+impl std::fmt::Display for ReadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadKind::Nothing => write!(f, "nothing to read"),
+            ReadKind::Full { services } => write!(f, "full read ({services} services)"),
+            ReadKind::Proc { reread } => {
+                write!(f, "/proc/net/ip_vs, {reread} services read again")
+            }
+            ReadKind::Services { read } => write!(f, "{read} services in scope"),
+        }
+    }
+}
 
 /// What the driver publishes after each pass.
 #[derive(Debug, Clone, Default)]
 pub struct ReconcileState {
-    /// The kernel's table as the last pass read it.
+    /// The kernel's table as the driver last knew it.
     pub observed: Arc<Observed>,
-    /// When that was.
+    /// When the last pass ran.
     pub last_pass: Option<SystemTime>,
-    /// How long the last pass took.
+    /// How long it took.
     pub last_pass_duration: Duration,
+    /// How it read the kernel.
+    pub last_read: ReadKind,
+    /// When the table was last read in full over netlink.
+    pub last_full_read: Option<SystemTime>,
     /// Passes run.
     pub passes: u64,
     /// Ops applied successfully.
     pub ops_applied: u64,
-    /// Ops the kernel refused, and failed dumps.
+    /// Ops the kernel refused, and failed reads.
     pub failures: u64,
     /// The errors of the last pass (empty when it went through).
     pub errors: Vec<String>,
@@ -65,65 +117,82 @@ pub struct Inputs {
 
 type DrainId = (ServiceKey, Option<(IpAddr, u16)>);
 
-struct Driver<B> {
+/// The outcome of one pass.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    /// How the kernel was read.
+    pub read: ReadKind,
+    /// Reading failed (nothing was planned).
+    pub read_error: Option<String>,
+    /// The ops planned.
+    pub ops: Vec<Op>,
+    /// Those the kernel accepted.
+    pub applied: u64,
+    /// The refusals.
+    pub errors: Vec<String>,
+    /// How long the pass took.
+    pub took: Duration,
+    /// Whether it covered the whole table.
+    pub whole: bool,
+}
+
+/// The state a pass carries to the next: the cached table, what is draining since
+/// when, and the inputs the last pass saw.
+pub struct Reconciler<B> {
     backend: B,
-    inputs: Inputs,
-    state: watch::Sender<ReconcileState>,
+    cache: Option<TableCache>,
+    last_full: Option<(Instant, SystemTime)>,
+    full_due: bool,
+    dirty: HashSet<ServiceKey>,
     managed: HashSet<ServiceKey>,
     retired: HashSet<ServiceKey>,
     since: HashMap<DrainId, Instant>,
-    backoff: Option<Duration>,
-    wake_at: Option<tokio::time::Instant>,
-    verifying: bool,
+    last: Option<(Arc<Desired>, HealthMap, Gate)>,
 }
 
 fn keys(d: &Desired) -> HashSet<ServiceKey> {
     d.services.iter().map(|s| s.service.key.clone()).collect()
 }
 
-/// Runs until cancelled; then applies `on_exit` and returns.
-pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sender<ReconcileState>) {
-    let managed = keys(&inputs.desired.borrow());
-    let mut d = Driver {
-        backend,
-        inputs,
-        state,
-        managed,
-        retired: HashSet::new(),
-        since: HashMap::new(),
-        backoff: None,
-        wake_at: None,
-        verifying: false,
-    };
-    let mut period = d.inputs.desired.borrow().director.resync_interval;
-    let mut resync = tokio::time::interval(period);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let wake = d.wake_at;
-        tokio::select! {
-            _ = d.inputs.cancel.cancelled() => break,
-            changed = d.inputs.desired.changed() => {
-                if changed.is_err() { break }
-                d.new_config();
-                let p = d.inputs.desired.borrow().director.resync_interval;
-                if p != period {
-                    period = p;
-                    resync = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
-                }
-            }
-            changed = d.inputs.health.changed() => if changed.is_err() { break },
-            changed = d.inputs.gate.changed() => if changed.is_err() { break },
-            _ = resync.tick() => {}
-            _ = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => {}
+impl<B: IpvsBackend> Reconciler<B> {
+    /// A reconciler that knows nothing of the kernel yet; `desired` is the config in
+    /// force at start (what it manages).
+    pub fn new(backend: B, desired: &Desired) -> Reconciler<B> {
+        Reconciler {
+            backend,
+            cache: None,
+            last_full: None,
+            full_due: true,
+            dirty: HashSet::new(),
+            managed: keys(desired),
+            retired: HashSet::new(),
+            since: HashMap::new(),
+            last: None,
         }
-        d.pass().await;
     }
-    d.exit().await;
-}
 
-impl<B: IpvsBackend> Driver<B> {
-    fn new_config(&mut self) {
-        let now = keys(&self.inputs.desired.borrow_and_update());
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The table as last read.
+    pub fn observed(&self) -> Option<&Observed> {
+        self.cache.as_ref().map(|c| &c.observed)
+    }
+
+    /// Services draining now (a pass over them should follow soon).
+    pub fn draining(&self) -> HashSet<ServiceKey> {
+        self.since.keys().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// Services the last pass changed (to be read back).
+    pub fn touched(&self) -> HashSet<ServiceKey> {
+        self.dirty.clone()
+    }
+
+    fn new_config(&mut self, desired: &Desired) {
+        let now = keys(desired);
         for gone in self.managed.difference(&now) {
             info!(service = %gone, "service left the config: draining it");
             self.retired.insert(gone.clone());
@@ -132,75 +201,153 @@ impl<B: IpvsBackend> Driver<B> {
         self.managed = now;
     }
 
-    async fn pass(&mut self) {
+    /// One pass over `trigger` widened by whatever changed in the inputs since the
+    /// last pass.
+    pub async fn pass(
+        &mut self,
+        desired: &Arc<Desired>,
+        health: &HealthMap,
+        gate: &Gate,
+        trigger: Scope,
+    ) -> PassReport {
         let t0 = Instant::now();
-        let desired = self.inputs.desired.borrow().clone();
-        let health = self.inputs.health.borrow_and_update().clone();
-        let gate = self.inputs.gate.borrow_and_update().clone();
-        self.wake_at = None;
-        let table = match self.backend.table().await {
-            Ok(t) => t,
+        let mut scope = trigger;
+        match &self.last {
+            None => scope = Scope::All,
+            Some((d0, h0, g0)) => {
+                if !Arc::ptr_eq(d0, desired) {
+                    scope.merge(config_change(d0, desired));
+                }
+                scope.merge(health_change(desired, h0, health));
+                scope.merge(gate_change(desired, g0, gate));
+            }
+        }
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(d0, _, _)| !Arc::ptr_eq(d0, desired))
+        {
+            self.new_config(desired);
+        }
+        if scope.is_empty() && self.dirty.is_empty() {
+            self.last = Some((desired.clone(), health.clone(), gate.clone()));
+            return PassReport {
+                took: t0.elapsed(),
+                ..PassReport::default()
+            };
+        }
+        let read = match self.read(&scope).await {
+            Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "reading the IPVS table failed");
-                self.retry_later();
-                let err = e.to_string();
-                self.state.send_modify(|s| {
-                    s.passes += 1;
-                    s.failures += 1;
-                    s.errors = vec![err];
-                });
-                return;
+                self.full_due = true;
+                return PassReport {
+                    read_error: Some(e.to_string()),
+                    took: t0.elapsed(),
+                    ..PassReport::default()
+                };
             }
         };
-        let observed = Observed::from(&table);
+        self.last = Some((desired.clone(), health.clone(), gate.clone()));
+        let Some(cache) = &self.cache else {
+            return PassReport::default(); // read() always leaves a cache
+        };
+        let observed = &cache.observed;
         let now = Instant::now();
-        self.retired.retain(|k| observed.services.contains_key(k));
+        self.retired
+            .retain(|k| !scope.covers(k) || observed.services.contains_key(k));
+        let scoped;
+        let desired: &Desired = match &scope {
+            Scope::All => desired,
+            Scope::Services(_) => {
+                scoped = scope.restrict(desired);
+                &scoped
+            }
+        };
         let mut drains = Drains {
-            retired: self.retired.clone(),
+            retired: self
+                .retired
+                .iter()
+                .filter(|k| scope.covers(k))
+                .cloned()
+                .collect(),
             since: HashMap::new(),
             now: Some(now),
         };
-        let ids: HashSet<DrainId> = draining(&desired, &observed, &drains).into_iter().collect();
-        self.since.retain(|id, _| ids.contains(id));
+        let ids: HashSet<DrainId> = draining(desired, observed, &drains).into_iter().collect();
+        self.since
+            .retain(|id, _| !scope.covers(&id.0) || ids.contains(id));
         for id in ids {
             self.since.entry(id).or_insert(now);
         }
         drains.since = self.since.clone();
-        let ops = plan(&desired, &observed, &health, &gate, &drains);
+        let ops = plan(desired, observed, health, gate, &drains);
         let (applied, errors) = self.apply(&ops).await;
+        self.dirty = ops.iter().map(|op| op.service().clone()).collect();
         if !errors.is_empty() {
-            self.retry_later();
-        } else if !ops.is_empty() {
-            if self.verifying {
-                // The last pass applied everything, yet the kernel still differs.
-                warn!(
-                    ops = ops.len(),
-                    "the table did not converge; retrying with backoff"
-                );
-                self.retry_later();
-            } else {
-                self.backoff = None;
-                self.wake_at = Some(tokio::time::Instant::now());
+            self.full_due = true;
+        }
+        PassReport {
+            read,
+            read_error: None,
+            ops,
+            applied,
+            errors,
+            took: t0.elapsed(),
+            whole: scope == Scope::All,
+        }
+    }
+
+    async fn read(&mut self, scope: &Scope) -> Result<ReadKind, IpvsError> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let result = self.read_inner(scope, &dirty).await;
+        if result.is_err() {
+            self.dirty = dirty;
+        }
+        result
+    }
+
+    async fn read_inner(
+        &mut self,
+        scope: &Scope,
+        dirty: &HashSet<ServiceKey>,
+    ) -> Result<ReadKind, IpvsError> {
+        match (scope, &mut self.cache) {
+            (Scope::Services(keys), Some(cache)) => {
+                let keys: Vec<ServiceKey> = keys.union(dirty).cloned().collect();
+                let reads = self.backend.services(&keys).await?;
+                cache.patch(reads);
+                Ok(ReadKind::Services { read: keys.len() })
             }
-        } else {
-            self.backoff = None;
+            (Scope::All, Some(cache)) if !self.full_due => {
+                let blocks = self.backend.summary().await?;
+                let stale = cache.stale(&blocks, dirty);
+                let reads = self.backend.services(&stale).await?;
+                cache.update(&blocks, reads);
+                Ok(ReadKind::Proc {
+                    reread: stale.len(),
+                })
+            }
+            _ => {
+                // The proc read comes first: its fingerprints must not be newer
+                // than the table they vouch for.
+                let blocks = self.backend.summary().await?;
+                let table = self.backend.table().await?;
+                let services = table.len();
+                self.cache = Some(TableCache::full(table, &blocks));
+                self.last_full = Some((Instant::now(), SystemTime::now()));
+                self.full_due = false;
+                Ok(ReadKind::Full { services })
+            }
         }
-        self.verifying = !ops.is_empty() && errors.is_empty();
-        if self.wake_at.is_none() && !self.since.is_empty() {
-            self.wake_at = Some(tokio::time::Instant::now() + DRAIN_POLL);
+    }
+
+    /// Marks the next whole-table pass as a full read if `every` has passed since the
+    /// last one.
+    pub fn full_read_if_older(&mut self, every: Duration) {
+        if self.last_full.is_none_or(|(t, _)| t.elapsed() >= every) {
+            self.full_due = true;
         }
-        let retired: Vec<ServiceKey> = self.retired.iter().cloned().collect();
-        let failures = errors.len() as u64;
-        self.state.send_modify(|s| {
-            s.observed = Arc::new(observed);
-            s.last_pass = Some(SystemTime::now());
-            s.last_pass_duration = t0.elapsed();
-            s.passes += 1;
-            s.ops_applied += applied;
-            s.failures += failures;
-            s.errors = errors;
-            s.retired = retired;
-        });
     }
 
     async fn apply(&self, ops: &[Op]) -> (u64, Vec<String>) {
@@ -224,16 +371,8 @@ impl<B: IpvsBackend> Driver<B> {
         (applied, errors)
     }
 
-    fn retry_later(&mut self) {
-        let next = self
-            .backoff
-            .map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
-        self.backoff = Some(next);
-        self.wake_at = Some(tokio::time::Instant::now() + next);
-    }
-
-    async fn exit(&mut self) {
-        let desired = self.inputs.desired.borrow().clone();
+    /// With `on_exit = "flush"`, deletes every managed and retired service.
+    pub async fn exit(&mut self, desired: &Desired) {
         if desired.director.on_exit != OnExit::Flush {
             info!("shutting down; the IPVS table stays as it is (on_exit = keep)");
             return;
@@ -242,12 +381,13 @@ impl<B: IpvsBackend> Driver<B> {
             warn!("shutting down: cannot read the table to flush the managed services");
             return;
         };
-        let observed = Observed::from(&table);
+        let present: HashSet<ServiceKey> =
+            table.iter().map(|(s, _)| s.service.key.clone()).collect();
         let ops: Vec<Op> = self
             .managed
             .iter()
             .chain(&self.retired)
-            .filter(|k| observed.services.contains_key(*k))
+            .filter(|k| present.contains(*k))
             .map(|k| Op::DelService(k.clone()))
             .collect();
         let (n, errors) = self.apply(&ops).await;
@@ -257,4 +397,130 @@ impl<B: IpvsBackend> Driver<B> {
             "shutting down: managed services flushed (on_exit = flush)"
         );
     }
+}
+
+/// When the loop runs its next pass on its own, and over what.
+struct Wake {
+    at: tokio::time::Instant,
+    scope: Scope,
+}
+
+/// Runs until cancelled; then applies `on_exit` and returns.
+pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sender<ReconcileState>) {
+    let mut inputs = inputs;
+    let mut r = Reconciler::new(backend, &inputs.desired.borrow());
+    let mut period = inputs.desired.borrow().director.resync_interval;
+    let mut resync = tokio::time::interval(period);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wake: Option<Wake> = None;
+    let mut backoff: Option<Duration> = None;
+    let mut verifying = false;
+    loop {
+        let at = wake.as_ref().map(|w| w.at);
+        let mut trigger = tokio::select! {
+            _ = inputs.cancel.cancelled() => break,
+            changed = inputs.desired.changed() => {
+                if changed.is_err() { break }
+                let p = inputs.desired.borrow().director.resync_interval;
+                if p != period {
+                    period = p;
+                    resync = tokio::time::interval_at(tokio::time::Instant::now() + p, p);
+                }
+                Scope::none()
+            }
+            changed = inputs.health.changed() => if changed.is_err() { break } else { Scope::none() },
+            changed = inputs.gate.changed() => if changed.is_err() { break } else { Scope::none() },
+            _ = resync.tick() => Scope::All,
+            _ = async { if let Some(at) = at { tokio::time::sleep_until(at).await } }, if at.is_some() => Scope::none(),
+        };
+        // A pending wake is served by whichever pass comes first.
+        if let Some(w) = wake.take() {
+            trigger.merge(w.scope);
+        }
+        let desired = inputs.desired.borrow_and_update().clone();
+        let health = inputs.health.borrow_and_update().clone();
+        let gate = inputs.gate.borrow_and_update().clone();
+        if trigger == Scope::All {
+            r.full_read_if_older(desired.director.full_resync_interval);
+        }
+        let report = r.pass(&desired, &health, &gate, trigger).await;
+
+        let now = tokio::time::Instant::now();
+        let retry = |backoff: &mut Option<Duration>| {
+            let next = backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
+            *backoff = Some(next);
+            Wake {
+                at: now + next,
+                scope: Scope::All,
+            }
+        };
+        if report.read_error.is_some() || !report.errors.is_empty() {
+            wake = Some(retry(&mut backoff));
+        } else if !report.ops.is_empty() {
+            if verifying {
+                // The last pass applied everything, yet the kernel still differs.
+                warn!(
+                    ops = report.ops.len(),
+                    "the table did not converge; retrying with backoff"
+                );
+                wake = Some(retry(&mut backoff));
+            } else {
+                backoff = None;
+                // After a whole-table pass the read-back takes the proc file too, so
+                // that the fingerprints of what it changed are current again.
+                let scope = if report.whole {
+                    Scope::All
+                } else {
+                    Scope::Services(r.touched())
+                };
+                wake = Some(Wake { at: now, scope });
+            }
+        } else if report.read != ReadKind::Nothing {
+            backoff = None;
+        }
+        verifying =
+            !report.ops.is_empty() && report.errors.is_empty() && report.read_error.is_none();
+        let draining = r.draining();
+        if wake.is_none() && !draining.is_empty() {
+            wake = Some(Wake {
+                at: now + DRAIN_POLL,
+                scope: Scope::Services(draining),
+            });
+        }
+        if report.read == ReadKind::Nothing && report.read_error.is_none() {
+            continue;
+        }
+        publish(&state, &r, report);
+    }
+    let desired = inputs.desired.borrow().clone();
+    r.exit(&desired).await;
+}
+
+fn publish<B: IpvsBackend>(
+    state: &watch::Sender<ReconcileState>,
+    r: &Reconciler<B>,
+    report: PassReport,
+) {
+    let observed = r.observed().cloned().map(Arc::new);
+    let retired: Vec<ServiceKey> = r.retired.iter().cloned().collect();
+    let last_full = r.last_full.map(|(_, t)| t);
+    let mut errors = report.errors;
+    if let Some(e) = report.read_error {
+        errors.push(e);
+    }
+    let failures = errors.len() as u64;
+    state.send_modify(|s| {
+        if let Some(o) = observed {
+            s.observed = o;
+        }
+        s.last_pass = Some(SystemTime::now());
+        s.last_pass_duration = report.took;
+        s.last_read = report.read;
+        s.last_full_read = last_full;
+        s.passes += 1;
+        s.ops_applied += report.applied;
+        s.failures += failures;
+        s.errors = errors;
+        s.retired = retired;
+    });
 }

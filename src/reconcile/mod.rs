@@ -3,10 +3,12 @@
 //! an [`IpvsBackend`].
 
 pub mod backend;
+pub mod cache;
 pub mod driver;
 mod observed;
 mod op;
 mod plan;
+pub mod scope;
 
 #[cfg(test)]
 mod tests;
@@ -15,3 +17,4 @@ pub use backend::{FakeKernel, IpvsBackend, Kernel};
 pub use observed::{Observed, ObservedService};
 pub use op::Op;
 pub use plan::{draining, effective_weight, health_of, plan, Drains, Gate};
+pub use scope::Scope;

@@ -67,6 +67,7 @@ fn desired(services: Vec<DesiredService>) -> Desired {
         director: DirectorSettings {
             status_listen: "127.0.0.1:9180".parse().expect("addr"),
             resync_interval: Duration::from_secs(30),
+            full_resync_interval: Duration::from_secs(300),
             on_exit: OnExit::Keep,
             drain_timeout: Duration::from_secs(60),
         },
@@ -432,16 +433,6 @@ mod driver_loop {
         task: tokio::task::JoinHandle<()>,
     }
 
-    /// The backend is shared so that the test can look at the fake while the driver runs.
-    impl IpvsBackend for Arc<FakeKernel> {
-        async fn table(&self) -> Result<crate::ipvs::listing::Table, IpvsError> {
-            self.as_ref().table().await
-        }
-        async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
-            self.as_ref().apply(ops).await
-        }
-    }
-
     fn start(d: Desired, h: HealthMap, kernel: Arc<FakeKernel>) -> Harness {
         let (desired, drx) = watch::channel(Arc::new(d));
         let (health, hrx) = watch::channel(h);
@@ -569,5 +560,332 @@ mod driver_loop {
         );
         t.cancel.cancel();
         t.task.await.expect("driver");
+    }
+}
+
+mod reconciler {
+    //! Passes over the fake kernel: how much each one reads, and that cheap reads
+    //! still see (and repair) what they must.
+    use super::*;
+    use crate::reconcile::driver::{ReadKind, Reconciler};
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt")
+            .block_on(f)
+    }
+
+    fn three() -> Desired {
+        desired(vec![
+            svc(80, vec![rs("10.0.0.11", 80, 1), rs("10.0.0.12", 80, 2)]),
+            svc(81, vec![rs("10.0.0.11", 81, 3)]),
+            svc(82, vec![rs("10.0.0.13", 82, 4)]),
+        ])
+    }
+
+    /// A reconciler that has programmed `d` into an empty fake and read it back.
+    fn programmed(d: &Arc<Desired>, h: &HealthMap) -> Reconciler<Arc<FakeKernel>> {
+        let mut r = Reconciler::new(Arc::new(FakeKernel::default()), d);
+        block_on(async {
+            let first = r.pass(d, h, &Gate::default(), Scope::All).await;
+            assert_eq!(first.read, ReadKind::Full { services: 0 });
+            assert_eq!(first.applied as usize, first.ops.len());
+            let back = r.pass(d, h, &Gate::default(), Scope::All).await;
+            assert_eq!(back.read, ReadKind::Proc { reread: 3 }, "read back");
+            assert!(back.ops.is_empty(), "{:?}", back.ops);
+        });
+        r
+    }
+
+    fn weight(k: &FakeKernel, port: u16, addr: &str) -> u32 {
+        k.observed().services[&key(port)].dests[&(ip(addr), port)]
+            .dest
+            .settings
+            .weight
+    }
+
+    /// Changes one destination in the fake kernel, behind the director's back.
+    fn edit(k: &FakeKernel, port: u16, addr: &str, f: impl FnOnce(&mut DestEntry)) {
+        k.mutate(|o| {
+            let s = o.services.get_mut(&key(port)).expect("service");
+            f(s.dests.get_mut(&(ip(addr), port)).expect("destination"));
+        });
+    }
+
+    #[test]
+    fn a_no_op_resync_reads_the_proc_file_and_no_service() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let reads = r.backend().reads();
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 });
+        assert!(p.ops.is_empty());
+        assert_eq!(r.backend().reads(), reads, "nothing read over netlink");
+        assert_eq!(r.observed(), Some(&r.backend().observed()));
+    }
+
+    #[test]
+    fn drift_the_proc_file_shows_is_read_again_and_repaired() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        edit(&k, 81, "10.0.0.11", |d| d.dest.settings.weight = 9);
+        k.mutate(|o| {
+            o.services.remove(&key(82));
+        });
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(
+            p.read,
+            ReadKind::Proc { reread: 2 },
+            "81 changed; 82 is missing (a read says it is gone)"
+        );
+        assert_eq!(
+            p.ops.len(),
+            3,
+            "edit 81's server, add 82 and its server: {:?}",
+            p.ops
+        );
+        assert_eq!(weight(&k, 81, "10.0.0.11"), 3);
+        assert_eq!(weight(&k, 82, "10.0.0.13"), 4);
+    }
+
+    #[test]
+    fn drift_the_proc_file_cannot_show_waits_for_the_full_read() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        edit(&k, 80, "10.0.0.12", |d| {
+            d.dest.settings.upper_threshold = 100
+        });
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 });
+        assert!(p.ops.is_empty(), "thresholds are not in the proc file");
+        r.full_read_if_older(Duration::ZERO);
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Full { services: 3 });
+        assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
+        let t = k.observed();
+        assert_eq!(
+            t.services[&key(80)].dests[&(ip("10.0.0.12"), 80)]
+                .dest
+                .settings
+                .upper_threshold,
+            0
+        );
+    }
+
+    #[test]
+    fn a_weight_change_in_the_config_reads_and_plans_its_service_only() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        let (reads, applied) = (k.reads(), k.applied());
+        let mut d2 = (*d).clone();
+        d2.services[1].real_servers[0].dest.settings.weight = 99;
+        let d2 = Arc::new(d2);
+        let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::none()));
+        assert_eq!(p.read, ReadKind::Services { read: 1 });
+        assert_eq!(p.ops.len(), 1, "{:?}", p.ops);
+        assert_eq!(k.reads() - reads, 1);
+        assert_eq!(k.applied() - applied, 1);
+        assert_eq!(weight(&k, 81, "10.0.0.11"), 99);
+        // The read back covers what the pass touched, and finds nothing left to do.
+        let back = block_on(r.pass(&d2, &h, &Gate::default(), Scope::none()));
+        assert_eq!(back.read, ReadKind::Services { read: 1 });
+        assert!(back.ops.is_empty());
+    }
+
+    #[test]
+    fn a_health_flip_touches_the_services_of_that_server_only() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        let mut h2 = h.clone();
+        h2.insert(check("10.0.0.11", 80), Health::Down);
+        let p = block_on(r.pass(&d, &h2, &Gate::default(), Scope::none()));
+        assert_eq!(p.read, ReadKind::Services { read: 1 });
+        assert_eq!(
+            p.ops,
+            vec![Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest)]
+        );
+        assert_eq!(weight(&k, 81, "10.0.0.11"), 3, "port 81 has its own check");
+    }
+
+    #[test]
+    fn a_removed_server_drains_on_the_connection_counts_of_the_proc_file() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        edit(&k, 80, "10.0.0.12", |d| d.active_conns = 5);
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(
+            p.read,
+            ReadKind::Proc { reread: 1 },
+            "a service with connections is read again, for its counters"
+        );
+        let o = r.observed().expect("cache");
+        assert_eq!(
+            o.services[&key(80)].dests[&(ip("10.0.0.12"), 80)].active_conns,
+            5
+        );
+        let mut d2 = (*d).clone();
+        d2.services[0].real_servers.pop();
+        let d2 = Arc::new(d2);
+        let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::none()));
+        assert_eq!(
+            p.ops,
+            vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 0).dest)],
+            "drains"
+        );
+        assert!(r.draining().contains(&key(80)));
+        edit(&k, 80, "10.0.0.12", |d| d.active_conns = 0);
+        let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::Services(r.draining())));
+        assert_eq!(
+            p.ops,
+            vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
+            "drained"
+        );
+    }
+
+    #[test]
+    fn services_the_proc_file_skips_are_read_over_netlink() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        // The kernel's listing misses services when another namespace has some too.
+        k.hide_from_proc(2);
+        edit(&k, 80, "10.0.0.11", |d| d.dest.settings.weight = 7);
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 2 });
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            p.ops.len(),
+            1,
+            "the drift in a skipped service: {:?}",
+            p.ops
+        );
+        assert_eq!(weight(&k, 80, "10.0.0.11"), 1);
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert!(p.ops.is_empty());
+        assert_eq!(r.observed(), Some(&k.observed()));
+    }
+
+    #[test]
+    fn a_fwmark_pair_the_proc_file_cannot_tell_apart_is_always_read() {
+        let fw = |family| ServiceKey::Fwmark { family, mark: 7 };
+        let mk = |k: ServiceKey| DesiredService {
+            name: format!("{k}"),
+            service: Service {
+                settings: ServiceSettings::new(Scheduler::Rr, k.family()),
+                key: k,
+            },
+            on_failure: OnFailure::Weight0,
+            sorry_server: None,
+            real_servers: vec![],
+        };
+        let d = Arc::new(desired(vec![
+            mk(fw(Family::V4)),
+            mk(fw(Family::V6)),
+            svc(80, vec![]),
+        ]));
+        let h = HealthMap::new();
+        let mut r = Reconciler::new(Arc::new(FakeKernel::default()), &d);
+        block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(
+            p.read,
+            ReadKind::Proc { reread: 2 },
+            "both fwmark services, not the other one"
+        );
+        assert!(p.ops.is_empty());
+        assert_eq!(r.observed(), Some(&r.backend().observed()));
+    }
+}
+
+mod scopes {
+    //! Which services a change of inputs touches.
+    use super::*;
+    use crate::reconcile::scope::{config_change, gate_change, health_change};
+
+    fn two() -> Desired {
+        desired(vec![
+            svc(80, vec![rs("10.0.0.11", 80, 1)]),
+            svc(81, vec![rs("10.0.0.12", 81, 1)]),
+        ])
+    }
+
+    fn only(ports: &[u16]) -> Scope {
+        Scope::Services(ports.iter().map(|&p| key(p)).collect())
+    }
+
+    #[test]
+    fn a_config_change_touches_the_services_it_changes() {
+        let d = two();
+        assert_eq!(config_change(&d, &d.clone()), Scope::none());
+        let mut d2 = d.clone();
+        d2.services[1].real_servers[0].dest.settings.weight = 5;
+        assert_eq!(config_change(&d, &d2), only(&[81]));
+        let mut d3 = d.clone();
+        d3.services.remove(0);
+        d3.services.push(svc(82, vec![]));
+        assert_eq!(config_change(&d, &d3), only(&[80, 82]), "removed and added");
+        let mut d4 = d.clone();
+        d4.director.drain_timeout = Duration::from_secs(1);
+        assert_eq!(config_change(&d, &d4), Scope::All);
+    }
+
+    #[test]
+    fn health_and_agent_changes_touch_the_services_of_that_server() {
+        let d = two();
+        let h = all(&d, Health::Up);
+        let mut h2 = h.clone();
+        h2.insert(check("10.0.0.12", 81), Health::Down);
+        assert_eq!(health_change(&d, &h, &h), Scope::none());
+        assert_eq!(health_change(&d, &h, &h2), only(&[81]));
+        assert_eq!(health_change(&d, &HealthMap::new(), &h), only(&[80, 81]));
+        let g = Gate {
+            require: true,
+            confirmed: HashSet::new(),
+        };
+        let mut g2 = g.clone();
+        g2.confirmed.insert(ip("10.0.0.11"));
+        assert_eq!(gate_change(&d, &g, &g2), only(&[80]));
+        assert_eq!(gate_change(&d, &g, &Gate::default()), Scope::All);
+    }
+}
+
+mod cache_reads {
+    //! The proc-file resync after the director itself created services the kernel's
+    //! listing then skips.
+    use super::*;
+    use crate::reconcile::driver::{ReadKind, Reconciler};
+
+    #[test]
+    fn services_just_created_and_skipped_by_the_listing_are_read_not_added_again() {
+        let d = Arc::new(desired(vec![
+            svc(80, vec![rs("10.0.0.11", 80, 1)]),
+            svc(81, vec![rs("10.0.0.11", 81, 1)]),
+        ]));
+        let h = all(&d, Health::Up);
+        let k = Arc::new(FakeKernel::default());
+        let mut r = Reconciler::new(k.clone(), &d);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
+        let p = rt.block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.ops.len(), 4);
+        k.hide_from_proc(2);
+        let p = rt.block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 2 });
+        assert!(p.ops.is_empty(), "{:?}", p.ops);
     }
 }

@@ -1,0 +1,318 @@
+//! Half-open TCP checks (`type = "tcp-syn"`): one SYN from a raw socket; a SYN-ACK back
+//! means the port listens (up), a RST means it does not (down), silence is a timeout.
+//!
+//! The SYN's source port belongs to a TCP socket that is bound but never listens, so
+//! when the SYN-ACK arrives the kernel finds no connection for it and answers with a
+//! RST itself. Neither side ever creates a connection: no socket per check, no accept
+//! on the real server, no teardown; three packets instead of a connect's four and a
+//! close's two. This is what load balancers call a half-open monitor. It needs
+//! CAP_NET_RAW.
+//!
+//! One task owns the raw sockets and the probes in flight; checks send it a probe
+//! through a channel and wait on a oneshot for the outcome (their own timeout bounds
+//! the wait).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use etherparse::{Ipv4HeaderSlice, TcpHeader, TcpHeaderSlice};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+type Outcome = Result<(), String>;
+
+struct Probe {
+    target: SocketAddr,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// A handle to the prober task; cheap to clone.
+#[derive(Clone)]
+pub struct SynProber {
+    tx: mpsc::Sender<Probe>,
+}
+
+impl SynProber {
+    /// Opens the raw sockets (IPv4, and IPv6 where the host has it) and starts the
+    /// task. Fails without CAP_NET_RAW.
+    pub fn start(cancel: CancellationToken) -> Result<SynProber, String> {
+        // A raw socket is message-oriented: tokio's UDP socket drives its
+        // sendto/recvfrom as well as a UDP one's.
+        let (reserve, port) = reserve_port().map_err(|e| format!("tcp-syn source port: {e}"))?;
+        let raw = |d: Domain| -> std::io::Result<tokio::net::UdpSocket> {
+            let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
+            s.attach_filter(&only_to_port(port, d == Domain::IPV4))?;
+            s.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(s.into())
+        };
+        let v4 = raw(Domain::IPV4)
+            .map_err(|e| format!("tcp-syn checks need a raw socket (CAP_NET_RAW): {e}"))?;
+        let v6 = raw(Domain::IPV6).ok();
+        let (tx, rx) = mpsc::channel(1024);
+        let state = State {
+            port,
+            _reserve: reserve,
+            pending: HashMap::new(),
+            sources: HashMap::new(),
+            seq: std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish() as u32,
+        };
+        tokio::spawn(run(v4, v6, state, rx, cancel));
+        Ok(SynProber { tx })
+    }
+
+    /// Sends one SYN to `target` and waits for the answer (bound it with a timeout).
+    pub async fn probe(&self, target: SocketAddr) -> Outcome {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Probe { target, reply })
+            .await
+            .map_err(|_| "the tcp-syn prober stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the tcp-syn prober dropped the probe".to_string())?
+    }
+}
+
+/// A socket filter (classic BPF) that keeps TCP segments to `port` only: a raw TCP
+/// socket otherwise gets a copy of every TCP segment the host receives. An IPv4 raw
+/// socket sees the IP header first; an IPv6 one, the TCP header.
+fn only_to_port(port: u16, ip_header: bool) -> Vec<socket2::SockFilter> {
+    use libc::{
+        BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MSH, BPF_RET,
+    };
+    let op = |code: u32, jt, jf, k| socket2::SockFilter::new(code as u16, jt, jf, k);
+    let mut f = Vec::with_capacity(5);
+    if ip_header {
+        f.push(op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0)); // X = IPv4 header length
+        f.push(op(BPF_LD | BPF_H | BPF_IND, 0, 0, 2)); // A = TCP destination port
+    } else {
+        f.push(op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 2));
+    }
+    f.push(op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(port)));
+    f.push(op(BPF_RET | BPF_K, 0, 0, u32::MAX)); // keep it whole
+    f.push(op(BPF_RET | BPF_K, 0, 0, 0)); // drop
+    f
+}
+
+/// A TCP socket bound to an ephemeral port, never listening: it keeps the port from
+/// other sockets, and makes the kernel answer SYN-ACKs to it with a RST.
+fn reserve_port() -> std::io::Result<(Socket, u16)> {
+    let dual = Socket::new(Domain::IPV6, Type::STREAM, None).and_then(|s| {
+        s.set_only_v6(false)?;
+        s.bind(&SockAddr::from(SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            0,
+        )))?;
+        Ok(s)
+    });
+    let s = match dual {
+        Ok(s) => s,
+        Err(_) => {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+            s.bind(&SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))))?;
+            s
+        }
+    };
+    let port = s
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.port())
+        .ok_or_else(|| std::io::Error::other("no port"))?;
+    Ok((s, port))
+}
+
+struct State {
+    port: u16,
+    _reserve: Socket,
+    /// (target, our sequence number) → who waits.
+    pending: HashMap<(SocketAddr, u32), oneshot::Sender<Outcome>>,
+    /// The source address the kernel picks for each destination (for the checksum).
+    sources: HashMap<IpAddr, IpAddr>,
+    seq: u32,
+}
+
+/// The address the kernel would send from to `dst` (a UDP connect sends nothing).
+fn source_for(dst: IpAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = match dst {
+        IpAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        IpAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+    };
+    let s = std::net::UdpSocket::bind(any)?;
+    s.connect(SocketAddr::new(dst, 9))?;
+    Ok(s.local_addr()?.ip())
+}
+
+/// A SYN from `src:sport` to `dst`, checksummed.
+pub fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<Vec<u8>, String> {
+    let mut h = TcpHeader::new(sport, dst.port(), seq, 65_535);
+    h.syn = true;
+    h.checksum = match (src, dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => h.calc_checksum_ipv4_raw(s.octets(), d.octets(), &[]),
+        (IpAddr::V6(s), IpAddr::V6(d)) => h.calc_checksum_ipv6_raw(s.octets(), d.octets(), &[]),
+        _ => return Err(format!("{src} cannot reach {dst}: mixed families")),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(h.to_bytes().to_vec())
+}
+
+/// What a received segment says: (from, the sequence number it acknowledges, outcome).
+pub fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
+    let t = TcpHeaderSlice::from_slice(tcp).ok()?;
+    if t.destination_port() != port {
+        return None;
+    }
+    let outcome = if t.syn() && t.ack() {
+        Ok(())
+    } else if t.rst() {
+        Err("refused (RST)".to_string())
+    } else {
+        return None;
+    };
+    let acked = t.acknowledgment_number().wrapping_sub(1);
+    Some((SocketAddr::new(from, t.source_port()), acked, outcome))
+}
+
+async fn run(
+    v4: UdpSocket,
+    v6: Option<UdpSocket>,
+    mut state: State,
+    mut rx: mpsc::Receiver<Probe>,
+    cancel: CancellationToken,
+) {
+    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let (mut buf4, mut buf6) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            p = rx.recv() => match p {
+                Some(p) => state.send(&v4, v6.as_ref(), p),
+                None => break,
+            },
+            r = v4.recv_from(&mut buf4) => {
+                if let Ok((n, _)) = r {
+                    state.received_v4(buf4.get(..n).unwrap_or_default());
+                }
+            }
+            r = async {
+                match &v6 {
+                    Some(s) => s.recv_from(&mut buf6).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Ok((n, from)) = r {
+                    let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
+                    state.settle(a);
+                }
+            }
+            _ = sweep.tick() => state.pending.retain(|_, tx| !tx.is_closed()),
+        }
+    }
+}
+
+impl State {
+    fn received_v4(&mut self, packet: &[u8]) {
+        let Ok(ip) = Ipv4HeaderSlice::from_slice(packet) else {
+            return;
+        };
+        let from = IpAddr::V4(ip.source_addr());
+        let tcp = packet.get(usize::from(ip.ihl()) * 4..).unwrap_or_default();
+        self.settle(answer(from, tcp, self.port));
+    }
+
+    fn settle(&mut self, a: Option<(SocketAddr, u32, Outcome)>) {
+        if let Some((from, seq, outcome)) = a {
+            if let Some(tx) = self.pending.remove(&(from, seq)) {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+
+    fn send(&mut self, v4: &UdpSocket, v6: Option<&UdpSocket>, p: Probe) {
+        let dst = p.target.ip();
+        let src = match self.sources.get(&dst) {
+            Some(s) => *s,
+            None => match source_for(dst) {
+                Ok(s) => *self.sources.entry(dst).or_insert(s),
+                Err(e) => {
+                    let _ = p.reply.send(Err(format!("no route to {dst}: {e}")));
+                    return;
+                }
+            },
+        };
+        self.seq = self.seq.wrapping_add(0x9e37_79b9);
+        let seq = self.seq;
+        let segment = match syn_segment(src, self.port, p.target, seq) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = p.reply.send(Err(e));
+                return;
+            }
+        };
+        let sock = match (dst, v6) {
+            (IpAddr::V4(_), _) => v4,
+            (IpAddr::V6(_), Some(v6)) => v6,
+            (IpAddr::V6(_), None) => {
+                let _ = p.reply.send(Err("no IPv6 raw socket on this host".into()));
+                return;
+            }
+        };
+        // Raw sockets take the protocol, not a port, in the address: 0. A full socket
+        // buffer fails this probe (it times out as a check would) rather than blocking.
+        let to = SockAddr::from(SocketAddr::new(dst, 0));
+        match socket2::SockRef::from(sock).send_to(&segment, &to) {
+            Ok(_) => {
+                self.pending.insert((p.target, seq), p.reply);
+            }
+            Err(e) => {
+                // The route may have changed: look the source up again next time.
+                self.sources.remove(&dst);
+                let _ = p.reply.send(Err(format!("send SYN to {}: {e}", p.target)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syn_is_checksummed_and_a_syn_ack_to_our_port_settles_its_probe() {
+        let src: IpAddr = "10.0.0.1".parse().expect("ip");
+        let dst: SocketAddr = "10.0.0.2:80".parse().expect("addr");
+        let seg = syn_segment(src, 40000, dst, 1234).expect("segment");
+        let t = TcpHeaderSlice::from_slice(&seg).expect("parses");
+        assert!(t.syn() && !t.ack());
+        assert_eq!(
+            (t.source_port(), t.destination_port(), t.sequence_number()),
+            (40000, 80, 1234)
+        );
+        let h = t.to_header();
+        assert_eq!(
+            h.calc_checksum_ipv4_raw([10, 0, 0, 1], [10, 0, 0, 2], &[])
+                .expect("sum"),
+            h.checksum
+        );
+
+        let mut reply = TcpHeader::new(80, 40000, 777, 1000);
+        reply.syn = true;
+        reply.ack = true;
+        reply.acknowledgment_number = 1235;
+        let bytes = reply.to_bytes();
+        assert_eq!(answer(dst.ip(), &bytes, 40000), Some((dst, 1234, Ok(()))));
+        assert_eq!(answer(dst.ip(), &bytes, 40001), None, "another port's");
+        let mut rst = TcpHeader::new(80, 40000, 0, 0);
+        rst.rst = true;
+        rst.ack = true;
+        rst.acknowledgment_number = 1235;
+        assert_eq!(
+            answer(dst.ip(), &rst.to_bytes(), 40000),
+            Some((dst, 1234, Err("refused (RST)".to_string())))
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The driver's copy of the kernel table between full reads, and how a cheap read of
+//! `/proc/net/ip_vs` decides which services must be read again over netlink.
+//!
+//! A full read costs one netlink dump per service. A resync instead reads the proc
+//! file (the whole table in one read, but not every field, and possibly not every
+//! service: see [`crate::ipvs::proc`]). A service whose proc block carries the
+//! fingerprint seen when it was last read over netlink, and shows no connections, keeps
+//! its cached state; a service whose block changed, is new, or is missing (deleted, or
+//! skipped by the kernel) is read again over netlink, which is also what says whether
+//! it still exists. So is a service with connections: it carries traffic, and its
+//! counters move (an idle service's stand still, so its cached ones are current). The fingerprint stored for a block is always from a proc read made
+//! *before* the netlink read it vouches for, so a change racing with the reads shows
+//! up as a mismatch next time, never as a match. Destination fields the proc file
+//! leaves out (thresholds, tunnel settings, scheduler flags, persistence engines) are
+//! caught by the periodic full read.
+
+use std::collections::{HashMap, HashSet};
+
+use super::observed::{Observed, ObservedService};
+use crate::ipvs::listing::Table;
+use crate::ipvs::proc::{block_id, Block};
+use crate::ipvs::{DestEntry, ServiceEntry, ServiceKey};
+
+/// A service as read over netlink (`None`: the kernel does not have it).
+pub type Read = (ServiceKey, Option<(ServiceEntry, Vec<DestEntry>)>);
+
+/// The cached table and the fingerprints that vouch for it.
+#[derive(Debug, Clone, Default)]
+pub struct TableCache {
+    /// The table as last read.
+    pub observed: Observed,
+    /// Block id → the fingerprint seen before the destinations were last read.
+    seen: HashMap<String, u64>,
+}
+
+fn observed_service(s: ServiceEntry, dests: Vec<DestEntry>) -> ObservedService {
+    ObservedService {
+        settings: s.service.settings,
+        stats: s.stats,
+        dests: dests
+            .into_iter()
+            .map(|d| ((d.dest.addr, d.dest.port), d))
+            .collect(),
+    }
+}
+
+/// The blocks by id, leaving out ids printed more than once (an IPv4 and an IPv6
+/// fwmark service with the same mark look alike): their services are always read.
+fn unique(blocks: &[Block]) -> HashMap<&str, &Block> {
+    let mut by_id: HashMap<&str, Option<&Block>> = HashMap::with_capacity(blocks.len());
+    for b in blocks {
+        by_id
+            .entry(b.id.as_str())
+            .and_modify(|e| *e = None)
+            .or_insert(Some(b));
+    }
+    by_id
+        .into_iter()
+        .filter_map(|(id, b)| Some((id, b?)))
+        .collect()
+}
+
+impl TableCache {
+    /// A cache from a full read, vouched for by `blocks` (read before `table`).
+    pub fn full(table: Table, blocks: &[Block]) -> TableCache {
+        let mut c = TableCache {
+            observed: Observed {
+                services: table
+                    .into_iter()
+                    .map(|(s, d)| (s.service.key.clone(), observed_service(s, d)))
+                    .collect(),
+            },
+            seen: HashMap::new(),
+        };
+        c.remember(blocks);
+        c
+    }
+
+    fn remember(&mut self, blocks: &[Block]) {
+        let by_id = unique(blocks);
+        self.seen = self
+            .observed
+            .services
+            .keys()
+            .filter_map(|k| {
+                let id = block_id(k);
+                let fp = by_id.get(id.as_str())?.fingerprint;
+                Some((id, fp))
+            })
+            .collect();
+    }
+
+    /// The services to read again over netlink: those whose block is new, changed or
+    /// ambiguous, those with connections (for their counters), those the director
+    /// changed since they were read (`dirty`), and cached or dirty ones the proc read
+    /// does not list (deleted, or skipped by the kernel).
+    pub fn stale(&self, blocks: &[Block], dirty: &HashSet<ServiceKey>) -> Vec<ServiceKey> {
+        let by_id = unique(blocks);
+        let mut out: Vec<ServiceKey> = Vec::new();
+        let mut listed: HashSet<&ServiceKey> = HashSet::with_capacity(blocks.len());
+        for b in blocks {
+            // `seen` only holds ids of cached services.
+            let fresh =
+                by_id.contains_key(b.id.as_str()) && self.seen.get(&b.id) == Some(&b.fingerprint);
+            // A service with connections carries traffic: its counters move, so it is
+            // read again for them. An idle one's counters stand still.
+            let busy = b
+                .conns
+                .iter()
+                .any(|&(_, _, active, inactive)| active + inactive > 0);
+            for k in &b.keys {
+                listed.insert(k);
+                if !fresh || busy || dirty.contains(k) {
+                    out.push(k.clone());
+                }
+            }
+        }
+        out.extend(
+            self.observed
+                .services
+                .keys()
+                .chain(dirty)
+                .filter(|k| !listed.contains(k))
+                .cloned(),
+        );
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Takes in a resync: the proc read (`blocks`) and the netlink reads of what
+    /// [`TableCache::stale`] named. The other listed services keep their cached
+    /// state, with the connection counts of the proc read.
+    pub fn update(&mut self, blocks: &[Block], reads: Vec<Read>) {
+        let mut out = HashMap::with_capacity(blocks.len());
+        let mut read: HashSet<ServiceKey> = HashSet::with_capacity(reads.len());
+        for (key, r) in reads {
+            read.insert(key.clone());
+            if let Some((s, d)) = r {
+                out.insert(key, observed_service(s, d));
+            }
+        }
+        for b in blocks {
+            for key in &b.keys {
+                if read.contains(key) {
+                    continue;
+                }
+                let Some(mut o) = self.observed.services.remove(key) else {
+                    continue;
+                };
+                for (addr, port, active, inactive) in &b.conns {
+                    if let Some(d) = o.dests.get_mut(&(*addr, *port)) {
+                        d.active_conns = *active;
+                        d.inactive_conns = *inactive;
+                    }
+                }
+                out.insert(key.clone(), o);
+            }
+        }
+        self.observed = Observed { services: out };
+        self.remember(blocks);
+    }
+
+    /// Takes in netlink reads of some services, without a proc read (a pass limited to
+    /// the services an event touched). Their fingerprints stay: they come from a proc
+    /// read older than these reads, so they still can only err towards reading again.
+    pub fn patch(&mut self, reads: Vec<Read>) {
+        for (key, r) in reads {
+            match r {
+                Some((s, d)) => {
+                    self.observed.services.insert(key, observed_service(s, d));
+                }
+                None => {
+                    self.observed.services.remove(&key);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Which services a pass reads and plans: all of them, or only those whose inputs
+//! changed since the last pass. Pure: computed from the old and new inputs.
+//!
+//! A change of one real server's weight, health or agent touches one service; reading
+//! and planning the other 9,999 would cost a full read for nothing. The periodic
+//! resync and every retry still take the whole table ([`Scope::All`]).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use super::plan::Gate;
+use crate::health::HealthMap;
+use crate::ipvs::ServiceKey;
+use crate::model::Desired;
+
+/// The services a pass covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// The whole table.
+    All,
+    /// These services only (possibly none).
+    Services(HashSet<ServiceKey>),
+}
+
+impl Default for Scope {
+    fn default() -> Scope {
+        Scope::Services(HashSet::new())
+    }
+}
+
+impl Scope {
+    /// Nothing at all.
+    pub fn none() -> Scope {
+        Scope::default()
+    }
+
+    /// Whether the pass has nothing to look at.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Scope::Services(s) if s.is_empty())
+    }
+
+    /// Whether `key` is covered.
+    pub fn covers(&self, key: &ServiceKey) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Services(s) => s.contains(key),
+        }
+    }
+
+    /// Widens this scope by `other`.
+    pub fn merge(&mut self, other: Scope) {
+        match (&mut *self, other) {
+            (Scope::All, _) => {}
+            (_, Scope::All) => *self = Scope::All,
+            (Scope::Services(a), Scope::Services(b)) => a.extend(b),
+        }
+    }
+
+    /// The config limited to the covered services.
+    pub fn restrict(&self, desired: &Desired) -> Desired {
+        match self {
+            Scope::All => desired.clone(),
+            Scope::Services(keys) => Desired {
+                director: desired.director.clone(),
+                agents: desired.agents.clone(),
+                services: desired
+                    .services
+                    .iter()
+                    .filter(|s| keys.contains(&s.service.key))
+                    .cloned()
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// The services a new config changes: added, removed or different in any way. A change
+/// to the `[director]` or `[agents]` sections touches everything.
+pub fn config_change(old: &Desired, new: &Desired) -> Scope {
+    if old.director != new.director || old.agents != new.agents {
+        return Scope::All;
+    }
+    let index = |d: &Desired| -> HashMap<ServiceKey, usize> {
+        d.services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.service.key.clone(), i))
+            .collect()
+    };
+    let (o, n) = (index(old), index(new));
+    let mut keys = HashSet::new();
+    for (k, &i) in &n {
+        if o.get(k).is_none_or(|&j| old.services[j] != new.services[i]) {
+            keys.insert(k.clone());
+        }
+    }
+    keys.extend(o.keys().filter(|k| !n.contains_key(*k)).cloned());
+    Scope::Services(keys)
+}
+
+/// The services with a real server whose check result changed.
+pub fn health_change(desired: &Desired, old: &HealthMap, new: &HealthMap) -> Scope {
+    let flipped: HashSet<_> = old
+        .iter()
+        .filter(|(c, h)| new.get(*c) != Some(*h))
+        .map(|(c, _)| c)
+        .chain(new.keys().filter(|c| !old.contains_key(*c)))
+        .collect();
+    if flipped.is_empty() {
+        return Scope::none();
+    }
+    Scope::Services(
+        desired
+            .services
+            .iter()
+            .filter(|s| {
+                s.real_servers
+                    .iter()
+                    .any(|r| r.check.as_ref().is_some_and(|c| flipped.contains(c)))
+            })
+            .map(|s| s.service.key.clone())
+            .collect(),
+    )
+}
+
+/// The services with a real server whose agent confirmation changed.
+pub fn gate_change(desired: &Desired, old: &Gate, new: &Gate) -> Scope {
+    if old.require != new.require {
+        return Scope::All;
+    }
+    let moved: HashSet<&IpAddr> = old.confirmed.symmetric_difference(&new.confirmed).collect();
+    if moved.is_empty() {
+        return Scope::none();
+    }
+    Scope::Services(
+        desired
+            .services
+            .iter()
+            .filter(|s| s.real_servers.iter().any(|r| moved.contains(&r.dest.addr)))
+            .map(|s| s.service.key.clone())
+            .collect(),
+    )
+}
