@@ -3,15 +3,19 @@
 //! network namespace (deleted destinations linger in a namespace's trash list and slow
 //! later adds down).
 //!
-//! For each size N (services, each with D destinations, DR, wrr):
-//! 1. programming from empty: lvsdr (config parse + dump + plan + pipelined apply, as
-//!    the director does at start) vs `ipvsadm -R` of the same table as save text;
-//! 2. no-op resync: one dump of the full table + plan, nothing to change;
-//! 3. one change: one destination's weight differs; the pass (dump + plan + apply),
-//!    and the netlink requests it sends, counted.
+//! For each size N (services, each with D destinations, DR, wrr), through the
+//! director's own reconciler:
+//! 1. programming from empty: lvsdr (config parse + the first pass: read, plan,
+//!    pipelined apply) vs `ipvsadm -R` of the same table as save text;
+//! 2. no-op resync: a whole-table pass through `/proc/net/ip_vs`, nothing to change
+//!    (and, for reference, the same pass reading every service over netlink);
+//! 3. one change: one destination's weight differs in the config; the pass, and the
+//!    netlink requests it sends, counted.
 //!
 //! Usage: ipvs_programming [--sizes 1000,10000] [--dests 10] [--repeat 3] [--out FILE]
 //!        ipvs_programming --parse-only [--sizes …]   (the config parse alone, on the host)
+//!        ipvs_programming --ab [--sizes …]           (the bare read/plan/apply against the
+//!                                                      reconciler's first pass, same boot)
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -21,7 +25,7 @@ use std::sync::Arc;
 
 use lvsdr::health::HealthMap;
 use lvsdr::reconcile::driver::{ReadKind, Reconciler};
-use lvsdr::reconcile::{Gate, Kernel, Scope};
+use lvsdr::reconcile::{Gate, IpvsBackend, Kernel, Scope};
 
 struct Args {
     sizes: Vec<usize>,
@@ -145,16 +149,20 @@ struct Lvsdr {
     one_back_requests: u64,
 }
 
+/// The director's runtime flavour: one thread.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
 /// Everything goes through the director's own [`Reconciler`]: the pass code the
 /// daemon runs, with its scopes and its cache.
 fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
     let text = config_text(n, d);
     fresh_netns(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        rt.block_on(async move {
+        runtime().block_on(async move {
             let t = Instant::now();
             let desired = Arc::new(lvsdr::config::parse(&text, "bench.toml").expect("config"));
             let parse = t.elapsed();
@@ -240,6 +248,31 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
     })
 }
 
+/// Programming from empty the bare way (read, plan, apply; no reconciler), in seconds:
+/// an A/B against the reconciler's first pass.
+fn run_bare(n: usize, d: usize) -> (f64, f64) {
+    let text = config_text(n, d);
+    fresh_netns(move || {
+        runtime().block_on(async move {
+            let desired = Arc::new(lvsdr::config::parse(&text, "bench.toml").expect("config"));
+            let kernel = Kernel::connect().await.expect("IPVS");
+            let t = Instant::now();
+            let table = kernel.table().await.expect("dump");
+            let ops = lvsdr::reconcile::plan(
+                &desired,
+                &lvsdr::reconcile::Observed::from(&table),
+                &HealthMap::new(),
+                &Gate::default(),
+                &lvsdr::reconcile::Drains::default(),
+            );
+            let planned = t.elapsed().as_secs_f64();
+            let results = kernel.apply(&ops).await;
+            assert!(results.iter().all(Result::is_ok));
+            (planned, t.elapsed().as_secs_f64())
+        })
+    })
+}
+
 fn run_ipvsadm(n: usize, d: usize) -> Duration {
     let text = save_text(n, d);
     fresh_netns(move || {
@@ -273,6 +306,20 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let a = args();
+    if std::env::args().any(|x| x == "--ab") {
+        for &n in &a.sizes {
+            for _ in 0..a.repeat {
+                let (planned, bare) = run_bare(n, a.dests);
+                let r = run_lvsdr(n, a.dests);
+                println!(
+                    "{n} × {}: bare read+plan {planned:.2} s, read+plan+apply {bare:.2} s; reconciler pass {:.2} s",
+                    a.dests,
+                    r.program.as_secs_f64()
+                );
+            }
+        }
+        return;
+    }
     if a.parse_only {
         // Host-side profiling of the config parse (no root, no IPVS needed).
         for &n in &a.sizes {

@@ -126,6 +126,19 @@ async fn run_check(
     health: watch::Sender<HealthMap>,
     details: watch::Sender<DetailMap>,
 ) {
+    // One wait on the token for the task's life, not one per check.
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = check_loop(checker, p, health, details) => {}
+    }
+}
+
+async fn check_loop(
+    checker: Checker,
+    p: Prepared,
+    health: watch::Sender<HealthMap>,
+    details: watch::Sender<DetailMap>,
+) {
     let spec = p.spec.clone();
     let label = spec.label();
     let start = tokio::time::Instant::now() + jitter(&spec);
@@ -133,15 +146,9 @@ async fn run_check(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rf = RiseFall::new(spec.rise, spec.fall);
     loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+        tick.tick().await;
         let t0 = Instant::now();
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = checker.run(&p) => r,
-        };
+        let result = checker.run(&p).await;
         let latency = t0.elapsed();
         let flipped = rf.record(result.is_ok());
         let detail = CheckDetail {

@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 type Outcome = Result<(), String>;
 
+/// The receive buffer asked for each raw socket.
+const RECV_BUFFER: usize = 4 << 20;
+
 struct Probe {
     target: SocketAddr,
     reply: oneshot::Sender<Outcome>,
@@ -46,6 +49,9 @@ impl SynProber {
         let raw = |d: Domain| -> std::io::Result<tokio::net::UdpSocket> {
             let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
             s.attach_filter(&only_to_port(port, d == Domain::IPV4))?;
+            // Room for bursts of answers while the task is busy (the kernel caps it at
+            // net.core.rmem_max).
+            s.set_recv_buffer_size(RECV_BUFFER)?;
             s.set_nonblocking(true)?;
             tokio::net::UdpSocket::from_std(s.into())
         };
@@ -189,13 +195,23 @@ async fn run(
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
+            // Each wake-up takes everything that is ready: at thousands of checks a
+            // second, one select round per packet would cost more than the packets.
             p = rx.recv() => match p {
-                Some(p) => state.send(&v4, v6.as_ref(), p),
+                Some(p) => {
+                    state.send(&v4, v6.as_ref(), p);
+                    while let Ok(p) = rx.try_recv() {
+                        state.send(&v4, v6.as_ref(), p);
+                    }
+                }
                 None => break,
             },
             r = v4.recv_from(&mut buf4) => {
                 if let Ok((n, _)) = r {
                     state.received_v4(buf4.get(..n).unwrap_or_default());
+                    while let Ok((n, _)) = v4.try_recv_from(&mut buf4) {
+                        state.received_v4(buf4.get(..n).unwrap_or_default());
+                    }
                 }
             }
             r = async {
@@ -207,6 +223,10 @@ async fn run(
                 if let Ok((n, from)) = r {
                     let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
                     state.settle(a);
+                    while let Some(Ok((n, from))) = v6.as_ref().map(|s| s.try_recv_from(&mut buf6)) {
+                        let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
+                        state.settle(a);
+                    }
                 }
             }
             _ = sweep.tick() => state.pending.retain(|_, tx| !tx.is_closed()),

@@ -218,18 +218,18 @@ fn apply_one(t: &mut Observed, op: &Op) -> Result<(), i32> {
             }
             t.services.insert(
                 key.clone(),
-                ObservedService {
+                Arc::new(ObservedService {
                     settings: s.settings.clone(),
                     stats: Stats::default(),
                     dests: Default::default(),
-                },
+                }),
             );
         }
         Op::DelService(_) => {
             t.services.remove(key).ok_or(libc::ESRCH)?;
         }
         _ => {
-            let svc = t.services.get_mut(key).ok_or(libc::ESRCH)?;
+            let svc = Arc::make_mut(t.services.get_mut(key).ok_or(libc::ESRCH)?);
             match op {
                 Op::EditService(s) => svc.settings = s.settings.clone(),
                 Op::AddDest(_, d) => {

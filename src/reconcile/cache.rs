@@ -15,6 +15,7 @@
 //! caught by the periodic full read.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use super::observed::{Observed, ObservedService};
 use crate::ipvs::listing::Table;
@@ -33,15 +34,15 @@ pub struct TableCache {
     seen: HashMap<String, u64>,
 }
 
-fn observed_service(s: ServiceEntry, dests: Vec<DestEntry>) -> ObservedService {
-    ObservedService {
+fn observed_service(s: ServiceEntry, dests: Vec<DestEntry>) -> Arc<ObservedService> {
+    Arc::new(ObservedService {
         settings: s.service.settings,
         stats: s.stats,
         dests: dests
             .into_iter()
             .map(|d| ((d.dest.addr, d.dest.port), d))
             .collect(),
-    }
+    })
 }
 
 /// The blocks by id, leaving out ids printed more than once (an IPv4 and an IPv6
@@ -148,10 +149,18 @@ impl TableCache {
                 let Some(mut o) = self.observed.services.remove(key) else {
                     continue;
                 };
-                for (addr, port, active, inactive) in &b.conns {
-                    if let Some(d) = o.dests.get_mut(&(*addr, *port)) {
-                        d.active_conns = *active;
-                        d.inactive_conns = *inactive;
+                let moved = b.conns.iter().any(|&(addr, port, active, inactive)| {
+                    o.dests
+                        .get(&(addr, port))
+                        .is_some_and(|d| (d.active_conns, d.inactive_conns) != (active, inactive))
+                });
+                if moved {
+                    let o = Arc::make_mut(&mut o);
+                    for &(addr, port, active, inactive) in &b.conns {
+                        if let Some(d) = o.dests.get_mut(&(addr, port)) {
+                            d.active_conns = active;
+                            d.inactive_conns = inactive;
+                        }
                     }
                 }
                 out.insert(key.clone(), o);

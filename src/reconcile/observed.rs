@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::ipvs::listing::Table;
 use crate::ipvs::{DestEntry, ServiceKey, ServiceSettings, Stats};
@@ -18,11 +19,13 @@ pub struct ObservedService {
     pub dests: HashMap<(IpAddr, u16), DestEntry>,
 }
 
-/// The whole table.
+/// The whole table. Services are shared (`Arc`): the copy published after each pass
+/// for `/status` costs a pointer per service, and a pass that changes one service
+/// copies that one only.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// Every service, managed or not.
-    pub services: HashMap<ServiceKey, ObservedService>,
+    pub services: HashMap<ServiceKey, Arc<ObservedService>>,
 }
 
 impl From<&Table> for Observed {
@@ -33,14 +36,14 @@ impl From<&Table> for Observed {
                 .map(|(s, ds)| {
                     (
                         s.service.key.clone(),
-                        ObservedService {
+                        Arc::new(ObservedService {
                             settings: s.service.settings.clone(),
                             stats: s.stats,
                             dests: ds
                                 .iter()
                                 .map(|d| ((d.dest.addr, d.dest.port), d.clone()))
                                 .collect(),
-                        },
+                        }),
                     )
                 })
                 .collect(),

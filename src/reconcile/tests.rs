@@ -185,7 +185,7 @@ fn a_removed_server_drains_then_goes() {
     let k = FakeKernel::default();
     run(&d, &k, &all(&d, Health::Up), &Drains::default());
     k.mutate(|t| {
-        if let Some(s) = t.services.get_mut(&key(80)) {
+        if let Some(s) = t.services.get_mut(&key(80)).map(Arc::make_mut) {
             if let Some(e) = s.dests.get_mut(&(ip("10.0.0.12"), 80)) {
                 e.active_conns = 3;
             }
@@ -224,11 +224,11 @@ fn unmanaged_services_are_left_alone_and_retired_ones_go() {
     k.mutate(|t| {
         t.services.insert(
             key(9999),
-            ObservedService {
+            Arc::new(ObservedService {
                 settings: ServiceSettings::new(Scheduler::Rr, Family::V4),
                 stats: Stats::default(),
                 dests: HashMap::new(),
-            },
+            }),
         );
     });
     let d2 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
@@ -309,7 +309,7 @@ fn drift_is_repaired() {
     });
     assert_eq!(run(&d, &k, &h, &Drains::default()).len(), 2);
     k.mutate(|t| {
-        if let Some(s) = t.services.get_mut(&key(80)) {
+        if let Some(s) = t.services.get_mut(&key(80)).map(Arc::make_mut) {
             s.settings.scheduler = Scheduler::Rr;
         }
     });
@@ -354,17 +354,17 @@ prop_compose! {
             let port = 80 + i as u16;
             if *p {
                 let sched = if sched_rr { Scheduler::Rr } else { Scheduler::Wrr };
-                o.services.insert(key(port), ObservedService {
+                o.services.insert(key(port), Arc::new(ObservedService {
                     settings: ServiceSettings::new(sched, Family::V4),
                     stats: Stats::default(),
                     dests: HashMap::new(),
-                });
+                }));
             }
         }
         for (n, (a, w, active)) in dests.into_iter().enumerate() {
             let port = 80 + (n % 4) as u16;
             let addr = if a == 4 { "10.0.0.50" } else { RS[a] };
-            if let Some(s) = o.services.get_mut(&key(port)) {
+            if let Some(s) = o.services.get_mut(&key(port)).map(Arc::make_mut) {
                 s.dests.insert((ip(addr), port), DestEntry {
                     dest: rs(addr, port, w).dest,
                     active_conns: active,
@@ -608,7 +608,7 @@ mod reconciler {
     /// Changes one destination in the fake kernel, behind the director's back.
     fn edit(k: &FakeKernel, port: u16, addr: &str, f: impl FnOnce(&mut DestEntry)) {
         k.mutate(|o| {
-            let s = o.services.get_mut(&key(port)).expect("service");
+            let s = Arc::make_mut(o.services.get_mut(&key(port)).expect("service"));
             f(s.dests.get_mut(&(ip(addr), port)).expect("destination"));
         });
     }
