@@ -301,7 +301,8 @@ pub fn render(table: &Table, hz: u32) -> String {
 mod tests {
     use super::*;
 
-    /// Captured from Debian's 6.1 kernel in the test VM (HZ = 250) after:
+    /// Captured from Debian's 6.1 kernel in the test VM (HZ = 250), byte for byte, by
+    /// `tests/vm/capture-proc.sh`, after:
     /// `-A -t 192.0.2.1:80 -s wrr`, two destinations (Route 3, Masq 0);
     /// `-A -t 192.0.2.2:0 -s sh -p 300 -M 255.255.255.0 -b sh-port`, one Tunnel;
     /// `-A -t [2001:db8::1]:443 -s wlc -p 10 -M 64`, one Route with thresholds;
@@ -316,17 +317,17 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "TCP C0000201:0050",
+                "SCTP C0000203:0009",
+                "UDP C0000201:0035",
                 "TCP C0000202:0000",
                 "TCP [2001:0db8:0000:0000:0000:0000:0000:0001]:01BB",
-                "UDP C0000201:0035",
-                "SCTP C0000203:0009",
+                "TCP C0000201:0050",
                 "FWM 00000007",
                 "FWM 00000007",
             ]
         );
         assert_eq!(
-            blocks[0].keys,
+            blocks[4].keys,
             [ServiceKey::Addr {
                 protocol: Protocol::Tcp,
                 addr: "192.0.2.1".parse().expect("address"),
@@ -334,7 +335,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            blocks[2].keys,
+            blocks[3].keys,
             [ServiceKey::Addr {
                 protocol: Protocol::Tcp,
                 addr: "2001:db8::1".parse().expect("address"),
@@ -347,14 +348,14 @@ mod tests {
             "a fwmark block can be either family"
         );
         assert_eq!(
-            blocks[0].conns,
+            blocks[4].conns,
             [
                 ("10.0.0.3".parse().expect("address"), 80, 0, 0),
                 ("10.0.0.2".parse().expect("address"), 80, 0, 0)
             ]
         );
         assert_eq!(
-            blocks[2].conns,
+            blocks[3].conns,
             [("2001:db8::2".parse().expect("address"), 443, 0, 0)]
         );
         let distinct: std::collections::HashSet<u64> =
@@ -370,20 +371,20 @@ mod tests {
             "  -> 0A000002:0050      Route   3      17         4         ",
         );
         let busy = parse(&busy).expect("parse");
-        assert_eq!(busy[0].fingerprint, base[0].fingerprint);
+        assert_eq!(busy[4].fingerprint, base[4].fingerprint);
         assert_eq!(
-            busy[0].conns[1],
+            busy[4].conns[1],
             ("10.0.0.2".parse().expect("address"), 80, 17, 4)
         );
         let edited = KERNEL.replace("Route   3 ", "Route   4 ");
         assert_ne!(
-            parse(&edited).expect("parse")[0].fingerprint,
-            base[0].fingerprint
+            parse(&edited).expect("parse")[4].fingerprint,
+            base[4].fingerprint
         );
         let sched = KERNEL.replace("C0000201:0050 wrr", "C0000201:0050 wlc");
         assert_ne!(
-            parse(&sched).expect("parse")[0].fingerprint,
-            base[0].fingerprint
+            parse(&sched).expect("parse")[4].fingerprint,
+            base[4].fingerprint
         );
     }
 
@@ -495,6 +496,11 @@ mod tests {
                 vec![],
             ),
         ];
+        // Listed in the order of the kernel's hash table in that boot.
+        let table: Table = [4, 3, 1, 2, 0, 5, 6]
+            .iter()
+            .map(|&i| table[i].clone())
+            .collect();
         assert_eq!(render(&table, 250), KERNEL);
     }
 }
