@@ -9,6 +9,10 @@ use lvsdr::health::CheckKind;
 use lvsdr::ipvs::{Forwarding, Scheduler, ServiceFlags, ServiceKey};
 use lvsdr::model::{OnExit, OnFailure};
 
+fn valid(text: &str) -> lvsdr::model::Desired {
+    config::parse(text, "t.toml").unwrap_or_else(|e| panic!("rejected: {e}"))
+}
+
 fn errors(text: &str) -> Vec<String> {
     match config::parse(text, "t.toml") {
         Ok(d) => panic!("accepted: {d:?}"),
@@ -76,7 +80,7 @@ fn the_documented_example_is_valid() {
 
 #[test]
 fn defaults_fill_what_is_left_out() {
-    let d = config::parse(
+    let d = valid(
         r#"
 [[service]]
 name = "a"
@@ -85,9 +89,7 @@ port = 443
 [[service.real_server]]
 address = "2001:db8::11"
 "#,
-        "t.toml",
-    )
-    .expect("valid");
+    );
     assert_eq!(d.director.status_listen.to_string(), "127.0.0.1:9180");
     assert_eq!(d.director.drain_timeout, Duration::from_secs(60));
     let s = &d.services[0];
@@ -213,7 +215,7 @@ fn missing_required_fields_are_named() {
 
 #[test]
 fn agents_get_the_vips_of_their_services() {
-    let d = config::parse(
+    let d = valid(
         r#"
 [agents]
 ca = "/etc/lvsdr/ca.pem"
@@ -242,9 +244,7 @@ protocol = "udp"
 [[service.real_server]]
 address = "10.0.0.11"
 "#,
-        "t.toml",
-    )
-    .expect("valid");
+    );
     let a = d.agents.as_ref().expect("[agents]");
     assert_eq!(
         (a.port, a.require, a.push_interval),
@@ -262,7 +262,7 @@ address = "10.0.0.11"
         "agent = false is set up by hand"
     );
 
-    let none = config::parse("[[service]]\nname = \"w\"\nvip = \"192.0.2.1\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.0.1\"\n", "t.toml").expect("valid");
+    let none = valid("[[service]]\nname = \"w\"\nvip = \"192.0.2.1\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.0.1\"\n");
     assert!(
         none.agents.is_none() && none.agent_vips().is_empty(),
         "no [agents]: no agents at all"
@@ -271,7 +271,7 @@ address = "10.0.0.11"
 
 #[test]
 fn identical_checks_across_services_run_once() {
-    let d = config::parse(
+    let d = valid(
         r#"
 [[service]]
 name = "a"
@@ -286,9 +286,7 @@ port = 80
 [[service.real_server]]
 address = "10.0.0.11"
 "#,
-        "t.toml",
-    )
-    .expect("valid");
+    );
     assert_eq!(
         d.checks().len(),
         1,
@@ -298,7 +296,7 @@ address = "10.0.0.11"
 
 #[test]
 fn a_half_open_check_and_the_full_resync_interval_are_read() {
-    let d = config::parse(
+    let d = valid(
         r#"
 [director]
 full_resync_interval = "10m"
@@ -311,9 +309,7 @@ type = "tcp-syn"
 [[service.real_server]]
 address = "10.0.0.11"
 "#,
-        "t.toml",
-    )
-    .expect("valid");
+    );
     assert_eq!(d.director.full_resync_interval, Duration::from_secs(600));
     let c = &d.checks()[0];
     assert_eq!(c.kind, CheckKind::TcpSyn);

@@ -154,7 +154,7 @@ fn source_for(dst: IpAddr) -> std::io::Result<IpAddr> {
 }
 
 /// A SYN from `src:sport` to `dst`, checksummed.
-pub fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<Vec<u8>, String> {
+fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<Vec<u8>, String> {
     let mut h = TcpHeader::new(sport, dst.port(), seq, 65_535);
     h.syn = true;
     h.checksum = match (src, dst.ip()) {
@@ -167,7 +167,7 @@ pub fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result
 }
 
 /// What a received segment says: (from, the sequence number it acknowledges, outcome).
-pub fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
+fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
     let t = TcpHeaderSlice::from_slice(tcp).ok()?;
     if t.destination_port() != port {
         return None;

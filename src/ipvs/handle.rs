@@ -31,6 +31,11 @@ const ONE_BY_ONE: usize = 16;
 /// How many requests may wait for their answer at once.
 pub const WINDOW: usize = 128;
 
+/// The same for requests answered with data: each answer takes a page-sized buffer in
+/// the socket's receive queue, and 128 of them overflow it (the kernel then drops
+/// answers, and their requests would wait forever).
+pub const DATA_WINDOW: usize = 16;
+
 type Receiver = NlRouterReceiverHandle<u16, GenlMsg>;
 
 /// A connection to the kernel's IPVS in the caller's network namespace.
@@ -140,7 +145,12 @@ impl IpvsHandle {
                 out.push(self.request(req).await);
                 continue;
             }
-            if inflight.len() >= WINDOW {
+            let window = if req.returns_data() {
+                DATA_WINDOW
+            } else {
+                WINDOW
+            };
+            while inflight.len() >= window {
                 if let Some((r, rx)) = inflight.pop_front() {
                     out.push(Self::finish(&r, rx).await);
                 }

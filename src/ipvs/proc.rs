@@ -213,24 +213,26 @@ fn fmt_addr(out: &mut String, addr: &IpAddr, port: u16) {
     };
 }
 
-/// The id of the block a service is printed in (see [`Block::id`]).
-pub fn block_id(key: &ServiceKey) -> String {
-    let mut out = String::new();
+/// The protocol and address columns of a service's line, as the kernel prints them.
+fn columns(key: &ServiceKey) -> (String, String) {
     match key {
         ServiceKey::Addr {
             protocol,
             addr,
             port,
         } => {
-            out.push_str(&protocol.to_string().to_uppercase());
-            out.push(' ');
-            fmt_addr(&mut out, addr, *port);
+            let mut a = String::new();
+            fmt_addr(&mut a, addr, *port);
+            (protocol.to_string().to_uppercase(), a)
         }
-        ServiceKey::Fwmark { mark, .. } => {
-            let _ = write!(out, "FWM {mark:08X}");
-        }
+        ServiceKey::Fwmark { mark, .. } => ("FWM".to_string(), format!("{mark:08X}")),
     }
-    out
+}
+
+/// The id of the block a service is printed in (see [`Block::id`]).
+pub fn block_id(key: &ServiceKey) -> String {
+    let (proto, addr) = columns(key);
+    format!("{proto} {addr}")
 }
 
 /// Writes `table` as the kernel would, with persistence timeouts in ticks of `hz`.
@@ -248,24 +250,15 @@ pub fn render(table: &Table, hz: u32) -> String {
             ""
         };
         let sched = set.scheduler.name();
-        match &s.service.key {
+        let (proto, addr) = columns(&s.service.key);
+        let _ = match &s.service.key {
             ServiceKey::Addr {
-                protocol,
-                addr,
-                port,
-            } => {
-                out.push_str(&protocol.to_string().to_uppercase());
-                out.push_str("  ");
-                fmt_addr(&mut out, addr, *port);
-                let _ = match addr {
-                    IpAddr::V6(_) => write!(out, " {sched} "),
-                    IpAddr::V4(_) => write!(out, " {sched} {ops} "),
-                };
-            }
-            ServiceKey::Fwmark { mark, .. } => {
-                let _ = write!(out, "FWM  {mark:08X} {sched} {ops}");
-            }
-        }
+                addr: IpAddr::V6(_),
+                ..
+            } => write!(out, "{proto}  {addr} {sched} "),
+            ServiceKey::Addr { .. } => write!(out, "{proto}  {addr} {sched} {ops} "),
+            ServiceKey::Fwmark { .. } => write!(out, "{proto}  {addr} {sched} {ops}"),
+        };
         if set.flags.contains(ServiceFlags::PERSISTENT) {
             let mask = match set.netmask {
                 Netmask::V4(m) => u32::from(m),

@@ -212,21 +212,19 @@ impl<B: IpvsBackend> Reconciler<B> {
     ) -> PassReport {
         let t0 = Instant::now();
         let mut scope = trigger;
+        let mut reloaded = false;
         match &self.last {
             None => scope = Scope::All,
             Some((d0, h0, g0)) => {
-                if !Arc::ptr_eq(d0, desired) {
+                reloaded = !Arc::ptr_eq(d0, desired);
+                if reloaded {
                     scope.merge(config_change(d0, desired));
                 }
                 scope.merge(health_change(desired, h0, health));
                 scope.merge(gate_change(desired, g0, gate));
             }
         }
-        if self
-            .last
-            .as_ref()
-            .is_some_and(|(d0, _, _)| !Arc::ptr_eq(d0, desired))
-        {
+        if reloaded {
             self.new_config(desired);
         }
         if scope.is_empty() && self.dirty.is_empty() {

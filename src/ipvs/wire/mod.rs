@@ -164,6 +164,14 @@ impl Request {
         }
     }
 
+    /// Whether the kernel answers with a data message (before the ack).
+    pub fn returns_data(&self) -> bool {
+        matches!(
+            self,
+            Request::GetInfo | Request::GetConfig | Request::GetService(_)
+        )
+    }
+
     /// Whether it is sent with `NLM_F_DUMP`.
     pub fn is_dump(&self) -> bool {
         matches!(
