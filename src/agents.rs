@@ -1,34 +1,52 @@
-//! The director's side of the agents: pushes each real server's agent the VIPs of
-//! every service it belongs to (at start, on every config change, and every
+//! The director's side of the agents: pushes each agent the VIPs of every service its
+//! real servers belong to (at start, on every config change, and every
 //! `push_interval`; failures are retried sooner, with backoff), and publishes what the
 //! agents confirmed: per-agent state for status, and the readiness [`Gate`] the
 //! planner reads.
+//!
+//! Pushes are ordered by an epoch drawn at random when this process starts and a
+//! generation counted per config within it, so no clock is involved (see
+//! `lvsdr_agent_api::PushVips`). The agent keeps this director's set apart from other
+//! directors' sets, keyed by this director's certificate name.
+//!
+//! The gate has hysteresis: an agent that confirmed a VIP stays confirmed for it
+//! through failed pushes for `confirm_grace` (a director restart, a lost packet or an
+//! agent restart must not drain a server that still holds the VIP); a VIP the agent
+//! *refuses* is unconfirmed at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::agent_api::{AgentStatus, PushVips};
+use crate::agent_api::{AgentStatus, ErrorBody, PushVips};
 use crate::model::{AgentSettings, Desired};
 use crate::reconcile::Gate;
 
 /// How one agent is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgentState {
-    /// The real server.
+    /// The agent's address.
     pub address: IpAddr,
     /// The VIPs it should hold.
     pub vips: Vec<IpAddr>,
     /// Whether the last push got an answer.
     pub reachable: bool,
-    /// Whether the agent holds every VIP, ARP suppressed (as it read back).
+    /// Whether every VIP counts as confirmed (held and ARP suppressed as the agent
+    /// read back, or so within the grace period).
     pub confirmed: bool,
+    /// The VIPs that count as confirmed.
+    #[serde(default)]
+    pub confirmed_vips: Vec<IpAddr>,
+    /// VIPs the agent refused, with its reason.
+    #[serde(default)]
+    pub refused: Vec<(IpAddr, String)>,
     /// The generation it applied.
     pub generation: Option<u64>,
     /// When it was last pushed (seconds since the epoch).
@@ -37,7 +55,7 @@ pub struct AgentState {
     pub last_error: Option<String>,
 }
 
-/// Every agent, by real server address.
+/// Every agent, by address.
 pub type AgentMap = BTreeMap<IpAddr, AgentState>;
 
 /// The HTTPS client a director pushes with: its own certificate, the agents' CA only.
@@ -66,27 +84,119 @@ fn now() -> f64 {
     crate::status::epoch(SystemTime::now())
 }
 
-async fn push_one(
+/// What one push came to.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The agent answered with its status: all applied (`refusal: None`), or some
+    /// VIPs refused (422) and the rest applied.
+    Answered {
+        status: AgentStatus,
+        refusal: Option<String>,
+    },
+    /// No usable answer: unreachable, timed out, 5xx, 409. Transient.
+    Failed(String),
+}
+
+/// Pushes `push` to the agent at `addr`.
+pub async fn push_one(
     client: &reqwest::Client,
     addr: IpAddr,
     port: u16,
     push: &PushVips,
-) -> Result<AgentStatus, String> {
+) -> Outcome {
     let url = format!("https://{}/v1/vips", SocketAddr::new(addr, port));
-    let resp = client
-        .put(&url)
-        .json(push)
-        .send()
-        .await
-        .map_err(|e| format!("PUT {url}: {e}"))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        return Err(format!("PUT {url}: {status}: {}", body.trim()));
+    let resp = match client.put(&url).json(push).send().await {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(format!("PUT {url}: {}", root_cause(&e))),
+    };
+    let code = resp.status();
+    let body = match resp.bytes().await {
+        Ok(b) => b,
+        Err(e) => return Outcome::Failed(format!("PUT {url}: reading the answer: {e}")),
+    };
+    if code.is_success() {
+        return match serde_json::from_slice::<AgentStatus>(&body) {
+            Ok(status) => Outcome::Answered {
+                status,
+                refusal: None,
+            },
+            Err(e) => Outcome::Failed(format!("PUT {url}: answer: {e}")),
+        };
     }
-    resp.json::<AgentStatus>()
-        .await
-        .map_err(|e| format!("PUT {url}: answer: {e}"))
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(ErrorBody {
+            error,
+            status: Some(status),
+        }) if code == reqwest::StatusCode::UNPROCESSABLE_ENTITY => Outcome::Answered {
+            status,
+            refusal: Some(format!("PUT {url}: {code}: {error}")),
+        },
+        Ok(b) => Outcome::Failed(format!("PUT {url}: {code}: {}", b.error)),
+        Err(_) => Outcome::Failed(format!(
+            "PUT {url}: {code}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )),
+    }
+}
+
+/// The innermost error: "connection refused", not "error sending request for url".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// When an agent last confirmed which VIPs.
+#[derive(Debug, Clone, Default)]
+pub struct LastGood {
+    at: Option<Instant>,
+    vips: HashSet<IpAddr>,
+}
+
+/// The VIPs of `wanted` that count as confirmed after `outcome`, and the new memory.
+/// Pure: the gate's hysteresis in one place.
+pub fn confirmed_after(
+    outcome: &Outcome,
+    wanted: &[IpAddr],
+    last: &LastGood,
+    now: Instant,
+    grace: Duration,
+) -> (HashSet<IpAddr>, LastGood) {
+    match outcome {
+        Outcome::Answered { status, .. } => {
+            let ok: HashSet<IpAddr> = status.confirmed().filter(|v| wanted.contains(v)).collect();
+            let memory = LastGood {
+                at: Some(now),
+                vips: ok.clone(),
+            };
+            (ok, memory)
+        }
+        Outcome::Failed(_) => {
+            let within = last
+                .at
+                .is_some_and(|at| now.saturating_duration_since(at) < grace);
+            let ok = if within {
+                last.vips
+                    .iter()
+                    .filter(|v| wanted.contains(v))
+                    .copied()
+                    .collect()
+            } else {
+                HashSet::new()
+            };
+            (ok, last.clone())
+        }
+    }
+}
+
+/// A number no other run of this director drew: the push epoch.
+fn random_epoch() -> u64 {
+    // RandomState is seeded from the OS's randomness, once per process.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Runs until cancelled.
@@ -96,29 +206,27 @@ pub async fn run(
     agents: watch::Sender<AgentMap>,
     cancel: CancellationToken,
 ) {
+    let epoch = random_epoch();
+    let mut generation = 0u64;
+    let mut memory: HashMap<IpAddr, LastGood> = HashMap::new();
     loop {
         let d = desired.borrow_and_update().clone();
-        // The load time orders configs across director restarts too.
-        let generation = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |t| t.as_millis() as u64);
+        generation += 1;
         match &d.agents {
             None => {
                 gate.send_if_modified(|g| std::mem::take(g) != Gate::default());
                 agents.send_replace(AgentMap::new());
             }
             Some(settings) => {
-                if let Some(stop) = push_loop(
-                    &d,
+                let push = Pushing {
+                    d: &d,
                     settings,
+                    epoch,
                     generation,
-                    &mut desired,
-                    &gate,
-                    &agents,
-                    &cancel,
-                )
-                .await
-                {
+                    gate: &gate,
+                    agents: &agents,
+                };
+                if let Some(stop) = push.run(&mut desired, &mut memory, &cancel).await {
                     if stop {
                         return;
                     }
@@ -133,95 +241,125 @@ pub async fn run(
     }
 }
 
-/// Pushes until the config changes (`Some(false)`) or shutdown (`Some(true)`);
-/// `None` if the client cannot be built (then wait for a new config).
-async fn push_loop(
-    d: &Desired,
-    settings: &AgentSettings,
+/// One config's pushing.
+struct Pushing<'a> {
+    d: &'a Desired,
+    settings: &'a AgentSettings,
+    epoch: u64,
     generation: u64,
-    desired: &mut watch::Receiver<Arc<Desired>>,
-    gate: &watch::Sender<Gate>,
-    agents: &watch::Sender<AgentMap>,
-    cancel: &CancellationToken,
-) -> Option<bool> {
-    let sets = d.agent_vips();
-    let client = match client(settings) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "cannot push to agents");
-            let map = sets
-                .iter()
-                .map(|(a, v)| {
-                    let st = AgentState {
-                        address: *a,
-                        vips: v.clone(),
-                        reachable: false,
-                        confirmed: false,
-                        generation: None,
-                        last_push: None,
-                        last_error: Some(e.clone()),
-                    };
-                    (*a, st)
-                })
-                .collect();
-            agents.send_replace(map);
-            gate.send_replace(Gate {
-                require: settings.require,
-                confirmed: HashSet::new(),
-            });
-            return None;
-        }
-    };
-    let push_interval = settings.push_interval;
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let rounds = sets.iter().map(|(addr, vips)| {
-            let client = &client;
-            let push = PushVips {
-                generation,
-                vips: vips.clone(),
-            };
-            async move {
-                (
-                    *addr,
-                    vips.clone(),
-                    push_one(client, *addr, settings.port, &push).await,
-                )
+    gate: &'a watch::Sender<Gate>,
+    agents: &'a watch::Sender<AgentMap>,
+}
+
+impl Pushing<'_> {
+    /// Pushes until the config changes (`Some(false)`) or shutdown (`Some(true)`);
+    /// `None` if the client cannot be built (then wait for a new config).
+    async fn run(
+        &self,
+        desired: &mut watch::Receiver<Arc<Desired>>,
+        memory: &mut HashMap<IpAddr, LastGood>,
+        cancel: &CancellationToken,
+    ) -> Option<bool> {
+        let sets = self.d.agent_vips();
+        memory.retain(|a, _| sets.contains_key(a));
+        let client = match client(self.settings) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot push to agents");
+                let failed = Outcome::Failed(e);
+                let results = sets.iter().map(|(a, v)| (*a, v.clone(), failed.clone()));
+                self.publish(results.collect(), memory);
+                return None;
             }
-        });
-        let results = futures_util::future::join_all(rounds).await;
+        };
+        let push_interval = self.settings.push_interval;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let rounds = sets.iter().map(|(addr, vips)| {
+                let client = &client;
+                let push = PushVips {
+                    generation: self.generation,
+                    epoch: Some(self.epoch),
+                    vips: vips.clone(),
+                };
+                async move {
+                    let outcome = push_one(client, *addr, self.settings.port, &push).await;
+                    (*addr, vips.clone(), outcome)
+                }
+            });
+            let results = futures_util::future::join_all(rounds).await;
+            let all_confirmed = self.publish(results, memory);
+            let wait = if all_confirmed {
+                backoff = Duration::from_secs(1);
+                push_interval
+            } else {
+                let w = backoff;
+                backoff = (backoff * 2).min(push_interval);
+                w
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return Some(true),
+                r = desired.changed() => return Some(r.is_err()),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Publishes the agents' state and the gate; whether every agent confirmed all.
+    fn publish(
+        &self,
+        results: Vec<(IpAddr, Vec<IpAddr>, Outcome)>,
+        memory: &mut HashMap<IpAddr, LastGood>,
+    ) -> bool {
+        let before = self.agents.borrow().clone();
         let mut map = AgentMap::new();
         let mut confirmed = HashSet::new();
-        let mut failed = false;
-        let before = agents.borrow().clone();
-        for (addr, vips, r) in results {
+        let mut all = true;
+        let now_i = Instant::now();
+        for (addr, vips, outcome) in results {
             let was = before.get(&addr);
-            let st = match r {
-                Ok(s) => {
-                    let ok = s.confirms(&vips);
-                    if ok {
-                        confirmed.insert(addr);
-                    } else {
-                        failed = true;
-                    }
-                    if was.is_none_or(|w| !w.confirmed) && ok {
+            let last = memory.get(&addr).cloned().unwrap_or_default();
+            let (ok, next) =
+                confirmed_after(&outcome, &vips, &last, now_i, self.settings.confirm_grace);
+            memory.insert(addr, next);
+            let every = vips.iter().all(|v| ok.contains(v));
+            let answered = matches!(outcome, Outcome::Answered { refusal: None, .. });
+            all &= every && answered;
+            confirmed.extend(ok.iter().map(|v| (addr, *v)));
+            let mut confirmed_vips: Vec<IpAddr> = ok.into_iter().collect();
+            confirmed_vips.sort();
+            let st = match outcome {
+                Outcome::Answered { status, refusal } => {
+                    if every && was.is_none_or(|w| !w.confirmed) {
                         info!(agent = %addr, ?vips, "agent confirmed its VIPs");
                     }
+                    if let Some(r) = &refusal {
+                        if was.is_none_or(|w| w.last_error.as_deref() != Some(r.as_str())) {
+                            warn!(agent = %addr, error = %r, "agent refused VIPs");
+                        }
+                    }
+                    let refused = status.refused().map(|(v, w)| (v, w.to_string())).collect();
+                    let last_error = refusal.or_else(|| {
+                        (!every).then(|| {
+                            status
+                                .last_error
+                                .clone()
+                                .unwrap_or_else(|| "not all VIPs in place".into())
+                        })
+                    });
                     AgentState {
                         address: addr,
                         vips,
                         reachable: true,
-                        confirmed: ok,
-                        generation: Some(s.generation),
+                        confirmed: every,
+                        confirmed_vips,
+                        refused,
+                        generation: Some(status.generation),
                         last_push: Some(now()),
-                        last_error: (!ok).then(|| {
-                            s.last_error
-                                .unwrap_or_else(|| "not all VIPs in place".into())
-                        }),
+                        last_error,
                     }
                 }
-                Err(e) => {
-                    failed = true;
+                Outcome::Failed(e) => {
                     if was.is_none_or(|w| w.last_error.as_deref() != Some(e.as_str())) {
                         warn!(agent = %addr, error = %e, "push failed");
                     }
@@ -229,7 +367,9 @@ async fn push_loop(
                         address: addr,
                         vips,
                         reachable: false,
-                        confirmed: false,
+                        confirmed: every,
+                        confirmed_vips,
+                        refused: was.map(|w| w.refused.clone()).unwrap_or_default(),
                         generation: was.and_then(|w| w.generation),
                         last_push: Some(now()),
                         last_error: Some(e),
@@ -238,28 +378,110 @@ async fn push_loop(
             };
             map.insert(addr, st);
         }
-        agents.send_replace(map);
+        self.agents.send_replace(map);
         let g = Gate {
-            require: settings.require,
+            require: self.settings.require,
             confirmed,
         };
-        gate.send_if_modified(|old| {
+        self.gate.send_if_modified(|old| {
             let changed = *old != g;
             *old = g;
             changed
         });
-        let wait = if failed {
-            let w = backoff;
-            backoff = (backoff * 2).min(push_interval);
-            w
-        } else {
-            backoff = Duration::from_secs(1);
-            push_interval
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return Some(true),
-            r = desired.changed() => return Some(r.is_err()),
-            _ = tokio::time::sleep(wait) => {}
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent_api::VipStatus;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn answered(ok: &[&str], refused: &[&str]) -> Outcome {
+        let mut vips: Vec<VipStatus> = ok
+            .iter()
+            .map(|v| VipStatus {
+                vip: ip(v),
+                on_device: true,
+                arp_suppressed: true,
+                refused: None,
+            })
+            .collect();
+        vips.extend(refused.iter().map(|v| VipStatus {
+            vip: ip(v),
+            on_device: false,
+            arp_suppressed: false,
+            refused: Some("is on eth0".into()),
+        }));
+        Outcome::Answered {
+            status: AgentStatus {
+                generation: 1,
+                epoch: Some(1),
+                director: None,
+                arp_mode: "nft".into(),
+                real_ip: None,
+                vip_device: "lo".into(),
+                vips,
+                in_place: refused.is_empty(),
+                last_error: None,
+                held: vec![],
+            },
+            refusal: (!refused.is_empty()).then(|| "422".to_string()),
         }
+    }
+
+    #[test]
+    fn a_confirmed_agent_stays_confirmed_through_failures_for_the_grace_period_only() {
+        let wanted = [ip("192.0.2.1"), ip("192.0.2.2")];
+        let grace = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let (ok, mem) = confirmed_after(
+            &answered(&["192.0.2.1", "192.0.2.2"], &[]),
+            &wanted,
+            &LastGood::default(),
+            t0,
+            grace,
+        );
+        assert_eq!(ok.len(), 2);
+        let failed = Outcome::Failed("connection refused".into());
+        let (ok, mem) =
+            confirmed_after(&failed, &wanted, &mem, t0 + Duration::from_secs(29), grace);
+        assert_eq!(ok.len(), 2, "one failed push closed the gate");
+        let (ok, _) = confirmed_after(&failed, &wanted, &mem, t0 + Duration::from_secs(31), grace);
+        assert!(ok.is_empty(), "the grace period did not end");
+        // Never confirmed: a failure confirms nothing.
+        let (ok, _) = confirmed_after(&failed, &wanted, &LastGood::default(), t0, grace);
+        assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn a_refused_vip_is_unconfirmed_at_once_and_the_rest_stays() {
+        let wanted = [ip("192.0.2.1"), ip("192.0.2.2")];
+        let grace = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let (_, mem) = confirmed_after(
+            &answered(&["192.0.2.1", "192.0.2.2"], &[]),
+            &wanted,
+            &LastGood::default(),
+            t0,
+            grace,
+        );
+        let (ok, _) = confirmed_after(
+            &answered(&["192.0.2.1"], &["192.0.2.2"]),
+            &wanted,
+            &mem,
+            t0 + Duration::from_secs(1),
+            grace,
+        );
+        assert_eq!(ok, HashSet::from([ip("192.0.2.1")]));
+    }
+
+    #[test]
+    fn epochs_differ_between_runs() {
+        assert_ne!(random_epoch(), random_epoch());
     }
 }

@@ -1,7 +1,8 @@
 //! lvsdr: a Linux Virtual Server controller for Direct Routing.
 //!
 //! # Layout
-//! - [`agent_api`]: the director↔agent wire types.
+//! - [`agent_api`]: the director↔agent wire types (the `lvsdr-agent-api` crate, which is
+//!   all the agent shares with the director).
 //! - [`agents`]: the director pushing VIPs to agents; their confirmations gate weight.
 //! - [`ipvs`]: the kernel's IPVS table over generic netlink: typed model, wire codec,
 //!   pipelined socket handle.
@@ -13,7 +14,7 @@
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
 //! - [`status`]: the snapshot the HTTP status endpoint renders.
 
-pub mod agent_api;
+pub use lvsdr_agent_api as agent_api;
 pub mod agents;
 pub mod config;
 pub mod health;

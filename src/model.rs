@@ -56,6 +56,9 @@ pub struct AgentSettings {
     pub require: bool,
     /// How often every agent is pushed its set again.
     pub push_interval: Duration,
+    /// How long an agent that confirmed its VIPs stays confirmed through failed pushes
+    /// (a VIP it refuses is unconfirmed at once).
+    pub confirm_grace: Duration,
 }
 
 /// One real server of a service.
@@ -65,8 +68,10 @@ pub struct RealServer {
     pub dest: Dest,
     /// Its health check; `None` for `type = "none"` (always up).
     pub check: Option<Arc<CheckSpec>>,
-    /// Whether an agent sets it up (`[agents]` present and not `agent = false`).
-    pub agent: bool,
+    /// The agent that sets it up, by the address the director reaches it on: the
+    /// real server's own by default, another (`agent = "ADDR"`) for a host with
+    /// several addresses; `None` without `[agents]` or with `agent = false`.
+    pub agent: Option<std::net::IpAddr>,
 }
 
 /// One managed virtual service.
@@ -82,6 +87,9 @@ pub struct DesiredService {
     pub sorry_server: Option<Dest>,
     /// The real servers.
     pub real_servers: Vec<RealServer>,
+    /// The VIPs its real servers must hold: the service's own, or for a fwmark
+    /// service those its config lists (`vips`).
+    pub vips: Vec<std::net::IpAddr>,
 }
 
 /// Everything the config asks for.
@@ -101,18 +109,19 @@ impl Desired {
         self.services.iter().find(|s| &s.service.key == key)
     }
 
-    /// The VIP set each agent should hold: the VIPs of every address service its real
-    /// server belongs to (fwmark services have no VIP to push).
+    /// The VIP set each agent should hold, by agent address: the VIPs of every service
+    /// one of its real servers belongs to (a host reached over IPv4 and IPv6 that names
+    /// one `agent` gets one set).
     pub fn agent_vips(
         &self,
     ) -> std::collections::BTreeMap<std::net::IpAddr, Vec<std::net::IpAddr>> {
         let mut out: std::collections::BTreeMap<_, Vec<_>> = Default::default();
         for svc in &self.services {
-            for rs in svc.real_servers.iter().filter(|r| r.agent) {
-                let vips = out.entry(rs.dest.addr).or_default();
-                if let ServiceKey::Addr { addr, .. } = &svc.service.key {
-                    if !vips.contains(addr) {
-                        vips.push(*addr);
+            for agent in svc.real_servers.iter().filter_map(|r| r.agent) {
+                let vips: &mut Vec<_> = out.entry(agent).or_default();
+                for v in &svc.vips {
+                    if !vips.contains(v) {
+                        vips.push(*v);
                     }
                 }
             }

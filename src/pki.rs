@@ -1,5 +1,8 @@
-//! `lvsdr-director pki init DIR --agent NAME…`: a small CA, a director (client)
-//! certificate and one server certificate per agent, for labs and small sites.
+//! `lvsdr-director pki init DIR --agent NAME… [--director NAME…]`: a small CA, a
+//! director (client) certificate and one server certificate per agent, for labs and
+//! small sites. Several directors pushing to the same agents each need a certificate
+//! of their own (`--director NAME` makes `director-NAME.pem`, common name
+//! `lvsdr-director NAME`): an agent keeps one VIP set per director certificate name.
 //! An agent NAME that is an IP address goes into the certificate as an IP SAN (the
 //! director connects to real servers by address); other names as DNS names.
 
@@ -88,6 +91,15 @@ fn leaf(
 
 /// Writes the CA and certificates into `dir`; refuses to replace an existing CA.
 pub fn init(dir: &Path, agents: &[String]) -> Result<Vec<PathBuf>, PkiError> {
+    init_with(dir, agents, &[])
+}
+
+/// As [`init`], with one more director certificate per name in `directors`.
+pub fn init_with(
+    dir: &Path,
+    agents: &[String],
+    directors: &[String],
+) -> Result<Vec<PathBuf>, PkiError> {
     std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
         path: dir.to_path_buf(),
         source,
@@ -113,6 +125,19 @@ pub fn init(dir: &Path, agents: &[String]) -> Result<Vec<PathBuf>, PkiError> {
         ExtendedKeyUsagePurpose::ClientAuth,
         &issuer,
     )?);
+    for d in directors {
+        if d.is_empty() || d.contains('/') {
+            return Err(PkiError::BadName(d.clone()));
+        }
+        files.extend(leaf(
+            dir,
+            &format!("director-{d}"),
+            &format!("lvsdr-director {d}"),
+            vec![format!("lvsdr-director-{d}")],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &issuer,
+        )?);
+    }
     for a in agents {
         if a.is_empty() || a.contains('/') {
             return Err(PkiError::BadName(a.clone()));

@@ -161,7 +161,7 @@ pub fn build(
                 let target = effective_weight(svc, rs, health, gate, entry);
                 let kernel_weight = entry.map(|e| e.dest.settings.weight);
                 let reason = match (h, kernel_weight) {
-                    _ if !gate.open(rs) => {
+                    _ if !gate.open(svc, rs) => {
                         Some("waiting for its agent to confirm the VIPs".to_string())
                     }
                     (Health::Down, _) => Some("health check failing".to_string()),
@@ -213,7 +213,7 @@ pub fn build(
                     let rs = RealServer {
                         dest: d,
                         check: None,
-                        agent: false,
+                        agent: None,
                     };
                     let mut s = server(&rs);
                     s.reason = None;

@@ -269,6 +269,124 @@ address = "10.0.0.11"
     );
 }
 
+const AGENTS: &str = r#"
+[agents]
+ca = "/etc/lvsdr/ca.pem"
+cert = "/etc/lvsdr/director.pem"
+key = "/etc/lvsdr/director.key"
+"#;
+
+#[test]
+fn a_dual_stack_host_names_one_agent_and_a_fwmark_service_lists_its_vips() {
+    let d = valid(&format!(
+        r#"{AGENTS}confirm_grace = "10s"
+[[service]]
+name = "web6"
+vip = "2001:db8::10"
+port = 80
+[[service.real_server]]
+address = "2001:db8::11"
+agent = "10.0.0.11"
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+[[service.real_server]]
+address = "10.0.0.11"
+[[service]]
+name = "marked"
+fwmark = 7
+vips = ["192.0.2.20", "192.0.2.21"]
+check = {{ type = "none" }}
+[[service.real_server]]
+address = "10.0.0.11"
+"#
+    ));
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    let sets = d.agent_vips();
+    assert_eq!(sets.len(), 1, "one agent, one set: {sets:?}");
+    assert_eq!(
+        sets[&ip("10.0.0.11")],
+        ["192.0.2.10", "192.0.2.20", "192.0.2.21", "2001:db8::10"]
+            .map(ip)
+            .to_vec()
+    );
+    assert_eq!(
+        d.agents.as_ref().map(|a| a.confirm_grace),
+        Some(Duration::from_secs(10))
+    );
+}
+
+#[test]
+fn vips_that_cannot_work_are_refused_with_their_place() {
+    let es = errors(&format!(
+        r#"{AGENTS}[[service]]
+name = "a"
+vip = "192.0.2.10"
+port = 80
+[[service.real_server]]
+address = "192.0.2.10"
+[[service]]
+name = "b"
+vip = "192.0.2.11"
+port = 80
+[[service.real_server]]
+address = "192.0.2.10"
+[[service]]
+name = "m"
+fwmark = 3
+check = {{ type = "none" }}
+[[service.real_server]]
+address = "10.0.0.5"
+[[service]]
+name = "n"
+vip = "192.0.2.12"
+port = 80
+vips = ["192.0.2.13"]
+"#
+    ));
+    let want = [
+        "t.toml:11:11: service \"a\": real server 192.0.2.10 is the VIP of service \"a\"",
+        "t.toml:17:11: service \"b\": real server 192.0.2.10 is the VIP of service \"a\"",
+        "t.toml:18:1: service \"m\": its real servers have agents: list the VIPs they must hold in `vips`",
+        "t.toml:28:8: service \"n\": vips applies to fwmark services only",
+    ];
+    for w in want {
+        assert!(es.iter().any(|e| e.starts_with(w)), "{w}\nnot in {es:#?}");
+    }
+
+    // The director's default gateway cannot be a VIP.
+    let host = config::Host {
+        gateways: vec!["192.0.2.1".parse().expect("ip")],
+    };
+    let text = "[[service]]\nname = \"w\"\nvip = \"192.0.2.1\"\nport = 80\n";
+    let e = config::parse_on(text, "t.toml", &host).expect_err("gateway accepted");
+    assert!(
+        e.to_string().contains(
+            "t.toml:3:7: service \"w\": vip 192.0.2.1 is this director's default gateway"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn default_gateways_are_read_from_the_kernel_listings() {
+    let route =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                 eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                 eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+    let v6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 20010db8000000000000000000000001 00000400 00000001 00000000 00000003 eth0\n\
+              20010db8000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001 eth0\n";
+    let gws = config::default_gateways(route, v6);
+    assert_eq!(
+        gws,
+        vec![
+            "192.0.2.1".parse::<IpAddr>().expect("ip"),
+            "2001:db8::1".parse().expect("ip")
+        ]
+    );
+}
+
 #[test]
 fn identical_checks_across_services_run_once() {
     let d = valid(

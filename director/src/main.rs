@@ -77,6 +77,10 @@ enum PkiCommand {
         /// An agent: its IP address (as the director reaches it) or host name.
         #[arg(long = "agent", required = true)]
         agents: Vec<String>,
+        /// One more director certificate, `director-NAME.pem` (each director of an HA
+        /// pair needs its own: agents keep one VIP set per director).
+        #[arg(long = "director")]
+        directors: Vec<String>,
     },
 }
 
@@ -133,9 +137,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { url } => rt.block_on(status_cli::run(&url))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
         Command::Pki {
-            command: PkiCommand::Init { dir, agents },
+            command:
+                PkiCommand::Init {
+                    dir,
+                    agents,
+                    directors,
+                },
         } => {
-            for f in lvsdr::pki::init(&dir, &agents)? {
+            for f in lvsdr::pki::init_with(&dir, &agents, &directors)? {
                 println!("{}", f.display());
             }
         }

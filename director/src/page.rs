@@ -87,12 +87,13 @@ td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}.up{background:#b
         out.push_str("</table>\n");
     }
     if !s.agents.is_empty() {
-        out.push_str("<h2>agents</h2>\n<table><tr><th>real server</th><th>VIPs</th><th>state</th><th>generation</th><th>note</th></tr>\n");
+        out.push_str("<h2>agents</h2>\n<table><tr><th>agent</th><th>VIPs</th><th>state</th><th>generation</th><th>note</th></tr>\n");
         for a in &s.agents {
             let (class, label) = match (a.reachable, a.confirmed) {
                 (true, true) => ("up", "confirmed"),
                 (true, false) => ("unknown", "reachable, not in place"),
-                _ => ("down", "unreachable"),
+                (false, true) => ("unknown", "unreachable, confirmed within the grace period"),
+                (false, false) => ("down", "unreachable"),
             };
             let vips: Vec<String> = a.vips.iter().map(ToString::to_string).collect();
             let _ = writeln!(

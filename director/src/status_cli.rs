@@ -85,7 +85,8 @@ fn render(s: &Status) -> String {
             let state = match (a.reachable, a.confirmed) {
                 (true, true) => "confirmed",
                 (true, false) => "reachable, VIPs not in place",
-                _ => "UNREACHABLE",
+                (false, true) => "unreachable, in grace period",
+                (false, false) => "UNREACHABLE",
             };
             let vips: Vec<String> = a.vips.iter().map(ToString::to_string).collect();
             let _ = writeln!(

@@ -37,7 +37,7 @@ fn check_config_accepts_the_example_and_names_every_error() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "[[service]]\nname = \"a\"\nvip = \"192.0.2.1\"\nport = 80\nscheduler = \"x\"\n\
+        "[[service]]\nname = \"a\"\nvip = \"192.0.2.10\"\nport = 80\nscheduler = \"x\"\n\
          [[service.real_server]]\naddress = \"10.0.0.1\"\nweight = -1\n",
     )
     .expect("write");

@@ -1,5 +1,7 @@
-//! The push API: `PUT /v1/vips` (the complete VIP set) and `GET /v1/status`. Bad input
-//! gets a 4xx with a JSON `{"error": …}` naming the problem and changes nothing.
+//! The push API: `PUT /v1/vips` (the complete VIP set of the director pushing) and
+//! `GET /v1/status` (that director's view). Bad input gets a 4xx with a JSON
+//! `{"error": …}` naming the problem and changes nothing; a 422 (some VIPs refused)
+//! also carries the status, since the rest of the set was applied.
 
 use std::net::IpAddr;
 
@@ -9,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
-use lvsdr::agent_api::PushVips;
+use lvsdr_agent_api::{ErrorBody, PushVips};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::applier::{Refusal, Request};
@@ -18,10 +20,12 @@ use crate::applier::{Refusal, Request};
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The connection a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The agent's address the director connected to: the real IP by default.
     pub local: IpAddr,
+    /// The director's name (from its certificate): its VIP set is kept under it.
+    pub director: String,
 }
 
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
@@ -48,6 +52,7 @@ async fn put_vips(
     let (reply, rx) = oneshot::channel();
     if tx
         .send(Request::Push {
+            director: conn.director,
             push,
             local: conn.local,
             reply,
@@ -63,7 +68,14 @@ async fn put_vips(
     match rx.await {
         Ok(Ok(status)) => Json(status).into_response(),
         Ok(Err(Refusal::Conflict(m))) => error(StatusCode::CONFLICT, m),
-        Ok(Err(Refusal::Invalid(m))) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Ok(Err(Refusal::Invalid(m, status))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(ErrorBody {
+                error: m,
+                status: Some(*status),
+            }),
+        )
+            .into_response(),
         Ok(Err(Refusal::Failed(m))) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -72,9 +84,13 @@ async fn put_vips(
     }
 }
 
-async fn status(State(tx): State<mpsc::Sender<Request>>) -> Response {
+async fn status(
+    State(tx): State<mpsc::Sender<Request>>,
+    Extension(conn): Extension<ConnInfo>,
+) -> Response {
     let (reply, rx) = oneshot::channel();
-    if tx.send(Request::Status { reply }).await.is_err() {
+    let director = conn.director;
+    if tx.send(Request::Status { director, reply }).await.is_err() {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the agent is shutting down",

@@ -1,5 +1,6 @@
 //! ARP suppression for the VIPs, three ways; each applies and reads back from the
-//! kernel (status reports what is there, not what was meant).
+//! kernel (status reports what is there, not what was meant), and writes only when
+//! what it reads differs (so the agent's own writes do not wake its drift watch).
 //!
 //! - `nft`: one table `arp lvsdr` owned by the agent and replaced whole in one
 //!   transaction: input drops ARP whose target is a VIP; output rewrites a VIP sender
@@ -7,13 +8,16 @@
 //!   old arptables guides print it, never fires for the host's own requests).
 //! - `sysctl`: `arp_ignore=1`, `arp_announce=2` on `all` and the real interface; the
 //!   old values are saved and restored when no IPv4 VIP is left.
-//! - `arptables`: the legacy tool, the same two rules per VIP.
+//! - `arptables`: the legacy tool, the same two rules per VIP; the agent deletes only
+//!   the rules it added (recorded in the state file).
 //!
-//! IPv6 has no ARP: IPv6 VIPs need nothing here.
+//! `nft` and `arptables` run as child processes with a deadline, off the runtime
+//! thread. IPv6 has no ARP: IPv6 VIPs need nothing here.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
+use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use nftables::batch::Batch;
@@ -21,6 +25,7 @@ use nftables::expr::{Expression, NamedExpression, Payload, PayloadField};
 use nftables::schema::{Chain, NfListObject, Rule, Set, SetType, SetTypeValue, Table};
 use nftables::stmt::{Drop, Mangle, Match, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use tokio::io::AsyncWriteExt;
 
 use crate::config::ArpMode;
 use crate::state::State;
@@ -43,10 +48,36 @@ fn real_v4(real_ip: Option<IpAddr>) -> anyhow::Result<Ipv4Addr> {
     }
 }
 
-fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(cmd)
+/// How long `nft` or `arptables` may take before it is killed.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `cmd` with a deadline (killed when it passes), `stdin` written to it.
+async fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
+    let mut child = tokio::process::Command::new(cmd)
         .args(args)
-        .output()
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("running {cmd}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .await
+            .with_context(|| format!("writing to {cmd}"))?;
+    }
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "{cmd} {}: no answer within {DEADLINE:?}; killed",
+                args.join(" ")
+            )
+        })?
         .with_context(|| format!("running {cmd}"))?;
     if !out.status.success() {
         bail!(
@@ -59,7 +90,7 @@ fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Makes ARP suppression match `vips`; `iface` is the real interface (sysctl mode).
-pub fn apply(
+pub async fn apply(
     mode: ArpMode,
     vips: &[IpAddr],
     real_ip: Option<IpAddr>,
@@ -68,14 +99,14 @@ pub fn apply(
 ) -> anyhow::Result<()> {
     let vips = v4(vips);
     match mode {
-        ArpMode::Nft => nft_apply(&vips, real_ip),
+        ArpMode::Nft => nft_apply(&vips, real_ip).await,
         ArpMode::Sysctl => sysctl_apply(!vips.is_empty(), iface, state),
-        ArpMode::Arptables => arptables_apply(&vips, real_ip),
+        ArpMode::Arptables => arptables_apply(&vips, real_ip, state).await,
     }
 }
 
 /// Which of `vips` have ARP suppression in place, read back from the kernel.
-pub fn in_place(
+pub async fn in_place(
     mode: ArpMode,
     vips: &[IpAddr],
     real_ip: Option<IpAddr>,
@@ -83,7 +114,7 @@ pub fn in_place(
 ) -> anyhow::Result<Vec<bool>> {
     let suppressed: Box<dyn Fn(&Ipv4Addr) -> bool> = match mode {
         ArpMode::Nft => {
-            let (elems, rules_ok) = nft_read(real_ip)?;
+            let (elems, rules_ok) = nft_read(real_ip).await?;
             Box::new(move |v| rules_ok && elems.contains(v))
         }
         ArpMode::Sysctl => {
@@ -91,11 +122,12 @@ pub fn in_place(
             Box::new(move |_| ok)
         }
         ArpMode::Arptables => {
-            let listing = run("arptables", &["-L", "-n"])?;
+            let rules = arptables_rules().await?;
             let rip = real_ip.map(|r| r.to_string()).unwrap_or_default();
             Box::new(move |v| {
-                listing.contains(&format!("-j DROP -d {v} "))
-                    && listing.contains(&format!("-j mangle -s {v} --mangle-ip-s {rip} "))
+                let v = v.to_string();
+                rules.contains(&ArpRule::Drop(v.clone()))
+                    && rules.contains(&ArpRule::Mangle(v, rip.clone()))
             })
         }
     };
@@ -142,7 +174,14 @@ fn rule(chain: &'static str, expr: Vec<Statement<'static>>) -> NfListObject<'sta
     })
 }
 
-fn nft_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result<()> {
+async fn nft_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result<()> {
+    let (mut have, rules_ok) = nft_read(real_ip).await?;
+    have.sort();
+    let mut want = vips.to_vec();
+    want.sort();
+    if (rules_ok || want.is_empty()) && have == want {
+        return Ok(()); // already so: no write, no ruleset event
+    }
     let table = || {
         NfListObject::Table(Table {
             family: NfFamily::ARP,
@@ -193,19 +232,24 @@ fn nft_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result<()> {
             ],
         ));
     }
-    nftables::helper::apply_ruleset(&batch.to_nftables()).map_err(|e| anyhow!("nft: {e}"))
+    let json = serde_json::to_string(&batch.to_nftables()).context("encoding the ruleset")?;
+    run("nft", &["-j", "-f", "-"], Some(&json)).await?;
+    Ok(())
 }
 
 /// The table's VIP set, and whether both rules are there as the agent writes them.
-fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>, bool)> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "table", "arp", TABLE])
-        .output()
-        .context("running nft")?;
-    if !out.status.success() {
-        return Ok((Vec::new(), false)); // no table
+pub async fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>, bool)> {
+    // Listing every arp table (not ours by name) tells "no table" from "nft failed".
+    let out = run("nft", &["-j", "list", "tables", "arp"], None).await?;
+    let tables: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
+    let ours = tables["nftables"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|o| o["table"]["name"] == TABLE));
+    if !ours {
+        return Ok((Vec::new(), false));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("nft's JSON")?;
+    let out = run("nft", &["-j", "list", "table", "arp", TABLE], None).await?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
     let objs = v["nftables"].as_array().cloned().unwrap_or_default();
     let mut elems = Vec::new();
     let (mut drop_rule, mut mangle_rule) = (false, false);
@@ -289,63 +333,87 @@ fn sysctl_apply(want: bool, iface: Option<&str>, state: &mut State) -> anyhow::R
 
 // --- arptables -------------------------------------------------------------------
 
-fn arptables_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result<()> {
-    let listing = run("arptables", &["-L", "-n"])?;
-    let rip = if vips.is_empty() {
-        None
-    } else {
-        Some(real_v4(real_ip)?.to_string())
-    };
-    // Remove the agent's rules for VIPs no longer wanted (and stale mangles).
-    for line in listing.lines() {
-        let w: Vec<&str> = line.split_whitespace().collect();
-        match w.as_slice() {
-            ["-j", "DROP", "-d", vip] if !vips.iter().any(|v| v.to_string() == *vip) => {
-                run("arptables", &["-D", "INPUT", "-d", vip, "-j", "DROP"])?;
+/// One arptables rule of the two kinds the agent writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ArpRule {
+    /// `-A INPUT -d VIP -j DROP`.
+    Drop(String),
+    /// `-A OUTPUT -s VIP -j mangle --mangle-ip-s RIP`.
+    Mangle(String, String),
+}
+
+impl ArpRule {
+    fn args(&self, op: &'static str) -> Vec<String> {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        match self {
+            ArpRule::Drop(v) => s(&[op, "INPUT", "-d", v, "-j", "DROP"]),
+            ArpRule::Mangle(v, to) => {
+                s(&[op, "OUTPUT", "-s", v, "-j", "mangle", "--mangle-ip-s", to])
             }
-            ["-j", "mangle", "-s", vip, "--mangle-ip-s", to]
-                if !vips.iter().any(|v| v.to_string() == *vip) || Some(to.to_string()) != rip =>
-            {
-                run(
-                    "arptables",
-                    &[
-                        "-D",
-                        "OUTPUT",
-                        "-s",
-                        vip,
-                        "-j",
-                        "mangle",
-                        "--mangle-ip-s",
-                        to,
-                    ],
-                )?;
-            }
-            _ => {}
         }
     }
-    let listing = run("arptables", &["-L", "-n"])?;
-    if let Some(rip) = rip {
+}
+
+async fn arptables_rules() -> anyhow::Result<Vec<ArpRule>> {
+    let listing = run("arptables", &["-L", "-n"], None).await?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["-j", "DROP", "-d", vip] => Some(ArpRule::Drop(vip.to_string())),
+                ["-j", "mangle", "-s", vip, "--mangle-ip-s", to] => {
+                    Some(ArpRule::Mangle(vip.to_string(), to.to_string()))
+                }
+                _ => None,
+            }
+        })
+        .collect())
+}
+
+async fn arptables_do(rule: &ArpRule, op: &'static str) -> anyhow::Result<()> {
+    let args = rule.args(op);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run("arptables", &args, None).await.map(drop)
+}
+
+/// Adds the rules for `vips` that are missing, then deletes the agent's own rules
+/// (recorded in `state.owned_arptables`) for VIPs no longer wanted. Rules someone
+/// else added are never deleted.
+async fn arptables_apply(
+    vips: &[Ipv4Addr],
+    real_ip: Option<IpAddr>,
+    state: &mut State,
+) -> anyhow::Result<()> {
+    let rules = arptables_rules().await?;
+    if !vips.is_empty() {
+        let rip = real_v4(real_ip)?.to_string();
         for v in vips {
-            let v = v.to_string();
-            if !listing.contains(&format!("-j DROP -d {v} ")) {
-                run("arptables", &["-A", "INPUT", "-d", &v, "-j", "DROP"])?;
+            if !state.owned_arptables.contains(v) {
+                state.owned_arptables.push(*v);
             }
-            if !listing.contains(&format!("-j mangle -s {v} --mangle-ip-s {rip} ")) {
-                run(
-                    "arptables",
-                    &[
-                        "-A",
-                        "OUTPUT",
-                        "-s",
-                        &v,
-                        "-j",
-                        "mangle",
-                        "--mangle-ip-s",
-                        &rip,
-                    ],
-                )?;
+            let vs = v.to_string();
+            for r in [ArpRule::Drop(vs.clone()), ArpRule::Mangle(vs, rip.clone())] {
+                if !rules.contains(&r) {
+                    arptables_do(&r, "-A").await?;
+                }
             }
         }
     }
+    let rip = real_ip.map(|r| r.to_string());
+    for v in state.owned_arptables.clone() {
+        let vs = v.to_string();
+        let wanted = vips.contains(&v);
+        for r in &rules {
+            let stale = match r {
+                ArpRule::Drop(x) => *x == vs && !wanted,
+                ArpRule::Mangle(x, to) => *x == vs && (!wanted || Some(to) != rip.as_ref()),
+            };
+            if stale {
+                arptables_do(r, "-D").await?;
+            }
+        }
+    }
+    state.owned_arptables.retain(|v| vips.contains(v));
     Ok(())
 }

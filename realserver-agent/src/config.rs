@@ -46,6 +46,7 @@ struct AgentSection {
     arp: ArpMode,
     real_ip: Option<IpAddr>,
     resync_interval: Option<String>,
+    set_expiry: Option<String>,
     #[serde(default)]
     insecure_listen_loopback_only: bool,
     tls: Option<TlsSection>,
@@ -76,26 +77,50 @@ pub struct Config {
     pub arp: ArpMode,
     pub real_ip: Option<IpAddr>,
     pub resync_interval: Duration,
+    /// A director's set not pushed again for this long is dropped.
+    pub set_expiry: Duration,
     /// `None`: plaintext, only allowed on loopback for tests.
     pub tls: Option<TlsSection>,
 }
 
 impl Config {
+    /// Reads the config file. Relative paths in `[agent.tls]` resolve against
+    /// `$CREDENTIALS_DIRECTORY` when systemd set it (`LoadCredential=`: the service
+    /// user can read the key whatever its owner on disk), else against the config
+    /// file's folder.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+        let mut cfg = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        let base = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(d) => PathBuf::from(d),
+            None => path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        };
+        if let Some(t) = &mut cfg.tls {
+            for p in [&mut t.cert, &mut t.key, &mut t.client_ca] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        Ok(cfg)
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
         let f: File = toml::from_str(text)?;
         let a = f.agent;
-        let resync_interval = match &a.resync_interval {
-            None => Duration::from_secs(10),
-            Some(s) => {
-                humantime::parse_duration(s).with_context(|| format!("resync_interval {s:?}"))?
-            }
-        };
+        let resync_interval = duration(
+            a.resync_interval.as_deref(),
+            "resync_interval",
+            Duration::from_secs(10),
+            (Duration::from_millis(100), Duration::from_secs(3600)),
+        )?;
+        let set_expiry = duration(
+            a.set_expiry.as_deref(),
+            "set_expiry",
+            Duration::from_secs(6 * 3600),
+            (Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600)),
+        )?;
         match (&a.tls, a.insecure_listen_loopback_only) {
             (Some(_), true) => {
                 bail!("[agent.tls] and insecure_listen_loopback_only exclude each other")
@@ -119,14 +144,52 @@ impl Config {
             arp: a.arp,
             real_ip: a.real_ip,
             resync_interval,
+            set_expiry,
             tls: a.tls,
         })
     }
 }
 
+/// A duration key, within `(lo, hi)`: a zero interval would spin (or panic in a
+/// timer), a huge one overflows `Instant` arithmetic.
+fn duration(
+    text: Option<&str>,
+    key: &str,
+    default: Duration,
+    (lo, hi): (Duration, Duration),
+) -> anyhow::Result<Duration> {
+    let Some(s) = text else {
+        return Ok(default);
+    };
+    let d = humantime::parse_duration(s).with_context(|| format!("{key} {s:?}"))?;
+    if d < lo || d > hi {
+        bail!(
+            "{key} {s:?} is out of range: {} to {}",
+            humantime::format_duration(lo),
+            humantime::format_duration(hi)
+        );
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_tls_paths_resolve_against_the_config_folder() {
+        let dir = std::env::temp_dir().join(format!("lvsdr-agent-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, include_str!("../../conf/agent.toml")).expect("write");
+        let c = Config::load(&path).expect("load");
+        let t = c.tls.expect("tls");
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+            assert_eq!(t.key, dir.join("agent.key"));
+            assert_eq!(t.client_ca, dir.join("ca.pem"));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn the_documented_example_parses() {
@@ -150,6 +213,18 @@ mod tests {
             e.to_string().contains("needs a loopback listen address"),
             "{e}"
         );
+        for bad in ["0s", "100years", "1ns"] {
+            let e = Config::parse(&format!(
+                "{base}listen = \"127.0.0.1:1\"\ninsecure_listen_loopback_only = true\nresync_interval = \"{bad}\"\n"
+            ))
+            .expect_err(bad);
+            assert!(e.to_string().contains("resync_interval"), "{bad}: {e}");
+        }
+        let e = Config::parse(&format!(
+            "{base}listen = \"127.0.0.1:1\"\ninsecure_listen_loopback_only = true\nset_expiry = \"1s\"\n"
+        ))
+        .expect_err("set_expiry 1s");
+        assert!(e.to_string().contains("out of range"), "{e}");
         let e = Config::parse(&format!("{base}listen = \"127.0.0.1:1\"\nbogus = 1\n"))
             .expect_err("unknown key");
         assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
@@ -165,8 +240,17 @@ mod unit_tests {
             "Type=notify",
             "ExecStart=/usr/local/bin/lvsdr-agent --config /etc/lvsdr/agent.toml",
             "Before=network-online.target",
+            "DynamicUser=yes",
+            "AmbientCapabilities=CAP_NET_ADMIN",
             "CapabilityBoundingSet=CAP_NET_ADMIN",
             "StateDirectory=lvsdr",
+            "LoadCredential=agent.key:/etc/lvsdr/agent.key",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6",
+            "SystemCallFilter=@system-service",
+            "LimitNOFILE=4096",
+            "TasksMax=64",
         ] {
             assert!(
                 unit.lines().any(|l| l == want),

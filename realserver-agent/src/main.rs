@@ -2,15 +2,18 @@
 //! VIP device and suppresses ARP for it, keeps that state on disk and re-applies it at
 //! start (before the API opens) and whenever it drifts.
 //!
-//! Layout: `config` (agent.toml), `state` (the state file), `vip` (addresses through
-//! rtnetlink), `arp` (nft | sysctl | arptables), `applier` (the one writer), `api`
-//! (the HTTP routes), `server` (mutual TLS).
+//! Layout: `config` (agent.toml), `state` (the state file), `sets` (which push a
+//! director's set accepts), `vip` (addresses through rtnetlink), `arp` (nft | sysctl |
+//! arptables), `drift` (kernel events that wake the applier), `applier` (the one
+//! writer), `api` (the HTTP routes), `server` (mutual TLS, bounded connections).
 
 mod api;
 mod applier;
 mod arp;
 mod config;
+mod drift;
 mod server;
+mod sets;
 mod state;
 mod vip;
 
@@ -40,8 +43,10 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // One thread for the agent; a few for the state file's fsyncs (TasksMax in the unit).
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(4)
         .build()
     {
         Ok(rt) => rt,
@@ -65,7 +70,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = config::Config::load(&cli.config)?;
     let tls = cfg.tls.as_ref().map(server::tls_config).transpose()?;
     let net = vip::Net::connect()?;
-    let mut applier = applier::Applier::new(cfg.clone(), net)?;
+    let cancel = CancellationToken::new();
+    let drift = drift::watch(cfg.arp, cancel.child_token());
+    let mut applier = applier::Applier::new(cfg.clone(), net).await?;
     // A rebooted real server gets its VIPs back before anything is served.
     if let Err(e) = applier.apply().await {
         warn!(error = %format!("{e:#}"), "re-applying the saved state at start failed; the drift timer retries");
@@ -80,13 +87,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         device = %cfg.vip_device,
         "agent ready"
     );
-    let cancel = CancellationToken::new();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let applier = tokio::spawn(applier.run(rx, cancel.child_token()));
+    let applier = tokio::spawn(applier.run(rx, drift, cancel.child_token()));
     let server = tokio::spawn(server::serve(
         listener,
         api::router(tx),
         tls,
+        server::Limits::default(),
         cancel.child_token(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -1,21 +1,33 @@
 //! The listener: mutual TLS (a client certificate from `client_ca` is required; without
 //! one the handshake fails and no request is read), or plaintext on loopback only when
-//! the config says so. Each connection's local address reaches the handlers.
+//! the config says so. Each connection's local address and the director's name (its
+//! certificate's common name) reach the handlers.
+//!
+//! Anyone who can reach the port can open connections, so what an unauthenticated
+//! peer can hold is bounded (see [`Limits`]): handshakes have a deadline, at most a
+//! few per source address, and at most so many in all, the oldest evicted first, so
+//! a director's handshake always finds room and completes in milliseconds. Requests
+//! must send their headers in time (which also closes idle keep-alive connections),
+//! and a full file table makes `accept` back off instead of spinning.
 
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::{Extension, Router};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::api::ConnInfo;
 use crate::config::TlsSection;
@@ -49,46 +61,189 @@ pub fn tls_config(t: &TlsSection) -> anyhow::Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// Bounds on connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this (from the end of the previous
+    /// request on a kept-alive connection: the idle timeout too).
+    pub header_timeout: Duration,
+    /// Handshakes under way at once, in all.
+    pub handshakes: usize,
+    /// Handshakes under way at once from one source address.
+    pub handshakes_per_address: usize,
+    /// Authenticated connections at once.
+    pub authenticated: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            handshake_timeout: Duration::from_secs(3),
+            header_timeout: Duration::from_secs(10),
+            handshakes: 256,
+            handshakes_per_address: 8,
+            authenticated: 64,
+        }
+    }
+}
+
+/// The handshakes under way: owned by the accept loop alone.
+#[derive(Debug, Default)]
+struct Pending {
+    next: u64,
+    order: VecDeque<(u64, IpAddr, CancellationToken)>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl Pending {
+    /// Room for a handshake from `ip`: `None` if that address holds its share; the
+    /// oldest handshake is evicted (cancelled) when all the room is taken.
+    fn admit(&mut self, ip: IpAddr, limits: &Limits) -> Option<(u64, CancellationToken)> {
+        if self.per_address.get(&ip).copied().unwrap_or(0) >= limits.handshakes_per_address {
+            return None;
+        }
+        if self.order.len() >= limits.handshakes {
+            if let Some((id, _, token)) = self.order.front().cloned() {
+                token.cancel();
+                self.done(id);
+            }
+        }
+        self.next += 1;
+        let token = CancellationToken::new();
+        self.order.push_back((self.next, ip, token.clone()));
+        *self.per_address.entry(ip).or_default() += 1;
+        Some((self.next, token))
+    }
+
+    fn done(&mut self, id: u64) {
+        let Some(pos) = self.order.iter().position(|(i, _, _)| *i == id) else {
+            return;
+        };
+        if let Some((_, ip, _)) = self.order.remove(pos) {
+            if let Some(n) = self.per_address.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_address.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// The name a director is known by: its certificate's common name (its serial number
+/// if it has none). Each director's VIP set is kept under this name.
+fn director_name(certs: Option<&[CertificateDer<'_>]>) -> String {
+    let Some(der) = certs.and_then(|c| c.first()) else {
+        return "(no certificate)".into();
+    };
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("serial:{}", cert.raw_serial_as_string())),
+        Err(_) => "(unreadable certificate)".into(),
+    }
+}
+
 /// Serves `router` until cancelled.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<ServerConfig>>,
+    limits: Limits,
     cancel: CancellationToken,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
+    let mut pending = Pending::default();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
+    let authenticated = Arc::new(Semaphore::new(limits.authenticated));
+    let mut refused_since_log = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
+            Some(id) = done_rx.recv() => { pending.done(id); continue }
             r = listener.accept() => match r {
                 Ok(x) => x,
-                Err(e) => { debug!(error = %e, "accept"); continue }
+                Err(e) => {
+                    // EMFILE/ENFILE: the connection stays in the backlog and accept
+                    // fails at once again; back off instead of spinning.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        warn!(error = %e, "accept: out of file descriptors; backing off");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    } else {
+                        debug!(error = %e, "accept");
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    continue;
+                }
             },
         };
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let service = router
-            .clone()
-            .layer(Extension(ConnInfo { local: local.ip() }));
+        let Some((id, evicted)) = pending.admit(peer.ip(), &limits) else {
+            refused_since_log += 1;
+            if refused_since_log.is_power_of_two() {
+                info!(%peer, refused = refused_since_log, "too many handshakes from one address; closing");
+            }
+            continue; // dropping the stream closes it
+        };
+        let router = router.clone();
         let acceptor = acceptor.clone();
         let cancel = cancel.clone();
+        let done = done_tx.clone();
+        let authenticated = authenticated.clone();
         tokio::spawn(async move {
-            let http = hyper::server::conn::http1::Builder::new();
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let handshake = async {
+                match &acceptor {
+                    Some(a) => {
+                        let tls = a.accept(stream).await.map_err(|e| e.to_string())?;
+                        let name = director_name(tls.get_ref().1.peer_certificates());
+                        Ok::<_, String>((Io::Tls(Box::new(tls)), name))
+                    }
+                    None => Ok((Io::Plain(stream), "(plaintext)".to_string())),
+                }
+            };
+            let shaken = tokio::select! {
+                r = tokio::time::timeout(limits.handshake_timeout, handshake) => r,
+                _ = evicted.cancelled() => { let _ = done.send(id); return }
+            };
+            let _ = done.send(id);
+            let (io, director) = match shaken {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => {
+                    info!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let Ok(_permit) = authenticated.try_acquire_owned() else {
+                warn!(%peer, "too many authenticated connections; closing");
+                return;
+            };
+            let service = router.layer(Extension(ConnInfo {
+                local: local.ip(),
+                director,
+            }));
             let svc = TowerToHyperService::new(service);
-            let served = match acceptor {
-                Some(a) => match a.accept(stream).await {
-                    Ok(tls) => {
-                        let conn = http.serve_connection(TokioIo::new(tls), svc);
-                        tokio::select! { r = conn => r, _ = cancel.cancelled() => Ok(()) }
-                    }
-                    Err(e) => {
-                        info!(%peer, error = %e, "TLS handshake refused");
-                        return;
-                    }
-                },
-                None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), svc);
+            let served = match io {
+                Io::Tls(tls) => {
+                    let conn = http.serve_connection(TokioIo::new(tls), svc);
+                    tokio::select! { r = conn => r, _ = cancel.cancelled() => Ok(()) }
+                }
+                Io::Plain(s) => {
+                    let conn = http.serve_connection(TokioIo::new(s), svc);
                     tokio::select! { r = conn => r, _ = cancel.cancelled() => Ok(()) }
                 }
             };
@@ -96,5 +251,41 @@ pub async fn serve(
                 debug!(%peer, error = %e, "connection");
             }
         });
+    }
+}
+
+enum Io {
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+    Plain(tokio::net::TcpStream),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_gets_its_share_and_a_full_table_evicts_the_oldest() {
+        let limits = Limits {
+            handshakes: 3,
+            handshakes_per_address: 2,
+            ..Limits::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let mut p = Pending::default();
+        let (a1, t1) = p.admit(ip("10.0.0.9"), &limits).expect("first");
+        let _a2 = p.admit(ip("10.0.0.9"), &limits).expect("second");
+        assert!(
+            p.admit(ip("10.0.0.9"), &limits).is_none(),
+            "a third from one address"
+        );
+        let _b = p.admit(ip("10.0.0.8"), &limits).expect("another address");
+        // Full: the director's handshake still gets in, the oldest goes.
+        assert!(!t1.is_cancelled());
+        let _d = p.admit(ip("10.0.0.1"), &limits).expect("the director");
+        assert!(t1.is_cancelled(), "the oldest handshake was not evicted");
+        assert_eq!(p.order.len(), 3);
+        p.done(a1); // its task reports in late: nothing happens
+        assert_eq!(p.order.len(), 3);
+        assert_eq!(p.per_address[&ip("10.0.0.9")], 1);
     }
 }

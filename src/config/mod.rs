@@ -53,7 +53,58 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
-/// Reads and validates a config file.
+/// Facts about the director host that the config is checked against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// The default gateways (a VIP must not be one).
+    pub gateways: Vec<std::net::IpAddr>,
+}
+
+impl Host {
+    /// Reads this host's default gateways from `/proc/net/route` and
+    /// `/proc/net/ipv6_route` (nothing, where they cannot be read).
+    pub fn read() -> Host {
+        let v4 = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
+        Host {
+            gateways: default_gateways(&v4, &v6),
+        }
+    }
+}
+
+/// The gateways of the default routes in the kernel's route listings.
+pub fn default_gateways(route: &str, ipv6_route: &str) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    // Iface Destination Gateway Flags …: hex, in host (little-endian) byte order.
+    for line in route.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let (Some(&"00000000"), Some(gw)) = (f.get(1), f.get(2)) {
+            if let Ok(n) = u32::from_str_radix(gw, 16) {
+                if n != 0 {
+                    out.push(std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                        n.swap_bytes(),
+                    )));
+                }
+            }
+        }
+    }
+    // dest plen src plen nexthop …: 32 hex digits each, network order.
+    for line in ipv6_route.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() > 4 && f[0].chars().all(|c| c == '0') && f[1] == "00" {
+            if let Ok(n) = u128::from_str_radix(f[4], 16) {
+                if n != 0 {
+                    out.push(std::net::IpAddr::V6(std::net::Ipv6Addr::from(n)));
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Reads and validates a config file, against this host's facts.
 pub fn load(path: &Path) -> Result<Desired, ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
@@ -65,11 +116,16 @@ pub fn load(path: &Path) -> Result<Desired, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }])
     })?;
-    parse(&text, &name)
+    parse_on(&text, &name, &Host::read())
 }
 
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Desired, ConfigErrors> {
+    parse_on(text, file, &Host::default())
+}
+
+/// Parses and validates config text against `host`'s facts.
+pub fn parse_on(text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
     let raw: schema::File = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         ConfigErrors(vec![ConfigError {
@@ -80,7 +136,7 @@ pub fn parse(text: &str, file: &str) -> Result<Desired, ConfigErrors> {
             message: e.message().to_string(),
         }])
     })?;
-    validate::validate(&raw, text, file)
+    validate::validate(&raw, text, file, host)
 }
 
 /// 1-based line and column of a byte offset.

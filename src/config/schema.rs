@@ -24,6 +24,7 @@ pub struct AgentsSection {
     pub key: Spanned<String>,
     pub require: Option<bool>,
     pub push_interval: Option<Spanned<String>>,
+    pub confirm_grace: Option<Spanned<String>>,
 }
 
 /// `[director]`.
@@ -63,6 +64,8 @@ pub struct ServiceSection {
     pub on_failure: Option<Spanned<String>>,
     pub sorry_server: Option<Spanned<String>>,
     pub check: Option<Spanned<CheckSection>>,
+    /// For fwmark services: the VIPs the real servers' agents must hold.
+    pub vips: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub real_server: Vec<Spanned<RealServerSection>>,
 }
@@ -97,7 +100,18 @@ pub struct RealServerSection {
     pub weight: Option<Spanned<i64>>,
     pub upper_threshold: Option<Spanned<i64>>,
     pub lower_threshold: Option<Spanned<i64>>,
-    /// `false`: set up by hand (no agent, need not be Linux).
-    pub agent: Option<bool>,
+    /// `false`: set up by hand (no agent, need not be Linux); an address: the agent
+    /// to push to, when not the real server's own address.
+    pub agent: Option<Spanned<AgentField>>,
     pub check: Option<Spanned<CheckSection>>,
+}
+
+/// `agent = true | false | "ADDR"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AgentField {
+    /// On (the real server's address) or off.
+    On(bool),
+    /// The agent's address.
+    At(String),
 }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AgentsSection, CheckSection, DirectorSection, File, RealServerSection, ServiceSection,
+    AgentField, AgentsSection, CheckSection, DirectorSection, File, RealServerSection,
+    ServiceSection,
 };
-use super::{line_col, ConfigError, ConfigErrors};
+use super::{line_col, ConfigError, ConfigErrors, Host};
 use crate::health::{CheckKind, CheckSpec, HttpCheck};
 use crate::ipvs::{
     Dest, DestSettings, Family, Forwarding, Netmask, Protocol, Scheduler, Service, ServiceFlags,
@@ -28,6 +29,7 @@ pub const MAX_WEIGHT: i64 = 65_535;
 struct V<'a> {
     text: &'a str,
     file: &'a str,
+    host: &'a Host,
     errors: Vec<ConfigError>,
 }
 
@@ -118,10 +120,11 @@ impl V<'_> {
     }
 }
 
-pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErrors> {
+pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
     let mut v = V {
         text,
         file,
+        host,
         errors: Vec::new(),
     };
     let default = DirectorSection::default();
@@ -163,9 +166,10 @@ pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErr
     if agents.is_none() {
         // Without [agents], every real server is set up by hand.
         for rs in services.iter_mut().flat_map(|s| s.real_servers.iter_mut()) {
-            rs.agent = false;
+            rs.agent = None;
         }
     }
+    vips_against_real_servers(&mut v, raw, &services);
     match (director, v.errors.is_empty()) {
         (Some(director), true) => Ok(Desired {
             director,
@@ -173,6 +177,41 @@ pub fn validate(raw: &File, text: &str, file: &str) -> Result<Desired, ConfigErr
             agents,
         }),
         _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+/// A VIP that is also a real server's (or an agent's) address would have the agent
+/// refuse it and the server never get traffic; a fwmark service whose real servers
+/// have agents must say which VIPs they hold, or nothing would be pushed for it.
+fn vips_against_real_servers(v: &mut V<'_>, raw: &File, services: &[DesiredService]) {
+    let vips: HashMap<IpAddr, &str> = services
+        .iter()
+        .flat_map(|s| s.vips.iter().map(move |a| (*a, s.name.as_str())))
+        .collect();
+    for s in &raw.services {
+        let r = s.get_ref();
+        let ctx = format!("service {:?}", r.name.get_ref());
+        for rs in &r.real_server {
+            let addr = rs.get_ref().address.get_ref().parse::<IpAddr>().ok();
+            if let Some(name) = addr.and_then(|a| vips.get(&a)) {
+                let msg = format!(
+                    "real server {} is the VIP of service {name:?}: a real server cannot hold its own address as a VIP",
+                    rs.get_ref().address.get_ref()
+                );
+                v.err(rs.get_ref().address.span(), &ctx, msg);
+            }
+        }
+        let Some(svc) = services.iter().find(|d| &d.name == r.name.get_ref()) else {
+            continue;
+        };
+        let agented = svc.real_servers.iter().any(|rs| rs.agent.is_some());
+        if matches!(svc.service.key, ServiceKey::Fwmark { .. }) && svc.vips.is_empty() && agented {
+            v.err(
+                s.span(),
+                &ctx,
+                "its real servers have agents: list the VIPs they must hold in `vips` (or set agent = false on each)",
+            );
+        }
     }
 }
 
@@ -188,6 +227,10 @@ fn agents(v: &mut V<'_>, a: &AgentsSection) -> Option<AgentSettings> {
         None => Some(Duration::from_secs(30)),
         Some(d) => v.duration(d, ctx, "push_interval"),
     };
+    let confirm_grace = match &a.confirm_grace {
+        None => Some(Duration::from_secs(30)),
+        Some(d) => v.duration(d, ctx, "confirm_grace"),
+    };
     let path = |s: &Spanned<String>| std::path::PathBuf::from(s.get_ref());
     Some(AgentSettings {
         port: port?,
@@ -196,6 +239,7 @@ fn agents(v: &mut V<'_>, a: &AgentsSection) -> Option<AgentSettings> {
         key: path(&a.key),
         require: a.require.unwrap_or(true),
         push_interval: push_interval?,
+        confirm_grace: confirm_grace?,
     })
 }
 
@@ -294,6 +338,13 @@ fn service_key(v: &mut V<'_>, s: &Spanned<ServiceSection>, ctx: &str) -> Option<
         ),
     };
     let addr = v.addr(vip, ctx, "vip");
+    if let Some(a) = addr.filter(|a| v.host.gateways.contains(a)) {
+        v.err(
+            vip.span(),
+            ctx,
+            format!("vip {a} is this director's default gateway"),
+        );
+    }
     let port = v.int(port, 0, 65_535, ctx, "port");
     Some(ServiceKey::Addr {
         protocol: protocol?,
@@ -563,7 +614,46 @@ fn service_body(
             real_servers.push(x);
         }
     }
+    let vips = match (&key, &r.vips) {
+        (ServiceKey::Addr { addr, .. }, None) => vec![*addr],
+        (ServiceKey::Addr { addr, .. }, Some(l)) => {
+            v.err(
+                l.span(),
+                &ctx,
+                "vips applies to fwmark services only (this one has its vip)",
+            );
+            vec![*addr]
+        }
+        (ServiceKey::Fwmark { .. }, None) => Vec::new(),
+        (ServiceKey::Fwmark { .. }, Some(l)) => {
+            let mut out = Vec::new();
+            for a in l.get_ref() {
+                match a.parse::<IpAddr>() {
+                    Ok(ip) if Family::of(&ip) == family => out.push(ip),
+                    Ok(ip) => v.err(
+                        l.span(),
+                        &ctx,
+                        format!("vips: {ip} is not an {family} address like the service"),
+                    ),
+                    Err(_) => v.err(l.span(), &ctx, format!("vips: {a:?} is not an IP address")),
+                }
+                if let Ok(ip) = a.parse::<IpAddr>() {
+                    if v.host.gateways.contains(&ip) {
+                        v.err(
+                            l.span(),
+                            &ctx,
+                            format!("vips: {ip} is this director's default gateway"),
+                        );
+                    }
+                }
+            }
+            out.sort();
+            out.dedup();
+            out
+        }
+    };
     Some(DesiredService {
+        vips,
         name: r.name.get_ref().clone(),
         service: Service {
             key,
@@ -642,12 +732,24 @@ fn real_server(
             lower_threshold: lower?,
         },
     };
+    let agent = match r.agent.as_ref().map(|a| (a, a.get_ref())) {
+        None | Some((_, AgentField::On(true))) => Some(addr),
+        Some((_, AgentField::On(false))) => None,
+        Some((span, AgentField::At(text))) => match text.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                v.err(
+                    span.span(),
+                    &ctx,
+                    format!("agent {text:?} is neither true, false nor an IP address"),
+                );
+                ok = false;
+                None
+            }
+        },
+    };
     let check = check?;
-    ok.then_some(RealServer {
-        dest,
-        check,
-        agent: r.agent.unwrap_or(true),
-    })
+    ok.then_some(RealServer { dest, check, agent })
 }
 
 /// A real server's check fields override its service's, one by one.

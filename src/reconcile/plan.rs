@@ -47,20 +47,30 @@ impl Drains {
     }
 }
 
-/// Which real servers' agents have confirmed their VIPs. With `require` off (or no
-/// `[agents]`), nothing waits for an agent.
+/// Which VIPs each agent has confirmed. With `require` off (or no `[agents]`),
+/// nothing waits for an agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gate {
     /// Whether a real server needs its agent's confirmation to get weight.
     pub require: bool,
-    /// Real servers whose agent confirmed every VIP it serves, and is reachable.
-    pub confirmed: HashSet<IpAddr>,
+    /// (agent, VIP): the agent holds the VIP with ARP suppressed (or did, within the
+    /// grace period for failed pushes).
+    pub confirmed: HashSet<(IpAddr, IpAddr)>,
 }
 
 impl Gate {
-    /// Whether `rs` may get weight as far as its agent is concerned.
-    pub fn open(&self, rs: &RealServer) -> bool {
-        !self.require || !rs.agent || self.confirmed.contains(&rs.dest.addr)
+    /// Whether `rs` of `svc` may get weight as far as its agent is concerned: its
+    /// agent holds every VIP of the service (one refused VIP closes only the services
+    /// of that VIP).
+    pub fn open(&self, svc: &DesiredService, rs: &RealServer) -> bool {
+        let Some(agent) = rs.agent.filter(|_| self.require) else {
+            return true;
+        };
+        !svc.vips.is_empty()
+            && svc
+                .vips
+                .iter()
+                .all(|v| self.confirmed.contains(&(agent, *v)))
     }
 }
 
@@ -80,7 +90,7 @@ pub fn effective_weight(
     gate: &Gate,
     observed: Option<&DestEntry>,
 ) -> Option<u32> {
-    if !gate.open(rs) {
+    if !gate.open(svc, rs) {
         // Traffic would reach a server that may not hold the VIP yet.
         return Some(0);
     }

@@ -128,7 +128,11 @@ pub fn gate_change(desired: &Desired, old: &Gate, new: &Gate) -> Scope {
     if old.require != new.require {
         return Scope::All;
     }
-    let moved: HashSet<&IpAddr> = old.confirmed.symmetric_difference(&new.confirmed).collect();
+    let moved: HashSet<IpAddr> = old
+        .confirmed
+        .symmetric_difference(&new.confirmed)
+        .map(|(agent, _)| *agent)
+        .collect();
     if moved.is_empty() {
         return Scope::none();
     }
@@ -136,7 +140,11 @@ pub fn gate_change(desired: &Desired, old: &Gate, new: &Gate) -> Scope {
         desired
             .services
             .iter()
-            .filter(|s| s.real_servers.iter().any(|r| moved.contains(&r.dest.addr)))
+            .filter(|s| {
+                s.real_servers
+                    .iter()
+                    .any(|r| r.agent.is_some_and(|a| moved.contains(&a)))
+            })
             .map(|s| s.service.key.clone())
             .collect(),
     )

@@ -44,7 +44,7 @@ fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
             settings: DestSettings::route(weight),
         },
         check: Some(check(addr, port)),
-        agent: true,
+        agent: Some(ip(addr)),
     }
 }
 
@@ -59,6 +59,7 @@ fn svc(port: u16, servers: Vec<RealServer>) -> DesiredService {
         on_failure: OnFailure::Weight0,
         sorry_server: None,
         real_servers: servers,
+        vips: vec![ip("192.0.2.10")],
     }
 }
 
@@ -254,7 +255,7 @@ fn a_server_waits_for_its_agent_when_required() {
     let h = all(&d, Health::Up);
     let mut gate = Gate {
         require: true,
-        confirmed: HashSet::from([ip("10.0.0.11")]),
+        confirmed: HashSet::from([(ip("10.0.0.11"), ip("192.0.2.10"))]),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -284,18 +285,43 @@ fn a_server_waits_for_its_agent_when_required() {
         (5, 0),
         "no confirmation, no weight"
     );
-    gate.confirmed.insert(ip("10.0.0.12"));
+    gate.confirmed.insert((ip("10.0.0.12"), ip("192.0.2.10")));
     assert_eq!(
         pass(&gate),
         vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 5).dest)]
     );
-    gate.confirmed.remove(&ip("10.0.0.11"));
+    gate.confirmed.remove(&(ip("10.0.0.11"), ip("192.0.2.10")));
     assert_eq!(
         pass(&gate),
         vec![Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest)]
     );
     gate.require = false;
     assert_eq!(pass(&gate).len(), 1, "without require nothing waits");
+}
+
+#[test]
+fn the_gate_opens_per_vip_and_one_agent_serves_a_dual_stack_host() {
+    let g = Gate {
+        require: true,
+        confirmed: HashSet::from([(ip("10.0.0.11"), ip("192.0.2.10"))]),
+    };
+    let web = svc(80, vec![rs("10.0.0.11", 80, 5)]);
+    assert!(g.open(&web, &web.real_servers[0]));
+    // Another VIP on the same agent: closed until that VIP is confirmed.
+    let mut other = svc(81, vec![rs("10.0.0.11", 81, 5)]);
+    other.vips = vec![ip("192.0.2.99")];
+    assert!(!g.open(&other, &other.real_servers[0]));
+    // The host's IPv6 address names the same agent: it shares its confirmations.
+    let mut v6 = rs("2001:db8::11", 80, 5);
+    v6.agent = Some(ip("10.0.0.11"));
+    assert!(g.open(&web, &v6));
+    // A fwmark service with no VIPs listed never opens for an agent.
+    let mut fw = svc(82, vec![rs("10.0.0.11", 82, 5)]);
+    fw.vips = vec![];
+    assert!(!g.open(&fw, &fw.real_servers[0]));
+    let mut no_agent = rs("10.0.0.11", 82, 5);
+    no_agent.agent = None;
+    assert!(g.open(&fw, &no_agent), "agent = false waits for nothing");
 }
 
 #[test]
@@ -790,6 +816,7 @@ mod reconciler {
             on_failure: OnFailure::Weight0,
             sorry_server: None,
             real_servers: vec![],
+            vips: vec![],
         };
         let d = Arc::new(desired(vec![
             mk(fw(Family::V4)),
@@ -857,7 +884,7 @@ mod scopes {
             confirmed: HashSet::new(),
         };
         let mut g2 = g.clone();
-        g2.confirmed.insert(ip("10.0.0.11"));
+        g2.confirmed.insert((ip("10.0.0.11"), ip("192.0.2.10")));
         assert_eq!(gate_change(&d, &g, &g2), only(&[80]));
         assert_eq!(gate_change(&d, &g, &Gate::default()), Scope::All);
     }
