@@ -19,11 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::arp;
 use crate::config::{ArpMode, Config};
+use crate::host::Host;
 use crate::sets;
 use crate::state::{self, DirectorSet, Saver, State};
-use crate::vip::Net;
 
 /// Why a push was refused: the HTTP status it maps to and a message.
 #[derive(Debug)]
@@ -54,9 +53,29 @@ pub enum Request {
     },
 }
 
-pub struct Applier {
+fn host_prefix(a: &IpAddr) -> u8 {
+    if a.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+/// The host addresses (/32, /128) on interface `index`.
+fn on_device(addrs: &[(u32, IpAddr, u8)], index: u32) -> Vec<IpAddr> {
+    addrs
+        .iter()
+        .filter(|(i, a, p)| *i == index && *p == host_prefix(a))
+        .map(|(_, a, _)| *a)
+        .collect()
+}
+
+/// The name the VIPs recovered at start (no state file) are held under.
+const RECOVERED: &str = "(recovered at start)";
+
+pub struct Applier<H> {
     cfg: Config,
-    net: Net,
+    net: H,
     state: State,
     saver: Saver,
     /// When each director's set was last pushed (sets loaded at start count as
@@ -67,11 +86,11 @@ pub struct Applier {
     last_error: Option<String>,
 }
 
-impl Applier {
+impl<H: Host> Applier<H> {
     /// Loads the state file. A corrupt file is moved aside and reported; with no
     /// usable file the agent adopts what its own ARP table shows it holds (see
     /// [`Applier::recover`]) instead of starting from nothing.
-    pub async fn new(cfg: Config, net: Net) -> anyhow::Result<Applier> {
+    pub async fn new(cfg: Config, net: H) -> anyhow::Result<Applier<H>> {
         let (state, corrupt) = state::load(&cfg.state_file)?;
         let mut last_error = None;
         if let Some(c) = &corrupt {
@@ -109,18 +128,18 @@ impl Applier {
         }
         let found = async {
             let index = self.net.link_index(&self.cfg.vip_device).await?;
-            let present = self.net.host_addresses(index).await?;
-            let (elems, _) = arp::nft_read(None).await?;
-            anyhow::Ok(
-                elems
-                    .into_iter()
-                    .map(IpAddr::V4)
-                    .filter(|v| present.contains(v))
-                    .collect::<Vec<_>>(),
-            )
+            let addrs = self.net.all_addresses().await?;
+            let (elems, real_ip) = self.net.arp_left_over().await?;
+            let present = on_device(&addrs, index);
+            let vips: Vec<IpAddr> = elems
+                .into_iter()
+                .map(IpAddr::V4)
+                .filter(|v| present.contains(v))
+                .collect();
+            anyhow::Ok((vips, real_ip))
         };
-        let vips = match found.await {
-            Ok(v) if !v.is_empty() => v,
+        let (vips, real_ip) = match found.await {
+            Ok((v, r)) if !v.is_empty() => (v, r),
             Ok(_) => return,
             Err(e) => {
                 warn!(error = %format!("{e:#}"), "no state file, and the ARP table cannot be read");
@@ -128,38 +147,17 @@ impl Applier {
             }
         };
         warn!(?vips, "no state file: keeping the suppressed VIPs found in table arp lvsdr until a director pushes");
-        let (elems_rip, real_ip) = (self.cfg.real_ip, self.nft_real_ip().await);
-        self.state.real_ip = elems_rip.or(real_ip);
+        self.state.real_ip = self.cfg.real_ip.or(real_ip);
         self.state.owned_addresses = vips.clone();
         self.state.sets.insert(
-            "(recovered at start)".into(),
+            RECOVERED.into(),
             DirectorSet {
                 vips,
                 provisional: true,
                 ..DirectorSet::default()
             },
         );
-        self.refreshed
-            .insert("(recovered at start)".into(), Instant::now());
-    }
-
-    /// The address the agent's nft output rule rewrites VIP senders to.
-    async fn nft_real_ip(&self) -> Option<IpAddr> {
-        let out = tokio::process::Command::new("nft")
-            .args(["-j", "list", "chain", "arp", "lvsdr", "output"])
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(5), out)
-            .await
-            .ok()?
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        v["nftables"].as_array()?.iter().find_map(|o| {
-            o["rule"]["expr"]
-                .as_array()?
-                .iter()
-                .find_map(|e| e["mangle"]["value"].as_str()?.parse().ok())
-        })
+        self.refreshed.insert(RECOVERED.into(), Instant::now());
     }
 
     fn real_ip(&self) -> Option<IpAddr> {
@@ -173,10 +171,9 @@ impl Applier {
         if let Some(why) = vip_problem(vip, self.real_ip()) {
             return Some(format!("{vip} cannot be a VIP: it {why}"));
         }
-        let host = if vip.is_ipv4() { 32 } else { 128 };
         addrs
             .iter()
-            .find(|(i, a, p)| a == vip && (*i != index || *p != host))
+            .find(|(i, a, p)| a == vip && (*i != index || *p != host_prefix(a)))
             .map(|_| format!("{vip} is already an address of this host (not a VIP the agent added); refusing it"))
     }
 
@@ -184,12 +181,7 @@ impl Applier {
     pub async fn apply(&mut self) -> anyhow::Result<()> {
         let index = self.net.ensure_device(&self.cfg.vip_device).await?;
         let addrs = self.net.all_addresses().await?;
-        let host = |v: &IpAddr| if v.is_ipv4() { 32 } else { 128 };
-        let present: Vec<IpAddr> = addrs
-            .iter()
-            .filter(|(i, a, p)| *i == index && *p == host(a))
-            .map(|(_, a, _)| *a)
-            .collect();
+        let present = on_device(&addrs, index);
         self.refused = self
             .state
             .union()
@@ -226,9 +218,11 @@ impl Applier {
             None => None,
         };
         let (mode, real_ip) = (self.cfg.arp, self.real_ip());
-        if let Err(e) =
-            arp::apply(mode, &suppress, real_ip, iface.as_deref(), &mut self.state).await
-        {
+        let applied = self
+            .net
+            .arp_apply(mode, &suppress, real_ip, iface.as_deref(), &mut self.state)
+            .await;
+        if let Err(e) = applied {
             let removed = self.take_off_unsuppressed(index, iface.as_deref()).await;
             self.saver.save(&self.state).await.ok();
             return Err(e.context(format!(
@@ -288,7 +282,9 @@ impl Applier {
             .filter(|a| a.is_ipv4())
             .copied()
             .collect();
-        let ok = arp::in_place(self.cfg.arp, &owned, self.real_ip(), iface)
+        let ok = self
+            .net
+            .arp_in_place(self.cfg.arp, &owned, self.real_ip(), iface)
             .await
             .unwrap_or_else(|_| vec![false; owned.len()]);
         let mut removed = Vec::new();
@@ -315,13 +311,15 @@ impl Applier {
         let set = self.state.sets.get(director).cloned().unwrap_or_default();
         let read = || async {
             let index = self.net.link_index(&self.cfg.vip_device).await?;
-            let present = self.net.host_addresses(index).await?;
+            let present = on_device(&self.net.all_addresses().await?, index);
             let iface = match self.real_ip() {
                 Some(ip) => self.net.interface_of(ip).await?,
                 None => None,
             };
-            let arp =
-                arp::in_place(self.cfg.arp, &set.vips, self.real_ip(), iface.as_deref()).await?;
+            let arp = self
+                .net
+                .arp_in_place(self.cfg.arp, &set.vips, self.real_ip(), iface.as_deref())
+                .await?;
             anyhow::Ok((present, arp))
         };
         let (present, arp) = match read().await {
@@ -401,12 +399,12 @@ impl Applier {
     }
 
     /// Drops the sets no director refreshed within `set_expiry`.
-    async fn expire(&mut self) {
+    async fn expire(&mut self, now: Instant) {
         let expiry = self.cfg.set_expiry;
         let old: Vec<String> = self
             .refreshed
             .iter()
-            .filter(|(_, t)| t.elapsed() >= expiry)
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= expiry)
             .map(|(k, _)| k.clone())
             .collect();
         if old.is_empty() {
@@ -443,7 +441,7 @@ impl Applier {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {
-                    self.expire().await;
+                    self.expire(Instant::now()).await;
                     let _ = self.apply_and_note().await;
                 }
                 Some(()) = drift.recv() => {
@@ -464,5 +462,407 @@ impl Applier {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The order of operations against a fake host that checks, after every change,
+    //! that no IPv4 VIP on the device is unsuppressed, and at every add, that the
+    //! address is already recorded as owned on disk.
+
+    use std::cell::RefCell;
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    const LO: u32 = 1;
+    const ETH0: u32 = 2;
+
+    #[derive(Default)]
+    struct World {
+        addrs: Vec<(u32, IpAddr, u8)>,
+        suppressed: Vec<IpAddr>,
+        fail_arp: bool,
+        fail_add: Option<IpAddr>,
+        state_file: PathBuf,
+        violations: Vec<String>,
+        log: Vec<String>,
+    }
+
+    #[derive(Default)]
+    struct Fake(RefCell<World>);
+
+    impl Fake {
+        fn check(&self, after: &str) {
+            let mut w = self.0.borrow_mut();
+            let bad: Vec<IpAddr> = on_device(&w.addrs, LO)
+                .into_iter()
+                .filter(|a| a.is_ipv4() && !w.suppressed.contains(a))
+                .collect();
+            if !bad.is_empty() {
+                w.violations
+                    .push(format!("after {after}: {bad:?} on the device unsuppressed"));
+            }
+        }
+    }
+
+    impl Host for Fake {
+        async fn ensure_device(&self, _: &str) -> anyhow::Result<u32> {
+            Ok(LO)
+        }
+        async fn link_index(&self, _: &str) -> anyhow::Result<u32> {
+            Ok(LO)
+        }
+        async fn all_addresses(&self) -> anyhow::Result<Vec<(u32, IpAddr, u8)>> {
+            Ok(self.0.borrow().addrs.clone())
+        }
+        async fn add(&self, index: u32, ip: IpAddr) -> anyhow::Result<()> {
+            {
+                let mut w = self.0.borrow_mut();
+                let (saved, _) = state::load(&w.state_file)?;
+                if !saved.owned_addresses.contains(&ip) {
+                    w.violations
+                        .push(format!("{ip} added before it was saved as owned"));
+                }
+                w.log.push(format!("add {ip}"));
+                if w.fail_add == Some(ip) {
+                    anyhow::bail!("adding {ip}/128: permission denied");
+                }
+                w.addrs.push((index, ip, host_prefix(&ip)));
+            }
+            self.check("add");
+            Ok(())
+        }
+        async fn remove(&self, index: u32, ip: IpAddr) -> anyhow::Result<()> {
+            let mut w = self.0.borrow_mut();
+            w.log.push(format!("remove {ip}"));
+            w.addrs.retain(|(i, a, _)| !(*i == index && *a == ip));
+            Ok(())
+        }
+        async fn interface_of(&self, _: IpAddr) -> anyhow::Result<Option<String>> {
+            Ok(Some("eth0".into()))
+        }
+        async fn arp_apply(
+            &self,
+            _: ArpMode,
+            vips: &[IpAddr],
+            _: Option<IpAddr>,
+            _: Option<&str>,
+            _: &mut State,
+        ) -> anyhow::Result<()> {
+            {
+                let mut w = self.0.borrow_mut();
+                w.log.push(format!("suppress {vips:?}"));
+                if w.fail_arp {
+                    anyhow::bail!("running nft: No such file or directory");
+                }
+                w.suppressed = vips.iter().filter(|v| v.is_ipv4()).copied().collect();
+            }
+            self.check("suppress");
+            Ok(())
+        }
+        async fn arp_in_place(
+            &self,
+            _: ArpMode,
+            vips: &[IpAddr],
+            _: Option<IpAddr>,
+            _: Option<&str>,
+        ) -> anyhow::Result<Vec<bool>> {
+            let w = self.0.borrow();
+            if w.fail_arp {
+                anyhow::bail!("running nft: No such file or directory");
+            }
+            Ok(vips
+                .iter()
+                .map(|v| v.is_ipv6() || w.suppressed.contains(v))
+                .collect())
+        }
+        async fn arp_left_over(&self) -> anyhow::Result<(Vec<Ipv4Addr>, Option<IpAddr>)> {
+            let w = self.0.borrow();
+            let v4 = w
+                .suppressed
+                .iter()
+                .filter_map(|v| match v {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                })
+                .collect();
+            Ok((v4, Some(ip("10.0.0.11"))))
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("lvsdr-applier-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("dir");
+        d.join("agent.json")
+    }
+
+    fn config(state_file: PathBuf) -> Config {
+        Config {
+            listen: "127.0.0.1:9181".parse().expect("addr"),
+            state_file,
+            vip_device: "lo".into(),
+            arp: ArpMode::Nft,
+            real_ip: Some(ip("10.0.0.11")),
+            resync_interval: Duration::from_secs(10),
+            set_expiry: Duration::from_secs(3600),
+            tls: None,
+        }
+    }
+
+    fn world(state_file: &std::path::Path) -> Fake {
+        let f = Fake::default();
+        {
+            let mut w = f.0.borrow_mut();
+            w.state_file = state_file.to_path_buf();
+            w.addrs = vec![
+                (LO, ip("127.0.0.1"), 8),
+                (ETH0, ip("10.0.0.11"), 24),
+                (ETH0, ip("10.0.0.250"), 24),
+            ];
+        }
+        f
+    }
+
+    fn push(generation: u64, vips: &[&str]) -> PushVips {
+        PushVips {
+            generation,
+            epoch: Some(1),
+            vips: vips.iter().map(|v| ip(v)).collect(),
+        }
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    fn on_lo(a: &Applier<Fake>) -> Vec<IpAddr> {
+        on_device(&a.net.0.borrow().addrs, LO)
+    }
+
+    impl Applier<Fake> {
+        fn world(&self) -> std::cell::Ref<'_, World> {
+            self.net.0.borrow()
+        }
+    }
+
+    #[test]
+    fn no_vip_is_ever_unsuppressed_and_every_add_is_saved_as_owned_first() {
+        let path = scratch("order");
+        rt().block_on(async {
+            let mut a = Applier::new(config(path.clone()), world(&path))
+                .await
+                .expect("new");
+            let me = "d1".to_string();
+            for (g, set) in [
+                (1, vec!["192.0.2.1", "192.0.2.2", "2001:db8::1"]),
+                (2, vec!["192.0.2.2", "192.0.2.3"]),
+                (3, vec![]),
+                (4, vec!["192.0.2.1"]),
+            ] {
+                let st = a.push(me.clone(), push(g, &set), ip("10.0.0.11")).await;
+                assert!(st.is_ok(), "{g}: {:?}", st.err());
+                let mut want: Vec<IpAddr> = set.iter().map(|v| ip(v)).collect();
+                want.sort();
+                let mut got = on_lo(&a);
+                got.sort();
+                assert_eq!(got, want, "generation {g}");
+            }
+            let w = a.world();
+            assert!(w.violations.is_empty(), "{:#?}\n{:#?}", w.violations, w.log);
+            // Addresses come off before their suppression does.
+            let rm = w
+                .log
+                .iter()
+                .position(|l| l == "remove 192.0.2.1")
+                .expect("removed");
+            let unsuppress = w
+                .log
+                .iter()
+                .skip(rm)
+                .position(|l| l.starts_with("suppress") && !l.contains("192.0.2.1"));
+            assert!(unsuppress.is_some(), "{:#?}", w.log);
+        });
+    }
+
+    #[test]
+    fn when_suppression_fails_unsuppressed_vips_come_off_and_none_goes_on() {
+        let path = scratch("arp");
+        rt().block_on(async {
+            let mut a = Applier::new(config(path.clone()), world(&path))
+                .await
+                .expect("new");
+            let me = "d1".to_string();
+            assert!(a
+                .push(me.clone(), push(1, &["192.0.2.1"]), ip("10.0.0.11"))
+                .await
+                .is_ok());
+            {
+                // Someone flushes the ruleset, and nft has gone missing.
+                let mut w = a.net.0.borrow_mut();
+                w.suppressed.clear();
+                w.fail_arp = true;
+            }
+            let r = a
+                .push(
+                    me.clone(),
+                    push(2, &["192.0.2.1", "192.0.2.2"]),
+                    ip("10.0.0.11"),
+                )
+                .await;
+            match r {
+                Err(Refusal::Failed(m)) => assert!(m.contains("nft"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                on_lo(&a),
+                Vec::<IpAddr>::new(),
+                "an unsuppressed VIP stayed on"
+            );
+            assert!(
+                a.world().violations.is_empty(),
+                "{:#?}",
+                a.world().violations
+            );
+        });
+    }
+
+    #[test]
+    fn a_failed_add_leaves_what_went_on_suppressed() {
+        let path = scratch("add");
+        rt().block_on(async {
+            let f = world(&path);
+            f.0.borrow_mut().fail_add = Some(ip("2001:db8::1"));
+            let mut a = Applier::new(config(path.clone()), f).await.expect("new");
+            let r = a
+                .push(
+                    "d1".into(),
+                    push(1, &["192.0.2.1", "2001:db8::1"]),
+                    ip("10.0.0.11"),
+                )
+                .await;
+            assert!(
+                matches!(&r, Err(Refusal::Failed(m)) if m.contains("2001:db8::1")),
+                "{r:?}"
+            );
+            assert_eq!(on_lo(&a), vec![ip("192.0.2.1")]);
+            assert!(
+                a.world().violations.is_empty(),
+                "{:#?}",
+                a.world().violations
+            );
+        });
+    }
+
+    #[test]
+    fn a_push_that_cannot_be_saved_changes_nothing() {
+        let path = scratch("save");
+        rt().block_on(async {
+            let mut a = Applier::new(config(path.clone()), world(&path))
+                .await
+                .expect("new");
+            // A state file under a regular file cannot be written, even by root.
+            a.saver = Saver::new(PathBuf::from("/dev/null/agent.json"));
+            let before = a.state.clone();
+            let r = a
+                .push("d1".into(), push(1, &["192.0.2.1"]), ip("10.0.0.11"))
+                .await;
+            assert!(
+                matches!(&r, Err(Refusal::Failed(m)) if m.contains("saving the state file")),
+                "{r:?}"
+            );
+            assert_eq!(a.state, before, "the in-memory set changed");
+            assert!(on_lo(&a).is_empty());
+            assert!(
+                a.world().log.iter().all(|l| !l.starts_with("add")),
+                "{:#?}",
+                a.world().log
+            );
+        });
+    }
+
+    #[test]
+    fn a_host_address_is_refused_alone_and_sets_expire() {
+        let path = scratch("refuse");
+        rt().block_on(async {
+            let mut a = Applier::new(config(path.clone()), world(&path))
+                .await
+                .expect("new");
+            let r = a
+                .push(
+                    "d1".into(),
+                    push(1, &["192.0.2.1", "10.0.0.250"]),
+                    ip("10.0.0.11"),
+                )
+                .await;
+            let Err(Refusal::Invalid(m, st)) = r else {
+                panic!("{r:?}")
+            };
+            assert!(
+                m.contains("10.0.0.250 is already an address of this host"),
+                "{m}"
+            );
+            assert!(st.confirms(&[ip("192.0.2.1")]));
+            assert_eq!(on_lo(&a), vec![ip("192.0.2.1")]);
+
+            // A second director's set; the first stops pushing and its set expires.
+            assert!(a
+                .push("d2".into(), push(1, &["192.0.2.9"]), ip("10.0.0.11"))
+                .await
+                .is_ok());
+            let later = Instant::now() + Duration::from_secs(1800);
+            a.refreshed.insert("d2".into(), later);
+            a.expire(later + Duration::from_secs(1)).await;
+            assert!(a.state.sets.contains_key("d1"), "expired early");
+            a.expire(Instant::now() + Duration::from_secs(3601)).await;
+            assert!(!a.state.sets.contains_key("d1"), "did not expire");
+            assert!(a.state.sets.contains_key("d2"), "a refreshed set expired");
+            a.apply().await.expect("apply");
+            assert_eq!(on_lo(&a), vec![ip("192.0.2.9")]);
+        });
+    }
+
+    #[test]
+    fn without_a_state_file_the_suppressed_vips_on_the_device_are_kept() {
+        let path = scratch("recover");
+        rt().block_on(async {
+            let f = world(&path);
+            {
+                let mut w = f.0.borrow_mut();
+                w.addrs.push((LO, ip("192.0.2.1"), 32));
+                w.addrs.push((LO, ip("192.0.2.77"), 32)); // by hand, not in the table
+                w.suppressed = vec![ip("192.0.2.1")];
+            }
+            let mut a = Applier::new(config(path.clone()), f).await.expect("new");
+            a.apply().await.expect("apply");
+            assert_eq!(
+                a.world().suppressed,
+                vec![ip("192.0.2.1")],
+                "the table was torn down"
+            );
+            assert_eq!(a.state.owned_addresses, vec![ip("192.0.2.1")]);
+            // The first push replaces the recovered set.
+            assert!(a
+                .push("d1".into(), push(1, &["192.0.2.2"]), ip("10.0.0.11"))
+                .await
+                .is_ok());
+            let mut lo = on_lo(&a);
+            lo.sort();
+            assert_eq!(
+                lo,
+                vec![ip("192.0.2.2"), ip("192.0.2.77")],
+                "the hand-added address must stay"
+            );
+        });
     }
 }

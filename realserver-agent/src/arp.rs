@@ -237,8 +237,18 @@ async fn nft_apply(vips: &[Ipv4Addr], real_ip: Option<IpAddr>) -> anyhow::Result
     Ok(())
 }
 
-/// The table's VIP set, and whether both rules are there as the agent writes them.
-pub async fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>, bool)> {
+/// The agent's nft table as the kernel has it.
+#[derive(Debug, Default)]
+struct NftTable {
+    /// The `vips` set's elements.
+    elems: Vec<Ipv4Addr>,
+    /// The input rule drops ARP for `@vips`.
+    drop_rule: bool,
+    /// The output rule rewrites a `@vips` sender to this address.
+    mangle_to: Option<String>,
+}
+
+async fn nft_table() -> anyhow::Result<Option<NftTable>> {
     // Listing every arp table (not ours by name) tells "no table" from "nft failed".
     let out = run("nft", &["-j", "list", "tables", "arp"], None).await?;
     let tables: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
@@ -246,19 +256,16 @@ pub async fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>,
         .as_array()
         .is_some_and(|a| a.iter().any(|o| o["table"]["name"] == TABLE));
     if !ours {
-        return Ok((Vec::new(), false));
+        return Ok(None);
     }
     let out = run("nft", &["-j", "list", "table", "arp", TABLE], None).await?;
     let v: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
-    let objs = v["nftables"].as_array().cloned().unwrap_or_default();
-    let mut elems = Vec::new();
-    let (mut drop_rule, mut mangle_rule) = (false, false);
-    let rip = real_ip.map(|r| r.to_string());
-    for o in &objs {
+    let mut t = NftTable::default();
+    for o in v["nftables"].as_array().into_iter().flatten() {
         if o["set"]["name"] == "vips" {
             for e in o["set"]["elem"].as_array().into_iter().flatten() {
                 if let Some(a) = e.as_str().and_then(|s| s.parse().ok()) {
-                    elems.push(a);
+                    t.elems.push(a);
                 }
             }
         }
@@ -273,21 +280,35 @@ pub async fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>,
             && matches("daddr ip")
             && expr.get(1).is_some_and(|s| s.get("drop").is_some())
         {
-            drop_rule = true;
+            t.drop_rule = true;
         }
-        if r["chain"] == "output"
-            && matches("saddr ip")
-            && expr.get(1).is_some_and(|s| {
-                s["mangle"]["key"]["payload"]["field"] == "saddr ip"
-                    && rip
-                        .as_deref()
-                        .is_some_and(|rip| s["mangle"]["value"] == rip)
-            })
-        {
-            mangle_rule = true;
+        if r["chain"] == "output" && matches("saddr ip") {
+            let m = expr.get(1).map(|s| &s["mangle"]);
+            if let Some(m) = m.filter(|m| m["key"]["payload"]["field"] == "saddr ip") {
+                t.mangle_to = m["value"].as_str().map(str::to_string);
+            }
         }
     }
-    Ok((elems, drop_rule && mangle_rule))
+    Ok(Some(t))
+}
+
+/// The table's VIP set, and whether both rules are there as the agent writes them.
+async fn nft_read(real_ip: Option<IpAddr>) -> anyhow::Result<(Vec<Ipv4Addr>, bool)> {
+    let Some(t) = nft_table().await? else {
+        return Ok((Vec::new(), false));
+    };
+    let rip = real_ip.map(|r| r.to_string());
+    let ok = t.drop_rule && t.mangle_to.is_some() && t.mangle_to == rip;
+    Ok((t.elems, ok))
+}
+
+/// What a previous run left in the table: its VIPs and the real IP its output rule
+/// rewrites to.
+pub async fn nft_left_over() -> anyhow::Result<(Vec<Ipv4Addr>, Option<IpAddr>)> {
+    Ok(nft_table().await?.map_or((Vec::new(), None), |t| {
+        let rip = t.mangle_to.and_then(|m| m.parse().ok());
+        (t.elems, rip)
+    }))
 }
 
 // --- sysctl ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ mod applier;
 mod arp;
 mod config;
 mod drift;
+mod host;
 mod server;
 mod sets;
 mod state;
@@ -72,7 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let net = vip::Net::connect()?;
     let cancel = CancellationToken::new();
     let drift = drift::watch(cfg.arp, cancel.child_token());
-    let mut applier = applier::Applier::new(cfg.clone(), net).await?;
+    let mut applier = applier::Applier::new(cfg.clone(), host::RealHost::new(net)).await?;
     // A rebooted real server gets its VIPs back before anything is served.
     if let Err(e) = applier.apply().await {
         warn!(error = %format!("{e:#}"), "re-applying the saved state at start failed; the drift timer retries");

@@ -88,16 +88,6 @@ impl Net {
             .context("listing addresses")
     }
 
-    /// The host addresses (/32, /128) on interface `index`.
-    pub async fn host_addresses(&self, index: u32) -> anyhow::Result<Vec<IpAddr>> {
-        Ok(self
-            .messages(Some(index))
-            .await?
-            .iter()
-            .filter_map(|m| addr_of(m).filter(|ip| m.header.prefix_len == host_prefix(ip)))
-            .collect())
-    }
-
     /// Adds `ip` as a host address on interface `index`.
     pub async fn add(&self, index: u32, ip: IpAddr) -> anyhow::Result<()> {
         self.handle
