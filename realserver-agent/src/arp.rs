@@ -249,19 +249,21 @@ struct NftTable {
 }
 
 async fn nft_table() -> anyhow::Result<Option<NftTable>> {
-    // Listing every arp table (not ours by name) tells "no table" from "nft failed".
-    let out = run("nft", &["-j", "list", "tables", "arp"], None).await?;
-    let tables: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
-    let ours = tables["nftables"]
+    // One listing of the arp family: no table of ours tells "absent" apart from
+    // "nft failed" (an error), in one process.
+    let out = run("nft", &["-j", "list", "ruleset", "arp"], None).await?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
+    let objs: Vec<&serde_json::Value> = v["nftables"]
         .as_array()
-        .is_some_and(|a| a.iter().any(|o| o["table"]["name"] == TABLE));
-    if !ours {
+        .into_iter()
+        .flatten()
+        .filter(|o| o["table"]["name"] == TABLE || in_table(o))
+        .collect();
+    if !objs.iter().any(|o| o["table"]["name"] == TABLE) {
         return Ok(None);
     }
-    let out = run("nft", &["-j", "list", "table", "arp", TABLE], None).await?;
-    let v: serde_json::Value = serde_json::from_str(&out).context("nft's JSON")?;
     let mut t = NftTable::default();
-    for o in v["nftables"].as_array().into_iter().flatten() {
+    for o in objs {
         if o["set"]["name"] == "vips" {
             for e in o["set"]["elem"].as_array().into_iter().flatten() {
                 if let Some(a) = e.as_str().and_then(|s| s.parse().ok()) {
@@ -290,6 +292,13 @@ async fn nft_table() -> anyhow::Result<Option<NftTable>> {
         }
     }
     Ok(Some(t))
+}
+
+/// A set, chain or rule of the agent's table (`{"rule": {"table": "lvsdr", …}}`).
+fn in_table(o: &serde_json::Value) -> bool {
+    o.as_object()
+        .and_then(|m| m.values().next())
+        .is_some_and(|x| x["table"] == TABLE)
 }
 
 /// The table's VIP set, and whether both rules are there as the agent writes them.
