@@ -127,6 +127,33 @@ pub struct ServerStatus {
     pub stats: Stats,
 }
 
+/// Whether the one writer is alive: its last pass (or, before the first one, the
+/// start) is no older than twice `resync_interval` plus [`PASS_DEADLINE`] (a pass may
+/// legitimately take that long; a stuck one is abandoned at the deadline and
+/// publishes). `Err` says why not, for `/healthz` and the systemd watchdog.
+///
+/// [`PASS_DEADLINE`]: crate::reconcile::driver::PASS_DEADLINE
+pub fn liveness(
+    state: &ReconcileState,
+    resync_interval: Duration,
+    started: SystemTime,
+    now: SystemTime,
+) -> Result<(), String> {
+    let limit = resync_interval * 2 + crate::reconcile::driver::PASS_DEADLINE;
+    let (since, what) = match state.last_pass {
+        Some(t) => (t, "the last reconcile pass"),
+        None => (started, "start, with no reconcile pass yet,"),
+    };
+    match now.duration_since(since) {
+        Ok(age) if age > limit => Err(format!(
+            "{what} was {:.0} s ago (more than {:.0} s): the reconciler is stuck",
+            age.as_secs_f64(),
+            limit.as_secs_f64()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Seconds since the Unix epoch, as the status documents carry times.
 pub fn epoch(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -248,5 +275,27 @@ pub fn build(
         unmanaged_services: unmanaged,
         retired_services: state.retired.iter().map(ToString::to_string).collect(),
         agents: agents.values().cloned().collect(),
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_older_than_twice_the_resync_plus_the_deadline_is_stuck() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let resync = Duration::from_secs(30);
+        let limit = resync * 2 + crate::reconcile::driver::PASS_DEADLINE;
+        let mut st = ReconcileState::default();
+        assert!(liveness(&st, resync, t0, t0 + limit).is_ok(), "starting");
+        let e = liveness(&st, resync, t0, t0 + limit + Duration::from_secs(1));
+        assert!(e.is_err_and(|e| e.contains("no reconcile pass yet")));
+        st.last_pass = Some(t0 + Duration::from_secs(100));
+        assert!(liveness(&st, resync, t0, t0 + Duration::from_secs(100) + limit).is_ok());
+        let e = liveness(&st, resync, t0, t0 + Duration::from_secs(101) + limit);
+        assert!(e.is_err_and(|e| e.contains("the reconciler is stuck")));
+        // A clock stepped back is not a stuck reconciler.
+        assert!(liveness(&st, resync, t0, t0).is_ok());
     }
 }

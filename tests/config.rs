@@ -370,6 +370,28 @@ vips = ["192.0.2.13"]
 }
 
 #[test]
+fn durations_are_bounded() {
+    let es = errors(
+        "[director]\nresync_interval = \"0s\"\ndrain_timeout = \"600000000years\"\nfull_resync_interval = \"31days\"\n",
+    );
+    assert!(
+        es.iter()
+            .any(|e| e.contains("t.toml:2:19: [director]: resync_interval must be more than 0")),
+        "{es:#?}"
+    );
+    assert!(
+        es.iter()
+            .any(|e| e.contains("drain_timeout") && e.contains("longer than 30 days")),
+        "{es:#?}"
+    );
+    assert!(
+        es.iter()
+            .any(|e| e.contains("full_resync_interval \"31days\" is longer than 30 days")),
+        "{es:#?}"
+    );
+}
+
+#[test]
 fn default_gateways_are_read_from_the_kernel_listings() {
     let route =
         "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\

@@ -4,6 +4,11 @@
 //! check, the agent pusher, the HTTP status server. They talk through `watch` channels; one
 //! cancellation token reaches them all. SIGHUP reloads the config (a config that fails
 //! validation is rejected and the running one stays); SIGTERM and SIGINT shut down.
+//!
+//! The tasks are supervised together: if one ends or panics while the director runs,
+//! it says which and why and exits non-zero (systemd restarts it; the table stays as
+//! it is). Under systemd's watchdog (`WatchdogSec`), `WATCHDOG=1` is sent only while
+//! the reconciler makes passes, so a hung writer gets the process restarted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,36 +82,68 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the status endpoint to {listen}"))?;
     info!(%listen, "status endpoint listening");
-    let server = tokio::spawn(http::serve(
-        listener,
-        Sources {
-            desired: desired_rx,
-            state: state_rx,
-            health: supervisor.health(),
-            details: supervisor.details(),
-            reload: reload_rx,
-            gate: gate_rx,
-            agents: agents_rx,
-        },
-        cancel.child_token(),
-    ));
+    let sources = Sources {
+        desired: desired_rx,
+        state: state_rx,
+        health: supervisor.health(),
+        details: supervisor.details(),
+        reload: reload_rx,
+        gate: gate_rx,
+        agents: agents_rx,
+        started: SystemTime::now(),
+    };
+    let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    let mut watchdog = watchdog_interval().map(tokio::time::interval);
+    let (mut reconciler, mut pusher, mut server) = (reconciler, pusher, server);
 
-    loop {
+    let ended = loop {
         tokio::select! {
             _ = hup.recv() => reload(&config_path, &desired_tx, &reload_tx, &mut supervisor, listen),
-            _ = term.recv() => { info!("SIGTERM: shutting down"); break }
-            _ = int.recv() => { info!("SIGINT: shutting down"); break }
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break None }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break None }
+            _ = async { if let Some(w) = &mut watchdog { w.tick().await; } }, if watchdog.is_some() => {
+                match sources.alive() {
+                    Ok(()) => { let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]); }
+                    Err(why) => error!("not telling the watchdog we are alive: {why}"),
+                }
+            }
+            r = &mut reconciler => break Some(ended("the reconciler", r.map(|()| Ok(())))),
+            r = &mut pusher => break Some(ended("the agent pusher", r.map(|()| Ok(())))),
+            r = &mut server => break Some(ended("the HTTP status server", r)),
         }
-    }
+    };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
+    if let Some(why) = ended {
+        // The others stop through the token; the table stays as it is.
+        error!("{why}; exiting so that the service manager restarts the director");
+        return Err(anyhow::anyhow!(why));
+    }
     reconciler.await.context("the reconciler task")?;
     pusher.await.context("the agent pusher task")?;
     server.await.context("the HTTP task")??;
     info!("stopped");
     Ok(())
+}
+
+/// Why a task that should run until shutdown ended.
+fn ended(name: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
+    match r {
+        Ok(Ok(())) => format!("{name} task ended on its own"),
+        Ok(Err(e)) => format!("{name} task failed: {e:#}"),
+        Err(e) if e.is_panic() => format!("{name} task panicked: {e}"),
+        Err(e) => format!("{name} task was cancelled: {e}"),
+    }
+}
+
+/// Half systemd's watchdog period, when it set one.
+fn watchdog_interval() -> Option<std::time::Duration> {
+    let mut usec = 0;
+    sd_notify::watchdog_enabled(false, &mut usec)
+        .then(|| std::time::Duration::from_micros(usec / 2))
+        .filter(|d| !d.is_zero())
 }
 
 fn reload(
@@ -149,5 +186,25 @@ fn reload(
                 errors: e.0.iter().map(ToString::to_string).collect(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_ends_or_panics_is_named_with_its_reason() {
+        let t = tokio::spawn(async { panic!("boom") });
+        let why = ended("the reconciler", t.await.map(|()| Ok(())));
+        assert!(
+            why.contains("the reconciler task panicked") && why.contains("boom"),
+            "{why}"
+        );
+        let t = tokio::spawn(async {});
+        assert_eq!(
+            ended("the agent pusher", t.await.map(|()| Ok(()))),
+            "the agent pusher task ended on its own"
+        );
     }
 }

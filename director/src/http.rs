@@ -29,6 +29,8 @@ pub struct Sources {
     pub reload: watch::Receiver<ReloadStatus>,
     pub gate: watch::Receiver<Gate>,
     pub agents: watch::Receiver<AgentMap>,
+    /// When the director started (liveness before the first pass).
+    pub started: std::time::SystemTime,
 }
 
 impl Sources {
@@ -50,8 +52,29 @@ pub fn router(sources: Sources) -> Router {
         .route("/", get(index))
         .route("/status", get(status_json))
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .with_state(sources)
+}
+
+impl Sources {
+    /// Whether the reconciler is alive (see `lvsdr::status::liveness`).
+    pub fn alive(&self) -> Result<(), String> {
+        let resync = self.desired.borrow().director.resync_interval;
+        let state = self.state.borrow();
+        status::liveness(&state, resync, self.started, std::time::SystemTime::now())
+    }
+}
+
+/// 200 while the reconciler makes passes; 503 with the reason when it is stuck.
+async fn healthz(State(s): State<Sources>) -> axum::response::Response {
+    match s.alive() {
+        Ok(()) => "ok\n".into_response(),
+        Err(why) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("{why}\n"),
+        )
+            .into_response(),
+    }
 }
 
 async fn status_json(State(s): State<Sources>) -> Json<Status> {

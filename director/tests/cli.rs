@@ -80,6 +80,7 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
         .iter()
         .any(|l| l.ends_with("check-config /etc/lvsdr/director.toml")));
     assert_eq!(line("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert_eq!(line("WatchdogSec"), ["60s"]);
     assert_eq!(line("CapabilityBoundingSet"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     assert_eq!(line("AmbientCapabilities"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     // The subcommands and flags the unit uses exist.
@@ -95,4 +96,31 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
         .output()
         .expect("run");
     assert!(String::from_utf8_lossy(&help.stdout).contains("--config"));
+}
+
+#[test]
+fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
+    // `run` logs "config loaded" before it connects to IPVS (which the dev and CI
+    // hosts lack, so it then stops): enough to see what journald would get.
+    let dir = std::env::temp_dir().join(format!("lvsdr-cli-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("d.toml");
+    std::fs::write(
+        &cfg,
+        "[director]\nstatus_listen = \"127.0.0.1:0\"\n[[service]]\nname = \"w\"\nvip = \"192.0.2.10\"\nport = 80\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env_remove("LVSDR_LOG")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config loaded"), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "ANSI escape codes in a piped log: {err:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

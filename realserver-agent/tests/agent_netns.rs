@@ -370,6 +370,13 @@ fn after_a_push_only_the_director_answers_arp_for_the_vip() {
         "{arpt}"
     );
     site.assert_only_the_director_answers("after the pushes");
+    // Its log goes to a file: plain text, no colour codes.
+    let log = _agents[0].log();
+    assert!(log.contains("push accepted"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in the agent's log: {log:?}"
+    );
 }
 
 #[test]

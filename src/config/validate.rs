@@ -26,6 +26,9 @@ use crate::model::{
 /// The largest weight ipvsadm accepts; operators' tooling assumes it.
 pub const MAX_WEIGHT: i64 = 65_535;
 
+/// The longest duration any key takes.
+const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 struct V<'a> {
     text: &'a str,
     file: &'a str,
@@ -51,11 +54,21 @@ impl V<'_> {
         line_col(self.text, offset).0
     }
 
+    /// A duration above 0 and at most [`MAX_DURATION`]: a zero interval would spin,
+    /// a huge one overflows `Instant` arithmetic in the timers.
     fn duration(&mut self, v: &Spanned<String>, ctx: &str, what: &str) -> Option<Duration> {
         match humantime::parse_duration(v.get_ref()) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
+            Ok(d) if !d.is_zero() && d <= MAX_DURATION => Some(d),
+            Ok(d) if d.is_zero() => {
                 self.err(v.span(), ctx, format!("{what} must be more than 0"));
+                None
+            }
+            Ok(_) => {
+                self.err(
+                    v.span(),
+                    ctx,
+                    format!("{what} {:?} is longer than 30 days", v.get_ref()),
+                );
                 None
             }
             Err(e) => {

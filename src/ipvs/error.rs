@@ -56,6 +56,19 @@ pub enum IpvsError {
         /// The errno, as an I/O error.
         source: std::io::Error,
     },
+    /// No answer came in time: the reply was lost (or the socket is stuck). The
+    /// handle is marked broken and replaced before its next use.
+    #[error(
+        "{op} {object}: no answer from the kernel within {after:?}; the socket will be replaced"
+    )]
+    Timeout {
+        /// The operation.
+        op: String,
+        /// Its object.
+        object: String,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
     /// The netlink socket itself failed.
     #[error("netlink socket ({context}): {detail}")]
     Socket {

@@ -8,6 +8,11 @@
 //!
 //! Dumps are the exception: netlink runs one dump at a time per socket (a second one
 //! gets EBUSY), so a dump waits for everything in flight and holds `dump_lock`.
+//!
+//! Every answer has a deadline ([`REPLY_TIMEOUT`]). A request that misses it, or a
+//! socket error, marks the handle broken: its owner replaces it (a new socket, the
+//! family resolved again, as after an `ip_vs` module reload) instead of waiting on it
+//! forever.
 
 use std::collections::VecDeque;
 
@@ -36,6 +41,9 @@ pub const WINDOW: usize = 128;
 /// answers, and their requests would wait forever).
 pub const DATA_WINDOW: usize = 16;
 
+/// How long one answer (an ack, or the next message of a dump) may take.
+pub const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 type Receiver = NlRouterReceiverHandle<u16, GenlMsg>;
 
 /// A connection to the kernel's IPVS in the caller's network namespace.
@@ -44,6 +52,7 @@ pub struct IpvsHandle {
     family: u16,
     dump_lock: tokio::sync::Mutex<()>,
     sent: std::sync::atomic::AtomicU64,
+    broken: std::sync::atomic::AtomicBool,
 }
 
 /// The netns of this process, as `net:[inode]`, for error messages.
@@ -68,10 +77,9 @@ impl IpvsHandle {
             .map_err(|e| socket_err("connect", e))?;
         let family = match router.resolve_genl_family(k::FAMILY_NAME).await {
             Ok(id) => id,
+            // The kernel's answer for a family it does not have (the errno, not
+            // neli's wording).
             Err(neli::err::RouterError::Nlmsgerr(e)) if e.error().abs() == libc::ENOENT => {
-                return Err(IpvsError::ModuleNotLoaded { netns: netns() })
-            }
-            Err(e) if e.to_string().contains("was not found") => {
                 return Err(IpvsError::ModuleNotLoaded { netns: netns() })
             }
             Err(e) => return Err(socket_err("resolve the IPVS family", e)),
@@ -81,7 +89,21 @@ impl IpvsHandle {
             family,
             dump_lock: tokio::sync::Mutex::new(()),
             sent: std::sync::atomic::AtomicU64::new(0),
+            broken: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether a request timed out or the socket failed: replace the handle.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn broke(&self, e: IpvsError) -> IpvsError {
+        if matches!(e, IpvsError::Timeout { .. } | IpvsError::Socket { .. }) {
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        e
     }
 
     /// How many requests (dumps included) this handle has sent.
@@ -99,13 +121,33 @@ impl IpvsHandle {
                 NlPayload::Payload(req.encode()?),
             )
             .await
-            .map_err(|e| socket_err("send", e))
+            .map_err(|e| self.broke(socket_err("send", e)))
     }
 
-    /// Reads a request's answers until its ack (or the end of its dump).
-    async fn collect(req: &Request, mut rx: Receiver) -> Result<Vec<Reply>, IpvsError> {
+    /// Reads a request's answers until its ack (or the end of its dump), each within
+    /// [`REPLY_TIMEOUT`].
+    async fn collect(&self, req: &Request, rx: Receiver) -> Result<Vec<Reply>, IpvsError> {
+        Self::collect_within(req, rx, REPLY_TIMEOUT)
+            .await
+            .map_err(|e| self.broke(e))
+    }
+
+    async fn collect_within(
+        req: &Request,
+        mut rx: Receiver,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Reply>, IpvsError> {
         let mut replies = Vec::new();
-        while let Some(msg) = rx.next::<u16, GenlMsg>().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(deadline, rx.next::<u16, GenlMsg>()).await else {
+                let (op, object) = describe(req);
+                return Err(IpvsError::Timeout {
+                    op: op.to_string(),
+                    object,
+                    after: deadline,
+                });
+            };
+            let Some(msg) = next else { break };
             match msg {
                 Ok(m) => {
                     if let NlPayload::Payload(p) = m.nl_payload() {
@@ -129,7 +171,7 @@ impl IpvsHandle {
             None
         };
         let rx = self.send(&req).await?;
-        Self::collect(&req, rx).await
+        self.collect(&req, rx).await
     }
 
     /// Sends many requests, pipelined, and returns each one's outcome in order. One
@@ -140,7 +182,7 @@ impl IpvsHandle {
         for req in reqs {
             if req.is_dump() {
                 while let Some((r, rx)) = inflight.pop_front() {
-                    out.push(Self::finish(&r, rx).await);
+                    out.push(self.finish(&r, rx).await);
                 }
                 out.push(self.request(req).await);
                 continue;
@@ -152,23 +194,24 @@ impl IpvsHandle {
             };
             while inflight.len() >= window {
                 if let Some((r, rx)) = inflight.pop_front() {
-                    out.push(Self::finish(&r, rx).await);
+                    out.push(self.finish(&r, rx).await);
                 }
             }
             let rx = self.send(&req).await;
             inflight.push_back((req, rx));
         }
         while let Some((r, rx)) = inflight.pop_front() {
-            out.push(Self::finish(&r, rx).await);
+            out.push(self.finish(&r, rx).await);
         }
         out
     }
 
     async fn finish(
+        &self,
         req: &Request,
         rx: Result<Receiver, IpvsError>,
     ) -> Result<Vec<Reply>, IpvsError> {
-        Self::collect(req, rx?).await
+        self.collect(req, rx?).await
     }
 
     async fn ack(&self, req: Request) -> Result<(), IpvsError> {

@@ -66,11 +66,16 @@ impl Kernel {
         })
     }
 
-    /// The socket in use, replaced first if it has served its share of requests.
+    /// The socket in use, replaced first if it broke (a reply timed out, a socket
+    /// error: the new one resolves the family again, as after an `ip_vs` reload) or
+    /// has served its share of requests.
     async fn current(&self) -> Result<std::sync::Arc<IpvsHandle>, IpvsError> {
         let mut h = self.handle.lock().await;
         let sent = h.requests_sent();
-        if sent >= REQUESTS_PER_SOCKET {
+        if h.is_broken() || sent >= REQUESTS_PER_SOCKET {
+            if h.is_broken() {
+                tracing::warn!("replacing the netlink socket after a timeout or socket error");
+            }
             *h = std::sync::Arc::new(IpvsHandle::connect().await?);
             self.requests_before
                 .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
@@ -154,6 +159,10 @@ struct FakeState {
     dump_failures: usize,
     /// The proc listing leaves out its first this many services.
     proc_skips: usize,
+    /// `summary()` fails this many more times.
+    proc_failures: usize,
+    /// This many more netlink calls never answer (a lost reply).
+    hangs: usize,
 }
 
 impl FakeKernel {
@@ -206,6 +215,28 @@ impl FakeKernel {
     /// Makes the next `times` dumps fail.
     pub fn fail_dumps(&self, times: usize) {
         self.lock().dump_failures = times;
+    }
+
+    /// Makes the next `times` reads of the proc listing fail.
+    pub fn fail_proc(&self, times: usize) {
+        self.lock().proc_failures = times;
+    }
+
+    /// Makes the next `times` netlink calls (table, services, apply) never answer.
+    pub fn hang(&self, times: usize) {
+        self.lock().hangs = times;
+    }
+
+    async fn maybe_hang(&self) {
+        let hang = {
+            let mut st = self.lock();
+            let h = st.hangs > 0;
+            st.hangs = st.hangs.saturating_sub(1);
+            h
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -286,6 +317,7 @@ fn as_table(t: &Observed) -> Table {
 
 impl IpvsBackend for FakeKernel {
     async fn table(&self) -> Result<Table, IpvsError> {
+        self.maybe_hang().await;
         let mut st = self.lock();
         if st.dump_failures > 0 {
             st.dump_failures -= 1;
@@ -299,7 +331,14 @@ impl IpvsBackend for FakeKernel {
     }
 
     async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
-        let st = self.lock();
+        let mut st = self.lock();
+        if st.proc_failures > 0 {
+            st.proc_failures -= 1;
+            return Err(IpvsError::ProcRead {
+                path: proc::PATH,
+                source: std::io::Error::other("injected failure"),
+            });
+        }
         let table: Table = as_table(&st.table)
             .into_iter()
             .skip(st.proc_skips)
@@ -308,6 +347,7 @@ impl IpvsBackend for FakeKernel {
     }
 
     async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {
+        self.maybe_hang().await;
         let mut st = self.lock();
         st.reads += keys.len();
         Ok(keys
@@ -317,6 +357,7 @@ impl IpvsBackend for FakeKernel {
     }
 
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
+        self.maybe_hang().await;
         let mut st = self.lock();
         ops.iter()
             .map(|op| {

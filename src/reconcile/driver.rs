@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::backend::IpvsBackend;
 use super::cache::TableCache;
@@ -32,6 +32,7 @@ use super::op::Op;
 use super::plan::{draining, plan, Drains, Gate};
 use super::scope::{config_change, gate_change, health_change, Scope};
 use crate::health::HealthMap;
+use crate::ipvs::proc::Block;
 use crate::ipvs::{IpvsError, ServiceKey};
 use crate::model::{Desired, OnExit};
 
@@ -318,26 +319,50 @@ impl<B: IpvsBackend> Reconciler<B> {
                 Ok(ReadKind::Services { read: keys.len() })
             }
             (Scope::All, Some(cache)) if !self.full_due => {
-                let blocks = self.backend.summary().await?;
-                let stale = cache.stale(&blocks, dirty);
-                let reads = self.backend.services(&stale).await?;
-                cache.update(&blocks, reads);
-                Ok(ReadKind::Proc {
-                    reread: stale.len(),
-                })
+                // The proc file only says what to re-read; when it cannot be read,
+                // everything is read over netlink instead (it never fails a pass).
+                match self.backend.summary().await {
+                    Ok(blocks) => {
+                        let stale = cache.stale(&blocks, dirty);
+                        let reads = self.backend.services(&stale).await?;
+                        cache.update(&blocks, reads);
+                        return Ok(ReadKind::Proc {
+                            reread: stale.len(),
+                        });
+                    }
+                    Err(e) => proc_failed(&e),
+                }
+                self.full_read(Vec::new()).await
             }
             _ => {
                 // The proc read comes first: its fingerprints must not be newer
                 // than the table they vouch for.
-                let blocks = self.backend.summary().await?;
-                let table = self.backend.table().await?;
-                let services = table.len();
-                self.cache = Some(TableCache::full(table, &blocks));
-                self.last_full = Some((Instant::now(), SystemTime::now()));
-                self.full_due = false;
-                Ok(ReadKind::Full { services })
+                let blocks = self.backend.summary().await.unwrap_or_else(|e| {
+                    proc_failed(&e);
+                    Vec::new()
+                });
+                self.full_read(blocks).await
             }
         }
+    }
+
+    /// Reads the whole table over netlink; `blocks` are the proc file's fingerprints
+    /// taken just before (none if it could not be read: then the next proc-based pass
+    /// finds every service unvouched for and reads it over netlink).
+    async fn full_read(&mut self, blocks: Vec<Block>) -> Result<ReadKind, IpvsError> {
+        let table = self.backend.table().await?;
+        let services = table.len();
+        self.cache = Some(TableCache::full(table, &blocks));
+        self.last_full = Some((Instant::now(), SystemTime::now()));
+        self.full_due = false;
+        Ok(ReadKind::Full { services })
+    }
+
+    /// After a pass was abandoned mid-way (its deadline passed): what it had taken
+    /// out of the reconciler's memory is lost, so the next pass reads everything.
+    pub fn abandoned(&mut self) {
+        self.full_due = true;
+        self.last = None;
     }
 
     /// Marks the next whole-table pass as a full read if `every` has passed since the
@@ -397,6 +422,14 @@ impl<B: IpvsBackend> Reconciler<B> {
     }
 }
 
+fn proc_failed(e: &IpvsError) {
+    warn!(error = %e, "the proc listing failed; reading the whole table over netlink this pass");
+}
+
+/// A pass that takes longer than this is abandoned (a reply the kernel never sent,
+/// a socket gone bad) and retried with backoff: the one writer never hangs.
+pub const PASS_DEADLINE: Duration = Duration::from_secs(120);
+
 /// When the loop runs its next pass on its own, and over what.
 struct Wake {
     at: tokio::time::Instant,
@@ -441,7 +474,24 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
         if trigger == Scope::All {
             r.full_read_if_older(desired.director.full_resync_interval);
         }
-        let report = r.pass(&desired, &health, &gate, trigger).await;
+        let outcome = tokio::select! {
+            _ = inputs.cancel.cancelled() => None,
+            o = tokio::time::timeout(PASS_DEADLINE, r.pass(&desired, &health, &gate, trigger)) => Some(o),
+        };
+        let report = match outcome {
+            None => break,
+            Some(Ok(report)) => report,
+            Some(Err(_)) => {
+                r.abandoned();
+                let e = format!("the pass did not finish within {PASS_DEADLINE:?}; abandoned, the next one reads the whole table");
+                error!("{e}");
+                PassReport {
+                    read_error: Some(e),
+                    took: PASS_DEADLINE,
+                    ..PassReport::default()
+                }
+            }
+        };
 
         let now = tokio::time::Instant::now();
         let retry = |backoff: &mut Option<Duration>| {
@@ -491,7 +541,12 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
         publish(&state, &r, report);
     }
     let desired = inputs.desired.borrow().clone();
-    r.exit(&desired).await;
+    if tokio::time::timeout(PASS_DEADLINE, r.exit(&desired))
+        .await
+        .is_err()
+    {
+        error!("shutting down: on_exit did not finish within {PASS_DEADLINE:?}; stopping anyway");
+    }
 }
 
 fn publish<B: IpvsBackend>(

@@ -493,6 +493,71 @@ mod driver_loop {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reply_that_never_comes_does_not_hang_the_writer_or_shutdown() {
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        kernel.hang(1); // the first read never answers
+        let t0 = tokio::time::Instant::now();
+        let t = start(d, h, kernel);
+        // Paused time runs ahead while everything waits: to the deadline, then the
+        // retry.
+        let mut state = t.state.clone();
+        let converged = tokio::time::timeout(driver::PASS_DEADLINE * 3, async {
+            while t.kernel.observed().services.is_empty() {
+                state.changed().await.expect("state");
+            }
+        })
+        .await;
+        assert!(
+            converged.is_ok(),
+            "the writer hung on a reply that never came"
+        );
+        assert!(t0.elapsed() >= driver::PASS_DEADLINE, "{:?}", t0.elapsed());
+        let st = t.state.borrow().clone();
+        assert_eq!(st.failures, 1, "{st:?}");
+        assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 1);
+
+        // A hang again, and SIGTERM meanwhile: the loop stops at once.
+        t.kernel.hang(1);
+        t.kernel.mutate(|o| {
+            o.services.clear();
+        });
+        tokio::time::advance(Duration::from_secs(30)).await; // the resync tick
+        settle().await;
+        t.cancel.cancel();
+        settle().await;
+        assert!(
+            t.task.is_finished(),
+            "shutdown waited for a reply that never comes"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_proc_listing_means_a_netlink_read_not_a_failed_pass() {
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        kernel.fail_proc(3);
+        let t = start(d, h, kernel);
+        settle().await;
+        assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 1);
+        // Drift, found by a whole-table pass whose proc read fails too.
+        t.kernel.mutate(|o| {
+            o.services.clear();
+        });
+        tokio::time::advance(Duration::from_secs(30)).await;
+        settle().await;
+        let st = t.state.borrow().clone();
+        assert!(st.errors.is_empty(), "{st:?}");
+        assert_eq!(
+            t.kernel.observed().services[&key(80)].dests.len(),
+            1,
+            "the drift was not repaired"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_refused_op_is_retried_with_backoff_and_does_not_stop_the_others() {
         let d = desired(vec![svc(
             80,
