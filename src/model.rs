@@ -39,6 +39,9 @@ pub struct DirectorSettings {
     pub on_exit: OnExit,
     /// How long a removed real server may drain before it is deleted anyway.
     pub drain_timeout: Duration,
+    /// Where the director records the services it manages (see
+    /// `reconcile::managed`); `None`: not recorded.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// The `[agents]` section.

@@ -65,6 +65,10 @@ pub struct ReconcileStatus {
     pub last_full_read: Option<f64>,
     /// Errors of the last pass.
     pub errors: Vec<String>,
+    /// Ops held back after a permanent refusal (EINVAL, a missing scheduler, EPERM):
+    /// not retried until the config or the kernel changes.
+    #[serde(default)]
+    pub held: Vec<String>,
 }
 
 /// One managed service.
@@ -270,6 +274,7 @@ pub fn build(
             last_read: state.last_read.to_string(),
             last_full_read: state.last_full_read.map(epoch),
             errors: state.errors.clone(),
+            held: state.held.clone(),
         },
         services,
         unmanaged_services: unmanaged,

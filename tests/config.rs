@@ -358,6 +358,7 @@ vips = ["192.0.2.13"]
     // The director's default gateway cannot be a VIP.
     let host = config::Host {
         gateways: vec!["192.0.2.1".parse().expect("ip")],
+        base: None,
     };
     let text = "[[service]]\nname = \"w\"\nvip = \"192.0.2.1\"\nport = 80\n";
     let e = config::parse_on(text, "t.toml", &host).expect_err("gateway accepted");
@@ -366,6 +367,27 @@ vips = ["192.0.2.13"]
             "t.toml:3:7: service \"w\": vip 192.0.2.1 is this director's default gateway"
         ),
         "{e}"
+    );
+}
+
+#[test]
+fn relative_agent_key_paths_resolve_against_the_credentials_or_config_folder() {
+    let host = config::Host {
+        gateways: vec![],
+        base: Some("/run/credentials/lvsdr-director.service".into()),
+    };
+    let text =
+        "[agents]\nca = \"ca.pem\"\ncert = \"director.pem\"\nkey = \"/etc/lvsdr/director.key\"\n";
+    let d = config::parse_on(text, "t.toml", &host).expect("valid");
+    let a = d.agents.expect("agents");
+    assert_eq!(
+        a.ca,
+        std::path::Path::new("/run/credentials/lvsdr-director.service/ca.pem")
+    );
+    assert_eq!(
+        a.key,
+        std::path::Path::new("/etc/lvsdr/director.key"),
+        "absolute paths stay"
     );
 }
 

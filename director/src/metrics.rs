@@ -101,6 +101,10 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "reconcile_failures",
         "Kernel changes refused and failed dumps",
     );
+    let held = s.gauge(
+        "reconcile_held_ops",
+        "Kernel changes refused for good (EINVAL, missing scheduler, EPERM), held back until the config or the kernel changes",
+    );
     let generation = s.gauge("config_generation", "Config generation in force");
     let agent_up = s.gauge("agent_reachable", "1 if the agent answered the last push");
     let agent_ok = s.gauge(
@@ -157,6 +161,8 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     failures
         .get_or_create(&none)
         .inc_by(status.reconcile.failures);
+    held.get_or_create(&none)
+        .set(status.reconcile.held.len() as f64);
     generation
         .get_or_create(&none)
         .set(status.config.generation as f64);

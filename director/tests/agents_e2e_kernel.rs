@@ -32,6 +32,11 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
     let pki = dir.join("pki");
     let _ = std::fs::remove_dir_all(&pki);
     lvsdr::pki::init(&pki, &[lab.rip(1), lab.rip(2)]).expect("pki");
+    // The director runs as nobody: its key is readable to it, as LoadCredential makes it.
+    support::sh(&format!(
+        "chown {NOBODY} {0}/director.key {0}/director.pem {0}/ca.pem",
+        pki.display()
+    ));
     let agent_config = |i: usize| {
         let rip = lab.rip(i);
         write_file(

@@ -81,6 +81,25 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
         .any(|l| l.ends_with("check-config /etc/lvsdr/director.toml")));
     assert_eq!(line("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
     assert_eq!(line("WatchdogSec"), ["60s"]);
+    for (k, v) in [
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("StateDirectory", "lvsdr-director"),
+        (
+            "RestrictAddressFamilies",
+            "AF_UNIX AF_NETLINK AF_INET AF_INET6",
+        ),
+        ("SystemCallFilter", "@system-service"),
+        ("LimitNOFILE", "65536"),
+        ("TasksMax", "256"),
+    ] {
+        assert_eq!(line(k), [v], "{k}");
+    }
+    assert!(line("LoadCredential").contains(&"director.key:/etc/lvsdr/director.key".to_string()));
+    // The example config's state file is in the unit's state directory.
+    assert!(include_str!("../../conf/director.toml")
+        .contains("state_file = \"/var/lib/lvsdr-director/managed.json\""));
     assert_eq!(line("CapabilityBoundingSet"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     assert_eq!(line("AmbientCapabilities"), ["CAP_NET_ADMIN CAP_NET_RAW"]);
     // The subcommands and flags the unit uses exist.

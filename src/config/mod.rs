@@ -58,6 +58,9 @@ impl fmt::Display for ConfigErrors {
 pub struct Host {
     /// The default gateways (a VIP must not be one).
     pub gateways: Vec<std::net::IpAddr>,
+    /// Where relative paths in `[agents]` resolve: `$CREDENTIALS_DIRECTORY` under
+    /// systemd (`LoadCredential=`), else the config file's folder.
+    pub base: Option<std::path::PathBuf>,
 }
 
 impl Host {
@@ -68,6 +71,7 @@ impl Host {
         let v6 = std::fs::read_to_string("/proc/net/ipv6_route").unwrap_or_default();
         Host {
             gateways: default_gateways(&v4, &v6),
+            base: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
         }
     }
 }
@@ -116,7 +120,11 @@ pub fn load(path: &Path) -> Result<Desired, ConfigErrors> {
             message: format!("cannot read: {e}"),
         }])
     })?;
-    parse_on(&text, &name, &Host::read())
+    let mut host = Host::read();
+    if host.base.is_none() {
+        host.base = path.parent().map(Path::to_path_buf);
+    }
+    parse_on(&text, &name, &host)
 }
 
 /// Parses and validates config text; `file` names it in errors.

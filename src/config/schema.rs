@@ -36,6 +36,7 @@ pub struct DirectorSection {
     pub full_resync_interval: Option<Spanned<String>>,
     pub on_exit: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
+    pub state_file: Option<Spanned<String>>,
 }
 
 /// `[[service]]`.

@@ -244,7 +244,14 @@ fn agents(v: &mut V<'_>, a: &AgentsSection) -> Option<AgentSettings> {
         None => Some(Duration::from_secs(30)),
         Some(d) => v.duration(d, ctx, "confirm_grace"),
     };
-    let path = |s: &Spanned<String>| std::path::PathBuf::from(s.get_ref());
+    let base = v.host.base.clone();
+    let path = |s: &Spanned<String>| {
+        let p = std::path::PathBuf::from(s.get_ref());
+        match &base {
+            Some(b) if p.is_relative() => b.join(p),
+            _ => p,
+        }
+    };
     Some(AgentSettings {
         port: port?,
         ca: path(&a.ca),
@@ -288,6 +295,10 @@ fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
         full_resync_interval: full_resync_interval?,
         on_exit: on_exit?,
         drain_timeout: drain_timeout?,
+        state_file: d
+            .state_file
+            .as_ref()
+            .map(|p| std::path::PathBuf::from(p.get_ref())),
     })
 }
 

@@ -153,8 +153,9 @@ struct FakeState {
     applied: usize,
     /// Services read over netlink (a full read counts them all).
     reads: usize,
-    /// Ops whose text contains the key fail with EIO, as many times as the count says.
-    failures: Vec<(String, usize)>,
+    /// Ops whose text contains the key fail with the errno, as many times as the
+    /// count says.
+    failures: Vec<(String, usize, i32)>,
     /// `table()` fails this many more times.
     dump_failures: usize,
     /// The proc listing leaves out its first this many services.
@@ -203,7 +204,14 @@ impl FakeKernel {
 
     /// Makes the next `times` ops whose text contains `pattern` fail with EIO.
     pub fn fail(&self, pattern: &str, times: usize) {
-        self.lock().failures.push((pattern.to_string(), times));
+        self.fail_with(pattern, times, libc::EIO);
+    }
+
+    /// Makes the next `times` ops whose text contains `pattern` fail with `errno`.
+    pub fn fail_with(&self, pattern: &str, times: usize, errno: i32) {
+        self.lock()
+            .failures
+            .push((pattern.to_string(), times, errno));
     }
 
     /// Makes the proc listing leave out its first `n` services, as the kernel's does
@@ -366,10 +374,10 @@ impl IpvsBackend for FakeKernel {
                 if let Some(f) = st
                     .failures
                     .iter_mut()
-                    .find(|(p, n)| *n > 0 && text.contains(p.as_str()))
+                    .find(|(p, n, _)| *n > 0 && text.contains(p.as_str()))
                 {
                     f.1 -= 1;
-                    return Err(kernel_error(&op.request(), libc::EIO));
+                    return Err(kernel_error(&op.request(), f.2));
                 }
                 apply_one(&mut st.table, op).map_err(|errno| kernel_error(&op.request(), errno))
             })

@@ -23,13 +23,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::backend::IpvsBackend;
 use super::cache::TableCache;
+use super::managed::Record;
 use super::observed::Observed;
 use super::op::Op;
 use super::plan::{draining, plan, Drains, Gate};
+use super::refusal::{classify, Refusal};
 use super::scope::{config_change, gate_change, health_change, Scope};
 use crate::health::HealthMap;
 use crate::ipvs::proc::Block;
@@ -100,6 +102,9 @@ pub struct ReconcileState {
     pub failures: u64,
     /// The errors of the last pass (empty when it went through).
     pub errors: Vec<String>,
+    /// Ops held back after a permanent refusal (EINVAL, a missing scheduler, EPERM),
+    /// with the refusal: not retried until the config or the kernel changes.
+    pub held: Vec<String>,
     /// Services left from an earlier config, draining before deletion.
     pub retired: Vec<ServiceKey>,
 }
@@ -129,12 +134,29 @@ pub struct PassReport {
     pub ops: Vec<Op>,
     /// Those the kernel accepted.
     pub applied: u64,
-    /// The refusals.
+    /// The transient refusals (retried with backoff).
     pub errors: Vec<String>,
+    /// Ops held back (refused permanently, now or before), with the refusal.
+    pub held: Vec<String>,
+    /// Services whose op was refused as already done (EEXIST on an add, ENOENT on a
+    /// delete): read again at once.
+    pub converged: HashSet<ServiceKey>,
     /// How long the pass took.
     pub took: Duration,
     /// Whether it covered the whole table.
     pub whole: bool,
+}
+
+/// What applying a plan came to.
+#[derive(Debug, Default)]
+struct Applied {
+    applied: u64,
+    /// Transient refusals.
+    errors: Vec<String>,
+    /// Services to read again (converged refusals).
+    converged: HashSet<ServiceKey>,
+    /// Permanent refusals.
+    refused_for_good: Vec<(Op, String)>,
 }
 
 /// The state a pass carries to the next: the cached table, what is draining since
@@ -149,6 +171,10 @@ pub struct Reconciler<B> {
     retired: HashSet<ServiceKey>,
     since: HashMap<DrainId, Instant>,
     last: Option<(Arc<Desired>, HealthMap, Gate)>,
+    /// Ops refused permanently (by their text), with their service and the refusal.
+    held: HashMap<String, (ServiceKey, String)>,
+    /// Where what is managed is recorded across restarts.
+    record: Option<Record>,
 }
 
 fn keys(d: &Desired) -> HashSet<ServiceKey> {
@@ -169,6 +195,38 @@ impl<B: IpvsBackend> Reconciler<B> {
             retired: HashSet::new(),
             since: HashMap::new(),
             last: None,
+            held: HashMap::new(),
+            record: None,
+        }
+    }
+
+    /// Records what it manages in `path` (`[director] state_file`). Services recorded
+    /// there but no longer in the config (dropped while the director was down) are
+    /// retired: drained and removed like services a reload dropped.
+    pub fn with_record(mut self, path: &std::path::Path) -> Reconciler<B> {
+        match Record::load(path) {
+            Ok((record, recorded)) => {
+                for k in recorded.into_iter().filter(|k| !self.managed.contains(k)) {
+                    info!(service = %k, "recorded as managed but not in the config: draining it");
+                    self.retired.insert(k);
+                }
+                self.record = Some(record);
+            }
+            Err(e) => {
+                // Rewritten with what is managed now; what it held is lost either way.
+                error!(error = %e, "cannot read the record of managed services; services dropped while the director was down stay unmanaged");
+                self.record = Some(Record::new(path));
+            }
+        }
+        self
+    }
+
+    async fn save_record(&mut self) {
+        let keys = self.managed.union(&self.retired).cloned().collect();
+        if let Some(r) = &mut self.record {
+            if let Err(e) = r.save(keys).await {
+                warn!(error = %e, "cannot record the managed services");
+            }
         }
     }
 
@@ -192,7 +250,10 @@ impl<B: IpvsBackend> Reconciler<B> {
         self.dirty.clone()
     }
 
-    fn new_config(&mut self, desired: &Desired) {
+    /// Takes in a new config; returns the services whose held ops it releases (a new
+    /// config may mend what the kernel refused), for the pass to cover.
+    fn new_config(&mut self, desired: &Desired) -> HashSet<ServiceKey> {
+        let released = self.held.drain().map(|(_, (k, _))| k).collect();
         let now = keys(desired);
         for gone in self.managed.difference(&now) {
             info!(service = %gone, "service left the config: draining it");
@@ -200,6 +261,7 @@ impl<B: IpvsBackend> Reconciler<B> {
         }
         self.retired.retain(|k| !now.contains(k));
         self.managed = now;
+        released
     }
 
     /// One pass over `trigger` widened by whatever changed in the inputs since the
@@ -226,7 +288,10 @@ impl<B: IpvsBackend> Reconciler<B> {
             }
         }
         if reloaded {
-            self.new_config(desired);
+            let released = self.new_config(desired);
+            if !released.is_empty() {
+                scope.merge(Scope::Services(released));
+            }
         }
         if scope.is_empty() && self.dirty.is_empty() {
             self.last = Some((desired.clone(), health.clone(), gate.clone()));
@@ -280,18 +345,39 @@ impl<B: IpvsBackend> Reconciler<B> {
             self.since.entry(id).or_insert(now);
         }
         drains.since = self.since.clone();
-        let ops = plan(desired, observed, health, gate, &drains);
-        let (applied, errors) = self.apply(&ops).await;
+        let (ops, mut held): (Vec<Op>, Vec<Op>) = plan(desired, observed, health, gate, &drains)
+            .into_iter()
+            .partition(|op| !self.held.contains_key(&op.to_string()));
+        let outcome = self.apply(&ops).await;
         self.dirty = ops.iter().map(|op| op.service().clone()).collect();
-        if !errors.is_empty() {
+        if !outcome.errors.is_empty() {
             self.full_due = true;
         }
+        for (op, e) in &outcome.refused_for_good {
+            self.held
+                .insert(op.to_string(), (op.service().clone(), e.clone()));
+        }
+        held.extend(outcome.refused_for_good.into_iter().map(|(op, _)| op));
+        self.save_record().await;
         PassReport {
             read,
             read_error: None,
             ops,
-            applied,
-            errors,
+            applied: outcome.applied,
+            errors: outcome.errors,
+            held: held
+                .iter()
+                .map(|op| {
+                    let text = op.to_string();
+                    let why = self
+                        .held
+                        .get(&text)
+                        .map(|h| h.1.clone())
+                        .unwrap_or_default();
+                    format!("held back until the config or the kernel changes: {why}")
+                })
+                .collect(),
+            converged: outcome.converged,
             took: t0.elapsed(),
             whole: scope == Scope::All,
         }
@@ -352,6 +438,8 @@ impl<B: IpvsBackend> Reconciler<B> {
     async fn full_read(&mut self, blocks: Vec<Block>) -> Result<ReadKind, IpvsError> {
         let table = self.backend.table().await?;
         let services = table.len();
+        // The kernel may have changed (a scheduler module loaded): try again.
+        self.held.clear();
         self.cache = Some(TableCache::full(table, &blocks));
         self.last_full = Some((Instant::now(), SystemTime::now()));
         self.full_due = false;
@@ -373,25 +461,43 @@ impl<B: IpvsBackend> Reconciler<B> {
         }
     }
 
-    async fn apply(&self, ops: &[Op]) -> (u64, Vec<String>) {
+    async fn apply(&self, ops: &[Op]) -> Applied {
+        let mut out = Applied::default();
         if ops.is_empty() {
-            return (0, Vec::new());
+            return out;
         }
-        let mut applied = 0;
-        let mut errors = Vec::new();
         for (op, r) in ops.iter().zip(self.backend.apply(ops).await) {
-            match r {
+            let e = match r {
                 Ok(()) => {
-                    applied += 1;
-                    info!(%op, "applied");
+                    out.applied += 1;
+                    debug!(%op, "applied");
+                    continue;
                 }
-                Err(e) => {
-                    warn!(%op, error = %e, "kernel refused");
-                    errors.push(e.to_string());
+                Err(e) => e,
+            };
+            match classify(op, &e) {
+                Refusal::Converged => {
+                    info!(%op, error = %e, "already so in the kernel (another writer?); reading the service again");
+                    out.converged.insert(op.service().clone());
+                }
+                Refusal::Permanent => {
+                    error!(%op, error = %e, "refused for good: held back until the config or the kernel changes");
+                    out.refused_for_good.push((op.clone(), e.to_string()));
+                }
+                Refusal::Transient => {
+                    warn!(%op, error = %e, "kernel refused; retrying with backoff");
+                    out.errors.push(e.to_string());
                 }
             }
         }
-        (applied, errors)
+        if out.applied > 0 {
+            info!(
+                applied = out.applied,
+                refused = ops.len() as u64 - out.applied,
+                "ops applied"
+            );
+        }
+        out
     }
 
     /// With `on_exit = "flush"`, deletes every managed and retired service.
@@ -413,10 +519,10 @@ impl<B: IpvsBackend> Reconciler<B> {
             .filter(|k| present.contains(*k))
             .map(|k| Op::DelService(k.clone()))
             .collect();
-        let (n, errors) = self.apply(&ops).await;
+        let done = self.apply(&ops).await;
         info!(
-            deleted = n,
-            failed = errors.len(),
+            deleted = done.applied,
+            failed = ops.len() as u64 - done.applied,
             "shutting down: managed services flushed (on_exit = flush)"
         );
     }
@@ -440,12 +546,17 @@ struct Wake {
 pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sender<ReconcileState>) {
     let mut inputs = inputs;
     let mut r = Reconciler::new(backend, &inputs.desired.borrow());
+    let record = inputs.desired.borrow().director.state_file.clone();
+    if let Some(path) = record {
+        r = r.with_record(&path);
+    }
     let mut period = inputs.desired.borrow().director.resync_interval;
     let mut resync = tokio::time::interval(period);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wake: Option<Wake> = None;
     let mut backoff: Option<Duration> = None;
     let mut verifying = false;
+    let mut converged_again = false;
     loop {
         let at = wake.as_ref().map(|w| w.at);
         let mut trigger = tokio::select! {
@@ -504,6 +615,16 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
         };
         if report.read_error.is_some() || !report.errors.is_empty() {
             wake = Some(retry(&mut backoff));
+        } else if !report.converged.is_empty() {
+            // Read those services again at once; if that keeps happening, back off.
+            wake = Some(if converged_again {
+                retry(&mut backoff)
+            } else {
+                Wake {
+                    at: now,
+                    scope: Scope::Services(report.converged.clone()),
+                }
+            });
         } else if !report.ops.is_empty() {
             if verifying {
                 // The last pass applied everything, yet the kernel still differs.
@@ -526,8 +647,11 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
         } else if report.read != ReadKind::Nothing {
             backoff = None;
         }
-        verifying =
-            !report.ops.is_empty() && report.errors.is_empty() && report.read_error.is_none();
+        converged_again = !report.converged.is_empty();
+        verifying = !report.ops.is_empty()
+            && report.errors.is_empty()
+            && report.converged.is_empty()
+            && report.read_error.is_none();
         let draining = r.draining();
         if wake.is_none() && !draining.is_empty() {
             wake = Some(Wake {
@@ -574,6 +698,7 @@ fn publish<B: IpvsBackend>(
         s.ops_applied += report.applied;
         s.failures += failures;
         s.errors = errors;
+        s.held = report.held;
         s.retired = retired;
     });
 }

@@ -5,9 +5,11 @@
 pub mod backend;
 pub mod cache;
 pub mod driver;
+pub mod managed;
 mod observed;
 mod op;
 mod plan;
+pub mod refusal;
 pub mod scope;
 
 #[cfg(test)]

@@ -71,6 +71,7 @@ fn desired(services: Vec<DesiredService>) -> Desired {
             full_resync_interval: Duration::from_secs(300),
             on_exit: OnExit::Keep,
             drain_timeout: Duration::from_secs(60),
+            state_file: None,
         },
         services,
         agents: None,
@@ -490,6 +491,123 @@ mod driver_loop {
         for _ in 0..20 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_dropped_while_the_director_was_down_is_removed_at_the_next_start() {
+        let dir = std::env::temp_dir().join(format!("lvsdr-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("director.json");
+        let _ = std::fs::remove_file(&path);
+        let with_record = |services| {
+            let mut d = desired(services);
+            d.director.state_file = Some(path.clone());
+            d
+        };
+        let both = with_record(vec![
+            svc(80, vec![rs("10.0.0.11", 80, 1)]),
+            svc(81, vec![rs("10.0.0.11", 81, 1)]),
+        ]);
+        let h = all(&both, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        let t = start(both, h.clone(), kernel.clone());
+        settle().await;
+        assert_eq!(kernel.observed().services.len(), 2);
+        // The record is written off the runtime thread.
+        for _ in 0..200 {
+            if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("81")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            settle().await;
+        }
+        t.cancel.cancel();
+        settle().await;
+        assert!(t.task.is_finished());
+
+        // Down; the config loses service 81; up again, over the same kernel.
+        let one = with_record(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        let t = start(one.clone(), all(&one, Health::Up), kernel.clone());
+        for _ in 0..200 {
+            settle().await;
+            if kernel.observed().services.len() == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            kernel
+                .observed()
+                .services
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            vec![key(80)],
+            "the service dropped while down stayed in the kernel"
+        );
+        for _ in 0..200 {
+            if std::fs::read_to_string(&path).is_ok_and(|t| !t.contains("81")) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            settle().await;
+        }
+        t.cancel.cancel();
+        let recorded = std::fs::read_to_string(&path).expect("record");
+        assert!(
+            !recorded.contains("81"),
+            "the removed service is still recorded: {recorded}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_permanent_refusal_is_held_back_until_the_config_changes() {
+        let d = desired(vec![svc(
+            80,
+            vec![rs("10.0.0.11", 80, 1), rs("10.0.0.12", 80, 1)],
+        )]);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        kernel.fail_with("10.0.0.12", 1, libc::EINVAL);
+        let t = start(d.clone(), h, kernel);
+        settle().await;
+        let sent = t.kernel.applied();
+        // Backoff would have retried many times by now; a held op is not sent again,
+        // through resyncs too.
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(31)).await;
+            settle().await;
+        }
+        assert_eq!(
+            t.kernel.applied(),
+            sent,
+            "a permanently refused op was retried"
+        );
+        let st = t.state.borrow().clone();
+        assert_eq!(st.held.len(), 1, "{st:?}");
+        assert!(st.held[0].contains("EINVAL"), "{st:?}");
+        assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 1);
+        // A new config (even an equal one) tries again.
+        t.desired.send_replace(Arc::new(d));
+        settle().await;
+        assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 2);
+        assert!(t.state.borrow().held.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn already_done_is_read_again_at_once_not_retried_with_backoff() {
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        // Another writer "added" the destination first (the fake says EEXIST once).
+        kernel.fail_with("10.0.0.11", 1, libc::EEXIST);
+        let t = start(d, h, kernel);
+        settle().await;
+        // No time has passed: no backoff was waited for.
+        assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 1);
+        let st = t.state.borrow().clone();
+        assert!(st.errors.is_empty() && st.held.is_empty(), "{st:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -54,13 +54,50 @@ fn log_path(config: &Path, what: &str) -> PathBuf {
     config.with_extension(format!("{what}.{stamp}.log"))
 }
 
-/// Starts the director with `config` and waits for its status endpoint.
+/// The capabilities the director's systemd unit grants, as setpriv names them
+/// (`+net_admin,+net_raw`).
+pub fn director_caps() -> String {
+    include_str!("../../conf/lvsdr-director.service")
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("AmbientCapabilities in the unit")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The unprivileged user the director runs as in the tests.
+pub const NOBODY: u32 = 65534;
+
+/// Starts the director with `config` and waits for its status endpoint. It runs as
+/// `nobody` with exactly the capabilities of its systemd unit, so a missing one fails
+/// here; what it must read is readable by that user (the unit's LoadCredential).
 pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
     let cfg = config.display().to_string();
+    let caps = director_caps();
+    let (uid, inh, amb, bnd) = (
+        format!("--reuid={NOBODY}"),
+        format!("--inh-caps=-all,{caps}"),
+        format!("--ambient-caps=-all,{caps}"),
+        format!("--bounding-set=-all,{caps}"),
+    );
+    let gid = format!("--regid={NOBODY}");
     let p = Proc::spawn(
         &lab.director,
-        bin,
-        &["run", "--config", &cfg],
+        "/usr/bin/setpriv",
+        &[
+            &uid,
+            &gid,
+            "--clear-groups",
+            &inh,
+            &amb,
+            &bnd,
+            bin,
+            "run",
+            "--config",
+            &cfg,
+        ],
         log_path(config, "director"),
     );
     let up = poll(20, || lab.director_get(STATUS, "/healthz").ok());
