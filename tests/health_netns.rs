@@ -61,7 +61,9 @@ fn a_half_open_check_finds_listeners_and_leaves_no_connection_behind() {
         );
         let refused = checker.run(&spec(closed, CheckKind::TcpSyn)).await;
         assert!(
-            refused.as_ref().is_err_and(|e| e.contains("RST")),
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("RST")),
             "{refused:?}"
         );
         let silent = checker

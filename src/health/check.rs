@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use tokio::net::{TcpStream, UdpSocket};
 
+use super::failure::{io_failure, root_cause, CheckFailure};
 use super::spec::{CheckKind, CheckSpec, HttpCheck};
 use super::syn::SynProber;
 
@@ -64,21 +65,24 @@ impl Checker {
     }
 
     /// Runs a check once, within its timeout.
-    pub async fn run(&self, p: &Prepared) -> Result<(), String> {
+    pub async fn run(&self, p: &Prepared) -> Result<(), CheckFailure> {
         let spec = &p.spec;
         match tokio::time::timeout(spec.timeout, self.run_unbounded(p)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {:?}", spec.timeout)),
+            Err(_) => Err(CheckFailure::Down(format!(
+                "timed out after {:?}",
+                spec.timeout
+            ))),
         }
     }
 
-    async fn run_unbounded(&self, p: &Prepared) -> Result<(), String> {
+    async fn run_unbounded(&self, p: &Prepared) -> Result<(), CheckFailure> {
         let target = p.spec.target;
         match &p.spec.kind {
             CheckKind::Tcp => {
                 let s = TcpStream::connect(target)
                     .await
-                    .map_err(|e| format!("connect {target}: {e}"))?;
+                    .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
                 // Close with RST: no FIN exchange, no TIME_WAIT, for either side; a
                 // check sends nothing that could be lost.
                 let _ = s.set_zero_linger();
@@ -91,12 +95,14 @@ impl Checker {
                     .get_or_init(|| async move { SynProber::start(cancel) })
                     .await
                     .as_ref()
-                    .map_err(Clone::clone)?;
+                    .map_err(|e| CheckFailure::Local(e.clone()))?;
                 prober.probe(target).await
             }
             CheckKind::Http(h) => self.http_check(target, h, p.body.as_ref()).await,
             CheckKind::Dns { query } => dns_check(target, query).await,
-            CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout).await,
+            CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout)
+                .await
+                .map_err(CheckFailure::from),
         }
     }
 
@@ -105,7 +111,7 @@ impl Checker {
         target: SocketAddr,
         h: &HttpCheck,
         body_re: Option<&Regex>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckFailure> {
         let scheme = if h.tls { "https" } else { "http" };
         let url = format!("{scheme}://{target}{}", h.path);
         let client = if h.insecure {
@@ -117,21 +123,27 @@ impl Checker {
         if let Some(host) = &h.host {
             req = req.header(reqwest::header::HOST, host);
         }
-        let resp = req.send().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| root_cause(&format!("GET {url}"), &e))?;
         let status = resp.status().as_u16();
         if status != h.expect_status {
-            return Err(format!(
+            return Err(CheckFailure::Down(format!(
                 "GET {url}: status {status}, expected {}",
                 h.expect_status
-            ));
+            )));
         }
         if let Some(re) = body_re {
             let body = resp
                 .text()
                 .await
-                .map_err(|e| format!("GET {url}: body: {e}"))?;
+                .map_err(|e| root_cause(&format!("GET {url}: body"), &e))?;
             if !re.is_match(&body) {
-                return Err(format!("GET {url}: body does not match {:?}", re.as_str()));
+                return Err(CheckFailure::Down(format!(
+                    "GET {url}: body does not match {:?}",
+                    re.as_str()
+                )));
             }
         }
         Ok(())
@@ -158,7 +170,7 @@ fn dns_query(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
-async fn dns_check(target: SocketAddr, name: &str) -> Result<(), String> {
+async fn dns_check(target: SocketAddr, name: &str) -> Result<(), CheckFailure> {
     let bind: SocketAddr = if target.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -166,10 +178,10 @@ async fn dns_check(target: SocketAddr, name: &str) -> Result<(), String> {
     };
     let sock = UdpSocket::bind(bind)
         .await
-        .map_err(|e| format!("udp bind: {e}"))?;
+        .map_err(|e| io_failure("udp bind", &e))?;
     sock.connect(target)
         .await
-        .map_err(|e| format!("udp connect {target}: {e}"))?;
+        .map_err(|e| io_failure(&format!("udp connect {target}"), &e))?;
     // The id only has to differ between checks: time is good enough.
     let id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -177,13 +189,13 @@ async fn dns_check(target: SocketAddr, name: &str) -> Result<(), String> {
     let query = dns_query(id, name);
     sock.send(&query)
         .await
-        .map_err(|e| format!("dns query to {target}: {e}"))?;
+        .map_err(|e| io_failure(&format!("dns query to {target}"), &e))?;
     let mut buf = [0u8; 1500];
     loop {
         let n = sock
             .recv(&mut buf)
             .await
-            .map_err(|e| format!("dns answer from {target}: {e}"))?;
+            .map_err(|e| io_failure(&format!("dns answer from {target}"), &e))?;
         // Well-formed: a full header, our id, the QR (response) bit.
         if n >= 12 && buf[..2] == id.to_be_bytes() && buf[2] & 0x80 != 0 {
             return Ok(());

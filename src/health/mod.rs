@@ -4,12 +4,14 @@
 //! TCP checks.
 
 mod check;
+mod failure;
 mod spec;
 mod state;
 mod supervisor;
 pub mod syn;
 
 pub use check::{Checker, Prepared};
+pub use failure::CheckFailure;
 pub use spec::{CheckKind, CheckSpec, HttpCheck};
 pub use state::{Health, HealthMap, RiseFall};
 pub use supervisor::{CheckDetail, DetailMap, Supervisor};

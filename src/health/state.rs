@@ -47,6 +47,17 @@ impl RiseFall {
         self.state
     }
 
+    /// The check could not run (a local error): the state is unknown until the
+    /// server's answers count again; returns the new state if it changed.
+    pub fn unknown(&mut self) -> Option<Health> {
+        self.successes = 0;
+        self.failures = 0;
+        (self.state != Health::Unknown).then(|| {
+            self.state = Health::Unknown;
+            Health::Unknown
+        })
+    }
+
     /// Records one result; returns the new state if it changed.
     pub fn record(&mut self, ok: bool) -> Option<Health> {
         if ok {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::check::{Checker, Prepared};
+use super::failure::CheckFailure;
 use super::spec::CheckSpec;
 use super::state::{Health, HealthMap, RiseFall};
 
@@ -150,12 +151,17 @@ async fn check_loop(
         let t0 = Instant::now();
         let result = checker.run(&p).await;
         let latency = t0.elapsed();
-        let flipped = rf.record(result.is_ok());
+        // A local failure says nothing about the server: unknown, which keeps the
+        // weight the kernel has; only the server's own answers count for rise/fall.
+        let flipped = match &result {
+            Err(CheckFailure::Local(_)) => rf.unknown(),
+            r => rf.record(r.is_ok()),
+        };
         let detail = CheckDetail {
             health: rf.state(),
             last_check: Some(SystemTime::now()),
             latency: Some(latency),
-            error: result.err(),
+            error: result.err().map(|e| e.to_string()),
         };
         if let Some(state) = flipped {
             match &detail.error {

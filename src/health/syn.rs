@@ -12,6 +12,7 @@
 //! through a channel and wait on a oneshot for the outcome (their own timeout bounds
 //! the wait).
 
+use super::failure::{io_failure, CheckFailure};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -23,7 +24,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-type Outcome = Result<(), String>;
+type Outcome = Result<(), CheckFailure>;
 
 /// The receive buffer asked for each raw socket.
 const RECV_BUFFER: usize = 4 << 20;
@@ -64,9 +65,8 @@ impl SynProber {
             _reserve: reserve,
             pending: HashMap::new(),
             sources: HashMap::new(),
-            seq: std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish() as u32,
+            seq_key: std::collections::hash_map::RandomState::new(),
+            probes: 0,
         };
         tokio::spawn(run(v4, v6, state, rx, cancel));
         Ok(SynProber { tx })
@@ -78,9 +78,9 @@ impl SynProber {
         self.tx
             .send(Probe { target, reply })
             .await
-            .map_err(|_| "the tcp-syn prober stopped".to_string())?;
+            .map_err(|_| CheckFailure::Local("the tcp-syn prober stopped".into()))?;
         rx.await
-            .map_err(|_| "the tcp-syn prober dropped the probe".to_string())?
+            .map_err(|_| CheckFailure::Local("the tcp-syn prober dropped the probe".into()))?
     }
 }
 
@@ -132,14 +132,30 @@ fn reserve_port() -> std::io::Result<(Socket, u16)> {
     Ok((s, port))
 }
 
+/// How long a looked-up source address is used: routes and addresses change (a
+/// stale source would make every answer go elsewhere and the server look down).
+const SOURCE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
 struct State {
     port: u16,
     _reserve: Socket,
     /// (target, our sequence number) → who waits.
     pending: HashMap<(SocketAddr, u32), oneshot::Sender<Outcome>>,
     /// The source address the kernel picks for each destination (for the checksum).
-    sources: HashMap<IpAddr, IpAddr>,
-    seq: u32,
+    sources: HashMap<IpAddr, (IpAddr, std::time::Instant)>,
+    /// Sequence numbers are a keyed hash of a probe counter: unpredictable to anyone
+    /// who has seen earlier ones, so nobody off-path can forge the answer.
+    seq_key: std::collections::hash_map::RandomState,
+    probes: u64,
+}
+
+impl State {
+    fn next_seq(&mut self) -> u32 {
+        self.probes += 1;
+        let mut h = self.seq_key.build_hasher();
+        h.write_u64(self.probes);
+        h.finish() as u32
+    }
 }
 
 /// The address the kernel would send from to `dst` (a UDP connect sends nothing).
@@ -175,7 +191,7 @@ fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outco
     let outcome = if t.syn() && t.ack() {
         Ok(())
     } else if t.rst() {
-        Err("refused (RST)".to_string())
+        Err(CheckFailure::Down("refused (RST)".to_string()))
     } else {
         return None;
     };
@@ -254,22 +270,27 @@ impl State {
 
     fn send(&mut self, v4: &UdpSocket, v6: Option<&UdpSocket>, p: Probe) {
         let dst = p.target.ip();
-        let src = match self.sources.get(&dst) {
-            Some(s) => *s,
+        let fresh = |t: &std::time::Instant| t.elapsed() < SOURCE_TTL;
+        let src = match self.sources.get(&dst).filter(|(_, t)| fresh(t)) {
+            Some((s, _)) => *s,
             None => match source_for(dst) {
-                Ok(s) => *self.sources.entry(dst).or_insert(s),
+                Ok(s) => {
+                    self.sources.insert(dst, (s, std::time::Instant::now()));
+                    s
+                }
                 Err(e) => {
-                    let _ = p.reply.send(Err(format!("no route to {dst}: {e}")));
+                    let _ = p
+                        .reply
+                        .send(Err(CheckFailure::Local(format!("no route to {dst}: {e}"))));
                     return;
                 }
             },
         };
-        self.seq = self.seq.wrapping_add(0x9e37_79b9);
-        let seq = self.seq;
+        let seq = self.next_seq();
         let segment = match syn_segment(src, self.port, p.target, seq) {
             Ok(s) => s,
             Err(e) => {
-                let _ = p.reply.send(Err(e));
+                let _ = p.reply.send(Err(CheckFailure::Local(e)));
                 return;
             }
         };
@@ -277,7 +298,9 @@ impl State {
             (IpAddr::V4(_), _) => v4,
             (IpAddr::V6(_), Some(v6)) => v6,
             (IpAddr::V6(_), None) => {
-                let _ = p.reply.send(Err("no IPv6 raw socket on this host".into()));
+                let _ = p.reply.send(Err(CheckFailure::Local(
+                    "no IPv6 raw socket on this host".into(),
+                )));
                 return;
             }
         };
@@ -291,7 +314,9 @@ impl State {
             Err(e) => {
                 // The route may have changed: look the source up again next time.
                 self.sources.remove(&dst);
-                let _ = p.reply.send(Err(format!("send SYN to {}: {e}", p.target)));
+                let _ = p
+                    .reply
+                    .send(Err(io_failure(&format!("send SYN to {}", p.target), &e)));
             }
         }
     }
@@ -332,7 +357,11 @@ mod tests {
         rst.acknowledgment_number = 1235;
         assert_eq!(
             answer(dst.ip(), &rst.to_bytes(), 40000),
-            Some((dst, 1234, Err("refused (RST)".to_string())))
+            Some((
+                dst,
+                1234,
+                Err(CheckFailure::Down("refused (RST)".to_string()))
+            ))
         );
     }
 }
