@@ -103,14 +103,61 @@ async fn index(State(s): State<Sources>) -> Html<String> {
     Html(page::render(&s.status()))
 }
 
-/// Serves until cancelled.
+/// Connections served at once; more are closed as they come. The endpoint is for
+/// operators and a scraper: a few connections.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// A request's headers must arrive within this (from the end of the previous request
+/// on a kept-alive connection: the idle timeout too).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves until cancelled. Bounded, so that idle or slow clients cannot take the file
+/// descriptors the health checks need: at most [`MAX_CONNECTIONS`], headers within
+/// [`HEADER_TIMEOUT`], and `accept` backs off when descriptors run out.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     sources: Sources,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(sources))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await?;
-    Ok(())
+    let app = router(sources);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused = 0u64;
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        tracing::warn!(error = %e, "status endpoint: out of file descriptors; backing off");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    } else {
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            refused += 1;
+            if refused.is_power_of_two() {
+                tracing::info!(%peer, refused, "status endpoint: {MAX_CONNECTIONS} connections open; closing new ones");
+            }
+            continue; // dropping the stream closes it
+        };
+        let app = app.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
 }

@@ -301,3 +301,69 @@ fn drift_is_repaired_and_unmanaged_services_are_left_alone() {
         "{st}"
     );
 }
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn idle_connections_to_the_status_endpoint_do_not_take_real_servers_down() {
+    // This test process holds the flood's client ends: it needs the descriptors.
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+    let lab = Lab::new("i", 57, 2);
+    let _s1 = Server::http(&lab.servers[0], 80, "rs1");
+    let _s2 = Server::http(&lab.servers[1], 80, "rs2");
+    let config = write_file(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 1)], ""));
+    let d = start_director(&lab, BIN, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+
+    // 1,100 idle connections to the status endpoint (more than the director has
+    // descriptors for) from the director's own namespace
+    // (the director has 1,024 descriptors), held for longer than fall x interval.
+    let held = support::lab::in_ns(&lab.director, || {
+        let addr: std::net::SocketAddr = STATUS.parse().expect("addr");
+        (0..1100)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+            })
+            .collect::<Vec<_>>()
+    });
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    println!(
+        "status flood: {} connections open; the director holds {fds} descriptors",
+        held.len()
+    );
+    let t0 = Instant::now();
+    let mut weights = Vec::new();
+    while t0.elapsed() < Duration::from_secs(5) {
+        weights.push(lab.ipvsadm("-Ln"));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let opened = held.len();
+    drop(held);
+    let weight_of = |listing: &str, rip: &str| {
+        listing.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&format!("{rip}:80").as_str()))
+                .then(|| f.get(3).map(|w| w.to_string()))
+        })
+    };
+    for w in &weights {
+        for i in 1..=2 {
+            assert!(
+                weight_of(w, &lab.rip(i)) == Some(Some("1".to_string())),
+                "a real server lost its weight during the flood ({opened} connections):\n{w}\n{}",
+                d.log()
+            );
+        }
+    }
+    assert!(
+        !d.log().contains("state=Down"),
+        "a check went down during the flood:\n{}",
+        d.log()
+    );
+    // The endpoint answers again once the idle ones are gone.
+    let back = poll(20, || lab.director_get(STATUS, "/healthz").ok());
+    assert_eq!(back.as_deref(), Some("ok\n"));
+}

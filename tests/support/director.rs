@@ -83,10 +83,14 @@ pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
         format!("--bounding-set=-all,{caps}"),
     );
     let gid = format!("--regid={NOBODY}");
+    // The default soft limit of descriptors, whatever the unit sets: floods of the
+    // status endpoint must not depend on a generous limit.
     let p = Proc::spawn(
         &lab.director,
-        "/usr/bin/setpriv",
+        "/usr/bin/prlimit",
         &[
+            "--nofile=1024:1024",
+            "/usr/bin/setpriv",
             &uid,
             &gid,
             "--clear-groups",
