@@ -312,9 +312,31 @@ fn idle_connections_to_the_status_endpoint_do_not_take_real_servers_down() {
     let lab = Lab::new("i", 57, 2);
     let _s1 = Server::http(&lab.servers[0], 80, "rs1");
     let _s2 = Server::http(&lab.servers[1], 80, "rs2");
-    let config = write_file(&lab, "d.toml", &web_config(&lab, &[(1, 1), (2, 1)], ""));
+    // Also: an exec check gets none of the director's capabilities (it runs with
+    // CAP_NET_ADMIN and CAP_NET_RAW ambient); the server is up only if the command
+    // sees no ambient capability.
+    let exec = format!(
+        "[[service]]\nname = \"caps\"\nvip = \"{}\"\nport = 81\n\
+         [service.check]\ntype = \"exec\"\ncommand = \"grep -q 'CapAmb:[[:space:]]*0*$' /proc/self/status\"\ninterval = \"1s\"\nrise = 1\n\
+         [[service.real_server]]\naddress = \"{}\"\nweight = 7\n",
+        lab.vip(),
+        lab.rip(1)
+    );
+    let config = write_file(
+        &lab,
+        "d.toml",
+        &format!("{}{exec}", web_config(&lab, &[(1, 1), (2, 1)], "")),
+    );
     let d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+    let exec_up = poll(15, || {
+        (kernel_weight(&lab, "caps", &lab.rip(1)) == Some(7)).then_some(())
+    });
+    assert!(
+        exec_up.is_some(),
+        "the exec check saw ambient capabilities (or failed): {}",
+        status(&lab)
+    );
 
     // 1,100 idle connections to the status endpoint (more than the director has
     // descriptors for) from the director's own namespace

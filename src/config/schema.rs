@@ -85,6 +85,8 @@ pub struct CheckSection {
     pub host: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
     pub query: Option<Spanned<String>>,
+    /// udp-dns: the answer's rcode, "noerror" (default), "nxdomain", … or a number.
+    pub expect_rcode: Option<Spanned<String>>,
     pub command: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,

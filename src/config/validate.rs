@@ -776,6 +776,18 @@ fn real_server(
     ok.then_some(RealServer { dest, check, agent })
 }
 
+/// A DNS rcode by name or number.
+fn rcode(s: &str) -> Option<u8> {
+    let named = [
+        "noerror", "formerr", "servfail", "nxdomain", "notimp", "refused",
+    ];
+    named
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(s))
+        .map(|i| i as u8)
+        .or_else(|| s.parse::<u8>().ok().filter(|n| *n <= 15))
+}
+
 /// A real server's check fields override its service's, one by one.
 fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSection {
     let base = service.cloned().unwrap_or_default();
@@ -789,6 +801,7 @@ fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSect
         host: o.host.or(base.host),
         insecure_skip_verify: o.insecure_skip_verify.or(base.insecure_skip_verify),
         query: o.query.or(base.query),
+        expect_rcode: o.expect_rcode.or(base.expect_rcode),
         command: o.command.or(base.command),
         interval: o.interval.or(base.interval),
         timeout: o.timeout.or(base.timeout),
@@ -840,7 +853,12 @@ fn check(
     }
     let mut ok = true;
     let is_http = matches!(kind, K::Http | K::Https);
-    let misplaced: [(Option<Range<usize>>, &str, bool); 6] = [
+    let misplaced: [(Option<Range<usize>>, &str, bool); 7] = [
+        (
+            c.expect_rcode.as_ref().map(|x| x.span()),
+            "expect_rcode",
+            kind == K::Dns,
+        ),
         (c.path.as_ref().map(|x| x.span()), "path", is_http),
         (
             c.expect_status.as_ref().map(|x| x.span()),
@@ -958,6 +976,20 @@ fn check(
                 .query
                 .as_ref()
                 .map_or(".".to_string(), |q| q.get_ref().clone()),
+            rcode: match &c.expect_rcode {
+                None => 0,
+                Some(r) => match rcode(r.get_ref()) {
+                    Some(n) => n,
+                    None => {
+                        v.err(
+                            r.span(),
+                            &ctx,
+                            format!("expect_rcode {:?} is not an rcode (noerror, formerr, servfail, nxdomain, notimp, refused, or 0-15)", r.get_ref()),
+                        );
+                        return None;
+                    }
+                },
+            },
         },
         K::Exec => match &c.command {
             Some(cmd) => CheckKind::Exec {

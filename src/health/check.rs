@@ -99,10 +99,8 @@ impl Checker {
                 prober.probe(target).await
             }
             CheckKind::Http(h) => self.http_check(target, h, p.body.as_ref()).await,
-            CheckKind::Dns { query } => dns_check(target, query).await,
-            CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout)
-                .await
-                .map_err(CheckFailure::from),
+            CheckKind::Dns { query, rcode } => dns_check(target, query, *rcode).await,
+            CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout).await,
         }
     }
 
@@ -135,10 +133,20 @@ impl Checker {
             )));
         }
         if let Some(re) = body_re {
-            let body = resp
-                .text()
-                .await
-                .map_err(|e| root_cause(&format!("GET {url}: body"), &e))?;
+            // Up to BODY_LIMIT: a prefix is enough to match, and a huge or endless body
+            // must not cost memory or time.
+            let mut resp = resp;
+            let mut bytes = Vec::new();
+            while bytes.len() < BODY_LIMIT {
+                match resp.chunk().await {
+                    Ok(Some(c)) => {
+                        bytes.extend_from_slice(&c[..c.len().min(BODY_LIMIT - bytes.len())])
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(root_cause(&format!("GET {url}: body"), &e)),
+                }
+            }
+            let body = String::from_utf8_lossy(&bytes);
             if !re.is_match(&body) {
                 return Err(CheckFailure::Down(format!(
                     "GET {url}: body does not match {:?}",
@@ -149,6 +157,9 @@ impl Checker {
         Ok(())
     }
 }
+
+/// How much of an HTTP body `expect_body` is matched against.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// A minimal DNS query (header + one question, type A, class IN): the check needs any
 /// well-formed answer to its id, nothing a resolver library adds.
@@ -170,7 +181,22 @@ fn dns_query(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
-async fn dns_check(target: SocketAddr, name: &str) -> Result<(), CheckFailure> {
+/// What an answer to query `id` says: `None` if it is not one (someone else's, or
+/// malformed), else whether its rcode is the one expected.
+fn dns_answer(buf: &[u8], id: u16, expect: u8) -> Option<Result<(), String>> {
+    // A full header, our id, the QR (response) bit.
+    if buf.len() < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
+        return None;
+    }
+    let rcode = buf[3] & 0x0f;
+    Some(if rcode == expect {
+        Ok(())
+    } else {
+        Err(format!("answered with rcode {rcode}, expected {expect}"))
+    })
+}
+
+async fn dns_check(target: SocketAddr, name: &str, rcode: u8) -> Result<(), CheckFailure> {
     let bind: SocketAddr = if target.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -182,10 +208,13 @@ async fn dns_check(target: SocketAddr, name: &str) -> Result<(), CheckFailure> {
     sock.connect(target)
         .await
         .map_err(|e| io_failure(&format!("udp connect {target}"), &e))?;
-    // The id only has to differ between checks: time is good enough.
-    let id = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0x4c56, |d| d.subsec_nanos() as u16);
+    // Unpredictable, so that nobody off-path answers for the server.
+    let id = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u16(target.port());
+        h.finish() as u16
+    };
     let query = dns_query(id, name);
     sock.send(&query)
         .await
@@ -196,46 +225,159 @@ async fn dns_check(target: SocketAddr, name: &str) -> Result<(), CheckFailure> {
             .recv(&mut buf)
             .await
             .map_err(|e| io_failure(&format!("dns answer from {target}"), &e))?;
-        // Well-formed: a full header, our id, the QR (response) bit.
-        if n >= 12 && buf[..2] == id.to_be_bytes() && buf[2] & 0x80 != 0 {
-            return Ok(());
+        if let Some(r) = dns_answer(&buf[..n], id, rcode) {
+            return r.map_err(|e| CheckFailure::Down(format!("dns {target}: {e}")));
         }
     }
 }
 
-async fn exec_check(target: SocketAddr, command: &str, timeout: Duration) -> Result<(), String> {
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
+/// Kills a check command's whole process group when the check ends, however it
+/// ends (done, timed out, cancelled): nothing it started outlives it.
+struct Group(nix::unistd::Pid);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::killpg(self.0, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// How much of an exec check's stderr is kept (its last line names the failure).
+const EXEC_OUTPUT_LIMIT: u64 = 4096;
+
+/// `setpriv`, where it is: it runs the command with no capabilities inherited from
+/// the director (CAP_NET_ADMIN must not reach an operator's script).
+fn setpriv() -> Option<&'static str> {
+    ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+async fn exec_check(
+    target: SocketAddr,
+    command: &str,
+    timeout: Duration,
+) -> Result<(), CheckFailure> {
+    use tokio::io::AsyncReadExt;
+    let mut cmd = match setpriv() {
+        Some(sp) => {
+            let mut c = tokio::process::Command::new(sp);
+            c.args([
+                "--inh-caps=-all",
+                "--ambient-caps=-all",
+                "--",
+                "sh",
+                "-c",
+                command,
+            ]);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new("sh");
+            c.args(["-c", command]);
+            c
+        }
+    };
+    // A clean environment: the check gets what it needs and nothing of the director's.
+    cmd.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("LVSDR_RS_ADDR", target.ip().to_string())
         .env("LVSDR_RS_PORT", target.port().to_string())
         .env("LVSDR_CHECK_TIMEOUT", timeout.as_secs_f64().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| io_failure(&format!("exec {command:?}"), &e))?;
+    let _group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(|id| Group(nix::unistd::Pid::from_raw(id)));
+    let mut err = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        // Bounded; the rest is left unread (the pipe fills, the command may block:
+        // its timeout ends it).
+        let _ = stderr.take(EXEC_OUTPUT_LIMIT).read_to_end(&mut err).await;
+    }
+    let status = child
+        .wait()
         .await
-        .map_err(|e| format!("exec {command:?}: {e}"))?;
-    if out.status.success() {
+        .map_err(|e| io_failure(&format!("exec {command:?}"), &e))?;
+    if status.success() {
         return Ok(());
     }
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&err);
     let tail = err.lines().last().unwrap_or("").trim();
-    Err(format!(
-        "exec {command:?}: {}{}",
-        out.status,
+    Err(CheckFailure::Down(format!(
+        "exec {command:?}: {status}{}",
         if tail.is_empty() {
             String::new()
         } else {
             format!(": {tail}")
         }
-    ))
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dns_answer_counts_only_with_our_id_and_the_expected_rcode() {
+        let mut a = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        assert_eq!(dns_answer(&a, 0x1234, 0), Some(Ok(())));
+        assert_eq!(dns_answer(&a, 0x9999, 0), None, "someone else's id");
+        a[3] = 0x83; // NXDOMAIN
+        assert!(dns_answer(&a, 0x1234, 0).is_some_and(|r| r.is_err()));
+        assert_eq!(dns_answer(&a, 0x1234, 3), Some(Ok(())));
+        a[2] = 0x01; // a query, not an answer
+        assert_eq!(dns_answer(&a, 0x1234, 3), None);
+        assert_eq!(dns_answer(&a[..5], 0x1234, 3), None);
+    }
+
+    #[tokio::test]
+    async fn an_exec_check_runs_clean_and_its_whole_group_dies_with_it() {
+        let target: SocketAddr = "192.0.2.7:25".parse().expect("addr");
+        std::env::set_var("LVSDR_TEST_SECRET", "x");
+        let clean = exec_check(
+            target,
+            "test -z \"$LVSDR_TEST_SECRET\" && test \"$LVSDR_RS_ADDR\" = 192.0.2.7",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(clean.is_ok(), "{clean:?}");
+        // A command that leaves a child behind and outlives its timeout.
+        let marker = format!("sleep 299.{}", std::process::id());
+        let cmd = format!("{marker} & {marker}");
+        let r = tokio::time::timeout(
+            Duration::from_millis(300),
+            exec_check(target, &cmd, Duration::from_millis(300)),
+        )
+        .await;
+        assert!(r.is_err(), "the check did not time out");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let left = std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .output()
+            .expect("pgrep");
+        assert!(
+            left.stdout.is_empty(),
+            "the command outlived its check: {:?}",
+            String::from_utf8_lossy(&left.stdout)
+        );
+        let err = exec_check(
+            target,
+            "echo first >&2; echo 'the real reason' >&2; exit 3",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(err.is_err_and(|e| e.to_string().ends_with("exit status: 3: the real reason")));
+    }
 
     #[test]
     fn dns_query_encodes_the_name_as_labels() {

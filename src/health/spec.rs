@@ -30,10 +30,12 @@ pub enum CheckKind {
     TcpSyn,
     /// An HTTP(S) request.
     Http(HttpCheck),
-    /// A DNS query over UDP: any well-formed answer is up.
+    /// A DNS query over UDP: an answer to it with the expected rcode is up.
     Dns {
         /// The name asked for (type A).
         query: String,
+        /// The rcode the answer must carry (0, NOERROR, by default).
+        rcode: u8,
     },
     /// A command: exit 0 is up. It gets the target in `LVSDR_RS_ADDR`/`LVSDR_RS_PORT`.
     Exec {
@@ -71,7 +73,7 @@ impl CheckSpec {
                 self.target,
                 h.path
             ),
-            CheckKind::Dns { query } => format!("udp-dns {} {query}", self.target),
+            CheckKind::Dns { query, .. } => format!("udp-dns {} {query}", self.target),
             CheckKind::Exec { command } => format!("exec {} {command:?}", self.target),
         }
     }
