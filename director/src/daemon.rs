@@ -100,7 +100,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
 
     let ended = loop {
         tokio::select! {
-            _ = hup.recv() => reload(&config_path, &desired_tx, &reload_tx, &mut supervisor, listen),
+            _ = hup.recv() => {
+                // Parsing a large config takes a while: off the runtime thread, so the
+                // checks and the reconciler go on meanwhile.
+                let path = config_path.clone();
+                let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
+                match loaded {
+                    Ok(loaded) => reload(loaded, &desired_tx, &reload_tx, &mut supervisor, listen),
+                    Err(e) => error!("SIGHUP: reading the config failed: {e}"),
+                }
+            }
             _ = term.recv() => { info!("SIGTERM: shutting down"); break None }
             _ = int.recv() => { info!("SIGINT: shutting down"); break None }
             _ = async { if let Some(w) = &mut watchdog { w.tick().await; } }, if watchdog.is_some() => {
@@ -147,14 +156,14 @@ fn watchdog_interval() -> Option<std::time::Duration> {
 }
 
 fn reload(
-    path: &std::path::Path,
+    loaded: Result<Desired, config::ConfigErrors>,
     desired: &watch::Sender<Arc<Desired>>,
     reload: &watch::Sender<ReloadStatus>,
     supervisor: &mut Supervisor,
     listen: std::net::SocketAddr,
 ) {
     let generation = reload.borrow().generation;
-    match config::load(path) {
+    match loaded {
         Ok(d) => {
             if d.director.status_listen != listen {
                 warn!(

@@ -77,12 +77,33 @@ async fn healthz(State(s): State<Sources>) -> axum::response::Response {
     }
 }
 
-async fn status_json(State(s): State<Sources>) -> Json<Status> {
-    Json(s.status())
+/// Runs `f` on a blocking thread: building and rendering the status of 10,000
+/// services takes long enough to stall the director's one runtime thread (the
+/// checks, the reconciler) if done there.
+async fn off_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, axum::response::Response> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering failed: {e}\n"),
+        )
+            .into_response()
+    })
 }
 
-async fn metrics_text(State(s): State<Sources>) -> impl IntoResponse {
-    match metrics::render(&s.status()) {
+async fn status_json(State(s): State<Sources>) -> axum::response::Response {
+    match off_thread(move || Json(s.status()).into_response()).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn metrics_text(State(s): State<Sources>) -> axum::response::Response {
+    let rendered = match off_thread(move || metrics::render(&s.status())).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    match rendered {
         Ok(text) => (
             [(
                 CONTENT_TYPE,
@@ -99,8 +120,10 @@ async fn metrics_text(State(s): State<Sources>) -> impl IntoResponse {
     }
 }
 
-async fn index(State(s): State<Sources>) -> Html<String> {
-    Html(page::render(&s.status()))
+async fn index(State(s): State<Sources>) -> axum::response::Response {
+    match off_thread(move || Html(page::render(&s.status())).into_response()).await {
+        Ok(r) | Err(r) => r,
+    }
 }
 
 /// Connections served at once; more are closed as they come. The endpoint is for
@@ -159,5 +182,65 @@ pub async fn serve(
                 _ = cancel.cancelled() => {}
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn sources(services: usize) -> Sources {
+        let mut text = String::from("[director]\nstatus_listen = \"127.0.0.1:9180\"\n");
+        for i in 0..services {
+            text.push_str(&format!(
+                "[[service]]\nname = \"s{i}\"\nvip = \"10.{}.{}.1\"\nport = 80\n[service.check]\ntype = \"none\"\n[[service.real_server]]\naddress = \"10.200.0.1\"\n",
+                i / 256,
+                i % 256
+            ));
+        }
+        let desired = lvsdr::config::parse(&text, "t.toml").expect("config");
+        Sources {
+            desired: watch::channel(Arc::new(desired)).1,
+            state: watch::channel(ReconcileState::default()).1,
+            health: watch::channel(HealthMap::new()).1,
+            details: watch::channel(DetailMap::new()).1,
+            reload: watch::channel(ReloadStatus {
+                generation: 1,
+                at: 0.0,
+                ok: true,
+                errors: vec![],
+            })
+            .1,
+            gate: watch::channel(Gate::default()).1,
+            agents: watch::channel(AgentMap::new()).1,
+            started: std::time::SystemTime::now(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn rendering_a_large_status_does_not_hold_the_runtime_thread() {
+        let app = router(sources(2000));
+        for path in ["/metrics", "/status", "/"] {
+            let big = app.clone().oneshot(
+                axum::http::Request::get(path)
+                    .body(Body::empty())
+                    .expect("req"),
+            );
+            let small = app.clone().oneshot(
+                axum::http::Request::get("/healthz")
+                    .body(Body::empty())
+                    .expect("req"),
+            );
+            // Polled first, the big render must yield the thread, so that /healthz
+            // (standing for the checks and the reconciler) answers before it.
+            let first = tokio::select! {
+                biased;
+                _ = big => "the big render",
+                _ = small => "/healthz",
+            };
+            assert_eq!(first, "/healthz", "{path} held the runtime thread");
+        }
     }
 }
