@@ -17,6 +17,8 @@
 pub use lvsdr_agent_api as agent_api;
 pub mod agents;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod health;
 pub mod ipvs;
 pub mod model;

@@ -3,7 +3,7 @@
 //! check once and publishes flips and details on channels; [`syn`] runs the half-open
 //! TCP checks.
 
-mod check;
+pub(crate) mod check;
 mod failure;
 mod spec;
 mod state;

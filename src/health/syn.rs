@@ -182,8 +182,16 @@ fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<Vec
     Ok(h.to_bytes().to_vec())
 }
 
+/// What a received IPv4 packet (header included, as a raw IPv4 socket gets it) says.
+pub(crate) fn answer_v4(packet: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
+    let ip = Ipv4HeaderSlice::from_slice(packet).ok()?;
+    let from = IpAddr::V4(ip.source_addr());
+    let tcp = packet.get(usize::from(ip.ihl()) * 4..).unwrap_or_default();
+    answer(from, tcp, port)
+}
+
 /// What a received segment says: (from, the sequence number it acknowledges, outcome).
-fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
+pub(crate) fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
     let t = TcpHeaderSlice::from_slice(tcp).ok()?;
     if t.destination_port() != port {
         return None;
@@ -252,12 +260,7 @@ async fn run(
 
 impl State {
     fn received_v4(&mut self, packet: &[u8]) {
-        let Ok(ip) = Ipv4HeaderSlice::from_slice(packet) else {
-            return;
-        };
-        let from = IpAddr::V4(ip.source_addr());
-        let tcp = packet.get(usize::from(ip.ihl()) * 4..).unwrap_or_default();
-        self.settle(answer(from, tcp, self.port));
+        self.settle(answer_v4(packet, self.port));
     }
 
     fn settle(&mut self, a: Option<(SocketAddr, u32, Outcome)>) {

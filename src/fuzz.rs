@@ -1,0 +1,140 @@
+//! Every decoder of outside input, as one function over arbitrary bytes: netlink
+//! replies and requests, the `/proc/net/ip_vs` listing, raw TCP segments (the
+//! `tcp-syn` prober), DNS answers, the director↔agent JSON, and the config. None may
+//! panic, whatever the bytes: the property tests (`tests/decoders.rs`) and the longer
+//! run in `benches/decoders.rs` call these.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::agent_api::{AgentStatus, ErrorBody, PushVips};
+use crate::ipvs::wire::{self, Reply, Request};
+
+/// A netlink message as the kernel (or anyone on the socket) might send it.
+pub fn netlink(bytes: &[u8]) {
+    if let Ok(msg) = wire::from_bytes(bytes) {
+        let _ = Reply::decode(&msg);
+        let _ = Request::decode(&msg, false);
+        let _ = Request::decode(&msg, true);
+    }
+    let _ = wire::attr::parse_attrs(bytes, "fuzz");
+}
+
+/// The proc listing.
+pub fn proc_listing(bytes: &[u8]) {
+    let _ = crate::ipvs::proc::parse(&String::from_utf8_lossy(bytes));
+}
+
+/// A raw packet on the `tcp-syn` prober's sockets: an IPv4 packet, or a bare TCP
+/// segment (IPv6 raw sockets get no IP header).
+pub fn tcp_segment(bytes: &[u8]) {
+    let _ = crate::health::syn::answer_v4(bytes, 4321);
+    let _ = crate::health::syn::answer(IpAddr::V4(Ipv4Addr::LOCALHOST), bytes, 4321);
+}
+
+/// A DNS answer to a `udp-dns` check.
+pub fn dns(bytes: &[u8]) {
+    let _ = crate::health::check::dns_answer(bytes, 0x1234, 0);
+}
+
+/// The agents' answers and the pushes they take.
+pub fn agent_json(bytes: &[u8]) {
+    let _ = serde_json::from_slice::<AgentStatus>(bytes);
+    let _ = serde_json::from_slice::<ErrorBody>(bytes);
+    let _ = serde_json::from_slice::<PushVips>(bytes);
+}
+
+/// The director's config.
+pub fn config(bytes: &[u8]) {
+    let _ = crate::config::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
+}
+
+/// Each decoder with a name and a valid input to mutate (random bytes alone rarely get
+/// past the first check of a structured format).
+pub fn all() -> Vec<(&'static str, fn(&[u8]), Vec<u8>)> {
+    vec![
+        ("netlink", netlink, sample_netlink()),
+        ("proc", proc_listing, include_bytes!("ipvs/vectors/proc_net_ip_vs.txt").to_vec()),
+        ("tcp", tcp_segment, sample_syn_ack()),
+        ("dns", dns, vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]),
+        (
+            "agent-json",
+            agent_json,
+            br#"{"generation":1,"epoch":2,"director":"d","arp_mode":"nft","real_ip":"10.0.0.11","vip_device":"lo","vips":[{"vip":"192.0.2.1","on_device":true,"arp_suppressed":true}],"in_place":true,"last_error":null,"held":[]}"#.to_vec(),
+        ),
+        ("config", config, include_bytes!("../conf/director.toml").to_vec()),
+    ]
+}
+
+fn sample_netlink() -> Vec<u8> {
+    let dest = crate::ipvs::Dest {
+        addr: "10.0.0.11"
+            .parse()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        port: 80,
+        settings: crate::ipvs::DestSettings::route(1),
+    };
+    let key = crate::ipvs::ServiceKey::Addr {
+        protocol: crate::ipvs::Protocol::Tcp,
+        addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+        port: 80,
+    };
+    Request::NewDest(key.into(), dest.into())
+        .encode()
+        .ok()
+        .and_then(|m| wire::to_bytes(&m).ok())
+        .unwrap_or_default()
+}
+
+fn sample_syn_ack() -> Vec<u8> {
+    // IPv4 header (20 bytes) + TCP SYN-ACK to port 4321.
+    let mut p = vec![
+        0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 11, 10, 0, 0, 1,
+    ];
+    p.extend_from_slice(&[
+        0, 80, 0x10, 0xe1, 0, 0, 0, 1, 0, 0, 0x30, 0x3a, 0x50, 0x12, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    p
+}
+
+/// A small deterministic generator (xorshift): the long run needs no dependency and
+/// repeats for the same seed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded; 0 is replaced.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Half the time random bytes, half the time `sample` with a few bytes changed,
+    /// cut short or grown.
+    pub fn input(&mut self, sample: &[u8]) -> Vec<u8> {
+        if self.next() % 2 == 0 || sample.is_empty() {
+            let n = (self.next() % 512) as usize;
+            return (0..n).map(|_| self.next() as u8).collect();
+        }
+        let mut v = sample.to_vec();
+        for _ in 0..1 + self.next() % 8 {
+            let i = (self.next() as usize) % v.len().max(1);
+            if let Some(b) = v.get_mut(i) {
+                *b = self.next() as u8;
+            }
+        }
+        match self.next() % 4 {
+            0 => v.truncate((self.next() as usize) % (v.len() + 1)),
+            1 => v.extend((0..self.next() % 16).map(|_| 0xff)),
+            _ => {}
+        }
+        v
+    }
+}
