@@ -48,9 +48,12 @@ pub fn config(bytes: &[u8]) {
     let _ = crate::config::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
 }
 
+/// A decoder: its name, the function, and a valid input to mutate.
+pub type Decoder = (&'static str, fn(&[u8]), Vec<u8>);
+
 /// Each decoder with a name and a valid input to mutate (random bytes alone rarely get
 /// past the first check of a structured format).
-pub fn all() -> Vec<(&'static str, fn(&[u8]), Vec<u8>)> {
+pub fn all() -> Vec<Decoder> {
     vec![
         ("netlink", netlink, sample_netlink()),
         ("proc", proc_listing, include_bytes!("ipvs/vectors/proc_net_ip_vs.txt").to_vec()),
@@ -78,7 +81,7 @@ fn sample_netlink() -> Vec<u8> {
         addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
         port: 80,
     };
-    Request::NewDest(key.into(), dest.into())
+    Request::NewDest(key.into(), dest)
         .encode()
         .ok()
         .and_then(|m| wire::to_bytes(&m).ok())
