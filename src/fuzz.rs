@@ -110,7 +110,7 @@ impl Rng {
     }
 
     /// The next number.
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -122,20 +122,20 @@ impl Rng {
     /// Half the time random bytes, half the time `sample` with a few bytes changed,
     /// cut short or grown.
     pub fn input(&mut self, sample: &[u8]) -> Vec<u8> {
-        if self.next() % 2 == 0 || sample.is_empty() {
-            let n = (self.next() % 512) as usize;
-            return (0..n).map(|_| self.next() as u8).collect();
+        if self.draw().is_multiple_of(2) || sample.is_empty() {
+            let n = (self.draw() % 512) as usize;
+            return (0..n).map(|_| self.draw() as u8).collect();
         }
         let mut v = sample.to_vec();
-        for _ in 0..1 + self.next() % 8 {
-            let i = (self.next() as usize) % v.len().max(1);
+        for _ in 0..1 + self.draw() % 8 {
+            let i = (self.draw() as usize) % v.len().max(1);
             if let Some(b) = v.get_mut(i) {
-                *b = self.next() as u8;
+                *b = self.draw() as u8;
             }
         }
-        match self.next() % 4 {
-            0 => v.truncate((self.next() as usize) % (v.len() + 1)),
-            1 => v.extend((0..self.next() % 16).map(|_| 0xff)),
+        match self.draw() % 4 {
+            0 => v.truncate((self.draw() as usize) % (v.len() + 1)),
+            1 => v.extend((0..self.draw() % 16).map(|_| 0xff)),
             _ => {}
         }
         v
