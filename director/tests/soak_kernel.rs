@@ -1,0 +1,256 @@
+//! The director under abuse, in the test VM: 200 reloads (valid and invalid in turn)
+//! and 20 `kill -9`s while clients make new connections and a long-lived one stays
+//! open; and a `kill -9` in the middle of programming 10,000 services.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::director::*;
+use support::lab::{in_ns, Lab, Server};
+use support::poll;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn two_hundred_reloads_and_twenty_kill_9s_lose_no_request() {
+    let lab = Lab::new("s", 58, 2);
+    let _h: Vec<Server> = (0..2)
+        .map(|i| Server::http(&lab.servers[i], 80, &format!("rs{}", i + 1)))
+        .collect();
+    let _e: Vec<Server> = (0..2)
+        .map(|i| Server::echo(&lab.servers[i], 9000))
+        .collect();
+    // Valid configs move rs2's weight between 1 and 2 (both servers keep traffic);
+    // invalid ones name a scheduler that does not exist.
+    let valid = |w2: u32| {
+        let echo = format!(
+            "[[service]]\nname = \"echo\"\nvip = \"{}\"\nport = 9000\nscheduler = \"rr\"\n\
+             [service.check]\ntype = \"tcp\"\ninterval = \"1s\"\nrise = 1\n\
+             [[service.real_server]]\naddress = \"{}\"\n[[service.real_server]]\naddress = \"{}\"\n",
+            lab.vip(),
+            lab.rip(1),
+            lab.rip(2)
+        );
+        format!("{}{echo}", web_config(&lab, &[(1, 1), (2, w2)], ""))
+    };
+    let config = write_file(&lab, "d.toml", &valid(1));
+    let mut d = start_director(&lab, BIN, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+
+    // New connections all along, counted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = {
+        let (stop, ok, failed, errors) = (stop.clone(), ok.clone(), failed.clone(), errors.clone());
+        let vip = lab.vip();
+        let ns = lab.client.clone();
+        std::thread::spawn(move || {
+            in_ns(&ns, move || {
+                let addr: std::net::SocketAddr = format!("{vip}:80").parse().expect("addr");
+                while !stop.load(Ordering::Relaxed) {
+                    match get(addr) {
+                        Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if let Ok(mut es) = errors.lock() {
+                                es.push(e);
+                            }
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+    };
+    let conn = lab.connect(9000);
+    let mut w = conn.try_clone().expect("clone");
+    let mut r = BufReader::new(conn);
+    let mut echo = |n: u32| {
+        writeln!(w, "ping {n}").expect("write on the long-lived connection");
+        let mut line = String::new();
+        r.read_line(&mut line)
+            .expect("read on the long-lived connection");
+        assert_eq!(
+            line,
+            format!("ping {n}\n"),
+            "the long-lived connection broke"
+        );
+    };
+
+    let t0 = Instant::now();
+    let mut last_valid = 1;
+    let mut restarts = 0;
+    for i in 0..200u32 {
+        if i % 2 == 0 {
+            last_valid = 1 + (i / 2) % 2;
+            std::fs::write(&config, valid(last_valid)).expect("write");
+        } else {
+            std::fs::write(
+                &config,
+                valid(last_valid).replace("scheduler = \"rr\"", "scheduler = \"fastest\""),
+            )
+            .expect("write");
+        }
+        d.signal("HUP");
+        std::thread::sleep(Duration::from_millis(30));
+        if i % 10 == 9 {
+            // The config on disk may be the invalid one: a restart needs a valid one,
+            // as systemd's ExecStartPre check-config would insist.
+            std::fs::write(&config, valid(last_valid)).expect("write");
+            let _ = d.child.kill();
+            let _ = d.child.wait();
+            d = start_director(&lab, BIN, &config);
+            restarts += 1;
+        }
+        if i % 20 == 0 {
+            echo(i);
+        }
+    }
+    std::fs::write(&config, valid(last_valid)).expect("write");
+    d.signal("HUP");
+    wait_weights(&lab, &[(1, 1), (2, u64::from(last_valid))], 20, &d);
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    echo(999);
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    println!(
+        "soak: 200 reloads, {restarts} kill -9 and restarts in {:.1} s; {ok} requests ok, {failed} failed",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(restarts, 20);
+    assert!(ok > 100, "the client loop hardly ran: {ok}");
+    assert_eq!(
+        failed,
+        0,
+        "requests failed: {:?}",
+        errors.lock().map(|e| e.clone()).unwrap_or_default()
+    );
+    // The table is the last valid config's: both services, both servers, rs2 at its
+    // last weight.
+    let table = lab.ipvsadm("-Ln");
+    assert_eq!(table.matches("TCP  ").count(), 2, "{table}");
+    assert_eq!(table.matches("Route").count(), 4, "{table}");
+}
+
+fn get(addr: std::net::SocketAddr) -> Result<(), String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(s, "GET / HTTP/1.0\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)
+        .map_err(|e| format!("read: {e}"))?;
+    if resp.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!("answer: {:?}", resp.lines().next()))
+    }
+}
+
+/// The services (TCP lines) in the director namespace's `/proc/net/ip_vs`.
+fn services_in_kernel(lab: &Lab) -> usize {
+    in_ns(&lab.director, || {
+        // /proc/net is the process's namespace; this thread entered the director's.
+        std::fs::read_to_string("/proc/thread-self/net/ip_vs")
+            .map(|t| t.lines().filter(|l| l.starts_with("TCP ")).count())
+            .unwrap_or(0)
+    })
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn a_kill_9_while_programming_ten_thousand_services_then_a_restart_converges() {
+    let lab = Lab::bare("p", 59, 1);
+    const N: u16 = 10_000;
+    let mut text = format!("[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"5s\"\n");
+    for i in 0..N {
+        text.push_str(&format!(
+            "[[service]]\nname = \"s{i}\"\nvip = \"{}\"\nport = {}\nscheduler = \"rr\"\n\
+             [service.check]\ntype = \"none\"\n[[service.real_server]]\naddress = \"{}\"\n",
+            lab.vip(),
+            10_000 + u32::from(i),
+            lab.rip(1)
+        ));
+    }
+    let config = write_file(&lab, "big.toml", &text);
+    // Started by hand: the status endpoint may answer only after a while.
+    let caps = director_caps();
+    let mut d = Proc::spawn(
+        &lab.director,
+        "/usr/bin/setpriv",
+        &[
+            &format!("--reuid={NOBODY}"),
+            &format!("--regid={NOBODY}"),
+            "--clear-groups",
+            &format!("--inh-caps=-all,{caps}"),
+            &format!("--ambient-caps=-all,{caps}"),
+            &format!("--bounding-set=-all,{caps}"),
+            BIN,
+            "run",
+            "--config",
+            &config.display().to_string(),
+        ],
+        config.with_extension("log"),
+    );
+    // Kill it in the middle of programming.
+    let t0 = Instant::now();
+    let mut at = 0;
+    while t0.elapsed() < Duration::from_secs(300) {
+        at = services_in_kernel(&lab);
+        if at >= 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    d.kill();
+    assert!(
+        (200..usize::from(N)).contains(&at),
+        "programming was not caught in the middle ({at} of {N} services):\n{}",
+        d.log()
+    );
+    let left = services_in_kernel(&lab);
+    println!("killed with {at} services programmed ({left} after the kill)");
+
+    // Restarted: it converges to exactly the config.
+    let d = start_director(&lab, BIN, &config);
+    let converged = poll(600, || {
+        let st = status(&lab);
+        let services = st["services"].as_array()?;
+        let all_in = services.iter().all(|s| {
+            s["in_kernel"] == true
+                && s["real_servers"]
+                    .as_array()
+                    .is_some_and(|r| r.len() == 1 && r[0]["kernel_weight"] == 1)
+        });
+        (all_in
+            && st["reconcile"]["errors"]
+                .as_array()
+                .is_some_and(Vec::is_empty))
+        .then_some(())
+    });
+    assert!(converged.is_some(), "no convergence:\n{}", d.log());
+    let saved = lab.ipvsadm("-Sn");
+    let services: BTreeSet<&str> = saved.lines().filter(|l| l.starts_with("-A")).collect();
+    let dests: Vec<&str> = saved.lines().filter(|l| l.starts_with("-a")).collect();
+    assert_eq!(
+        services.len(),
+        usize::from(N),
+        "services: duplicates or orphans"
+    );
+    assert_eq!(dests.len(), usize::from(N), "one destination each, no more");
+    let want: BTreeSet<String> = (0..N)
+        .map(|i| format!("-A -t {}:{} -s rr", lab.vip(), 10_000 + u32::from(i)))
+        .collect();
+    let got: BTreeSet<String> = services.iter().map(|s| s.trim().to_string()).collect();
+    assert_eq!(got, want, "the services are not the config's");
+}
