@@ -127,37 +127,59 @@ impl IpvsHandle {
     /// Reads a request's answers until its ack (or the end of its dump), each within
     /// [`REPLY_TIMEOUT`].
     async fn collect(&self, req: &Request, rx: Receiver) -> Result<Vec<Reply>, IpvsError> {
-        Self::collect_within(req, rx, REPLY_TIMEOUT)
-            .await
-            .map_err(|e| self.broke(e))
+        match Self::collect_within(req, rx, REPLY_TIMEOUT).await {
+            Ok(r) => Ok(r),
+            Err((e, Some(libc::ENOENT))) => {
+                // Also what the kernel says to a family id it no longer has (ip_vs was
+                // reloaded and got a new one): if so, this socket is done.
+                if self.family_changed().await {
+                    self.broken
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(e)
+            }
+            Err((e, _)) => Err(self.broke(e)),
+        }
     }
 
+    /// Whether the `IPVS` family is gone or has another id than this handle's.
+    async fn family_changed(&self) -> bool {
+        match self.router.resolve_genl_family(k::FAMILY_NAME).await {
+            Ok(id) => id != self.family,
+            Err(_) => true,
+        }
+    }
+
+    /// The answers to `req`, each within `deadline`; an error comes with the errno
+    /// the kernel sent, if it sent one.
     async fn collect_within(
         req: &Request,
         mut rx: Receiver,
         deadline: std::time::Duration,
-    ) -> Result<Vec<Reply>, IpvsError> {
+    ) -> Result<Vec<Reply>, (IpvsError, Option<i32>)> {
         let mut replies = Vec::new();
         loop {
             let Ok(next) = tokio::time::timeout(deadline, rx.next::<u16, GenlMsg>()).await else {
                 let (op, object) = describe(req);
-                return Err(IpvsError::Timeout {
+                let e = IpvsError::Timeout {
                     op: op.to_string(),
                     object,
                     after: deadline,
-                });
+                };
+                return Err((e, None));
             };
             let Some(msg) = next else { break };
             match msg {
                 Ok(m) => {
                     if let NlPayload::Payload(p) = m.nl_payload() {
-                        replies.push(Reply::decode(p)?);
+                        replies.push(Reply::decode(p).map_err(|e| (e.into(), None))?);
                     }
                 }
                 Err(neli::err::RouterError::Nlmsgerr(e)) => {
-                    return Err(kernel_error(req, e.error().abs()))
+                    let errno = e.error().abs();
+                    return Err((kernel_error(req, errno), Some(errno)));
                 }
-                Err(e) => return Err(socket_err("receive", e)),
+                Err(e) => return Err((socket_err("receive", e), None)),
             }
         }
         Ok(replies)
