@@ -81,7 +81,11 @@ pub fn client(s: &AgentSettings) -> Result<reqwest::Client, String> {
 }
 
 fn now() -> f64 {
-    crate::status::epoch(SystemTime::now())
+    // Seconds since the Unix epoch (the status module renders the same way; it depends
+    // on this one, not the other way round).
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What one push came to.

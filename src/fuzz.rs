@@ -56,7 +56,7 @@ pub type Decoder = (&'static str, fn(&[u8]), Vec<u8>);
 pub fn all() -> Vec<Decoder> {
     vec![
         ("netlink", netlink, sample_netlink()),
-        ("proc", proc_listing, include_bytes!("ipvs/vectors/proc_net_ip_vs.txt").to_vec()),
+        ("proc", proc_listing, include_bytes!("../ipvs/src/vectors/proc_net_ip_vs.txt").to_vec()),
         ("tcp", tcp_segment, sample_syn_ack()),
         ("dns", dns, vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]),
         (

@@ -20,7 +20,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
-pub mod ipvs;
+pub use lvsdr_ipvs as ipvs;
 pub mod model;
 pub mod pki;
 pub mod reconcile;

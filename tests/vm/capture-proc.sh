@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Guest script: builds a varied IPVS table with ipvsadm and copies /proc/net/ip_vs to
-# OUT, for the fixture src/ipvs/vectors/proc_net_ip_vs.txt (the service order follows
+# OUT, for the fixture ipvs/src/vectors/proc_net_ip_vs.txt (the service order follows
 # the kernel's hash table, which differs from boot to boot).
 #   tests/vm/vm.sh run tests/vm/capture-proc.sh "$PWD/target/vm/work/proc_net_ip_vs.txt"
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Guest script (run with `tests/vm/vm.sh run tests/vm/capture-vectors.sh`): records the
 # netlink bytes ipvsadm sends and the kernel answers, for every IPVS message kind, with
 # `strace -e write=N -e read=N` hex dumps. The dumps land in target/vm/work/vectors/;
-# the byte-vector tests in src/ipvs/tests/ were transcribed from them.
+# the byte-vector tests in ipvs/src/vectors/ were transcribed from them.
 set -u
 out=$(pwd)/target/vm/work/vectors
 mkdir -p "$out"

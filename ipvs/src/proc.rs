@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn render_writes_the_kernel_format() {
-        use crate::ipvs::*;
+        use crate::*;
         let svc = |key: ServiceKey, settings: ServiceSettings| ServiceEntry {
             service: Service { key, settings },
             stats: Stats::default(),

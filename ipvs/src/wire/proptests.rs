@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 
 use super::{from_bytes, to_bytes, DaemonStop, DestAttrs, Reply, Request, ServiceAttrs};
-use crate::ipvs::types::*;
+use crate::types::*;
 
 fn addr(family: Family) -> BoxedStrategy<IpAddr> {
     match family {

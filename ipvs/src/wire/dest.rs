@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use super::attr::{af, family, Attrs, DecodeError, EncodeError, Reader, Writer};
 use super::service::{read_stats_pair, write_stats_pair};
-use crate::ipvs::consts::{self as k, DestAttr};
-use crate::ipvs::types::{Dest, DestEntry, DestSettings, Family, Forwarding, Tunnel, TunnelKind};
+use crate::consts::{self as k, DestAttr};
+use crate::types::{Dest, DestEntry, DestSettings, Family, Forwarding, Tunnel, TunnelKind};
 
 /// A destination as a request names it: address and port, settings when sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use super::attr::{Attrs, DecodeError, EncodeError, Reader, Writer};
-use crate::ipvs::consts::{self as k, DaemonAttr};
-use crate::ipvs::types::{Daemon, DaemonState, Family};
+use crate::consts::{self as k, DaemonAttr};
+use crate::types::{Daemon, DaemonState, Family};
 
 /// What stops a sync daemon: its state; ipvsadm also sends an empty interface and id 0.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use neli::genl::{AttrTypeBuilder, NlattrBuilder};
 use neli::types::{Buffer, GenlBuffer};
 use neli::{FromBytesWithInput, ToBytes};
 
-use crate::ipvs::consts as k;
-use crate::ipvs::types::Family;
+use crate::consts as k;
+use crate::types::Family;
 
 /// A list of attributes with raw payloads, as neli carries them.
 pub type Attrs = GenlBuffer<u16, Buffer>;

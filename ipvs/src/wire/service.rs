@@ -7,8 +7,8 @@
 use std::net::Ipv4Addr;
 
 use super::attr::{af, family, DecodeError, EncodeError, Reader, Writer};
-use crate::ipvs::consts::{self as k, StatsAttr, SvcAttr};
-use crate::ipvs::types::{
+use crate::consts::{self as k, StatsAttr, SvcAttr};
+use crate::types::{
     Family, Netmask, Protocol, Scheduler, ServiceFlags, ServiceKey, ServiceSettings, Stats,
 };
 

@@ -157,8 +157,8 @@ mod expected {
     use std::net::{IpAddr, Ipv4Addr};
 
     use super::{fixture, replies, requests};
-    use crate::ipvs::types::*;
-    use crate::ipvs::wire::{DaemonStop, DestAttrs, Reply, Request, ServiceAttrs};
+    use crate::types::*;
+    use crate::wire::{DaemonStop, DestAttrs, Reply, Request, ServiceAttrs};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("address")
