@@ -84,6 +84,10 @@ pub struct CheckSection {
     pub expect_body: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
+    /// https: the server name (SNI) to send and verify.
+    pub sni: Option<Spanned<String>>,
+    /// https: a CA file to verify the server's certificate with.
+    pub ca: Option<Spanned<String>>,
     pub query: Option<Spanned<String>>,
     /// udp-dns: the answer's rcode, "noerror" (default), "nxdomain", … or a number.
     pub expect_rcode: Option<Spanned<String>>,

@@ -800,6 +800,8 @@ fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSect
         expect_body: o.expect_body.or(base.expect_body),
         host: o.host.or(base.host),
         insecure_skip_verify: o.insecure_skip_verify.or(base.insecure_skip_verify),
+        sni: o.sni.or(base.sni),
+        ca: o.ca.or(base.ca),
         query: o.query.or(base.query),
         expect_rcode: o.expect_rcode.or(base.expect_rcode),
         command: o.command.or(base.command),
@@ -853,7 +855,9 @@ fn check(
     }
     let mut ok = true;
     let is_http = matches!(kind, K::Http | K::Https);
-    let misplaced: [(Option<Range<usize>>, &str, bool); 7] = [
+    let misplaced: [(Option<Range<usize>>, &str, bool); 9] = [
+        (c.sni.as_ref().map(|x| x.span()), "sni", kind == K::Https),
+        (c.ca.as_ref().map(|x| x.span()), "ca", kind == K::Https),
         (
             c.expect_rcode.as_ref().map(|x| x.span()),
             "expect_rcode",
@@ -969,6 +973,14 @@ fn check(
                 host: c.host.as_ref().map(|h| h.get_ref().clone()),
                 expect_status,
                 expect_body: c.expect_body.as_ref().map(|b| b.get_ref().clone()),
+                sni: c.sni.as_ref().map(|s| s.get_ref().clone()),
+                ca: c.ca.as_ref().map(|p| {
+                    let p = std::path::PathBuf::from(p.get_ref());
+                    match &v.host.base {
+                        Some(b) if p.is_relative() => b.join(p),
+                        _ => p,
+                    }
+                }),
             })
         }
         K::Dns => CheckKind::Dns {

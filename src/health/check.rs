@@ -26,20 +26,52 @@ pub struct Prepared {
     /// The spec.
     pub spec: std::sync::Arc<CheckSpec>,
     body: Option<Regex>,
+    /// An HTTPS check with `sni` or `ca` has a client of its own.
+    client: Option<reqwest::Client>,
 }
 
 impl Prepared {
     /// Compiles what the spec needs (its body regex was validated with the config).
     pub fn new(spec: std::sync::Arc<CheckSpec>) -> Result<Prepared, String> {
-        let body = match &spec.kind {
-            CheckKind::Http(HttpCheck {
-                expect_body: Some(re),
-                ..
-            }) => Some(Regex::new(re).map_err(|e| format!("expect_body: {e}"))?),
-            _ => None,
+        let (body, client) = match &spec.kind {
+            CheckKind::Http(h) => (
+                h.expect_body
+                    .as_deref()
+                    .map(Regex::new)
+                    .transpose()
+                    .map_err(|e| format!("expect_body: {e}"))?,
+                own_client(h, spec.target)?,
+            ),
+            _ => (None, None),
         };
-        Ok(Prepared { spec, body })
+        Ok(Prepared { spec, body, client })
     }
+}
+
+/// The client of an HTTPS check that names its server (`sni`: the name is resolved
+/// to the real server's address, so the TLS handshake sends and verifies it) or its
+/// CA.
+fn own_client(h: &HttpCheck, target: SocketAddr) -> Result<Option<reqwest::Client>, String> {
+    if !h.tls || (h.sni.is_none() && h.ca.is_none()) {
+        return Ok(None);
+    }
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .danger_accept_invalid_certs(h.insecure);
+    if let Some(name) = &h.sni {
+        b = b.resolve(name, target);
+    }
+    if let Some(ca) = &h.ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
+        let cert =
+            reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
+        b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
+    }
+    b.build()
+        .map(Some)
+        .map_err(|e| format!("the https client: {e}"))
 }
 
 fn client(insecure: bool) -> Result<reqwest::Client, reqwest::Error> {
@@ -98,7 +130,7 @@ impl Checker {
                     .map_err(|e| CheckFailure::Local(e.clone()))?;
                 prober.probe(target).await
             }
-            CheckKind::Http(h) => self.http_check(target, h, p.body.as_ref()).await,
+            CheckKind::Http(h) => self.http_check(target, h, p).await,
             CheckKind::Dns { query, rcode } => dns_check(target, query, *rcode).await,
             CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout).await,
         }
@@ -108,14 +140,18 @@ impl Checker {
         &self,
         target: SocketAddr,
         h: &HttpCheck,
-        body_re: Option<&Regex>,
+        p: &Prepared,
     ) -> Result<(), CheckFailure> {
+        let body_re = p.body.as_ref();
         let scheme = if h.tls { "https" } else { "http" };
-        let url = format!("{scheme}://{target}{}", h.path);
-        let client = if h.insecure {
-            &self.http_insecure
-        } else {
-            &self.http
+        let url = match &h.sni {
+            Some(name) => format!("{scheme}://{name}:{}{}", target.port(), h.path),
+            None => format!("{scheme}://{target}{}", h.path),
+        };
+        let client = match (&p.client, h.insecure) {
+            (Some(c), _) => c,
+            (None, true) => &self.http_insecure,
+            (None, false) => &self.http,
         };
         let mut req = client.get(&url);
         if let Some(host) = &h.host {

@@ -59,6 +59,11 @@ pub struct HttpCheck {
     pub expect_status: u16,
     /// A regex the body must match, validated when the config is read.
     pub expect_body: Option<String>,
+    /// HTTPS: the server name sent (SNI) and verified in the certificate; the
+    /// connection still goes to the real server's address.
+    pub sni: Option<String>,
+    /// HTTPS: a CA file (PEM) to verify with instead of the system's roots.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl CheckSpec {
