@@ -224,7 +224,10 @@ fn a_kill_9_while_programming_ten_thousand_services_then_a_restart_converges() {
     // Restarted: it converges to exactly the config.
     let d = start_director(&lab, BIN, &config);
     let converged = poll(600, || {
-        let st = status(&lab);
+        // At 10,000 services, under emulation and beside programming, an answer may
+        // take longer than the client waits: that is "not yet", not a failure.
+        let body = lab.director_get(STATUS, "/status").ok()?;
+        let st: serde_json::Value = serde_json::from_str(&body).ok()?;
         let services = st["services"].as_array()?;
         let all_in = services.iter().all(|s| {
             s["in_kernel"] == true
