@@ -11,6 +11,7 @@
 //! - [`model`]: the desired state shared by config and planner.
 //! - [`pki`]: a small CA and certificates for the director and its agents.
 //! - [`health`]: health checks and their rise/fall state.
+//! - [`import`]: keepalived, ldirectord, Piranha and ipvsadm configs turned into lvsdr's.
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
 //! - [`status`]: the snapshot the HTTP status endpoint renders.
 
@@ -20,6 +21,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
+pub mod import;
 pub use lvsdr_ipvs as ipvs;
 pub mod model;
 pub mod pki;

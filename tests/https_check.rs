@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvsdr::health::{CheckKind, CheckSpec, Checker, HttpCheck, Prepared};
+use lvsdr::health::{CheckKind, CheckSpec, Checker, HttpCheck, Prepared, StatusSet};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,7 +68,7 @@ fn spec(
             insecure: false,
             path: "/healthz".into(),
             host: None,
-            expect_status: 200,
+            expect_status: StatusSet::one(200),
             expect_body: body.map(str::to_string),
             sni: sni.map(str::to_string),
             ca: Some(ca.to_path_buf()),

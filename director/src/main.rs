@@ -61,6 +61,15 @@ enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// Translate another tool's config into an lvsdr config: TOML on stdout, a report
+    /// of what was not translated (or changed meaning) on stderr. Exit 0 when all was
+    /// translated, 2 when something needs a person, 1 when the input cannot be read.
+    Import {
+        /// keepalived, ldirectord, piranha or ipvsadm (`ipvsadm -Sn` output).
+        format: lvsdr::import::Format,
+        /// The file (keepalived's `include`s are followed).
+        file: PathBuf,
+    },
     /// Read the kernel's IPVS table directly (no daemon needed).
     Ipvs {
         #[command(subcommand)]
@@ -138,6 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan { config } => rt.block_on(dry_run(config))?,
         Command::Status { url } => rt.block_on(status_cli::run(&url))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
+        Command::Import { format, file } => return Ok(import(format, &file)),
         Command::Pki {
             command:
                 PkiCommand::Init {
@@ -152,6 +162,46 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `import`: see [`Command::Import`].
+fn import(format: lvsdr::import::Format, file: &std::path::Path) -> ExitCode {
+    let draft = match lvsdr::import::import(format, file) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("lvsdr-director import: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = lvsdr::import::emit::toml(&draft);
+    print!("{text}");
+    for n in &draft.notes {
+        eprintln!("{n}");
+    }
+    // What was written must be a config lvsdr accepts; if not, a person must look.
+    let valid = match lvsdr::config::parse(&text, "<imported>") {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("the imported config does not validate:\n{e}");
+            false
+        }
+    };
+    let review = draft
+        .notes
+        .iter()
+        .filter(|n| n.level == lvsdr::import::Level::Review)
+        .count();
+    eprintln!(
+        "{}: {} services imported; {review} notes need review, {} ignored",
+        file.display(),
+        draft.services.len(),
+        draft.notes.len() - review
+    );
+    if review > 0 || !valid {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// Plans against the live kernel with health unknown, as a starting director would:

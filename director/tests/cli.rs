@@ -143,3 +143,39 @@ fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn import_exits_0_when_all_translated_2_when_a_person_must_look_1_when_unreadable() {
+    let input = |f: &str| format!("{}/../tests/import/{f}", env!("CARGO_MANIFEST_DIR"));
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let all = run(&["import", "ipvsadm", &input("ipvsadm.dump")]);
+    assert_eq!(all.status.code(), Some(0), "{all:?}");
+    assert!(String::from_utf8_lossy(&all.stdout).contains("[[service]]"));
+
+    let some = run(&["import", "keepalived", &input("keepalived.conf")]);
+    assert_eq!(some.status.code(), Some(2), "{some:?}");
+    let err = String::from_utf8_lossy(&some.stderr);
+    assert!(
+        err.contains("keepalived.conf:65: review: digest"),
+        "the report names file:line: {err}"
+    );
+    // The config still comes out, and check-config accepts it.
+    let dir = std::env::temp_dir().join(format!("lvsdr-import-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.join("imported.toml");
+    std::fs::write(&out, &some.stdout).expect("write");
+    let check = run(&["check-config", &out.display().to_string()]);
+    assert!(check.status.success(), "{check:?}");
+
+    let none = run(&["import", "piranha", "/nonexistent/lvs.cf"]);
+    assert_eq!(none.status.code(), Some(1), "{none:?}");
+    assert!(String::from_utf8_lossy(&none.stderr).contains("/nonexistent/lvs.cf"));
+    let bad = run(&["import", "haproxy", &input("ipvsadm.dump")]);
+    assert!(!bad.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -80,7 +80,8 @@ pub struct CheckSection {
     pub kind: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub path: Option<Spanned<String>>,
-    pub expect_status: Option<Spanned<i64>>,
+    /// http(s): a status (200) or a set ("200-299", "200,301-302").
+    pub expect_status: Option<Spanned<StatusField>>,
     pub expect_body: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
@@ -92,6 +93,10 @@ pub struct CheckSection {
     /// udp-dns: the answer's rcode, "noerror" (default), "nxdomain", … or a number.
     pub expect_rcode: Option<Spanned<String>>,
     pub command: Option<Spanned<String>>,
+    /// tcp-expect: what to send once connected.
+    pub send: Option<Spanned<String>>,
+    /// tcp-expect: a regex the answer must match.
+    pub expect: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub rise: Option<Spanned<i64>>,
@@ -121,4 +126,14 @@ pub enum AgentField {
     On(bool),
     /// The agent's address.
     At(String),
+}
+
+/// `expect_status = 200` or `expect_status = "200-299"`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum StatusField {
+    /// One status.
+    One(i64),
+    /// A set of statuses and ranges.
+    Set(String),
 }

@@ -11,10 +11,10 @@ use toml::Spanned;
 
 use super::schema::{
     AgentField, AgentsSection, CheckSection, DirectorSection, File, RealServerSection,
-    ServiceSection,
+    ServiceSection, StatusField,
 };
 use super::{line_col, ConfigError, ConfigErrors, Host};
-use crate::health::{CheckKind, CheckSpec, HttpCheck};
+use crate::health::{CheckKind, CheckSpec, HttpCheck, StatusSet};
 use crate::ipvs::{
     Dest, DestSettings, Family, Forwarding, Netmask, Protocol, Scheduler, Service, ServiceFlags,
     ServiceKey, ServiceSettings, Tunnel, TunnelKind,
@@ -805,6 +805,8 @@ fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSect
         query: o.query.or(base.query),
         expect_rcode: o.expect_rcode.or(base.expect_rcode),
         command: o.command.or(base.command),
+        send: o.send.or(base.send),
+        expect: o.expect.or(base.expect),
         interval: o.interval.or(base.interval),
         timeout: o.timeout.or(base.timeout),
         rise: o.rise.or(base.rise),
@@ -821,6 +823,8 @@ enum K {
     Https,
     Dns,
     Exec,
+    TcpExpect,
+    Smtp,
 }
 
 /// Builds a check spec; `Some(None)` is `type = "none"`, `None` an error.
@@ -845,6 +849,8 @@ fn check(
                 ("https", K::Https),
                 ("udp-dns", K::Dns),
                 ("exec", K::Exec),
+                ("tcp-expect", K::TcpExpect),
+                ("smtp", K::Smtp),
             ],
             &ctx,
             "check type",
@@ -855,7 +861,17 @@ fn check(
     }
     let mut ok = true;
     let is_http = matches!(kind, K::Http | K::Https);
-    let misplaced: [(Option<Range<usize>>, &str, bool); 9] = [
+    let misplaced: [(Option<Range<usize>>, &str, bool); 11] = [
+        (
+            c.send.as_ref().map(|x| x.span()),
+            "send",
+            kind == K::TcpExpect,
+        ),
+        (
+            c.expect.as_ref().map(|x| x.span()),
+            "expect",
+            kind == K::TcpExpect,
+        ),
         (c.sni.as_ref().map(|x| x.span()), "sni", kind == K::Https),
         (c.ca.as_ref().map(|x| x.span()), "ca", kind == K::Https),
         (
@@ -945,8 +961,26 @@ fn check(
                 ok = false;
             }
             let expect_status = match &c.expect_status {
-                None => 200,
-                Some(s) => u16::try_from(v.int(s, 100, 599, &ctx, "expect_status")?).ok()?,
+                None => StatusSet::one(200),
+                Some(s) => {
+                    let set = match s.get_ref() {
+                        StatusField::One(n) => u16::try_from(*n)
+                            .ok()
+                            .and_then(|n| (100..=599).contains(&n).then(|| StatusSet::one(n))),
+                        StatusField::Set(t) => StatusSet::parse(t),
+                    };
+                    match set {
+                        Some(set) => set,
+                        None => {
+                            v.err(
+                                s.span(),
+                                &ctx,
+                                "expect_status must be a status (100-599) or a set such as \"200-299\" or \"200,301-302\"",
+                            );
+                            return None;
+                        }
+                    }
+                }
             };
             if let Some(b) = &c.expect_body {
                 if let Err(e) = regex::Regex::new(b.get_ref()) {
@@ -1012,6 +1046,31 @@ fn check(
                 return None;
             }
         },
+        K::TcpExpect => {
+            let expect = match &c.expect {
+                Some(e) => e,
+                None => {
+                    v.err(rs_span, &ctx, "a tcp-expect check needs expect (a regex)");
+                    return None;
+                }
+            };
+            if let Err(e) = regex::Regex::new(expect.get_ref()) {
+                v.err(
+                    expect.span(),
+                    &ctx,
+                    format!("expect is not a valid regex: {e}"),
+                );
+                return None;
+            }
+            CheckKind::TcpExpect {
+                send: c
+                    .send
+                    .as_ref()
+                    .map_or(String::new(), |s| s.get_ref().clone()),
+                expect: expect.get_ref().clone(),
+            }
+        }
+        K::Smtp => CheckKind::Smtp,
         K::None => return Some(None),
     };
     let spec = CheckSpec {

@@ -25,6 +25,7 @@ pub struct Checker {
 pub struct Prepared {
     /// The spec.
     pub spec: std::sync::Arc<CheckSpec>,
+    /// `expect_body` (http) or `expect` (tcp-expect), compiled.
     body: Option<Regex>,
     /// An HTTPS check with `sni` or `ca` has a client of its own.
     client: Option<reqwest::Client>,
@@ -41,6 +42,10 @@ impl Prepared {
                     .transpose()
                     .map_err(|e| format!("expect_body: {e}"))?,
                 own_client(h, spec.target)?,
+            ),
+            CheckKind::TcpExpect { expect, .. } => (
+                Some(Regex::new(expect).map_err(|e| format!("expect: {e}"))?),
+                None,
             ),
             _ => (None, None),
         };
@@ -133,6 +138,11 @@ impl Checker {
             CheckKind::Http(h) => self.http_check(target, h, p).await,
             CheckKind::Dns { query, rcode } => dns_check(target, query, *rcode).await,
             CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout).await,
+            CheckKind::TcpExpect { send, .. } => match &p.body {
+                Some(re) => tcp_expect(target, send.as_bytes(), re).await,
+                None => Err(CheckFailure::Local("tcp-expect without a regex".into())),
+            },
+            CheckKind::Smtp => smtp_check(target).await,
         }
     }
 
@@ -162,7 +172,7 @@ impl Checker {
             .await
             .map_err(|e| root_cause(&format!("GET {url}"), &e))?;
         let status = resp.status().as_u16();
-        if status != h.expect_status {
+        if !h.expect_status.contains(status) {
             return Err(CheckFailure::Down(format!(
                 "GET {url}: status {status}, expected {}",
                 h.expect_status
@@ -194,8 +204,80 @@ impl Checker {
     }
 }
 
-/// How much of an HTTP body `expect_body` is matched against.
+/// How much of an HTTP body `expect_body` is matched against (and of a tcp-expect
+/// answer `expect` is).
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Connects, sends `send`, and reads until what came matches `re`, the server closes,
+/// or BODY_LIMIT bytes came. Closed with RST, as a tcp check is.
+async fn tcp_expect(target: SocketAddr, send: &[u8], re: &Regex) -> Result<(), CheckFailure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(target)
+        .await
+        .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
+    let _ = s.set_zero_linger();
+    if !send.is_empty() {
+        s.write_all(send)
+            .await
+            .map_err(|e| io_failure(&format!("send to {target}"), &e))?;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s
+            .read(&mut buf)
+            .await
+            .map_err(|e| io_failure(&format!("read from {target}"), &e))?;
+        got.extend_from_slice(&buf[..n.min(BODY_LIMIT - got.len())]);
+        if re.is_match(&String::from_utf8_lossy(&got)) {
+            return Ok(());
+        }
+        if n == 0 || got.len() >= BODY_LIMIT {
+            let shown: String = String::from_utf8_lossy(&got).chars().take(80).collect();
+            return Err(CheckFailure::Down(format!(
+                "{target}: answer {shown:?} does not match {:?}",
+                re.as_str()
+            )));
+        }
+    }
+}
+
+/// An SMTP greeting: the server's 220 banner (one line, or several `220-` lines
+/// ending with `220 `), then QUIT.
+async fn smtp_check(target: SocketAddr) -> Result<(), CheckFailure> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let s = TcpStream::connect(target)
+        .await
+        .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
+    // Lines of at most 1 KiB; a banner that never ends is a timeout.
+    let mut s = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = AsyncReadExt::take(&mut s, 1024)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| io_failure(&format!("read from {target}"), &e))?;
+        if n == 0 {
+            return Err(CheckFailure::Down(format!(
+                "{target}: closed before a banner"
+            )));
+        }
+        if !line.starts_with("220") {
+            return Err(CheckFailure::Down(format!(
+                "{target}: greeting {:?}, expected 220",
+                line.trim_end()
+            )));
+        }
+        if !line.starts_with("220-") {
+            break;
+        }
+    }
+    let s = s.get_mut();
+    let _ = s.write_all(b"QUIT\r\n").await;
+    let _ = s.set_zero_linger();
+    Ok(())
+}
 
 /// A minimal DNS query (header + one question, type A, class IN): the check needs any
 /// well-formed answer to its id, nothing a resolver library adds.

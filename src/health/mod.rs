@@ -12,6 +12,6 @@ pub mod syn;
 
 pub use check::{Checker, Prepared};
 pub use failure::CheckFailure;
-pub use spec::{CheckKind, CheckSpec, HttpCheck};
+pub use spec::{CheckKind, CheckSpec, HttpCheck, StatusSet};
 pub use state::{Health, HealthMap, RiseFall};
 pub use supervisor::{CheckDetail, DetailMap, Supervisor};

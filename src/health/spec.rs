@@ -37,6 +37,16 @@ pub enum CheckKind {
         /// The rcode the answer must carry (0, NOERROR, by default).
         rcode: u8,
     },
+    /// A TCP exchange: connect, send `send` (if any), and read until the answer matches
+    /// `expect` (a regex, validated when the config is read).
+    TcpExpect {
+        /// Sent once connected; empty sends nothing.
+        send: String,
+        /// What the answer must match.
+        expect: String,
+    },
+    /// An SMTP server's greeting: a 220 banner, then QUIT.
+    Smtp,
     /// A command: exit 0 is up. It gets the target in `LVSDR_RS_ADDR`/`LVSDR_RS_PORT`.
     Exec {
         /// Run with `sh -c`.
@@ -55,8 +65,8 @@ pub struct HttpCheck {
     pub path: String,
     /// Host header; the target address when absent.
     pub host: Option<String>,
-    /// Status that means up.
-    pub expect_status: u16,
+    /// Statuses that mean up.
+    pub expect_status: StatusSet,
     /// A regex the body must match, validated when the config is read.
     pub expect_body: Option<String>,
     /// HTTPS: the server name sent (SNI) and verified in the certificate; the
@@ -64,6 +74,58 @@ pub struct HttpCheck {
     pub sni: Option<String>,
     /// HTTPS: a CA file (PEM) to verify with instead of the system's roots.
     pub ca: Option<std::path::PathBuf>,
+}
+
+/// HTTP statuses, as ranges: `200`, `"200-299"`, `"200,301-302"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatusSet(pub Vec<(u16, u16)>);
+
+impl StatusSet {
+    /// One status.
+    pub fn one(status: u16) -> StatusSet {
+        StatusSet(vec![(status, status)])
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+
+    /// Parses `"200"`, `"200-299"`, `"200,301-302"` (statuses 100-599).
+    pub fn parse(s: &str) -> Option<StatusSet> {
+        let mut set = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let (lo, hi) = match part.split_once('-') {
+                Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+                None => {
+                    let n = part.parse().ok()?;
+                    (n, n)
+                }
+            };
+            if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+                return None;
+            }
+            set.push((lo, hi));
+        }
+        (!set.is_empty()).then_some(StatusSet(set))
+    }
+}
+
+impl std::fmt::Display for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?;
+            } else {
+                write!(f, "{lo}-{hi}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl CheckSpec {
@@ -80,6 +142,10 @@ impl CheckSpec {
             ),
             CheckKind::Dns { query, .. } => format!("udp-dns {} {query}", self.target),
             CheckKind::Exec { command } => format!("exec {} {command:?}", self.target),
+            CheckKind::TcpExpect { expect, .. } => {
+                format!("tcp-expect {} {expect:?}", self.target)
+            }
+            CheckKind::Smtp => format!("smtp {}", self.target),
         }
     }
 }

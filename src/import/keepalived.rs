@@ -1,0 +1,678 @@
+//! keepalived.conf: `virtual_server` (by address, fwmark or group) with its real
+//! servers and checkers. VRRP and the daemon's own settings are reported, not imported:
+//! lvsdr takes over the IPVS table, and keepalived may keep doing VRRP.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use super::draft::{regex_ok, At, Check, Draft, Key, Level, RealServer, Service};
+use super::words::{parse, Node};
+use super::{ImportError, Source};
+
+/// keepalived's defaults, where they differ from lvsdr's.
+const DELAY_LOOP_S: u64 = 60;
+const CONNECT_TIMEOUT_S: u64 = 5;
+const RETRY: u32 = 1;
+/// Includes nested deeper than this are a loop.
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// Imports a keepalived.conf and the files it includes.
+pub fn import(src: &Source) -> Result<Draft, ImportError> {
+    let mut d = Draft {
+        header: vec![
+            format!("Imported from keepalived's {}.", src.name),
+            "keepalived checked every `delay_loop` and retried a failed check `retry` times".into(),
+            "`delay_before_retry` apart; lvsdr checks every `interval` and takes a server down"
+                .into(),
+            "after `fall` failures in a row (fall = retry + 1).".into(),
+        ],
+        ..Draft::default()
+    };
+    let nodes = load(src, &mut d, 0)?;
+    let mut groups: HashMap<String, Vec<(Key, At)>> = HashMap::new();
+    for n in &nodes {
+        if n.head() == "virtual_server_group" {
+            let name = n.arg().unwrap_or_default().to_string();
+            groups.insert(name, group(&mut d, n));
+        }
+    }
+    for n in &nodes {
+        match n.head() {
+            "virtual_server_group" => {}
+            "virtual_server" => virtual_server(&mut d, n, &groups),
+            "global_defs" | "linkbeat_interfaces" => d.note(
+                &n.at,
+                Level::Ignored,
+                format!("`{}`: keepalived's own settings", n.head()),
+            ),
+            "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" | "static_ipaddress"
+            | "static_routes" | "static_rules" | "vrrp_track_process" | "track_file"
+            | "bfd_instance" => d.note(
+                &n.at,
+                Level::Review,
+                format!(
+                    "`{}` is not imported: lvsdr takes over the IPVS table only (keep \
+                     keepalived for VRRP, or see the README's high-availability section)",
+                    n.head()
+                ),
+            ),
+            other => d.note(&n.at, Level::Review, format!("unknown statement `{other}`")),
+        }
+    }
+    Ok(d)
+}
+
+/// Parses `src` and splices in what its `include`s name.
+fn load(src: &Source, d: &mut Draft, depth: usize) -> Result<Vec<Node>, ImportError> {
+    let (nodes, problems) = parse(&src.text, &src.name);
+    for (at, p) in problems {
+        d.note(&at, Level::Review, p);
+    }
+    expand(nodes, src, d, depth)
+}
+
+fn expand(
+    nodes: Vec<Node>,
+    src: &Source,
+    d: &mut Draft,
+    depth: usize,
+) -> Result<Vec<Node>, ImportError> {
+    let mut out = Vec::new();
+    for mut n in nodes {
+        if n.head() == "include" {
+            if depth >= MAX_INCLUDE_DEPTH {
+                d.note(&n.at, Level::Review, "includes nested too deep (a loop?)");
+                continue;
+            }
+            let pattern = n.arg().unwrap_or_default().to_string();
+            let base = src.path.parent().unwrap_or(Path::new("."));
+            let files = glob(base, &pattern);
+            if files.is_empty() {
+                d.note(
+                    &n.at,
+                    Level::Review,
+                    format!("include {pattern:?} names no file"),
+                );
+            }
+            for f in files {
+                let inc = Source::read(&f)?;
+                out.extend(load(&inc, d, depth + 1)?);
+            }
+            continue;
+        }
+        if let Some(c) = n.children.take() {
+            n.children = Some(expand(c, src, d, depth)?);
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// The files `pattern` names (`*` and `?` in the last part), relative to `base`,
+/// sorted.
+fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
+    let p = base.join(pattern);
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !name.contains(['*', '?']) {
+        return if p.is_file() { vec![p] } else { Vec::new() };
+    }
+    let dir = p.parent().unwrap_or(Path::new("."));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| {
+                    f.is_file()
+                        && f.file_name()
+                            .is_some_and(|n| wildcard(&name, &n.to_string_lossy()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn wildcard(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    go(&p, &n)
+}
+
+/// A `virtual_server_group`'s members: `IP PORT`, `IP-LAST PORT` (a range in the last
+/// byte), `fwmark N`.
+fn group(d: &mut Draft, n: &Node) -> Vec<(Key, At)> {
+    let mut keys = Vec::new();
+    for m in n.children.iter().flatten() {
+        let w: Vec<&str> = m.words.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["fwmark", mark] => match mark.parse() {
+                Ok(mark) => keys.push((Key::Fwmark { mark, ipv6: false }, m.at.clone())),
+                Err(_) => d.note(&m.at, Level::Review, format!("fwmark {mark:?}")),
+            },
+            [addr, port] => match (range(addr), port.parse::<u16>()) {
+                (Some(addrs), Ok(port)) => {
+                    for vip in addrs {
+                        keys.push((
+                            Key::Addr {
+                                protocol: "tcp".into(),
+                                vip,
+                                port,
+                            },
+                            m.at.clone(),
+                        ));
+                    }
+                }
+                _ => d.note(
+                    &m.at,
+                    Level::Review,
+                    format!("group member {:?} not understood", m.words.join(" ")),
+                ),
+            },
+            _ => d.note(
+                &m.at,
+                Level::Review,
+                format!("group member {:?} not understood", m.words.join(" ")),
+            ),
+        }
+    }
+    keys
+}
+
+/// `192.0.2.1` or `192.0.2.1-5`.
+fn range(s: &str) -> Option<Vec<IpAddr>> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Some(vec![a]);
+    }
+    let (first, last) = s.rsplit_once('-')?;
+    let first: std::net::Ipv4Addr = first.parse().ok()?;
+    let last: u8 = last.parse().ok()?;
+    let o = first.octets();
+    (o[3] <= last).then(|| {
+        (o[3]..=last)
+            .map(|b| IpAddr::from([o[0], o[1], o[2], b]))
+            .collect()
+    })
+}
+
+/// What a `virtual_server` block says, before it becomes one service per key.
+struct Defaults {
+    delay_loop_ms: u64,
+    host: Option<String>,
+    inhibit: bool,
+    retry: Option<u32>,
+    connect_timeout_ms: Option<u64>,
+}
+
+fn seconds_ms(s: Option<&str>) -> Option<u64> {
+    let v: f64 = s?.parse().ok()?;
+    (v >= 0.0).then(|| (v * 1000.0).round() as u64)
+}
+
+fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At)>>) {
+    let w: Vec<&str> = n.words.iter().map(String::as_str).collect();
+    let keys: Vec<(Key, At)> = match w.as_slice() {
+        [_, "fwmark", mark] => match mark.parse() {
+            Ok(mark) => vec![(Key::Fwmark { mark, ipv6: false }, n.at.clone())],
+            Err(_) => {
+                d.note(&n.at, Level::Review, format!("fwmark {mark:?}"));
+                return;
+            }
+        },
+        [_, "group", name] => match groups.get(*name) {
+            Some(k) => k.clone(),
+            None => {
+                d.note(
+                    &n.at,
+                    Level::Review,
+                    format!("no virtual_server_group {name:?}"),
+                );
+                return;
+            }
+        },
+        [_, addr, port] => match (addr.parse::<IpAddr>(), port.parse::<u16>()) {
+            (Ok(vip), Ok(port)) => vec![(
+                Key::Addr {
+                    protocol: "tcp".into(),
+                    vip,
+                    port,
+                },
+                n.at.clone(),
+            )],
+            _ => {
+                d.note(
+                    &n.at,
+                    Level::Review,
+                    format!("virtual_server {addr} {port}: not an address and port"),
+                );
+                return;
+            }
+        },
+        _ => {
+            d.note(
+                &n.at,
+                Level::Review,
+                format!("`{}` not understood", n.words.join(" ")),
+            );
+            return;
+        }
+    };
+    let mut t = Service::new(String::new(), keys[0].0.clone(), n.at.clone());
+    // keepalived takes a failed real server out of the table unless told to inhibit.
+    t.on_failure = Some("remove".into());
+    let mut protocol = "tcp".to_string();
+    let mut ipv6 = false;
+    let mut def = Defaults {
+        delay_loop_ms: DELAY_LOOP_S * 1000,
+        host: None,
+        inhibit: false,
+        retry: None,
+        connect_timeout_ms: None,
+    };
+    let mut rs_nodes = Vec::new();
+    let mut sorry_port = None;
+    for c in n.children.iter().flatten() {
+        let a = c.arg();
+        match c.head() {
+            "delay_loop" => match seconds_ms(a) {
+                Some(ms) if ms > 0 => def.delay_loop_ms = ms,
+                _ => d.note(&c.at, Level::Review, "delay_loop without a valid value"),
+            },
+            "lvs_sched" | "lb_algo" => t.scheduler = a.unwrap_or("wlc").to_lowercase(),
+            "lvs_method" | "lb_kind" => match a.map(str::to_uppercase).as_deref() {
+                Some("DR") => t.forwarding = "dr".into(),
+                Some("NAT") => t.forwarding = "nat".into(),
+                Some("TUN") => {
+                    t.forwarding = "tun".into();
+                    if c.args().len() > 1 {
+                        d.note(
+                            &c.at,
+                            Level::Review,
+                            "tunnel options (type, port, csum) not translated: set `tunnel` by hand",
+                        );
+                    }
+                }
+                other => d.note(&c.at, Level::Review, format!("lvs_method {other:?}")),
+            },
+            "protocol" => match a.map(str::to_lowercase).as_deref() {
+                Some(p @ ("tcp" | "udp" | "sctp")) => protocol = p.into(),
+                other => d.note(&c.at, Level::Review, format!("protocol {other:?}")),
+            },
+            "persistence_timeout" => {
+                // keepalived's default when the value is left out: 6 minutes.
+                t.persistence = Some(a.and_then(|v| v.parse().ok()).unwrap_or(360));
+            }
+            "persistence_granularity" => t.netmask = a.map(str::to_string),
+            "persistence_engine" => t.persistence_engine = a.map(str::to_string),
+            "ops" => t.one_packet = true,
+            "ip_family" => ipv6 = a == Some("inet6"),
+            "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => {
+                t.flags.push(c.head().to_string())
+            }
+            "flag-1" | "flag-2" => {
+                let which = if c.head() == "flag-1" {
+                    "fallback"
+                } else {
+                    "port"
+                };
+                match t.scheduler.as_str() {
+                    s @ ("sh" | "mh") => t.flags.push(format!("{s}-{which}")),
+                    _ => d.note(
+                        &c.at,
+                        Level::Review,
+                        format!(
+                            "{} with scheduler {}: no meaning in lvsdr",
+                            c.head(),
+                            t.scheduler
+                        ),
+                    ),
+                }
+            }
+            "sorry_server" => {
+                t.sorry_server = a.and_then(|v| v.parse().ok());
+                sorry_port = c.args().get(1).and_then(|p| p.parse::<u16>().ok());
+                if t.sorry_server.is_none() {
+                    d.note(&c.at, Level::Review, "sorry_server without an address");
+                }
+            }
+            "inhibit_on_failure" => def.inhibit = true,
+            "virtualhost" => def.host = a.map(str::to_string),
+            "retry" | "nb_get_retry" => def.retry = a.and_then(|v| v.parse().ok()),
+            "connect_timeout" => def.connect_timeout_ms = seconds_ms(a),
+            "delay_before_retry" => {}
+            "quorum" => {
+                if a != Some("1") {
+                    d.note(
+                        &c.at,
+                        Level::Review,
+                        "quorum above 1: lvsdr has no quorum (its sorry_server comes in when no real server is up)",
+                    );
+                }
+            }
+            "hysteresis" => d.note(&c.at, Level::Ignored, "hysteresis: goes with quorum"),
+            "alpha" => t.comments.push(
+                "keepalived's `alpha`: real servers started down. lvsdr's start: a server not \
+                 checked yet keeps the weight the kernel has, or joins at 0."
+                    .into(),
+            ),
+            "omega" | "quorum_up" | "quorum_down" => d.note(
+                &c.at,
+                Level::Review,
+                format!("`{}` (scripts on quorum changes) not translated", c.head()),
+            ),
+            "ha_suspend" | "smtp_alert" => d.note(
+                &c.at,
+                Level::Ignored,
+                format!("`{}`: no bearing on the table", c.head()),
+            ),
+            "real_server" => rs_nodes.push(c),
+            other => d.note(
+                &c.at,
+                Level::Review,
+                format!("unknown virtual_server statement `{other}`"),
+            ),
+        }
+    }
+    if let (Some(p), Key::Addr { port, .. }) = (sorry_port, &t.key) {
+        if p != *port {
+            d.note(
+                &n.at,
+                Level::Review,
+                format!("sorry_server port {p} differs from the service's {port}: lvsdr uses the service's"),
+            );
+        }
+    }
+    if def.inhibit {
+        t.on_failure = Some("weight0".into());
+    }
+    let mut inhibit_each = Vec::new();
+    for r in rs_nodes {
+        if let Some((rs, inhibit)) = real_server(d, r, &def) {
+            inhibit_each.push(inhibit);
+            t.real_servers.push(rs);
+        }
+    }
+    if inhibit_each.iter().any(|i| *i) {
+        if inhibit_each.iter().all(|i| *i) {
+            t.on_failure = Some("weight0".into());
+        } else {
+            d.note(
+                &n.at,
+                Level::Review,
+                "inhibit_on_failure on some real servers only: lvsdr's on_failure is per \
+                 service (set to remove)",
+            );
+        }
+    }
+    t.hoist_checks();
+    for (key, at) in keys {
+        let mut s = t.clone();
+        s.key = match key {
+            Key::Addr { vip, port, .. } => Key::Addr {
+                protocol: protocol.clone(),
+                vip,
+                port,
+            },
+            Key::Fwmark { mark, .. } => Key::Fwmark { mark, ipv6 },
+        };
+        s.name = super::ipvsadm::service_name(&s.key);
+        s.at = at;
+        if w.get(1) == Some(&"group") {
+            s.comments
+                .push(format!("From virtual_server group {}.", w[2]));
+        }
+        d.services.push(s);
+    }
+}
+
+/// A `real_server` block: the server, and whether it has `inhibit_on_failure`.
+fn real_server(d: &mut Draft, n: &Node, def: &Defaults) -> Option<(RealServer, bool)> {
+    let args = n.args();
+    let Some(addr) = args.first().and_then(|a| a.parse::<IpAddr>().ok()) else {
+        d.note(&n.at, Level::Review, "real_server without an IP address");
+        return None;
+    };
+    let mut r = RealServer::new(addr);
+    let port = args.get(1).and_then(|p| p.parse::<u16>().ok());
+    let mut inhibit = def.inhibit;
+    let mut host = def.host.clone();
+    let mut checks = Vec::new();
+    for c in n.children.iter().flatten() {
+        let a = c.arg();
+        match c.head() {
+            "weight" => r.weight = a.and_then(|v| v.parse().ok()).unwrap_or(1),
+            "uthreshold" => r.upper_threshold = a.and_then(|v| v.parse().ok()).unwrap_or(0),
+            "lthreshold" => r.lower_threshold = a.and_then(|v| v.parse().ok()).unwrap_or(0),
+            "inhibit_on_failure" => inhibit = true,
+            "virtualhost" => host = a.map(str::to_string),
+            "notify_up" | "notify_down" => d.note(
+                &c.at,
+                Level::Review,
+                format!("`{}` script not translated", c.head()),
+            ),
+            "alpha" | "delay_loop" | "retry" | "delay_before_retry" | "connect_timeout"
+            | "warmup" => d.note(
+                &c.at,
+                Level::Review,
+                format!("real_server-level `{}`: set it in the check", c.head()),
+            ),
+            "smtp_alert" => d.note(&c.at, Level::Ignored, "smtp_alert"),
+            k if k.ends_with("_CHECK") || k == "HTTP_GET" || k == "SSL_GET" => checks.push(c),
+            other => d.note(
+                &c.at,
+                Level::Review,
+                format!("unknown real_server statement `{other}`"),
+            ),
+        }
+    }
+    r.port = port;
+    if checks.len() > 1 {
+        d.note(
+            &checks[1].at,
+            Level::Review,
+            "more than one checker: keepalived wanted all to pass, lvsdr runs the first only",
+        );
+    }
+    if let Some(c) = checks.first() {
+        r.check = Some(checker(d, c, def, host.as_deref(), addr));
+    }
+    Some((r, inhibit))
+}
+
+fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAddr) -> Check {
+    let mut c = match n.head() {
+        "TCP_CHECK" => Check::of("tcp"),
+        "HTTP_GET" => Check::of("http"),
+        "SSL_GET" => {
+            let mut c = Check::of("https");
+            c.insecure_skip_verify = true;
+            c.comments.push(
+                "keepalived's SSL_GET did not verify the certificate; set `sni`/`ca` and drop \
+                 insecure_skip_verify to verify it."
+                    .into(),
+            );
+            c
+        }
+        "DNS_CHECK" => Check::of("udp-dns"),
+        "MISC_CHECK" => Check::of("exec"),
+        "SMTP_CHECK" => {
+            let mut c = Check::of("smtp");
+            c.comments.push(
+                "keepalived's SMTP_CHECK said HELO; lvsdr's smtp check reads the 220 banner \
+                 and says QUIT."
+                    .into(),
+            );
+            c
+        }
+        other => {
+            d.note(
+                &n.at,
+                Level::Review,
+                format!("{other} has no lvsdr equivalent: written as type \"none\" (always up)"),
+            );
+            return Check::of("none");
+        }
+    };
+    let mut retry = def.retry;
+    let mut timeout_ms = def.connect_timeout_ms;
+    let mut interval_ms = def.delay_loop_ms;
+    let mut urls = 0;
+    let mut statuses: Vec<String> = Vec::new();
+    let mut dns_type = None;
+    let mut enable_sni = false;
+    if c.kind == "http" || c.kind == "https" {
+        c.host = host.map(str::to_string);
+    }
+    for s in n.children.iter().flatten() {
+        let a = s.arg();
+        match s.head() {
+            "connect_port" => c.port = a.and_then(|v| v.parse().ok()),
+            "connect_timeout" => timeout_ms = seconds_ms(a),
+            "retry" | "nb_get_retry" => retry = a.and_then(|v| v.parse().ok()),
+            "delay_before_retry" => {}
+            "delay_loop" => interval_ms = seconds_ms(a).filter(|ms| *ms > 0).unwrap_or(interval_ms),
+            "connect_ip" => {
+                if a.and_then(|v| v.parse::<IpAddr>().ok()) != Some(rs) {
+                    d.note(
+                        &s.at,
+                        Level::Review,
+                        "connect_ip other than the real server's: lvsdr checks the real server",
+                    );
+                }
+            }
+            "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" => d.note(
+                &s.at,
+                Level::Review,
+                format!("`{}` not translated", s.head()),
+            ),
+            "log_all_failures" => {}
+            "alpha" => {}
+            "virtualhost" => c.host = a.map(str::to_string),
+            "enable_sni" => enable_sni = true,
+            "url" => {
+                urls += 1;
+                if urls > 1 {
+                    d.note(
+                        &s.at,
+                        Level::Review,
+                        "more than one url: lvsdr checks the first only",
+                    );
+                    continue;
+                }
+                for u in s.children.iter().flatten() {
+                    let ua = u.arg();
+                    match u.head() {
+                        "path" => c.path = ua.map(str::to_string),
+                        "status_code" => statuses.extend(u.args().iter().map(|v| v.to_string())),
+                        "digest" => d.note(
+                            &u.at,
+                            Level::Review,
+                            "digest (an MD5 of the body) not translated: use expect_body",
+                        ),
+                        "regex" => match ua {
+                            Some(re) if regex_ok(re) => c.expect_body = Some(re.to_string()),
+                            _ => d.note(
+                                &u.at,
+                                Level::Review,
+                                "regex is not valid in lvsdr's (Rust) syntax: not translated",
+                            ),
+                        },
+                        "virtualhost" => c.host = ua.map(str::to_string),
+                        other => d.note(
+                            &u.at,
+                            Level::Review,
+                            format!("url `{other}` not translated"),
+                        ),
+                    }
+                }
+            }
+            "misc_path" => c.command = a.map(str::to_string),
+            "misc_timeout" => timeout_ms = seconds_ms(a),
+            "misc_dynamic" => d.note(
+                &s.at,
+                Level::Review,
+                "misc_dynamic (weight from the exit code) not translated: exit 0 is up",
+            ),
+            "user" => d.note(
+                &s.at,
+                Level::Review,
+                "`user`: lvsdr runs exec checks as the director's user, without its capabilities",
+            ),
+            "type" => dns_type = a.map(str::to_uppercase),
+            "name" => c.query = a.map(str::to_string),
+            "helo_name" => {}
+            "host" => d.note(
+                &s.at,
+                Level::Review,
+                "SMTP_CHECK host blocks not translated: lvsdr checks the real server",
+            ),
+            other => d.note(
+                &s.at,
+                Level::Review,
+                format!("unknown {} statement `{other}`", n.head()),
+            ),
+        }
+    }
+    if c.kind == "udp-dns" {
+        if c.query.is_none() {
+            c.query = Some(".".into()); // keepalived's default
+        }
+        if dns_type.as_deref().is_some_and(|t| t != "A") {
+            d.note(
+                &n.at,
+                Level::Review,
+                "DNS_CHECK type other than A: lvsdr asks for A",
+            );
+        }
+    }
+    if c.kind == "exec" && c.command.is_none() {
+        d.note(&n.at, Level::Review, "MISC_CHECK without misc_path");
+    }
+    if c.kind == "http" || c.kind == "https" {
+        c.path.get_or_insert_with(|| "/".into());
+        c.expect_status = Some(if statuses.is_empty() {
+            c.comments
+                .push("keepalived's default: any 2xx status is up.".into());
+            "200-299".into()
+        } else {
+            statuses.join(",")
+        });
+        if enable_sni {
+            c.sni = c.host.clone();
+        }
+    }
+    c.interval_ms = Some(interval_ms);
+    c.timeout_ms = Some(
+        timeout_ms
+            .unwrap_or(CONNECT_TIMEOUT_S * 1000)
+            .min(interval_ms),
+    );
+    c.rise = Some(1);
+    c.fall = Some(retry.unwrap_or(RETRY) + 1);
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_and_ranges() {
+        assert!(wildcard("*.conf", "a.conf"));
+        assert!(!wildcard("*.conf", "a.confx"));
+        assert!(wildcard("vs-?.conf", "vs-1.conf"));
+        assert_eq!(range("192.0.2.1-3").map(|v| v.len()), Some(3));
+        assert_eq!(range("192.0.2.3-1"), None);
+    }
+}

@@ -1,0 +1,358 @@
+//! The importers on inputs of our own writing (tests/import/), one per format, covering
+//! the constructs each format has: the config written must validate, carry what the
+//! input said, and every construct not translated must be reported at its line.
+
+use std::path::PathBuf;
+
+use lvsdr::import::{self, Format, Level};
+use toml::Value;
+
+fn input(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/import")).join(name)
+}
+
+/// The imported TOML (validated by lvsdr's own parser) and the notes as
+/// `(file name, line, level)`.
+fn run(format: Format, name: &str) -> (Value, Vec<(String, usize, Level, String)>) {
+    let d = import::import(format, &input(name)).expect("import");
+    let text = import::emit::toml(&d);
+    if let Err(e) = lvsdr::config::parse(&text, "imported.toml") {
+        panic!("the imported config does not validate:\n{e}\n{text}");
+    }
+    let notes = d
+        .notes
+        .iter()
+        .map(|n| {
+            let file = n.at.file.rsplit('/').next().unwrap_or_default().to_string();
+            (file, n.at.line, n.level, n.message.clone())
+        })
+        .collect();
+    (Value::Table(toml::from_str(&text).expect("toml")), notes)
+}
+
+fn service<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["service"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no service {name}"))
+}
+
+fn names(v: &Value) -> Vec<&str> {
+    v["service"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect()
+}
+
+fn rs(s: &Value, i: usize) -> &Value {
+    &s["real_server"][i]
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}"))
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_integer()
+        .unwrap_or_else(|| panic!("not an integer: {v:?}"))
+}
+
+/// The notes of `level`, as (file, line).
+fn at(notes: &[(String, usize, Level, String)], level: Level) -> Vec<(&str, usize)> {
+    let mut v: Vec<(&str, usize)> = notes
+        .iter()
+        .filter(|n| n.2 == level)
+        .map(|n| (n.0.as_str(), n.1))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn keepalived() {
+    let (v, notes) = run(Format::Keepalived, "keepalived.conf");
+    assert_eq!(
+        names(&v),
+        [
+            "tcp-192.0.2.10-80",
+            "tcp-192.0.2.11-443",
+            "udp-192.0.2.12-53",
+            "fwmark-5",
+            "tcp-192.0.2.20-80",
+            "tcp-192.0.2.21-80",
+            "fwmark-7",
+            "tcp-192.0.2.13-25",
+        ]
+    );
+    let web = service(&v, "tcp-192.0.2.10-80");
+    assert_eq!(s(&web["scheduler"]), "wrr");
+    assert_eq!(s(&web["persistence"]), "300s");
+    assert_eq!(s(&web["persistence_netmask"]), "255.255.255.0");
+    assert_eq!(s(&web["on_failure"]), "weight0"); // inhibit_on_failure
+    assert_eq!(s(&web["sorry_server"]), "192.0.2.99");
+    let c = &web["check"];
+    assert_eq!(
+        (
+            s(&c["type"]),
+            int(&c["port"]),
+            s(&c["path"]),
+            s(&c["expect_body"])
+        ),
+        ("http", 8080, "/healthz", "ok|ready")
+    );
+    assert_eq!(int(&c["expect_status"]), 200);
+    // delay_loop, connect_timeout, retry 2 → fall 3.
+    assert_eq!((s(&c["interval"]), s(&c["timeout"])), ("3s", "2s"));
+    assert_eq!((int(&c["rise"]), int(&c["fall"])), (1, 3));
+    assert_eq!(
+        (int(&rs(web, 0)["weight"]), int(&rs(web, 1)["weight"])),
+        (100, 200)
+    );
+    assert_eq!(int(&rs(web, 0)["upper_threshold"]), 500);
+    assert_eq!(int(&rs(web, 0)["lower_threshold"]), 10);
+
+    let tls = service(&v, "tcp-192.0.2.11-443");
+    assert_eq!(s(&tls["scheduler"]), "sh");
+    assert_eq!(tls["scheduler_flags"].as_array().map(Vec::len), Some(1));
+    assert_eq!(s(&tls["on_failure"]), "remove"); // keepalived's default
+    let c0 = &rs(tls, 0)["check"];
+    assert_eq!(s(&c0["type"]), "https");
+    assert_eq!(s(&c0["sni"]), "www.example.test"); // enable_sni + virtualhost
+    assert_eq!(s(&c0["expect_status"]), "200-299"); // keepalived's default
+    assert_eq!(c0["insecure_skip_verify"].as_bool(), Some(true));
+    assert_eq!(s(&rs(tls, 1)["check"]["type"]), "tcp");
+
+    let dns = service(&v, "udp-192.0.2.12-53");
+    assert_eq!(s(&dns["protocol"]), "udp");
+    assert_eq!(dns["one_packet"].as_bool(), Some(true));
+    assert_eq!(
+        (s(&dns["check"]["type"]), s(&dns["check"]["query"])),
+        ("udp-dns", "example.test")
+    );
+
+    let mark = service(&v, "fwmark-5");
+    assert_eq!(int(&mark["fwmark"]), 5);
+    assert!(
+        rs(mark, 0).get("port").is_none(),
+        "a DR fwmark real server has no port"
+    );
+    assert_eq!(
+        s(&rs(mark, 0)["check"]["command"]),
+        "/usr/local/bin/check-mail --quick"
+    );
+    assert_eq!(s(&rs(mark, 0)["check"]["timeout"]), "4s");
+    assert_eq!(s(&rs(mark, 1)["check"]["type"]), "smtp");
+    assert_eq!(int(&rs(mark, 1)["check"]["port"]), 25);
+
+    let mail = service(&v, "tcp-192.0.2.13-25"); // from the included file
+    assert_eq!(s(&mail["forwarding"]), "nat");
+    assert_eq!(int(&rs(mail, 0)["port"]), 2525);
+    assert_eq!(s(&mail["scheduler"]), "lc");
+
+    assert_eq!(
+        at(&notes, Level::Review),
+        [
+            ("keepalived.conf", 65),  // digest
+            ("keepalived.conf", 106), // omega
+            ("keepalived.conf", 107), // quorum 2
+            ("keepalived.conf", 112), // misc_dynamic
+            ("keepalived.conf", 120), // notify_down
+            ("keepalived.conf", 133), // vrrp_instance
+        ],
+        "{notes:#?}"
+    );
+    assert_eq!(at(&notes, Level::Ignored), [("keepalived.conf", 2)]);
+}
+
+#[test]
+fn ldirectord() {
+    let (v, notes) = run(Format::Ldirectord, "ldirectord.cf");
+    assert_eq!(v["service"].as_array().map(Vec::len), Some(6));
+    let web = service(&v, "tcp-192.0.2.10-80");
+    assert_eq!(s(&web["on_failure"]), "weight0"); // quiescent=yes
+    assert_eq!(s(&web["persistence"]), "600s");
+    assert_eq!(s(&web["sorry_server"]), "127.0.0.1"); // fallback
+                                                      // The second real= line has its own request/receive.
+    let (c0, c1) = (&rs(web, 0)["check"], &rs(web, 1)["check"]);
+    assert_eq!(
+        (s(&c0["path"]), s(&c0["expect_body"])),
+        ("/status.html", "Test (Page|OK)")
+    );
+    assert_eq!(
+        (s(&c1["path"]), s(&c1["expect_body"])),
+        ("/other.html", "Other")
+    );
+    assert_eq!(s(&c0["host"]), "www.example.test");
+    // checkinterval 5, checktimeout 3, failurecount 2.
+    assert_eq!(
+        (s(&c0["interval"]), s(&c0["timeout"]), int(&c0["fall"])),
+        ("5s", "3s", 2)
+    );
+
+    let tls = service(&v, "tcp-192.0.2.11-443");
+    assert_eq!(s(&tls["on_failure"]), "remove"); // quiescent=no
+    let addrs: Vec<&str> = tls["real_server"]
+        .as_array()
+        .expect("rs")
+        .iter()
+        .map(|r| s(&r["address"]))
+        .collect();
+    assert_eq!(addrs, ["10.0.0.21", "10.0.0.22", "10.0.0.23"]); // a range
+    assert_eq!(s(&tls["check"]["expect_body"]), r"\(\?<=x\)y"); // literal, reported
+
+    let tcp = service(&v, "tcp-192.0.2.12-5000");
+    let c = &tcp["check"];
+    assert_eq!((s(&c["type"]), int(&c["port"])), ("tcp-expect", 5001));
+    assert_eq!((s(&c["send"]), s(&c["expect"])), (r"PING\r\n", "PONG"));
+
+    let ssh = service(&v, "tcp-192.0.2.13-22");
+    assert_eq!(
+        (s(&ssh["check"]["type"]), s(&ssh["check"]["timeout"])),
+        ("tcp", "2s")
+    );
+    let smtp = service(&v, "tcp-192.0.2.14-25");
+    assert_eq!(s(&smtp["check"]["command"]), "/usr/local/bin/check-smtp");
+    let mark = service(&v, "fwmark-9");
+    assert_eq!(
+        (s(&mark["scheduler"]), int(&mark["check"]["port"])),
+        ("sh", 80)
+    );
+
+    assert_eq!(
+        at(&notes, Level::Review),
+        [
+            ("ldirectord.cf", 27), // a Perl-only regex
+            ("ldirectord.cf", 46), // gate and masq in one virtual
+            ("ldirectord.cf", 49), // external: arguments → environment
+            ("ldirectord.cf", 55), // ping
+        ],
+        "{notes:#?}"
+    );
+    assert_eq!(
+        at(&notes, Level::Ignored),
+        [
+            ("ldirectord.cf", 5),
+            ("ldirectord.cf", 6),
+            ("ldirectord.cf", 50)
+        ]
+    );
+}
+
+#[test]
+fn piranha() {
+    let (v, notes) = run(Format::Piranha, "lvs.cf");
+    assert_eq!(names(&v), ["web", "mail", "marked"]);
+    let web = service(&v, "web");
+    assert_eq!(s(&web["forwarding"]), "dr"); // network = direct
+    assert_eq!(
+        (s(&web["persistence"]), s(&web["persistence_netmask"])),
+        ("300s", "255.255.255.0")
+    );
+    assert_eq!(s(&web["sorry_server"]), "192.0.2.99");
+    let c = &web["check"];
+    assert_eq!(s(&c["type"]), "tcp-expect");
+    assert_eq!(s(&c["send"]), "GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(s(&c["expect"]), "HTTP/1.[01] 200"); // use_regex = 1
+                                                    // keepalive 3: timeout 9 → 3 failures, reentry 15 → 5 successes.
+    assert_eq!(
+        (s(&c["interval"]), int(&c["fall"]), int(&c["rise"])),
+        ("3s", 3, 5)
+    );
+    let weights: Vec<i64> = web["real_server"]
+        .as_array()
+        .expect("rs")
+        .iter()
+        .map(|r| int(&r["weight"]))
+        .collect();
+    assert_eq!(weights, [10, 20], "web3 is not active");
+    assert_eq!(s(&service(&v, "mail")["check"]["expect"]), "220"); // literal
+    let marked = service(&v, "marked");
+    assert_eq!(int(&marked["fwmark"]), 12);
+    assert_eq!(marked["vips"][0].as_str(), Some("192.0.2.12"));
+    assert_eq!(
+        s(&marked["check"]["command"]),
+        "/usr/local/bin/probe $LVSDR_RS_ADDR"
+    );
+    assert_eq!(
+        at(&notes, Level::Review)
+            .iter()
+            .map(|a| a.1)
+            .collect::<Vec<_>>(),
+        [2, 4, 5, 6, 7, 9, 12, 13, 14, 56],
+        "{notes:#?}"
+    );
+    assert_eq!(
+        at(&notes, Level::Ignored)
+            .iter()
+            .map(|a| a.1)
+            .collect::<Vec<_>>(),
+        [1, 3, 11, 76]
+    );
+}
+
+#[test]
+fn ipvsadm() {
+    let (v, notes) = run(Format::Ipvsadm, "ipvsadm.dump");
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(
+        names(&v),
+        [
+            "tcp-192.0.2.10-80",
+            "udp-192.0.2.12-53",
+            "tcp-2001:db8::10-443",
+            "fwmark-7",
+            "fwmark6-8",
+            "tcp-192.0.2.13-25",
+        ]
+    );
+    let web = service(&v, "tcp-192.0.2.10-80");
+    assert_eq!(
+        (s(&web["persistence"]), s(&web["persistence_netmask"])),
+        ("300s", "255.255.255.0")
+    );
+    assert_eq!(int(&rs(web, 1)["upper_threshold"]), 1000);
+    assert_eq!(int(&rs(web, 1)["lower_threshold"]), 10);
+    assert_eq!(s(&web["check"]["type"]), "none");
+    assert_eq!(
+        service(&v, "udp-192.0.2.12-53")["one_packet"].as_bool(),
+        Some(true)
+    );
+    let v6 = service(&v, "tcp-2001:db8::10-443");
+    assert_eq!(v6["scheduler_flags"].as_array().map(Vec::len), Some(2));
+    assert_eq!(s(&service(&v, "fwmark6-8")["family"]), "ipv6");
+    assert_eq!(
+        s(&rs(service(&v, "fwmark6-8"), 0)["address"]),
+        "2001:db8::31"
+    );
+    let nat = service(&v, "tcp-192.0.2.13-25");
+    assert_eq!(
+        (s(&nat["forwarding"]), int(&rs(nat, 0)["port"])),
+        ("nat", 2525)
+    );
+}
+
+#[test]
+fn unknown_statements_are_reported_never_dropped() {
+    let dir = std::env::temp_dir().join(format!("lvsdr-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let f = dir.join("k.conf");
+    std::fs::write(
+        &f,
+        "virtual_server 192.0.2.10 80 {\n  frobnicate 3\n  real_server 10.0.0.1 80 {\n    \
+         weight 1\n    wobble\n  }\n}\nmystery_block {\n}\n",
+    )
+    .expect("write");
+    let d = import::import(Format::Keepalived, &f).expect("import");
+    let lines: Vec<usize> = d.notes.iter().map(|n| n.at.line).collect();
+    assert_eq!(lines, [2, 5, 8], "{:#?}", d.notes);
+    assert!(d.needs_review());
+    // An include that names no file is reported too.
+    std::fs::write(&f, "include nothing-here/*.conf\n").expect("write");
+    let d = import::import(Format::Keepalived, &f).expect("import");
+    assert_eq!(d.notes.len(), 1, "{:#?}", d.notes);
+    let _ = std::fs::remove_dir_all(dir);
+}
