@@ -29,7 +29,7 @@ modules=ip_vs,ip_vs_rr,ip_vs_wrr,ip_vs_wlc,veth,bridge,dummy,nf_tables,nft_chain
 
 log() { printf '[vm %(%T)T] %s\n' -1 "$*" >&2; }
 
-host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute2 curl
+host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute2 curl keepalived
   xz-utils kmod strace procps ca-certificates)
 
 install_packages() {
