@@ -70,6 +70,13 @@ enum Command {
         /// The file (keepalived's `include`s are followed).
         file: PathBuf,
     },
+    /// Print the manual page (roff) on stdout.
+    Man,
+    /// Print shell completions on stdout.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Read the kernel's IPVS table directly (no daemon needed).
     Ipvs {
         #[command(subcommand)]
@@ -148,6 +155,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { url } => rt.block_on(status_cli::run(&url))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
         Command::Import { format, file } => return Ok(import(format, &file)),
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())?;
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "lvsdr-director", &mut buf);
+            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+        }
         Command::Pki {
             command:
                 PkiCommand::Init {

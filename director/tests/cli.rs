@@ -74,7 +74,7 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
     assert_eq!(line("Type"), ["notify"]);
     assert_eq!(
         line("ExecStart"),
-        ["/usr/local/bin/lvsdr-director run --config /etc/lvsdr/director.toml"]
+        ["/usr/bin/lvsdr-director run --config /etc/lvsdr/director.toml"]
     );
     assert!(line("ExecStartPre")
         .iter()

@@ -84,6 +84,9 @@ pub struct Applier<H> {
     /// VIPs of some set the agent refuses to hold, with why (as of the last pass).
     refused: BTreeMap<IpAddr, String>,
     last_error: Option<String>,
+    /// A state file found corrupt at start: reported as the last error (through
+    /// passes that succeed) until a push writes a good one.
+    state_problem: Option<String>,
 }
 
 impl<H: Host> Applier<H> {
@@ -110,6 +113,7 @@ impl<H: Host> Applier<H> {
             state,
             refreshed,
             refused: BTreeMap::new(),
+            state_problem: last_error.clone(),
             last_error,
         };
         if a.state == State::default() {
@@ -370,6 +374,7 @@ impl<H: Host> Applier<H> {
             .save(&next)
             .await
             .map_err(|e| Refusal::Failed(format!("saving the state file: {e:#}")))?;
+        self.state_problem = None;
         self.refreshed.retain(|k, _| next.sets.contains_key(k));
         self.refreshed.insert(director.clone(), Instant::now());
         self.state = next;
@@ -386,7 +391,7 @@ impl<H: Host> Applier<H> {
     async fn apply_and_note(&mut self) -> Result<(), String> {
         match self.apply().await {
             Ok(()) => {
-                self.last_error = None;
+                self.last_error = self.state_problem.clone();
                 Ok(())
             }
             Err(e) => {
@@ -654,6 +659,32 @@ mod tests {
         fn world(&self) -> std::cell::Ref<'_, World> {
             self.net.0.borrow()
         }
+    }
+
+    #[test]
+    fn a_corrupt_state_file_stays_reported_through_passes_until_a_push_saves_one() {
+        let path = scratch("corrupt");
+        std::fs::write(&path, "{ not json").expect("corrupt");
+        rt().block_on(async {
+            let mut a = Applier::new(config(path.clone()), world(&path))
+                .await
+                .expect("new");
+            let named = |e: &Option<String>| {
+                e.as_deref()
+                    .is_some_and(|e| e.contains("is not a valid state file"))
+            };
+            assert!(named(&a.status("d1").await.last_error));
+            // A resync or drift pass that succeeds does not hide it.
+            a.apply_and_note().await.expect("pass");
+            let st = a.status("d1").await;
+            assert!(named(&st.last_error), "{st:?}");
+            // A push writes a good state file: then it is gone.
+            let st = a
+                .push("d1".into(), push(1, &["192.0.2.1"]), ip("10.0.0.11"))
+                .await;
+            assert!(st.is_ok(), "{:?}", st.err());
+            assert_eq!(a.status("d1").await.last_error, None);
+        });
     }
 
     #[test]

@@ -32,12 +32,49 @@ use tracing::{info, warn};
 #[command(name = "lvsdr-agent", version, about)]
 struct Cli {
     /// The config file.
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required_unless_present = "generate")]
+    config: Option<PathBuf>,
+    /// Print the manual page ("man") or a shell's completions ("bash", "zsh", "fish")
+    /// on stdout, for packaging.
+    #[arg(long, hide = true, value_name = "WHAT")]
+    generate: Option<String>,
+}
+
+/// `--generate`: see [`Cli::generate`].
+fn generate(what: &str) -> ExitCode {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let out = &mut std::io::stdout();
+    if what == "man" {
+        return match clap_mangen::Man::new(cmd).render(out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("lvsdr-agent: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match what.parse::<clap_complete::Shell>() {
+        Ok(shell) => {
+            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "lvsdr-agent", &mut buf);
+            match std::io::Write::write_all(out, &buf) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("lvsdr-agent: --generate {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(what) = &cli.generate {
+        return generate(what);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("LVSDR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: journald and log files get plain text.
@@ -70,7 +107,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let cfg = config::Config::load(&cli.config)?;
+    let Some(path) = &cli.config else {
+        anyhow::bail!("--config is required");
+    };
+    let cfg = config::Config::load(path)?;
     let tls = cfg.tls.as_ref().map(server::tls_config).transpose()?;
     let net = vip::Net::connect()?;
     let cancel = CancellationToken::new();

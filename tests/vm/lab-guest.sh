@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Guest side of tests/lab. $1: the folder with lvsdr-director and lvsdr-agent.
+# Guest side of tests/lab. $1: the folder with lvsdr-director and lvsdr-agent; $2:
+# --stay to keep the lab up, its status page forwarded to the host, until Ctrl-C.
 set -euo pipefail
 bin=$1
+stay=${2:-}
 w=$(pwd)/target/vm/work/lab
 rm -rf "$w" && mkdir -p "$w"
 net=10.70.0
@@ -94,5 +96,17 @@ for i in $(seq 4); do printf '  %s: %s\n' "$i" "$(n client curl -s --max-time 3 
 say "the director's status (lvsdr-director status)"
 n director "$bin/lvsdr-director" status | sed 's/^/  /'
 echo
+if [ "$stay" = --stay ]; then
+  # The guest's NIC (user-mode networking, see vm.sh) is 10.0.2.15; socat carries each
+  # connection into the director's namespace, where the page listens on loopback.
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+  socat TCP-LISTEN:9180,bind=10.0.2.15,fork,reuseaddr \
+    "EXEC:ip netns exec director socat STDIO TCP\:127.0.0.1\:9180" 2>"$w/forward.log" &
+  say "rs2 serves again; the lab stays up"
+  n rs2 busybox httpd -p 80 -h "$w/www2"
+  echo "  The director's status page: http://127.0.0.1:9180/ (also /status, /metrics)"
+  echo "  A client loop keeps traffic going. Ctrl-C stops the lab; logs in $w/."
+  while true; do n client curl -s -o /dev/null --max-time 2 "http://$vip/" || true; sleep 0.5; done
+fi
 echo "The status page is at http://127.0.0.1:9180/ inside the director namespace; logs in $w/."
 pkill -f "$bin/lvsdr-" || true

@@ -25,12 +25,12 @@ mem=${LVSDR_VM_MEM:-512}
 vm_timeout=${LVSDR_VM_TIMEOUT:-1500}
 
 # Modules loaded before the guest script starts; schedulers and the rest auto-load on use.
-modules=ip_vs,ip_vs_rr,ip_vs_wrr,ip_vs_wlc,veth,bridge,dummy,nf_tables,nft_chain_nat,arptable_filter,arpt_mangle,nlmon
+modules=virtio_net,overlay,ip_vs,ip_vs_rr,ip_vs_wrr,ip_vs_wlc,veth,bridge,dummy,nf_tables,nft_chain_nat,arptable_filter,arpt_mangle,nlmon
 
 log() { printf '[vm %(%T)T] %s\n' -1 "$*" >&2; }
 
 host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute2 curl keepalived
-  xz-utils kmod strace procps ca-certificates)
+  xz-utils kmod strace procps ca-certificates socat)
 
 install_packages() {
   if dpkg -s "${host_packages[@]}" >/dev/null 2>&1; then return; fi
@@ -113,10 +113,17 @@ run() {
   } >"$work/cmd.sh"
   local cpu=()
   [ "$accel" = kvm ] && cpu=(-cpu host)
+  # LVSDR_VM_FORWARD=PORT: a user-mode NIC, host 127.0.0.1:PORT → guest 10.0.2.15:PORT
+  # (tests/lab --stay). Tests get no NIC: their traffic stays inside the VM.
+  local nic=()
+  if [ -n "${LVSDR_VM_FORWARD:-}" ]; then
+    nic=(-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$LVSDR_VM_FORWARD-10.0.2.15:$LVSDR_VM_FORWARD"
+      -device virtio-net-pci,netdev=n0)
+  fi
   log "booting $(cat "$dir/kernel/ok") (accel=$accel, ${mem} MiB): $script $*"
   local t0=$SECONDS
   timeout "$vm_timeout" qemu-system-x86_64 -accel "$accel" "${cpu[@]}" -m "$mem" -smp 2 \
-    -nodefaults -display none -no-reboot -serial stdio \
+    -nodefaults -display none -no-reboot -serial stdio "${nic[@]}" \
     -kernel "$(kernel_image)" -initrd "$dir/initrd.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 VM_WORK=$work VM_REPO=$repo VM_KMODS=$dir/kernel/root/lib/modules VM_MODULES=$modules" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
