@@ -13,7 +13,8 @@
 //! - [`health`]: health checks and their rise/fall state.
 //! - [`import`]: keepalived, ldirectord, Piranha and ipvsadm configs turned into lvsdr's.
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
-//! - [`status`]: the snapshot the HTTP status endpoint renders.
+//! - [`status`]: the snapshot the HTTP status endpoint renders; [`history`]: its last
+//!   15 minutes per service, for the page.
 
 pub use lvsdr_agent_api as agent_api;
 pub mod agents;
@@ -21,6 +22,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod health;
+pub mod history;
 pub mod import;
 pub use lvsdr_ipvs as ipvs;
 pub mod model;

@@ -14,7 +14,7 @@ use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::{effective_weight, health_of, Gate};
 
 /// The outcome of the last config load.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReloadStatus {
     /// Config generation in force (1 for the config read at start).
     pub generation: u64,
@@ -27,7 +27,7 @@ pub struct ReloadStatus {
 }
 
 /// `GET /status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
     /// Config generation and the last reload's result.
     pub config: ReloadStatus,
@@ -44,7 +44,7 @@ pub struct Status {
 }
 
 /// The reconciler's counters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReconcileStatus {
     /// Passes run.
     pub passes: u64,
@@ -113,6 +113,13 @@ pub struct ServerStatus {
     pub kernel_weight: Option<u32>,
     /// up | down | unknown.
     pub health: Health,
+    /// Since when (seconds since the epoch): the last change of health, or the check's
+    /// start.
+    #[serde(default)]
+    pub health_since: Option<f64>,
+    /// How many times its health changed since its check started.
+    #[serde(default)]
+    pub transitions: u32,
     /// The check, e.g. "http 10.0.0.11:80/healthz"; absent for `type = "none"`.
     pub check: Option<String>,
     /// When it last ran (seconds since the epoch).
@@ -211,6 +218,8 @@ pub fn build(
                     target_weight: target,
                     kernel_weight,
                     health: h,
+                    health_since: detail.and_then(|d| d.since).map(epoch),
+                    transitions: detail.map_or(0, |d| d.transitions),
                     check: rs.check.as_ref().map(|c| c.label()),
                     last_check: detail.and_then(|d| d.last_check).map(epoch),
                     latency_ms: detail.and_then(|d| d.latency).map(ms),

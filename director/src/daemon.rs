@@ -1,7 +1,7 @@
 //! `lvsdr-director run`: wires the tasks together and handles signals.
 //!
 //! Tasks: the reconciler (the one writer of the kernel), one task per distinct health
-//! check, the agent pusher, the HTTP status server. They talk through `watch` channels; one
+//! check, the agent pusher, the HTTP status server and its history sampler. They talk through `watch` channels; one
 //! cancellation token reaches them all. SIGHUP reloads the config (a config that fails
 //! validation is rejected and the running one stays); SIGTERM and SIGINT shut down.
 //!
@@ -82,6 +82,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the status endpoint to {listen}"))?;
     info!(%listen, "status endpoint listening");
+    let (history_tx, history_rx) = watch::channel(lvsdr::history::History::default());
     let sources = Sources {
         desired: desired_rx,
         state: state_rx,
@@ -90,13 +91,20 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         reload: reload_rx,
         gate: gate_rx,
         agents: agents_rx,
+        history: history_rx,
         started: SystemTime::now(),
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
+    let sampler = tokio::spawn(crate::sampler::run(
+        sources.clone(),
+        Arc::new(history_tx),
+        cancel.child_token(),
+    ));
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
-    let (mut reconciler, mut pusher, mut server) = (reconciler, pusher, server);
+    let (mut reconciler, mut pusher, mut server, mut sampler) =
+        (reconciler, pusher, server, sampler);
 
     let ended = loop {
         tokio::select! {
@@ -121,6 +129,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             r = &mut reconciler => break Some(ended("the reconciler", r.map(|()| Ok(())))),
             r = &mut pusher => break Some(ended("the agent pusher", r.map(|()| Ok(())))),
             r = &mut server => break Some(ended("the HTTP status server", r)),
+            r = &mut sampler => break Some(ended("the status history sampler", r)),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -133,6 +142,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     reconciler.await.context("the reconciler task")?;
     pusher.await.context("the agent pusher task")?;
     server.await.context("the HTTP task")??;
+    sampler.await.context("the history sampler task")??;
     info!("stopped");
     Ok(())
 }

@@ -29,12 +29,15 @@ pub struct Sources {
     pub reload: watch::Receiver<ReloadStatus>,
     pub gate: watch::Receiver<Gate>,
     pub agents: watch::Receiver<AgentMap>,
+    /// The last 15 minutes per service, for the page.
+    pub history: watch::Receiver<lvsdr::history::History>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::SystemTime,
 }
 
 impl Sources {
-    fn status(&self) -> Status {
+    /// A status snapshot (blocking work: call it off the runtime thread).
+    pub fn status(&self) -> Status {
         // Clone out of each channel first: no lock is held while building.
         let desired = self.desired.borrow().clone();
         let state = self.state.borrow().clone();
@@ -121,7 +124,14 @@ async fn metrics_text(State(s): State<Sources>) -> axum::response::Response {
 }
 
 async fn index(State(s): State<Sources>) -> axum::response::Response {
-    match off_thread(move || Html(page::render(&s.status())).into_response()).await {
+    match off_thread(move || {
+        let status = s.status();
+        let history = s.history.borrow();
+        let now = lvsdr::status::epoch(std::time::SystemTime::now());
+        Html(page::render(&status, &history, now)).into_response()
+    })
+    .await
+    {
         Ok(r) | Err(r) => r,
     }
 }
@@ -215,6 +225,7 @@ mod tests {
             .1,
             gate: watch::channel(Gate::default()).1,
             agents: watch::channel(AgentMap::new()).1,
+            history: watch::channel(lvsdr::history::History::default()).1,
             started: std::time::SystemTime::now(),
         }
     }

@@ -6,6 +6,7 @@ mod http;
 mod ipvs_cli;
 mod metrics;
 mod page;
+mod sampler;
 mod status_cli;
 
 use std::path::PathBuf;

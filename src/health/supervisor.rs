@@ -27,6 +27,10 @@ pub struct CheckDetail {
     pub latency: Option<Duration>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// When its health last changed (or the check started).
+    pub since: Option<SystemTime>,
+    /// How many times its health changed.
+    pub transitions: u32,
 }
 
 /// Details of every running check.
@@ -146,6 +150,8 @@ async fn check_loop(
     let mut tick = tokio::time::interval_at(start, spec.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut rf = RiseFall::new(spec.rise, spec.fall);
+    let mut since = SystemTime::now();
+    let mut transitions = 0u32;
     loop {
         tick.tick().await;
         let t0 = Instant::now();
@@ -157,11 +163,18 @@ async fn check_loop(
             Err(CheckFailure::Local(_)) => rf.unknown(),
             r => rf.record(r.is_ok()),
         };
+        let now = SystemTime::now();
+        if flipped.is_some() {
+            since = now;
+            transitions = transitions.saturating_add(1);
+        }
         let detail = CheckDetail {
             health: rf.state(),
-            last_check: Some(SystemTime::now()),
+            last_check: Some(now),
             latency: Some(latency),
             error: result.err().map(|e| e.to_string()),
+            since: Some(since),
+            transitions,
         };
         if let Some(state) = flipped {
             match &detail.error {

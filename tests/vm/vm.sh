@@ -123,7 +123,7 @@ run() {
   log "booting $(cat "$dir/kernel/ok") (accel=$accel, ${mem} MiB): $script $*"
   local t0=$SECONDS
   timeout "$vm_timeout" qemu-system-x86_64 -accel "$accel" "${cpu[@]}" -m "$mem" -smp 2 \
-    -nodefaults -display none -no-reboot -serial stdio "${nic[@]}" \
+    -nodefaults -display none -no-reboot -serial stdio "${nic[@]}" -pidfile "$work/qemu.pid" \
     -kernel "$(kernel_image)" -initrd "$dir/initrd.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 VM_WORK=$work VM_REPO=$repo VM_KMODS=$dir/kernel/root/lib/modules VM_MODULES=$modules" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \

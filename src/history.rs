@@ -1,0 +1,179 @@
+//! A short history per service for the status page: every [`SAMPLE_EVERY`], its
+//! connections per second and how many of its real servers are up, for the last
+//! [`KEPT`] (15 minutes). Pure: the director's sampling task feeds it status snapshots.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::health::Health;
+use crate::status::Status;
+
+/// How often a sample is taken.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// How much history is kept.
+pub const KEPT: Duration = Duration::from_secs(15 * 60);
+
+/// One sample of one service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    /// When (seconds since the epoch).
+    pub at: f64,
+    /// New connections per second, as the kernel's rate estimator says.
+    pub cps: u32,
+    /// Real servers up.
+    pub up: u16,
+    /// Real servers in all.
+    pub servers: u16,
+}
+
+/// What is kept per service per sample: 8 bytes (10,000 services × 90 samples: 7 MB).
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    cps: u32,
+    up: u16,
+    servers: u16,
+}
+
+/// The samples of every service, by name. The sample times are kept once: a service's
+/// points are the last ones (a service added later has fewer).
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    times: VecDeque<f64>,
+    services: HashMap<String, VecDeque<Point>>,
+}
+
+impl History {
+    /// Adds one sample per service of `status`, taken at `at`; drops what is older
+    /// than [`KEPT`] and services no longer in the config.
+    pub fn record(&mut self, status: &Status, at: f64) {
+        let cap = (KEPT.as_secs() / SAMPLE_EVERY.as_secs()) as usize;
+        self.times.push_back(at);
+        while self.times.len() > cap
+            || self
+                .times
+                .front()
+                .is_some_and(|t| at - t > KEPT.as_secs_f64())
+        {
+            self.times.pop_front();
+        }
+        let keep = self.times.len();
+        self.services
+            .retain(|name, _| status.services.iter().any(|s| &s.name == name));
+        for s in &status.services {
+            let up = s
+                .real_servers
+                .iter()
+                .filter(|r| r.health == Health::Up)
+                .count();
+            let points = self.services.entry(s.name.clone()).or_default();
+            points.push_back(Point {
+                cps: u32::try_from(s.stats.cps).unwrap_or(u32::MAX),
+                up: u16::try_from(up).unwrap_or(u16::MAX),
+                servers: u16::try_from(s.real_servers.len()).unwrap_or(u16::MAX),
+            });
+            while points.len() > keep {
+                points.pop_front();
+            }
+        }
+    }
+
+    /// A service's samples, oldest first.
+    pub fn of(&self, name: &str) -> Vec<Sample> {
+        let Some(points) = self.services.get(name) else {
+            return Vec::new();
+        };
+        let skip = self.times.len() - points.len().min(self.times.len());
+        self.times
+            .iter()
+            .skip(skip)
+            .zip(points)
+            .map(|(at, p)| Sample {
+                at: *at,
+                cps: p.cps,
+                up: p.up,
+                servers: p.servers,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ServerStatus, ServiceStatus};
+
+    fn status(names: &[&str], cps: u64, up: usize) -> Status {
+        let server = |h| ServerStatus {
+            address: "10.0.0.1".parse().expect("ip"),
+            port: 80,
+            configured_weight: 1,
+            target_weight: None,
+            kernel_weight: None,
+            health: h,
+            health_since: None,
+            transitions: 0,
+            check: None,
+            last_check: None,
+            latency_ms: None,
+            error: None,
+            reason: None,
+            active_conns: 0,
+            inactive_conns: 0,
+            stats: Default::default(),
+        };
+        Status {
+            services: names
+                .iter()
+                .map(|n| ServiceStatus {
+                    name: n.to_string(),
+                    key: String::new(),
+                    vip: None,
+                    port: None,
+                    protocol: None,
+                    fwmark: None,
+                    scheduler: "rr".into(),
+                    in_kernel: true,
+                    stats: crate::ipvs::Stats {
+                        cps,
+                        ..Default::default()
+                    },
+                    real_servers: (0..3)
+                        .map(|i| server(if i < up { Health::Up } else { Health::Down }))
+                        .collect(),
+                    sorry_server: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keeps_fifteen_minutes_and_forgets_removed_services() {
+        let mut h = History::default();
+        for i in 0..200u32 {
+            let names: &[&str] = if i >= 150 {
+                &["web", "dns", "new"]
+            } else {
+                &["web", "dns"]
+            };
+            h.record(&status(names, u64::from(i), 2), f64::from(i) * 10.0);
+        }
+        let web = h.of("web");
+        assert_eq!(web.len(), 90, "15 minutes of 10 s samples");
+        assert_eq!(
+            web.last().map(|s| (s.cps, s.up, s.servers)),
+            Some((199, 2, 3))
+        );
+        assert!(web.last().expect("last").at - web[0].at <= KEPT.as_secs_f64());
+        // A service added later has its own (shorter) history, aligned at the end.
+        let new = h.of("new");
+        assert_eq!(new.len(), 50);
+        assert_eq!((new[0].at, new[49].at), (1500.0, 1990.0));
+        h.record(&status(&["web"], 1, 3), 2000.0);
+        assert!(h.of("dns").is_empty());
+        // A gap (the director was busy) drops what is too old, not just the count.
+        h.record(&status(&["web"], 1, 3), 2000.0 + KEPT.as_secs_f64() + 1.0);
+        assert_eq!(h.of("web").len(), 1);
+    }
+}
