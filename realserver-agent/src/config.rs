@@ -238,7 +238,7 @@ mod unit_tests {
         let unit = include_str!("../../conf/lvsdr-agent.service");
         for want in [
             "Type=notify",
-            "ExecStart=/usr/local/bin/lvsdr-agent --config /etc/lvsdr/agent.toml",
+            "ExecStart=/usr/bin/lvsdr-agent --config /etc/lvsdr/agent.toml",
             "Before=network-online.target",
             "DynamicUser=yes",
             "AmbientCapabilities=CAP_NET_ADMIN",
