@@ -65,6 +65,7 @@ async fn run(targets: usize, seconds: u64, kind: CheckKind) -> (usize, usize) {
     let specs: Vec<Arc<CheckSpec>> = (0..targets)
         .map(|i| {
             Arc::new(CheckSpec {
+                via: None,
                 target: target(i),
                 kind: kind.clone(),
                 interval: Duration::from_secs(1),

@@ -77,6 +77,10 @@ pub struct RealServer {
     pub agent: Option<std::net::IpAddr>,
 }
 
+/// Firewall marks from this one up go to checks through the DR path (`via = "vip"`),
+/// one per real server address (`lv` in ASCII, then a counter).
+pub const CHECK_MARK_BASE: u32 = 0x6c76_0000;
+
 /// One managed virtual service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredService {

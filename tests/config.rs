@@ -482,3 +482,76 @@ address = "10.0.0.11"
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert!(bad[0].contains("path does not apply"), "{bad:?}");
 }
+
+#[test]
+fn checks_through_the_vip_get_a_mark_and_a_fwmark_service_per_real_server() {
+    let svc = |name: &str, port: u16, kind: &str| {
+        format!(
+            "[[service]]\nname = \"{name}\"\nvip = \"192.0.2.10\"\nport = {port}\n\
+             [service.check]\ntype = \"{kind}\"\nvia = \"vip\"\n\
+             [[service.real_server]]\naddress = \"10.0.0.12\"\n\
+             [[service.real_server]]\naddress = \"10.0.0.11\"\n"
+        )
+    };
+    let d = valid(&format!("{}{}", svc("a", 80, "http"), svc("b", 25, "smtp")));
+    // Two real server addresses: two check services, marks in address order.
+    let checks: Vec<_> = d
+        .services
+        .iter()
+        .filter(|s| s.name.starts_with("check-via-vip-"))
+        .collect();
+    assert_eq!(checks.len(), 2);
+    assert_eq!(checks[0].name, "check-via-vip-10.0.0.11");
+    assert_eq!(
+        checks[0].service.key,
+        lvsdr::ipvs::ServiceKey::Fwmark {
+            mark: lvsdr::model::CHECK_MARK_BASE,
+            family: lvsdr::ipvs::Family::V4
+        }
+    );
+    assert_eq!(checks[0].real_servers.len(), 1);
+    assert!(checks[0].real_servers[0].check.is_none());
+    let a = &d.services[0];
+    let via = |i: usize| {
+        a.real_servers[i]
+            .check
+            .as_ref()
+            .and_then(|c| c.via)
+            .expect("via")
+    };
+    assert_eq!(via(0).mark, lvsdr::model::CHECK_MARK_BASE + 1); // 10.0.0.12
+    assert_eq!(via(1).mark, lvsdr::model::CHECK_MARK_BASE);
+    assert_eq!(via(0).vip, "192.0.2.10:80".parse().expect("addr"));
+
+    // Where it cannot work: a clear error each.
+    for (bad, why) in [
+        (
+            svc("a", 443, "https"),
+            "applies to tcp, http, tcp-expect and smtp",
+        ),
+        (
+            svc("a", 80, "tcp-syn"),
+            "applies to tcp, http, tcp-expect and smtp",
+        ),
+        (
+            svc("a", 80, "http").replace("port = 80\n", "port = 80\nforwarding = \"nat\"\n"),
+            "forwarded by DR",
+        ),
+        (
+            format!(
+                "{}[[service]]\nname = \"m\"\nfwmark = {}\n[service.check]\ntype = \"none\"\n\
+                 [[service.real_server]]\naddress = \"10.0.0.13\"\n",
+                svc("a", 80, "http"),
+                lvsdr::model::CHECK_MARK_BASE + 1
+            ),
+            "one lvsdr gives to checks through the DR path",
+        ),
+        (
+            svc("a", 80, "http").replace("via = \"vip\"", "via = \"elsewhere\""),
+            "\"server\" (default) or \"vip\"",
+        ),
+    ] {
+        let e = errors(&bad);
+        assert!(e.iter().any(|e| e.contains(why)), "{why}: {e:#?}");
+    }
+}

@@ -12,6 +12,7 @@ use support::{runtime, sh};
 
 fn spec(target: SocketAddr, kind: CheckKind) -> Prepared {
     Prepared::new(Arc::new(CheckSpec {
+        via: None,
         target,
         kind,
         interval: Duration::from_secs(1),

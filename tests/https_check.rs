@@ -62,6 +62,7 @@ fn spec(
     body: Option<&str>,
 ) -> Prepared {
     let spec = CheckSpec {
+        via: None,
         target,
         kind: CheckKind::Http(HttpCheck {
             tls: true,

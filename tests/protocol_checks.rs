@@ -43,6 +43,7 @@ async fn server(
 
 fn prepared(target: SocketAddr, kind: CheckKind) -> Prepared {
     Prepared::new(Arc::new(CheckSpec {
+        via: None,
         target,
         kind,
         interval: Duration::from_secs(2),

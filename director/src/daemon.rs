@@ -46,6 +46,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         services = desired.services.len(),
         "config loaded"
     );
+    warn_dr_path(&desired);
     let cancel = CancellationToken::new();
     let kernel = Kernel::connect().await.context("connecting to IPVS")?;
     let checker = Checker::new(cancel.child_token()).context("building the HTTP check client")?;
@@ -165,6 +166,25 @@ fn watchdog_interval() -> Option<std::time::Duration> {
         .filter(|d| !d.is_zero())
 }
 
+/// Checks through the DR path get their answers from the VIP, one of this host's own
+/// addresses: without `accept_local` the kernel drops them and every such check fails.
+/// The director cannot set it (a sysctl needs root); it says so.
+fn warn_dr_path(d: &Desired) {
+    let via = d
+        .checks()
+        .iter()
+        .any(|c| c.via.is_some_and(|v| v.vip.is_ipv4()));
+    let read =
+        |f: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{f}/accept_local"));
+    if via && read("all").is_ok_and(|v| v.trim() == "0") {
+        warn!(
+            "checks with via = \"vip\" need net.ipv4.conf.all.accept_local = 1 (and on the \
+             interface toward the real servers): the real servers answer from the VIP, an \
+             address of this host, and the kernel drops such packets otherwise"
+        );
+    }
+}
+
 fn reload(
     loaded: Result<Desired, config::ConfigErrors>,
     desired: &watch::Sender<Arc<Desired>>,
@@ -182,6 +202,7 @@ fn reload(
                 );
             }
             supervisor.set_checks(&d.checks());
+            warn_dr_path(&d);
             info!(
                 generation = generation + 1,
                 services = d.services.len(),

@@ -389,3 +389,103 @@ fn idle_connections_to_the_status_endpoint_do_not_take_real_servers_down() {
     let back = poll(20, || lab.director_get(STATUS, "/healthz").ok());
     assert_eq!(back.as_deref(), Some("ok\n"));
 }
+
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn a_check_through_the_vip_goes_down_when_the_real_server_loses_the_vip() {
+    let lab = Lab::new("v", 64, 2);
+    let _h: Vec<Server> = (0..2)
+        .flat_map(|i| {
+            [80, 81].map(|port| Server::http(&lab.servers[i], port, &format!("rs{}", i + 1)))
+        })
+        .collect();
+    // The real server answers from the VIP to the director's own address.
+    sh(&format!(
+        "ip netns exec {} sysctl -qw net.ipv4.conf.all.accept_local=1 net.ipv4.conf.eth0.accept_local=1",
+        lab.director
+    ));
+    let svc = |name: &str, port: u16, via: &str| {
+        let mut c = format!(
+            "[[service]]\nname = \"{name}\"\nvip = \"{}\"\nport = {port}\nscheduler = \"rr\"\n\
+             [service.check]\ntype = \"http\"\npath = \"/healthz\"\nvia = \"{via}\"\n\
+             interval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n",
+            lab.vip()
+        );
+        for i in 1..=2 {
+            c.push_str(&format!(
+                "[[service.real_server]]\naddress = \"{}\"\n",
+                lab.rip(i)
+            ));
+        }
+        c
+    };
+    let text = format!(
+        "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n{}{}",
+        svc("plain", 80, "server"),
+        svc("dr-path", 81, "vip")
+    );
+    let config = write_file(&lab, "via.toml", &text);
+    let d = start_director(&lab, BIN, &config);
+    let weights = |svc: &str| {
+        (
+            kernel_weight(&lab, svc, &lab.rip(1)),
+            kernel_weight(&lab, svc, &lab.rip(2)),
+        )
+    };
+    let all_up = poll(20, || {
+        (weights("plain") == (Some(1), Some(1)) && weights("dr-path") == (Some(1), Some(1)))
+            .then_some(())
+    });
+    assert!(
+        all_up.is_some(),
+        "not all up: {}\n{}\n{}",
+        status(&lab),
+        lab.ipvsadm("-Ln"),
+        d.log()
+    );
+    let st = status(&lab);
+    let label = server(&st, "dr-path", &lab.rip(1))["check"].clone();
+    assert!(
+        label
+            .as_str()
+            .is_some_and(|l| l.contains(&format!("via {}:81", lab.vip()))),
+        "{label}"
+    );
+
+    // rs1 loses the VIP: its own address still answers, the DR path does not.
+    sh(&format!(
+        "ip -n {} addr del {}/32 dev lo",
+        lab.servers[0],
+        lab.vip()
+    ));
+    let down = poll(10, || {
+        (weights("dr-path") == (Some(0), Some(1))).then_some(())
+    });
+    assert!(
+        down.is_some(),
+        "the check through the VIP did not go down: {}\n{}",
+        status(&lab),
+        d.log()
+    );
+    assert_eq!(
+        weights("plain"),
+        (Some(1), Some(1)),
+        "the plain check stays up"
+    );
+    let st = status(&lab);
+    let rs1 = server(&st, "dr-path", &lab.rip(1));
+    assert_eq!(rs1["health"], "down", "{rs1}");
+    assert!(rs1["error"].as_str().is_some(), "{rs1}");
+    assert_eq!(server(&st, "plain", &lab.rip(1))["health"], "up");
+
+    // The VIP back: up again.
+    sh(&format!(
+        "ip -n {} addr add {}/32 dev lo",
+        lab.servers[0],
+        lab.vip()
+    ));
+    let up = poll(10, || {
+        (weights("dr-path") == (Some(1), Some(1))).then_some(())
+    });
+    assert!(up.is_some(), "did not come back: {}", status(&lab));
+}

@@ -97,6 +97,9 @@ pub struct CheckSection {
     pub send: Option<Spanned<String>>,
     /// tcp-expect: a regex the answer must match.
     pub expect: Option<Spanned<String>>,
+    /// "server" (default): to the real server's address; "vip": to the VIP, through
+    /// the DR path to this real server.
+    pub via: Option<Spanned<String>>,
     pub interval: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub rise: Option<Spanned<i64>>,

@@ -14,13 +14,14 @@ use super::schema::{
     ServiceSection, StatusField,
 };
 use super::{line_col, ConfigError, ConfigErrors, Host};
-use crate::health::{CheckKind, CheckSpec, HttpCheck, StatusSet};
+use crate::health::{CheckKind, CheckSpec, HttpCheck, StatusSet, Via};
 use crate::ipvs::{
     Dest, DestSettings, Family, Forwarding, Netmask, Protocol, Scheduler, Service, ServiceFlags,
     ServiceKey, ServiceSettings, Tunnel, TunnelKind,
 };
 use crate::model::{
     AgentSettings, Desired, DesiredService, DirectorSettings, OnExit, OnFailure, RealServer,
+    CHECK_MARK_BASE,
 };
 
 /// The largest weight ipvsadm accepts; operators' tooling assumes it.
@@ -183,6 +184,7 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
         }
     }
     vips_against_real_servers(&mut v, raw, &services);
+    dr_path_checks(&mut v, raw, &mut services);
     match (director, v.errors.is_empty()) {
         (Some(director), true) => Ok(Desired {
             director,
@@ -190,6 +192,79 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
             agents,
         }),
         _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+/// Checks through the DR path (`via = "vip"`): each real server address that has one
+/// gets a firewall mark, from [`CHECK_MARK_BASE`] up in address order, and a fwmark
+/// service of its own that holds only that real server (weight 1, no check: the
+/// checks must reach it whatever its health). The config's own fwmark services must
+/// stay out of that range.
+fn dr_path_checks(v: &mut V<'_>, raw: &File, services: &mut Vec<DesiredService>) {
+    let addrs: std::collections::BTreeSet<IpAddr> = services
+        .iter()
+        .flat_map(|s| &s.real_servers)
+        .filter(|rs| rs.check.as_ref().is_some_and(|c| c.via.is_some()))
+        .map(|rs| rs.dest.addr)
+        .collect();
+    if addrs.is_empty() {
+        return;
+    }
+    let marks: HashMap<IpAddr, u32> = addrs
+        .iter()
+        .zip(CHECK_MARK_BASE..)
+        .map(|(a, m)| (*a, m))
+        .collect();
+    let top = CHECK_MARK_BASE + marks.len() as u32;
+    for s in &raw.services {
+        if let Some(m) = &s.get_ref().fwmark {
+            if (i64::from(CHECK_MARK_BASE)..i64::from(top)).contains(m.get_ref()) {
+                v.err(
+                    m.span(),
+                    &format!("service {:?}", s.get_ref().name.get_ref()),
+                    format!(
+                        "fwmark {:#x} is one lvsdr gives to checks through the DR path ({:#x}-{:#x})",
+                        m.get_ref(),
+                        CHECK_MARK_BASE,
+                        top - 1
+                    ),
+                );
+            }
+        }
+    }
+    for rs in services.iter_mut().flat_map(|s| s.real_servers.iter_mut()) {
+        if let Some(c) = &rs.check {
+            if let Some(via) = c.via {
+                let mut spec = (**c).clone();
+                spec.via = Some(Via {
+                    mark: marks[&rs.dest.addr],
+                    ..via
+                });
+                rs.check = Some(Arc::new(spec));
+            }
+        }
+    }
+    for (addr, mark) in addrs.iter().map(|a| (*a, marks[a])) {
+        let family = Family::of(&addr);
+        services.push(DesiredService {
+            name: format!("check-via-vip-{addr}"),
+            service: Service {
+                key: ServiceKey::Fwmark { mark, family },
+                settings: ServiceSettings::new(Scheduler::Rr, family),
+            },
+            on_failure: OnFailure::Weight0,
+            sorry_server: None,
+            real_servers: vec![RealServer {
+                dest: Dest {
+                    addr,
+                    port: 0,
+                    settings: DestSettings::route(1),
+                },
+                check: None,
+                agent: None,
+            }],
+            vips: Vec::new(),
+        });
     }
 }
 
@@ -745,7 +820,12 @@ fn real_server(
     let upper = threshold(v, &r.upper_threshold, "upper_threshold");
     let lower = threshold(v, &r.lower_threshold, "lower_threshold");
     let merged = merge(service_check, r.check.as_ref().map(|c| c.get_ref()));
-    let check = check(v, &merged, addr, port, &ctx, rs.span());
+    // A check through the DR path needs the VIP and DR forwarding.
+    let vip = match (key, fwd) {
+        (ServiceKey::Addr { addr, .. }, Forwarding::Route) => Some(*addr),
+        _ => None,
+    };
+    let check = check(v, &merged, addr, port, vip, &ctx, rs.span());
     let dest = Dest {
         addr,
         port,
@@ -806,6 +886,7 @@ fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSect
         expect_rcode: o.expect_rcode.or(base.expect_rcode),
         command: o.command.or(base.command),
         send: o.send.or(base.send),
+        via: o.via.or(base.via),
         expect: o.expect.or(base.expect),
         interval: o.interval.or(base.interval),
         timeout: o.timeout.or(base.timeout),
@@ -828,11 +909,13 @@ enum K {
 }
 
 /// Builds a check spec; `Some(None)` is `type = "none"`, `None` an error.
+#[allow(clippy::too_many_arguments)]
 fn check(
     v: &mut V<'_>,
     c: &CheckSection,
     addr: IpAddr,
     rs_port: u16,
+    vip: Option<IpAddr>,
     ctx: &str,
     rs_span: Range<usize>,
 ) -> Option<Option<Arc<CheckSpec>>> {
@@ -1073,7 +1156,55 @@ fn check(
         K::Smtp => CheckKind::Smtp,
         K::None => return Some(None),
     };
+    let via = match &c.via {
+        None => None,
+        Some(w) => match w.get_ref().as_str() {
+            "server" => None,
+            "vip" => {
+                let fits = matches!(
+                    kind,
+                    CheckKind::Tcp
+                        | CheckKind::TcpExpect { .. }
+                        | CheckKind::Smtp
+                        | CheckKind::Http(HttpCheck { tls: false, .. })
+                );
+                match vip {
+                    _ if !fits => {
+                        v.err(
+                            w.span(),
+                            &ctx,
+                            "via = \"vip\" applies to tcp, http, tcp-expect and smtp checks",
+                        );
+                        return None;
+                    }
+                    None => {
+                        v.err(
+                            w.span(),
+                            &ctx,
+                            "via = \"vip\" needs a service with a VIP (not a fwmark service) forwarded by DR",
+                        );
+                        return None;
+                    }
+                    // The mark is given once every real server is known (see
+                    // `dr_path_checks`).
+                    Some(vip) => Some(Via {
+                        vip: SocketAddr::new(vip, port),
+                        mark: 0,
+                    }),
+                }
+            }
+            other => {
+                v.err(
+                    w.span(),
+                    &ctx,
+                    format!("via {other:?}: \"server\" (default) or \"vip\""),
+                );
+                return None;
+            }
+        },
+    };
     let spec = CheckSpec {
+        via,
         target: SocketAddr::new(addr, port),
         kind,
         interval: interval?,

@@ -117,9 +117,7 @@ impl Checker {
         let target = p.spec.target;
         match &p.spec.kind {
             CheckKind::Tcp => {
-                let s = TcpStream::connect(target)
-                    .await
-                    .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
+                let s = open(&p.spec).await?;
                 // Close with RST: no FIN exchange, no TIME_WAIT, for either side; a
                 // check sends nothing that could be lost.
                 let _ = s.set_zero_linger();
@@ -135,14 +133,20 @@ impl Checker {
                     .map_err(|e| CheckFailure::Local(e.clone()))?;
                 prober.probe(target).await
             }
-            CheckKind::Http(h) => self.http_check(target, h, p).await,
+            CheckKind::Http(h) => match &p.spec.via {
+                None => self.http_check(target, h, p).await,
+                Some(via) => {
+                    let s = open(&p.spec).await?;
+                    super::via::http(s, h, via, p.body.as_ref(), BODY_LIMIT).await
+                }
+            },
             CheckKind::Dns { query, rcode } => dns_check(target, query, *rcode).await,
             CheckKind::Exec { command } => exec_check(target, command, p.spec.timeout).await,
             CheckKind::TcpExpect { send, .. } => match &p.body {
-                Some(re) => tcp_expect(target, send.as_bytes(), re).await,
+                Some(re) => tcp_expect(open(&p.spec).await?, target, send.as_bytes(), re).await,
                 None => Err(CheckFailure::Local("tcp-expect without a regex".into())),
             },
-            CheckKind::Smtp => smtp_check(target).await,
+            CheckKind::Smtp => smtp_check(open(&p.spec).await?, target).await,
         }
     }
 
@@ -208,13 +212,26 @@ impl Checker {
 /// answer `expect` is).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Connects, sends `send`, and reads until what came matches `re`, the server closes,
-/// or BODY_LIMIT bytes came. Closed with RST, as a tcp check is.
-async fn tcp_expect(target: SocketAddr, send: &[u8], re: &Regex) -> Result<(), CheckFailure> {
+/// The check's connection: to the real server, or through the DR path (see
+/// [`super::via`]).
+async fn open(spec: &CheckSpec) -> Result<TcpStream, CheckFailure> {
+    match &spec.via {
+        None => TcpStream::connect(spec.target)
+            .await
+            .map_err(|e| io_failure(&format!("connect {}", spec.target), &e)),
+        Some(via) => super::via::connect(spec.target, via).await,
+    }
+}
+
+/// On a new connection: sends `send`, and reads until what came matches `re`, the
+/// server closes, or BODY_LIMIT bytes came. Closed with RST, as a tcp check is.
+async fn tcp_expect(
+    mut s: TcpStream,
+    target: SocketAddr,
+    send: &[u8],
+    re: &Regex,
+) -> Result<(), CheckFailure> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(target)
-        .await
-        .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
     let _ = s.set_zero_linger();
     if !send.is_empty() {
         s.write_all(send)
@@ -242,13 +259,10 @@ async fn tcp_expect(target: SocketAddr, send: &[u8], re: &Regex) -> Result<(), C
     }
 }
 
-/// An SMTP greeting: the server's 220 banner (one line, or several `220-` lines
-/// ending with `220 `), then QUIT.
-async fn smtp_check(target: SocketAddr) -> Result<(), CheckFailure> {
+/// On a new connection: an SMTP greeting, the server's 220 banner (one line, or
+/// several `220-` lines ending with `220 `), then QUIT.
+async fn smtp_check(s: TcpStream, target: SocketAddr) -> Result<(), CheckFailure> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    let s = TcpStream::connect(target)
-        .await
-        .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
     // Lines of at most 1 KiB; a banner that never ends is a timeout.
     let mut s = BufReader::new(s);
     let mut line = String::new();

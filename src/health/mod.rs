@@ -9,9 +9,10 @@ mod spec;
 mod state;
 mod supervisor;
 pub mod syn;
+mod via;
 
 pub use check::{Checker, Prepared};
 pub use failure::CheckFailure;
-pub use spec::{CheckKind, CheckSpec, HttpCheck, StatusSet};
+pub use spec::{CheckKind, CheckSpec, HttpCheck, StatusSet, Via};
 pub use state::{Health, HealthMap, RiseFall};
 pub use supervisor::{CheckDetail, DetailMap, Supervisor};

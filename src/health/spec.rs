@@ -19,6 +19,22 @@ pub struct CheckSpec {
     pub rise: u32,
     /// Consecutive failures to go down.
     pub fall: u32,
+    /// `via = "vip"`: the check goes to the VIP and reaches this real server through
+    /// the DR path (see [`Via`]); `None` connects to the real server's own address.
+    pub via: Option<Via>,
+}
+
+/// A check through the DR path: it connects to `vip` from the director's own address
+/// with firewall mark `mark` on its socket; an IPVS fwmark service for that mark that
+/// holds only this real server sends it there, rewriting the MAC as for clients. A real
+/// server that lost the VIP, or answers on the wrong address, fails such a check while
+/// its own address still answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Via {
+    /// The VIP and the port to connect to.
+    pub vip: SocketAddr,
+    /// The firewall mark (`SO_MARK`) of the check's socket.
+    pub mark: u32,
 }
 
 /// The kinds of check.
@@ -129,8 +145,16 @@ impl std::fmt::Display for StatusSet {
 }
 
 impl CheckSpec {
-    /// A short label for logs and status, e.g. `http 10.0.0.11:80/healthz`.
+    /// A short label for logs and status, e.g. `http 10.0.0.11:80/healthz`, with
+    /// ` via VIP:PORT` for a check through the DR path.
     pub fn label(&self) -> String {
+        match &self.via {
+            None => self.kind_label(),
+            Some(v) => format!("{} via {}", self.kind_label(), v.vip),
+        }
+    }
+
+    fn kind_label(&self) -> String {
         match &self.kind {
             CheckKind::Tcp => format!("tcp {}", self.target),
             CheckKind::TcpSyn => format!("tcp-syn {}", self.target),

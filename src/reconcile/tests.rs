@@ -27,6 +27,7 @@ fn key(port: u16) -> ServiceKey {
 
 fn check(addr: &str, port: u16) -> Arc<CheckSpec> {
     Arc::new(CheckSpec {
+        via: None,
         target: SocketAddr::new(ip(addr), port),
         kind: CheckKind::Tcp,
         interval: Duration::from_secs(1),
