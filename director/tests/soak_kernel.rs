@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::director::*;
-use support::lab::{in_ns, Lab, Server};
+use support::lab::{in_ns, web_and_echo, Lab};
 use support::poll;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
@@ -21,12 +21,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn two_hundred_reloads_and_twenty_kill_9s_lose_no_request() {
     let lab = Lab::new("s", 58, 2);
-    let _h: Vec<Server> = (0..2)
-        .map(|i| Server::http(&lab.servers[i], 80, &format!("rs{}", i + 1)))
-        .collect();
-    let _e: Vec<Server> = (0..2)
-        .map(|i| Server::echo(&lab.servers[i], 9000))
-        .collect();
+    let _servers = web_and_echo(&lab, 2);
     // Valid configs move rs2's weight between 1 and 2 (both servers keep traffic);
     // invalid ones name a scheduler that does not exist.
     let valid = |w2: u32| {

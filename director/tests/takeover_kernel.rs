@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::director::*;
-use support::lab::{Lab, Server};
+use support::lab::{web_and_echo, Lab, Server};
 use support::{poll, sh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
@@ -116,12 +116,7 @@ fn take_over(lab: &Lab, config: &Path, before: &str, echo: &mut Echo) {
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn a_keepalived_table_is_taken_over_with_no_change() {
     let lab = Lab::new("m", 62, 2);
-    let _h: Vec<Server> = (0..2)
-        .map(|i| Server::http(&lab.servers[i], 80, &format!("rs{}", i + 1)))
-        .collect();
-    let _e: Vec<Server> = (0..2)
-        .map(|i| Server::echo(&lab.servers[i], 9000))
-        .collect();
+    let _servers = web_and_echo(&lab, 2);
     let (vip, r1, r2) = (lab.vip(), lab.rip(1), lab.rip(2));
     let conf = write_file(
         &lab,

@@ -109,35 +109,25 @@ pub fn import(src: &Source) -> Draft {
             });
             continue;
         }
-        match (indented, sections.last_mut()) {
-            (true, Some(s)) => {
-                if k == "real" {
-                    s.reals.push((v, at));
-                } else if SECTION_KEYS.contains(&k.as_str()) {
-                    s.keys.insert(k, (v, at));
-                } else if DAEMON_KEYS.contains(&k.as_str()) {
-                    d.note(
-                        &at,
-                        Level::Ignored,
-                        format!("`{k}`: ldirectord's own setting"),
-                    );
-                } else {
-                    d.note(&at, Level::Review, format!("unknown key `{k}`"));
-                }
+        // An indented line belongs to the last `virtual=`; others are global.
+        let section = if indented { sections.last_mut() } else { None };
+        if k == "real" && section.is_some() {
+            if let Some(s) = section {
+                s.reals.push((v, at));
             }
-            _ => {
-                if SECTION_KEYS.contains(&k.as_str()) {
-                    globals.insert(k, (v, at));
-                } else if DAEMON_KEYS.contains(&k.as_str()) {
-                    d.note(
-                        &at,
-                        Level::Ignored,
-                        format!("`{k}`: ldirectord's own setting"),
-                    );
-                } else {
-                    d.note(&at, Level::Review, format!("unknown key `{k}`"));
-                }
-            }
+        } else if SECTION_KEYS.contains(&k.as_str()) {
+            match section {
+                Some(s) => s.keys.insert(k, (v, at)),
+                None => globals.insert(k, (v, at)),
+            };
+        } else if DAEMON_KEYS.contains(&k.as_str()) {
+            d.note(
+                &at,
+                Level::Ignored,
+                format!("`{k}`: ldirectord's own setting"),
+            );
+        } else {
+            d.note(&at, Level::Review, format!("unknown key `{k}`"));
         }
     }
     for s in sections {

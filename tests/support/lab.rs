@@ -327,3 +327,16 @@ impl Drop for Server {
         self.halt();
     }
 }
+
+/// An HTTP server on port 80 ("rs1", "rs2", …) and a line echo on port 9000 on each
+/// of the lab's first `n` real servers.
+pub fn web_and_echo(lab: &Lab, n: usize) -> Vec<Server> {
+    (0..n)
+        .flat_map(|i| {
+            [
+                Server::http(&lab.servers[i], 80, &format!("rs{}", i + 1)),
+                Server::echo(&lab.servers[i], 9000),
+            ]
+        })
+        .collect()
+}
