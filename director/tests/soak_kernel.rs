@@ -217,7 +217,7 @@ fn a_kill_9_while_programming_ten_thousand_services_then_a_restart_converges() {
     println!("killed with {at} services programmed ({left} after the kill)");
 
     // Restarted: it converges to exactly the config.
-    let d = start_director(&lab, BIN, &config);
+    let d = start_director_within(&lab, BIN, &config, 300);
     let converged = poll(600, || {
         // At 10,000 services, under emulation and beside programming, an answer may
         // take longer than the client waits: that is "not yet", not a failure.

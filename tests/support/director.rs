@@ -74,6 +74,12 @@ pub const NOBODY: u32 = 65534;
 /// `nobody` with exactly the capabilities of its systemd unit, so a missing one fails
 /// here; what it must read is readable by that user (the unit's LoadCredential).
 pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
+    start_director_within(lab, bin, config, 20)
+}
+
+/// [`start_director`], waiting up to `secs` for the endpoint (a large config takes a
+/// while to parse under emulation).
+pub fn start_director_within(lab: &Lab, bin: &str, config: &Path, secs: u64) -> Proc {
     let cfg = config.display().to_string();
     let caps = director_caps();
     let (uid, inh, amb, bnd) = (
@@ -104,7 +110,7 @@ pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
         ],
         log_path(config, "director"),
     );
-    let up = poll(20, || lab.director_get(STATUS, "/healthz").ok());
+    let up = poll(secs, || lab.director_get(STATUS, "/healthz").ok());
     assert!(
         up.is_some(),
         "the status endpoint did not come up:\n{}",
