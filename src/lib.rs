@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`agent_api`]: the director↔agent wire types (the `lvsdr-agent-api` crate, which is
 //!   all the agent shares with the director).
+//! - [`announce`]: which VIPs this director announces (`[announce]`, BIRD's direct protocol).
 //! - [`agents`]: the director pushing VIPs to agents; their confirmations gate weight.
 //! - [`ipvs`]: the kernel's IPVS table over generic netlink: typed model, wire codec,
 //!   pipelined socket handle.
@@ -13,11 +14,13 @@
 //! - [`health`]: health checks and their rise/fall state.
 //! - [`import`]: keepalived, ldirectord, Piranha and ipvsadm configs turned into lvsdr's.
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
+//! - [`sysctl`]: the kernel settings a config needs (`lvsdr-director prepare`).
 //! - [`status`]: the snapshot the HTTP status endpoint renders; [`history`]: its last
 //!   15 minutes per service, for the page.
 
 pub use lvsdr_agent_api as agent_api;
 pub mod agents;
+pub mod announce;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;
@@ -29,3 +32,4 @@ pub mod model;
 pub mod pki;
 pub mod reconcile;
 pub mod status;
+pub mod sysctl;

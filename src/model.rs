@@ -108,6 +108,39 @@ pub struct Desired {
     pub services: Vec<DesiredService>,
     /// Agents, if the config has an `[agents]` section.
     pub agents: Option<AgentSettings>,
+    /// `[announce]`: healthy VIPs on a device of lvsdr's own, for BIRD to announce.
+    pub announce: Option<AnnounceSettings>,
+    /// `[sync]`: the kernel's connection sync daemon, in both roles.
+    pub sync: Option<SyncSettings>,
+}
+
+/// `[announce]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnounceSettings {
+    /// The dummy interface lvsdr creates and owns.
+    pub device: String,
+    /// A VIP is announced while at least this many real servers of some service on
+    /// it have weight in the kernel.
+    pub min_up: u32,
+    /// On shutdown: every VIP is withdrawn, then the director waits this long.
+    pub withdraw_grace: Duration,
+}
+
+/// `[sync]`: both daemons (master and backup) run with these settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncSettings {
+    /// The interface the daemons multicast on.
+    pub interface: String,
+    /// The sync id (0-255), the same on every director.
+    pub sync_id: u32,
+    /// Multicast group (the kernel's 224.0.0.81 when absent).
+    pub mcast_group: Option<std::net::IpAddr>,
+    /// UDP port (8848 when absent).
+    pub port: Option<u16>,
+    /// Multicast TTL (1 when absent).
+    pub ttl: Option<u8>,
+    /// Largest sync message payload (the kernel picks when absent).
+    pub maxlen: Option<u16>,
 }
 
 impl Desired {

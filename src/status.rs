@@ -41,6 +41,12 @@ pub struct Status {
     pub retired_services: Vec<String>,
     /// Real-server agents (empty without `[agents]`).
     pub agents: Vec<AgentState>,
+    /// With `[announce]`: per VIP, whether it is announced and why (or why not).
+    #[serde(default)]
+    pub announce: Vec<crate::announce::Verdict>,
+    /// With `[sync]`: the connection sync daemons running, e.g. "master on eth0, sync id 1".
+    #[serde(default)]
+    pub sync_daemons: Vec<String>,
 }
 
 /// The reconciler's counters.
@@ -289,6 +295,12 @@ pub fn build(
         unmanaged_services: unmanaged,
         retired_services: state.retired.iter().map(ToString::to_string).collect(),
         agents: agents.values().cloned().collect(),
+        announce: Vec::new(),
+        sync_daemons: state
+            .sync_daemons
+            .iter()
+            .map(|d| format!("{} on {}, sync id {}", d.state, d.ifname, d.sync_id))
+            .collect(),
     }
 }
 

@@ -555,3 +555,46 @@ fn checks_through_the_vip_get_a_mark_and_a_fwmark_service_per_real_server() {
         assert!(e.iter().any(|e| e.contains(why)), "{why}: {e:#?}");
     }
 }
+
+#[test]
+fn announce_and_sync_are_read_and_their_mistakes_named() {
+    let svc = "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\nscheduler = \"mh\"\n\
+               [[service.real_server]]\naddress = \"10.0.0.11\"\n";
+    let d = valid(&format!(
+        "[announce]\nmin_up = 2\nwithdraw_grace = \"2s\"\n[sync]\ninterface = \"eth0\"\nsync_id = 7\nttl = 2\n{svc}"
+    ));
+    let a = d.announce.as_ref().expect("announce");
+    assert_eq!((a.device.as_str(), a.min_up), ("lvsdr0", 2));
+    assert_eq!(a.withdraw_grace, Duration::from_secs(2));
+    let s = d.sync.as_ref().expect("sync");
+    assert_eq!(
+        (s.interface.as_str(), s.sync_id, s.ttl),
+        ("eth0", 7, Some(2))
+    );
+    assert!(
+        config::warnings(&d).is_empty(),
+        "{:?}",
+        config::warnings(&d)
+    );
+    // wrr behind ECMP: a warning, not an error.
+    let wrr = valid(&format!("[announce]\n{}", svc.replace("\"mh\"", "\"wrr\"")));
+    assert!(config::warnings(&wrr)
+        .iter()
+        .any(|w| w.contains("mh (or sh)")));
+    for (bad, why) in [
+        ("[sync]\ninterface = \"eth0\"\nsync_id = 300\n", "sync_id"),
+        (
+            "[sync]\ninterface = \"eth0\"\nsync_id = 1\nmcast_group = \"10.0.0.1\"\n",
+            "not a multicast address",
+        ),
+        (
+            "[announce]\ndevice = \"a-very-long-device-name\"\n",
+            "not an interface name",
+        ),
+        ("[announce]\nmin_up = 0\n", "min_up"),
+        ("[announce]\nbird = 1\n", "unknown field"),
+    ] {
+        let e = errors(&format!("{bad}{svc}"));
+        assert!(e.iter().any(|e| e.contains(why)), "{why}: {e:#?}");
+    }
+}

@@ -41,6 +41,12 @@ impl IpvsBackend for SecondWriter {
     async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {
         self.kernel.services(keys).await
     }
+    async fn daemons(&self) -> Result<Vec<lvsdr::ipvs::Daemon>, IpvsError> {
+        self.kernel.daemons().await
+    }
+    async fn sync_op(&self, op: &lvsdr::reconcile::sync::SyncOp) -> Result<(), IpvsError> {
+        self.kernel.sync_op(op).await
+    }
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
         let cmds = std::mem::take(&mut *self.before_next_apply.lock().expect("lock"));
         for c in cmds {

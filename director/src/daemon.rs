@@ -84,6 +84,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .with_context(|| format!("binding the status endpoint to {listen}"))?;
     info!(%listen, "status endpoint listening");
     let (history_tx, history_rx) = watch::channel(lvsdr::history::History::default());
+    let (announce_tx, announce_rx) = watch::channel(Vec::new());
+    let started = SystemTime::now();
     let sources = Sources {
         desired: desired_rx,
         state: state_rx,
@@ -93,9 +95,17 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         gate: gate_rx,
         agents: agents_rx,
         history: history_rx,
-        started: SystemTime::now(),
+        announce: announce_rx,
+        started,
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
+    let announcer = tokio::spawn(crate::announcer::run(
+        sources.desired.clone(),
+        sources.state.clone(),
+        announce_tx,
+        started,
+        cancel.child_token(),
+    ));
     let sampler = tokio::spawn(crate::sampler::run(
         sources.clone(),
         Arc::new(history_tx),
@@ -104,8 +114,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
-    let (mut reconciler, mut pusher, mut server, mut sampler) =
-        (reconciler, pusher, server, sampler);
+    let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer) =
+        (reconciler, pusher, server, sampler, announcer);
 
     let ended = loop {
         tokio::select! {
@@ -131,6 +141,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             r = &mut pusher => break Some(ended("the agent pusher", r.map(|()| Ok(())))),
             r = &mut server => break Some(ended("the HTTP status server", r)),
             r = &mut sampler => break Some(ended("the status history sampler", r)),
+            r = &mut announcer => break Some(ended("the VIP announcer", r)),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -144,6 +155,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     pusher.await.context("the agent pusher task")?;
     server.await.context("the HTTP task")??;
     sampler.await.context("the history sampler task")??;
+    // Last: it withdraws the VIPs and waits withdraw_grace.
+    announcer.await.context("the announcer task")??;
     info!("stopped");
     Ok(())
 }
@@ -166,22 +179,14 @@ fn watchdog_interval() -> Option<std::time::Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// Checks through the DR path get their answers from the VIP, one of this host's own
-/// addresses: without `accept_local` the kernel drops them and every such check fails.
-/// The director cannot set it (a sysctl needs root); it says so.
+/// The kernel settings the config needs that differ now (the director cannot set
+/// them; `lvsdr-director prepare` does, as root: the unit runs it first).
 fn warn_dr_path(d: &Desired) {
-    let via = d
-        .checks()
-        .iter()
-        .any(|c| c.via.is_some_and(|v| v.vip.is_ipv4()));
-    let read =
-        |f: &str| std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{f}/accept_local"));
-    if via && read("all").is_ok_and(|v| v.trim() == "0") {
-        warn!(
-            "checks with via = \"vip\" need net.ipv4.conf.all.accept_local = 1 (and on the \
-             interface toward the real servers): the real servers answer from the VIP, an \
-             address of this host, and the kernel drops such packets otherwise"
-        );
+    for w in config::warnings(d) {
+        warn!("{w}");
+    }
+    for why in lvsdr::sysctl::differing(d) {
+        warn!("{why}: run `lvsdr-director prepare` as root (the systemd unit does)");
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Sources {
     pub agents: watch::Receiver<AgentMap>,
     /// The last 15 minutes per service, for the page.
     pub history: watch::Receiver<lvsdr::history::History>,
+    /// The announcer's verdict per VIP (`[announce]`).
+    pub announce: watch::Receiver<Vec<lvsdr::announce::Verdict>>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::SystemTime,
 }
@@ -46,7 +48,10 @@ impl Sources {
         let reload = self.reload.borrow().clone();
         let gate = self.gate.borrow().clone();
         let agents = self.agents.borrow().clone();
-        status::build(&desired, &state, &health, &gate, &agents, &details, &reload)
+        let mut status =
+            status::build(&desired, &state, &health, &gate, &agents, &details, &reload);
+        status.announce = self.announce.borrow().clone();
+        status
     }
 }
 
@@ -226,6 +231,7 @@ mod tests {
             gate: watch::channel(Gate::default()).1,
             agents: watch::channel(AgentMap::new()).1,
             history: watch::channel(lvsdr::history::History::default()).1,
+            announce: watch::channel(Vec::new()).1,
             started: std::time::SystemTime::now(),
         }
     }

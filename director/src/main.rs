@@ -1,6 +1,7 @@
 //! `lvsdr-director`: the LVS-DR director. This binary is a thin shell over the `lvsdr`
 //! library: argument parsing, the runtime, logging and printing.
 
+mod announcer;
 mod daemon;
 mod http;
 mod ipvs_cli;
@@ -44,6 +45,15 @@ enum Command {
     CheckConfig {
         /// The config file.
         file: PathBuf,
+    },
+    /// Set the kernel settings the config needs (as root, before `run`; the systemd unit
+    /// does it): `net.ipv4.vs.sloppy_tcp = 1` with `[announce]` or `[sync]` (a flow
+    /// moved to another director is picked up mid-stream), and
+    /// `net.ipv4.conf.all.accept_local = 1` with checks through the DR path.
+    Prepare {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Print what `run` would change in the kernel now, without changing it.
     Plan {
@@ -146,6 +156,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     d.services.len(),
                     d.checks().len()
                 );
+                for w in lvsdr::config::warnings(&d) {
+                    println!("warning: {w}");
+                }
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -153,6 +166,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Plan { config } => rt.block_on(dry_run(config))?,
+        Command::Prepare { config } => {
+            let desired = lvsdr::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            for (path, value) in lvsdr::sysctl::wanted(&desired) {
+                std::fs::write(path, value)
+                    .map_err(|e| anyhow::anyhow!("setting {path} = {value}: {e}"))?;
+                println!("{path} = {value}");
+            }
+        }
         Command::Status { url } => rt.block_on(status_cli::run(&url))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
         Command::Import { format, file } => return Ok(import(format, &file)),

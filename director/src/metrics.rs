@@ -154,7 +154,22 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
             .get_or_create(&l)
             .set(f64::from(u8::from(a.confirmed)));
     }
+    let announced = s.gauge(
+        "lvsdr_vip_announced",
+        "Whether this director announces the VIP ([announce]): 1 or 0",
+    );
+    for v in &status.announce {
+        announced
+            .get_or_create(&vec![("vip", v.vip.to_string())])
+            .set(f64::from(u8::from(v.announced)));
+    }
+    let sync = s.gauge(
+        "lvsdr_sync_daemons",
+        "Connection sync daemons running ([sync]: 2, master and backup)",
+    );
     let none: Labels = Vec::new();
+    sync.get_or_create(&none)
+        .set(status.sync_daemons.len() as f64);
     passes.get_or_create(&none).inc_by(status.reconcile.passes);
     ops.get_or_create(&none)
         .inc_by(status.reconcile.ops_applied);

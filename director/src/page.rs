@@ -232,6 +232,32 @@ section.service{margin-bottom:1em}</style></head><body>\n<h1>lvsdr director</h1>
     for svc in &s.services {
         service(&mut out, svc, history, now);
     }
+    if !s.announce.is_empty() {
+        out.push_str(
+            "<h2>announced VIPs</h2>\n<table><tr><th>VIP</th><th>state</th><th>why</th></tr>\n",
+        );
+        for v in &s.announce {
+            let (class, label) = if v.announced {
+                ("up", "announced")
+            } else {
+                ("down", "withdrawn")
+            };
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"{class}\">{label}</td><td>{}</td></tr>",
+                v.vip,
+                esc(&v.why)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+    if !s.sync_daemons.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>Connection sync: {}</p>",
+            esc(&s.sync_daemons.join("; "))
+        );
+    }
     if !s.agents.is_empty() {
         out.push_str("<h2>agents</h2>\n<table><tr><th>agent</th><th>VIPs</th><th>state</th><th>generation</th><th>note</th></tr>\n");
         for a in &s.agents {

@@ -60,22 +60,22 @@ impl RealHost {
 
 impl Host for RealHost {
     async fn ensure_device(&self, name: &str) -> anyhow::Result<u32> {
-        self.net.ensure_device(name).await
+        Ok(self.net.ensure_device(name).await?)
     }
     async fn link_index(&self, name: &str) -> anyhow::Result<u32> {
-        self.net.link_index(name).await
+        Ok(self.net.link_index(name).await?)
     }
     async fn all_addresses(&self) -> anyhow::Result<Vec<(u32, IpAddr, u8)>> {
-        self.net.all_addresses().await
+        Ok(self.net.all_addresses().await?)
     }
     async fn add(&self, index: u32, ip: IpAddr) -> anyhow::Result<()> {
-        self.net.add(index, ip).await
+        Ok(self.net.add(index, ip).await?)
     }
     async fn remove(&self, index: u32, ip: IpAddr) -> anyhow::Result<()> {
-        self.net.remove(index, ip).await
+        Ok(self.net.remove(index, ip).await?)
     }
     async fn interface_of(&self, ip: IpAddr) -> anyhow::Result<Option<String>> {
-        self.net.interface_of(ip).await
+        Ok(self.net.interface_of(ip).await?)
     }
     async fn arp_apply(
         &self,

@@ -154,3 +154,39 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
+
+/// What a valid config may still get wrong, for `check-config` and the daemon's log:
+/// with `[announce]` (several directors behind ECMP) a service should use `mh` (or
+/// `sh`), so that a flow that moves to another director meets the same real server,
+/// and quiesce failed servers (`on_failure = "weight0"`), so that every director keeps
+/// the same Maglev table.
+pub fn warnings(desired: &Desired) -> Vec<String> {
+    use crate::ipvs::Scheduler;
+    let mut w = Vec::new();
+    if desired.announce.is_none() {
+        return w;
+    }
+    for s in &desired.services {
+        if s.name.starts_with("check-via-vip-") {
+            continue;
+        }
+        let sched = &s.service.settings.scheduler;
+        if !matches!(sched, Scheduler::Mh | Scheduler::Sh) {
+            w.push(format!(
+                "service {:?} uses {sched}: with [announce] a flow that moves to another \
+                 director is scheduled again there; mh (or sh) picks the same real server on \
+                 every director",
+                s.name
+            ));
+        }
+        if s.on_failure == crate::model::OnFailure::Remove {
+            w.push(format!(
+                "service {:?}: on_failure = \"remove\" with [announce]: a server deleted and \
+                 added again lands elsewhere in mh's table; weight0 keeps every director's \
+                 table the same",
+                s.name
+            ));
+        }
+    }
+    w
+}

@@ -12,6 +12,29 @@ pub struct File {
     #[serde(default, rename = "service")]
     pub services: Vec<Spanned<ServiceSection>>,
     pub agents: Option<Spanned<AgentsSection>>,
+    pub announce: Option<Spanned<AnnounceSection>>,
+    pub sync: Option<Spanned<SyncSection>>,
+}
+
+/// `[announce]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceSection {
+    pub device: Option<Spanned<String>>,
+    pub min_up: Option<Spanned<i64>>,
+    pub withdraw_grace: Option<Spanned<String>>,
+}
+
+/// `[sync]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    pub interface: Spanned<String>,
+    pub sync_id: Spanned<i64>,
+    pub mcast_group: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub ttl: Option<Spanned<i64>>,
+    pub maxlen: Option<Spanned<i64>>,
 }
 
 /// `[agents]`: real-server agents the director pushes VIPs to.

@@ -10,8 +10,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::schema::{
-    AgentField, AgentsSection, CheckSection, DirectorSection, File, RealServerSection,
-    ServiceSection, StatusField,
+    AgentField, AgentsSection, AnnounceSection, CheckSection, DirectorSection, File,
+    RealServerSection, ServiceSection, StatusField, SyncSection,
 };
 use super::{line_col, ConfigError, ConfigErrors, Host};
 use crate::health::{CheckKind, CheckSpec, HttpCheck, StatusSet, Via};
@@ -20,8 +20,8 @@ use crate::ipvs::{
     ServiceKey, ServiceSettings, Tunnel, TunnelKind,
 };
 use crate::model::{
-    AgentSettings, Desired, DesiredService, DirectorSettings, OnExit, OnFailure, RealServer,
-    CHECK_MARK_BASE,
+    AgentSettings, AnnounceSettings, Desired, DesiredService, DirectorSettings, OnExit, OnFailure,
+    RealServer, SyncSettings, CHECK_MARK_BASE,
 };
 
 /// The largest weight ipvsadm accepts; operators' tooling assumes it.
@@ -185,11 +185,18 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
     }
     vips_against_real_servers(&mut v, raw, &services);
     dr_path_checks(&mut v, raw, &mut services);
+    let announce = raw
+        .announce
+        .as_ref()
+        .and_then(|a| announce(&mut v, a.get_ref()));
+    let sync = raw.sync.as_ref().and_then(|s| sync(&mut v, s.get_ref()));
     match (director, v.errors.is_empty()) {
         (Some(director), true) => Ok(Desired {
             director,
             services,
             agents,
+            announce,
+            sync,
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
@@ -374,6 +381,72 @@ fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
             .state_file
             .as_ref()
             .map(|p| std::path::PathBuf::from(p.get_ref())),
+    })
+}
+
+fn announce(v: &mut V<'_>, a: &AnnounceSection) -> Option<AnnounceSettings> {
+    let ctx = "[announce]";
+    let device = a
+        .device
+        .as_ref()
+        .map_or("lvsdr0".to_string(), |d| d.get_ref().clone());
+    // An interface name: at most 15 bytes, no slash or space (IFNAMSIZ).
+    if device.is_empty() || device.len() > 15 || device.contains(['/', ' ', ':']) {
+        if let Some(d) = &a.device {
+            v.err(
+                d.span(),
+                ctx,
+                format!("device {device:?} is not an interface name"),
+            );
+        }
+        return None;
+    }
+    let min_up = match &a.min_up {
+        None => 1,
+        Some(m) => v.int(m, 1, 65_535, ctx, "min_up")?,
+    };
+    let withdraw_grace = match &a.withdraw_grace {
+        None => Duration::from_secs(5),
+        Some(g) => v.duration(g, ctx, "withdraw_grace")?,
+    };
+    Some(AnnounceSettings {
+        device,
+        min_up,
+        withdraw_grace,
+    })
+}
+
+fn sync(v: &mut V<'_>, s: &SyncSection) -> Option<SyncSettings> {
+    let ctx = "[sync]";
+    let sync_id = v.int(&s.sync_id, 0, 255, ctx, "sync_id");
+    let mcast_group = match &s.mcast_group {
+        None => Some(None),
+        Some(g) => match g.get_ref().parse::<IpAddr>() {
+            Ok(a) if a.is_multicast() => Some(Some(a)),
+            _ => {
+                v.err(
+                    g.span(),
+                    ctx,
+                    format!("mcast_group {:?} is not a multicast address", g.get_ref()),
+                );
+                None
+            }
+        },
+    };
+    let small = |v: &mut V<'_>, x: &Option<Spanned<i64>>, lo, hi, what| match x {
+        None => Some(None),
+        Some(x) => v.int(x, lo, hi, ctx, what).map(Some),
+    };
+    let port = small(v, &s.port, 1, 65_535, "port");
+    let ttl = small(v, &s.ttl, 1, 255, "ttl");
+    let maxlen = small(v, &s.maxlen, 1, 65_000, "maxlen");
+    Some(SyncSettings {
+        interface: s.interface.get_ref().clone(),
+        sync_id: sync_id?,
+        mcast_group: mcast_group?,
+        port: port?.map(|p| p as u16),
+        ttl: ttl?.map(|t| t as u8),
+        maxlen: maxlen?.map(|m| m as u16),
     })
 }
 

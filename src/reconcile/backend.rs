@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use super::cache::Read;
 use super::observed::{Observed, ObservedService};
 use super::op::Op;
+use super::sync::SyncOp;
 use crate::ipvs::handle::kernel_error;
 use crate::ipvs::listing::Table;
 use crate::ipvs::proc::{self, Block};
-use crate::ipvs::{DestEntry, IpvsError, IpvsHandle, ServiceEntry, ServiceKey, Stats};
+use crate::ipvs::{Daemon, DestEntry, IpvsError, IpvsHandle, ServiceEntry, ServiceKey, Stats};
 
 /// Reading and writing the IPVS table.
 pub trait IpvsBackend: Send + Sync {
@@ -26,6 +27,10 @@ pub trait IpvsBackend: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Read>, IpvsError>> + Send;
     /// Applies ops in order (pipelined where the backend can); one outcome per op.
     fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send;
+    /// The running connection sync daemons.
+    fn daemons(&self) -> impl Future<Output = Result<Vec<Daemon>, IpvsError>> + Send;
+    /// Starts or stops a sync daemon.
+    fn sync_op(&self, op: &SyncOp) -> impl Future<Output = Result<(), IpvsError>> + Send;
 }
 
 impl<T: IpvsBackend> IpvsBackend for Arc<T> {
@@ -43,6 +48,12 @@ impl<T: IpvsBackend> IpvsBackend for Arc<T> {
     }
     fn apply(&self, ops: &[Op]) -> impl Future<Output = Vec<Result<(), IpvsError>>> + Send {
         (**self).apply(ops)
+    }
+    fn daemons(&self) -> impl Future<Output = Result<Vec<Daemon>, IpvsError>> + Send {
+        (**self).daemons()
+    }
+    fn sync_op(&self, op: &SyncOp) -> impl Future<Output = Result<(), IpvsError>> + Send {
+        (**self).sync_op(op)
     }
 }
 
@@ -138,6 +149,18 @@ impl IpvsBackend for Kernel {
             .map(|r| r.map(|_| ()))
             .collect()
     }
+
+    async fn daemons(&self) -> Result<Vec<Daemon>, IpvsError> {
+        self.current().await?.daemons().await
+    }
+
+    async fn sync_op(&self, op: &SyncOp) -> Result<(), IpvsError> {
+        let h = self.current().await?;
+        match op {
+            SyncOp::Start(d) => h.start_daemon(d).await,
+            SyncOp::Stop(state) => h.stop_daemon(*state).await,
+        }
+    }
 }
 
 /// An in-memory IPVS table that refuses what the kernel refuses (EEXIST, ESRCH,
@@ -150,6 +173,7 @@ pub struct FakeKernel {
 #[derive(Default)]
 struct FakeState {
     table: Observed,
+    daemons: Vec<Daemon>,
     applied: usize,
     /// Services read over netlink (a full read counts them all).
     reads: usize,
@@ -323,6 +347,13 @@ fn as_table(t: &Observed) -> Table {
     keys.into_iter().map(|k| entry(k, &t.services[k])).collect()
 }
 
+impl FakeKernel {
+    /// The sync daemons "running".
+    pub fn daemons_now(&self) -> Vec<Daemon> {
+        self.lock().daemons.clone()
+    }
+}
+
 impl IpvsBackend for FakeKernel {
     async fn table(&self) -> Result<Table, IpvsError> {
         self.maybe_hang().await;
@@ -382,5 +413,28 @@ impl IpvsBackend for FakeKernel {
                 apply_one(&mut st.table, op).map_err(|errno| kernel_error(&op.request(), errno))
             })
             .collect()
+    }
+
+    async fn daemons(&self) -> Result<Vec<Daemon>, IpvsError> {
+        self.maybe_hang().await;
+        Ok(self.lock().daemons.clone())
+    }
+
+    async fn sync_op(&self, op: &SyncOp) -> Result<(), IpvsError> {
+        self.maybe_hang().await;
+        let mut st = self.lock();
+        match op {
+            SyncOp::Start(d) => {
+                if st.daemons.iter().any(|x| x.state == d.state) {
+                    return Err(kernel_error(
+                        &crate::ipvs::wire::Request::NewDaemon(d.clone()),
+                        libc::EEXIST,
+                    ));
+                }
+                st.daemons.push(d.clone());
+            }
+            SyncOp::Stop(state) => st.daemons.retain(|x| x.state != *state),
+        }
+        Ok(())
     }
 }

@@ -107,6 +107,8 @@ pub struct ReconcileState {
     pub held: Vec<String>,
     /// Services left from an earlier config, draining before deletion.
     pub retired: Vec<ServiceKey>,
+    /// The connection sync daemons running (with `[sync]`).
+    pub sync_daemons: Vec<crate::ipvs::Daemon>,
 }
 
 /// The driver's inputs.
@@ -171,6 +173,8 @@ pub struct Reconciler<B> {
     retired: HashSet<ServiceKey>,
     since: HashMap<DrainId, Instant>,
     last: Option<(Arc<Desired>, HealthMap, Gate)>,
+    /// The sync daemons as the last whole pass found (or left) them.
+    daemons: Vec<crate::ipvs::Daemon>,
     /// Ops refused permanently (by their text), with their service and the refusal.
     held: HashMap<String, (ServiceKey, String)>,
     /// Where what is managed is recorded across restarts.
@@ -195,6 +199,7 @@ impl<B: IpvsBackend> Reconciler<B> {
             retired: HashSet::new(),
             since: HashMap::new(),
             last: None,
+            daemons: Vec::new(),
             held: HashMap::new(),
             record: None,
         }
@@ -359,12 +364,18 @@ impl<B: IpvsBackend> Reconciler<B> {
         }
         held.extend(outcome.refused_for_good.into_iter().map(|(op, _)| op));
         self.save_record().await;
+        let mut errors = outcome.errors;
+        if scope == Scope::All {
+            if let Err(e) = self.sync_daemons(desired).await {
+                errors.push(e);
+            }
+        }
         PassReport {
             read,
             read_error: None,
             ops,
             applied: outcome.applied,
-            errors: outcome.errors,
+            errors,
             held: held
                 .iter()
                 .map(|op| {
@@ -381,6 +392,39 @@ impl<B: IpvsBackend> Reconciler<B> {
             took: t0.elapsed(),
             whole: scope == Scope::All,
         }
+    }
+
+    /// Brings the sync daemons to what `[sync]` wants (see [`super::sync`]); on whole
+    /// passes only: one request when nothing differs.
+    async fn sync_daemons(&mut self, desired: &Desired) -> Result<(), String> {
+        let Some(want) = &desired.sync else {
+            self.daemons.clear();
+            return Ok(());
+        };
+        let have = self
+            .backend
+            .daemons()
+            .await
+            .map_err(|e| format!("reading the sync daemons: {e}"))?;
+        let ops = super::sync::plan(Some(want), &have);
+        for op in &ops {
+            self.backend
+                .sync_op(op)
+                .await
+                .map_err(|e| format!("{op}: {e}"))?;
+            info!(%op, "sync daemon");
+        }
+        self.daemons = if ops.is_empty() {
+            have
+        } else {
+            self.backend.daemons().await.unwrap_or(have)
+        };
+        Ok(())
+    }
+
+    /// The sync daemons as last seen.
+    pub fn daemons(&self) -> &[crate::ipvs::Daemon] {
+        &self.daemons
     }
 
     async fn read(&mut self, scope: &Scope) -> Result<ReadKind, IpvsError> {
@@ -680,6 +724,7 @@ fn publish<B: IpvsBackend>(
 ) {
     let observed = r.observed().cloned().map(Arc::new);
     let retired: Vec<ServiceKey> = r.retired.iter().cloned().collect();
+    let daemons = r.daemons().to_vec();
     let last_full = r.last_full.map(|(_, t)| t);
     let mut errors = report.errors;
     if let Some(e) = report.read_error {
@@ -700,5 +745,6 @@ fn publish<B: IpvsBackend>(
         s.errors = errors;
         s.held = report.held;
         s.retired = retired;
+        s.sync_daemons = daemons;
     });
 }

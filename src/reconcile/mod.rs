@@ -11,6 +11,7 @@ mod op;
 mod plan;
 pub mod refusal;
 pub mod scope;
+pub mod sync;
 
 #[cfg(test)]
 mod tests;

@@ -63,6 +63,8 @@ impl Scope {
             Scope::Services(keys) => Desired {
                 director: desired.director.clone(),
                 agents: desired.agents.clone(),
+                announce: desired.announce.clone(),
+                sync: desired.sync.clone(),
                 services: desired
                     .services
                     .iter()

@@ -76,6 +76,8 @@ fn desired(services: Vec<DesiredService>) -> Desired {
         },
         services,
         agents: None,
+        announce: None,
+        sync: None,
     }
 }
 
@@ -594,6 +596,41 @@ mod driver_loop {
         settle().await;
         assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 2);
         assert!(t.state.borrow().held.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sync_daemons_run_in_both_roles_and_are_repaired_like_any_drift() {
+        let mut d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        d.sync = Some(crate::model::SyncSettings {
+            interface: "eth0".into(),
+            sync_id: 1,
+            mcast_group: None,
+            port: None,
+            ttl: None,
+            maxlen: None,
+        });
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        let t = start(d, h, kernel);
+        settle().await;
+        let roles = |k: &FakeKernel| {
+            let rt = k.daemons_now();
+            let mut r: Vec<String> = rt.iter().map(|d| d.state.to_string()).collect();
+            r.sort();
+            r
+        };
+        assert_eq!(roles(&t.kernel), ["backup", "master"]);
+        assert_eq!(t.state.borrow().sync_daemons.len(), 2);
+        // Someone stops the backup daemon: the next whole pass starts it again.
+        t.kernel
+            .sync_op(&super::super::sync::SyncOp::Stop(DaemonState::Backup))
+            .await
+            .expect("stop");
+        assert_eq!(roles(&t.kernel), ["master"]);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        settle().await;
+        assert_eq!(roles(&t.kernel), ["backup", "master"]);
+        assert!(t.state.borrow().errors.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -80,6 +80,11 @@ pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
 /// [`start_director`], waiting up to `secs` for the endpoint (a large config takes a
 /// while to parse under emulation).
 pub fn start_director_within(lab: &Lab, bin: &str, config: &Path, secs: u64) -> Proc {
+    start_director_in(&lab.director, bin, config, secs)
+}
+
+/// [`start_director`] in namespace `ns` (a topology of its own).
+pub fn start_director_in(ns: &str, bin: &str, config: &Path, secs: u64) -> Proc {
     let cfg = config.display().to_string();
     let caps = director_caps();
     let (uid, inh, amb, bnd) = (
@@ -92,7 +97,7 @@ pub fn start_director_within(lab: &Lab, bin: &str, config: &Path, secs: u64) -> 
     // The default soft limit of descriptors, whatever the unit sets: floods of the
     // status endpoint must not depend on a generous limit.
     let p = Proc::spawn(
-        &lab.director,
+        ns,
         "/usr/bin/prlimit",
         &[
             "--nofile=1024:1024",
@@ -110,7 +115,9 @@ pub fn start_director_within(lab: &Lab, bin: &str, config: &Path, secs: u64) -> 
         ],
         log_path(config, "director"),
     );
-    let up = poll(secs, || lab.director_get(STATUS, "/healthz").ok());
+    let up = poll(secs, || {
+        crate::support::lab::get_in(ns, STATUS, "/healthz").ok()
+    });
     assert!(
         up.is_some(),
         "the status endpoint did not come up:\n{}",

@@ -156,9 +156,7 @@ impl Lab {
 
     /// GET from inside the director's namespace (its status endpoint).
     pub fn director_get(&self, addr: &str, path: &str) -> Result<String, String> {
-        let addr: SocketAddr = addr.parse().expect("addr");
-        let path = path.to_string();
-        in_ns(&self.director, move || http_get(addr, &path))
+        get_in(&self.director, addr, path)
     }
 
     /// Opens a TCP connection from the client to VIP:port.
@@ -192,6 +190,13 @@ impl Drop for Lab {
             .args(["link", "del", &format!("b{}", self.tag)])
             .status();
     }
+}
+
+/// One HTTP GET of `path` from namespace `ns` to `addr`.
+pub fn get_in(ns: &str, addr: &str, path: &str) -> Result<String, String> {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let path = path.to_string();
+    in_ns(ns, move || http_get(addr, &path))
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {

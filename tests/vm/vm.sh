@@ -25,12 +25,12 @@ mem=${LVSDR_VM_MEM:-512}
 vm_timeout=${LVSDR_VM_TIMEOUT:-1500}
 
 # Modules loaded before the guest script starts; schedulers and the rest auto-load on use.
-modules=virtio_net,overlay,ip_vs,ip_vs_rr,ip_vs_wrr,ip_vs_wlc,veth,bridge,dummy,nf_tables,nft_chain_nat,arptable_filter,arpt_mangle,nlmon
+modules=virtio_net,overlay,ip_vs,ip_vs_mh,ip_vs_rr,ip_vs_wrr,ip_vs_wlc,veth,bridge,dummy,nf_tables,nft_chain_nat,arptable_filter,arpt_mangle,nlmon
 
 log() { printf '[vm %(%T)T] %s\n' -1 "$*" >&2; }
 
 host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute2 curl keepalived
-  xz-utils kmod strace procps ca-certificates socat)
+  xz-utils kmod strace procps ca-certificates socat bird2)
 
 install_packages() {
   if dpkg -s "${host_packages[@]}" >/dev/null 2>&1; then return; fi

@@ -1,0 +1,194 @@
+//! Which VIPs this director announces (`[announce]`). A VIP is announced while the
+//! director can serve it: its reconciler is alive and its last pass converged, and at
+//! least `min_up` real servers of some service on that VIP have weight in the kernel.
+//! BIRD's `direct` protocol turns the address on the device into a route; the director
+//! needs no BIRD-specific code. Pure: the director's announcer task applies it.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipvs::ServiceKey;
+use crate::model::Desired;
+use crate::reconcile::driver::ReconcileState;
+
+/// One VIP's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The VIP.
+    pub vip: IpAddr,
+    /// Whether it should be announced.
+    pub announced: bool,
+    /// Why (or why not).
+    pub why: String,
+}
+
+/// The VIPs of the config: each service's own, and for fwmark services those its
+/// config lists. (The fwmark services of checks through the DR path have none.)
+fn vips(desired: &Desired) -> BTreeMap<IpAddr, Vec<usize>> {
+    let mut m: BTreeMap<IpAddr, Vec<usize>> = BTreeMap::new();
+    for (i, s) in desired.services.iter().enumerate() {
+        match &s.service.key {
+            ServiceKey::Addr { addr, .. } => m.entry(*addr).or_default().push(i),
+            ServiceKey::Fwmark { .. } => {
+                for v in &s.vips {
+                    m.entry(*v).or_default().push(i);
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Every VIP's verdict, given the reconciler's last published state.
+pub fn decide(
+    desired: &Desired,
+    state: &ReconcileState,
+    started: SystemTime,
+    now: SystemTime,
+) -> Vec<Verdict> {
+    let min_up = desired.announce.as_ref().map_or(1, |a| a.min_up) as usize;
+    let director_problem = if state.last_pass.is_none() {
+        Some("no reconcile pass yet".to_string())
+    } else if let Some(e) = state.errors.first() {
+        Some(format!("the last reconcile pass did not converge: {e}"))
+    } else {
+        crate::status::liveness(state, desired.director.resync_interval, started, now).err()
+    };
+    vips(desired)
+        .into_iter()
+        .map(|(vip, services)| {
+            if let Some(why) = &director_problem {
+                return Verdict {
+                    vip,
+                    announced: false,
+                    why: why.clone(),
+                };
+            }
+            // The service on this VIP with the most real servers that have weight.
+            let best = services
+                .iter()
+                .map(|i| {
+                    let s = &desired.services[*i];
+                    let obs = state.observed.services.get(&s.service.key);
+                    let up = s
+                        .real_servers
+                        .iter()
+                        .filter(|rs| {
+                            obs.and_then(|o| o.dests.get(&(rs.dest.addr, rs.dest.port)))
+                                .is_some_and(|d| d.dest.settings.weight > 0)
+                        })
+                        .count();
+                    (up, s.real_servers.len(), s.name.as_str())
+                })
+                .max_by_key(|(up, _, _)| *up);
+            match best {
+                Some((up, of, name)) if up >= min_up => Verdict {
+                    vip,
+                    announced: true,
+                    why: format!("{up} of {of} real servers of service {name:?} have weight"),
+                },
+                Some((up, of, name)) => Verdict {
+                    vip,
+                    announced: false,
+                    why: format!(
+                        "{up} of {of} real servers of service {name:?} have weight (min_up {min_up})"
+                    ),
+                },
+                None => Verdict {
+                    vip,
+                    announced: false,
+                    why: "no service".into(),
+                },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ipvs::{DestEntry, ServiceEntry, Stats};
+    use crate::reconcile::Observed;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn config() -> Desired {
+        crate::config::parse(
+            "[announce]\nmin_up = 2\n\
+             [[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
+             [service.check]\ntype = \"none\"\n\
+             [[service.real_server]]\naddress = \"10.0.0.11\"\n\
+             [[service.real_server]]\naddress = \"10.0.0.12\"\n\
+             [[service]]\nname = \"dns\"\nvip = \"192.0.2.11\"\nport = 53\nprotocol = \"udp\"\n\
+             [service.check]\ntype = \"none\"\n\
+             [[service.real_server]]\naddress = \"10.0.0.11\"\n",
+            "t.toml",
+        )
+        .expect("config")
+    }
+
+    fn state(d: &Desired, weights: &[u32]) -> ReconcileState {
+        let mut table = Vec::new();
+        for s in &d.services {
+            let dests = s
+                .real_servers
+                .iter()
+                .zip(weights.iter().chain(std::iter::repeat(&1)))
+                .map(|(rs, w)| {
+                    let mut dest = rs.dest;
+                    dest.settings.weight = *w;
+                    DestEntry {
+                        dest,
+                        active_conns: 0,
+                        inactive_conns: 0,
+                        persistent_conns: 0,
+                        stats: Stats::default(),
+                    }
+                })
+                .collect();
+            table.push((
+                ServiceEntry {
+                    service: s.service.clone(),
+                    stats: Stats::default(),
+                },
+                dests,
+            ));
+        }
+        ReconcileState {
+            observed: Arc::new(Observed::from(&table)),
+            last_pass: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_vip_is_announced_while_min_up_servers_have_weight_and_the_reconciler_converges() {
+        let d = config();
+        let t0 = SystemTime::UNIX_EPOCH;
+        let now = t0 + Duration::from_secs(101);
+        let v = decide(&d, &state(&d, &[1, 1]), t0, now);
+        assert_eq!(v.len(), 2);
+        assert!(v[0].announced, "{v:?}");
+        // dns has one real server: fewer than min_up.
+        assert!(!v[1].announced && v[1].why.contains("min_up 2"), "{v:?}");
+        // One of web's two goes to weight 0: withdrawn.
+        let v = decide(&d, &state(&d, &[0, 1]), t0, now);
+        assert!(!v[0].announced && v[0].why.starts_with("1 of 2"), "{v:?}");
+        // A pass with errors, no pass yet, or a stuck reconciler: nothing announced.
+        let mut st = state(&d, &[1, 1]);
+        st.errors = vec!["EPERM".into()];
+        assert!(decide(&d, &st, t0, now).iter().all(|v| !v.announced));
+        let mut st = state(&d, &[1, 1]);
+        st.last_pass = None;
+        assert!(decide(&d, &st, t0, now)
+            .iter()
+            .all(|v| v.why == "no reconcile pass yet"));
+        let late = now + Duration::from_secs(3600);
+        assert!(decide(&d, &state(&d, &[1, 1]), t0, late)
+            .iter()
+            .all(|v| !v.announced));
+    }
+}
