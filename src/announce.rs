@@ -42,6 +42,11 @@ fn vips(desired: &Desired) -> BTreeMap<IpAddr, Vec<usize>> {
     m
 }
 
+/// The VIPs of the config.
+pub fn all_vips(desired: &Desired) -> Vec<IpAddr> {
+    vips(desired).into_keys().collect()
+}
+
 /// Every VIP's verdict, given the reconciler's last published state.
 pub fn decide(
     desired: &Desired,

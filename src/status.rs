@@ -47,6 +47,11 @@ pub struct Status {
     /// With `[sync]`: the connection sync daemons running, e.g. "master on eth0, sync id 1".
     #[serde(default)]
     pub sync_daemons: Vec<String>,
+    /// The config's VIPs this host holds on an interface that answers ARP (not `lo`,
+    /// not the announce device): with keepalived's VRRP, whether this director is the
+    /// master.
+    #[serde(default)]
+    pub vips_held: Vec<std::net::IpAddr>,
 }
 
 /// The reconciler's counters.
@@ -296,6 +301,7 @@ pub fn build(
         retired_services: state.retired.iter().map(ToString::to_string).collect(),
         agents: agents.values().cloned().collect(),
         announce: Vec::new(),
+        vips_held: Vec::new(),
         sync_daemons: state
             .sync_daemons
             .iter()

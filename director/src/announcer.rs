@@ -29,11 +29,38 @@ fn ours(addrs: Vec<IpAddr>) -> BTreeSet<IpAddr> {
         .collect()
 }
 
+/// The VIPs this host holds where ARP can find them (not on `lo`, not on the announce
+/// device): with keepalived's VRRP, whether this director is the master.
+async fn publish_held(
+    net: &Net,
+    d: &Desired,
+    device: Option<u32>,
+    held: &watch::Sender<Vec<IpAddr>>,
+) {
+    let vips = lvsdr::announce::all_vips(d);
+    let lo = net.link_index("lo").await.ok();
+    if let Ok(all) = net.all_addresses().await {
+        let mut h: Vec<IpAddr> = all
+            .into_iter()
+            .filter(|(i, ip, _)| vips.contains(ip) && Some(*i) != lo && Some(*i) != device)
+            .map(|(_, ip, _)| ip)
+            .collect();
+        h.sort();
+        h.dedup();
+        held.send_if_modified(|x| {
+            let changed = *x != h;
+            *x = h;
+            changed
+        });
+    }
+}
+
 /// Runs until cancelled, then withdraws.
 pub async fn run(
     mut desired: watch::Receiver<Arc<Desired>>,
     mut state: watch::Receiver<ReconcileState>,
     verdicts: watch::Sender<Vec<Verdict>>,
+    held: watch::Sender<Vec<IpAddr>>,
     started: SystemTime,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -49,6 +76,7 @@ pub async fn run(
             r = state.changed() => if r.is_err() { break },
         }
         let d = desired.borrow_and_update().clone();
+        publish_held(&net, &d, device.as_ref().map(|x| x.1), &held).await;
         let Some(a) = &d.announce else { continue };
         let index = match &device {
             Some((name, i)) if *name == a.device => *i,

@@ -85,6 +85,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     info!(%listen, "status endpoint listening");
     let (history_tx, history_rx) = watch::channel(lvsdr::history::History::default());
     let (announce_tx, announce_rx) = watch::channel(Vec::new());
+    let (held_tx, held_rx) = watch::channel(Vec::new());
     let started = SystemTime::now();
     let sources = Sources {
         desired: desired_rx,
@@ -96,6 +97,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         agents: agents_rx,
         history: history_rx,
         announce: announce_rx,
+        held: held_rx,
         started,
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
@@ -103,6 +105,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         sources.desired.clone(),
         sources.state.clone(),
         announce_tx,
+        held_tx,
         started,
         cancel.child_token(),
     ));

@@ -33,6 +33,8 @@ pub struct Sources {
     pub history: watch::Receiver<lvsdr::history::History>,
     /// The announcer's verdict per VIP (`[announce]`).
     pub announce: watch::Receiver<Vec<lvsdr::announce::Verdict>>,
+    /// The config's VIPs this host holds on an interface ARP answers for.
+    pub held: watch::Receiver<Vec<std::net::IpAddr>>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::SystemTime,
 }
@@ -51,6 +53,7 @@ impl Sources {
         let mut status =
             status::build(&desired, &state, &health, &gate, &agents, &details, &reload);
         status.announce = self.announce.borrow().clone();
+        status.vips_held = self.held.borrow().clone();
         status
     }
 }
@@ -232,6 +235,7 @@ mod tests {
             agents: watch::channel(AgentMap::new()).1,
             history: watch::channel(lvsdr::history::History::default()).1,
             announce: watch::channel(Vec::new()).1,
+            held: watch::channel(Vec::new()).1,
             started: std::time::SystemTime::now(),
         }
     }

@@ -251,6 +251,14 @@ section.service{margin-bottom:1em}</style></head><body>\n<h1>lvsdr director</h1>
         }
         out.push_str("</table>\n");
     }
+    if !s.vips_held.is_empty() {
+        let held: Vec<String> = s.vips_held.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "<p>This director holds {} (VRRP master, or set by hand).</p>",
+            esc(&held.join(", "))
+        );
+    }
     if !s.sync_daemons.is_empty() {
         let _ = writeln!(
             out,
