@@ -23,6 +23,9 @@ pub struct Verdict {
     pub announced: bool,
     /// Why (or why not).
     pub why: String,
+    /// With `bird_socket`: the BGP protocols BIRD exports it to.
+    #[serde(default)]
+    pub exported_to: Vec<String>,
 }
 
 /// The VIPs of the config: each service's own, and for fwmark services those its
@@ -70,6 +73,7 @@ pub fn decide(
                     vip,
                     announced: false,
                     why: why.clone(),
+                    exported_to: Vec::new(),
                 };
             }
             // The service on this VIP with the most real servers that have weight.
@@ -94,6 +98,7 @@ pub fn decide(
                     vip,
                     announced: true,
                     why: format!("{up} of {of} real servers of service {name:?} have weight"),
+                    exported_to: Vec::new(),
                 },
                 Some((up, of, name)) => Verdict {
                     vip,
@@ -101,11 +106,13 @@ pub fn decide(
                     why: format!(
                         "{up} of {of} real servers of service {name:?} have weight (min_up {min_up})"
                     ),
+                    exported_to: Vec::new(),
                 },
                 None => Verdict {
                     vip,
                     announced: false,
                     why: "no service".into(),
+                    exported_to: Vec::new(),
                 },
             }
         })

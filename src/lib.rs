@@ -4,6 +4,7 @@
 //! - [`agent_api`]: the director↔agent wire types (the `lvsdr-agent-api` crate, which is
 //!   all the agent shares with the director).
 //! - [`announce`]: which VIPs this director announces (`[announce]`, BIRD's direct protocol).
+//! - [`bird`]: BIRD's control-socket replies (sessions, exported routes) for `/status`.
 //! - [`agents`]: the director pushing VIPs to agents; their confirmations gate weight.
 //! - [`ipvs`]: the kernel's IPVS table over generic netlink: typed model, wire codec,
 //!   pipelined socket handle.
@@ -21,6 +22,7 @@
 pub use lvsdr_agent_api as agent_api;
 pub mod agents;
 pub mod announce;
+pub mod bird;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;

@@ -124,6 +124,8 @@ pub struct AnnounceSettings {
     pub min_up: u32,
     /// On shutdown: every VIP is withdrawn, then the director waits this long.
     pub withdraw_grace: Duration,
+    /// BIRD's control socket: `/status` then shows BIRD's view (sessions, exports).
+    pub bird_socket: Option<std::path::PathBuf>,
 }
 
 /// `[sync]`: both daemons (master and backup) run with these settings.

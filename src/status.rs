@@ -52,6 +52,22 @@ pub struct Status {
     /// master.
     #[serde(default)]
     pub vips_held: Vec<std::net::IpAddr>,
+    /// With `[announce] bird_socket`: BIRD's BGP sessions as it reports them, or why it
+    /// could not be asked.
+    #[serde(default)]
+    pub bird: Option<BirdStatus>,
+    /// Kernel settings the config needs that differ (`lvsdr-director prepare` sets them).
+    #[serde(default)]
+    pub kernel_settings: Vec<String>,
+}
+
+/// BIRD's view, read over its control socket.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BirdStatus {
+    /// Its BGP sessions.
+    pub sessions: Vec<crate::bird::Session>,
+    /// Why BIRD could not be asked, if it could not.
+    pub error: Option<String>,
 }
 
 /// The reconciler's counters.
@@ -302,6 +318,8 @@ pub fn build(
         agents: agents.values().cloned().collect(),
         announce: Vec::new(),
         vips_held: Vec::new(),
+        bird: None,
+        kernel_settings: Vec::new(),
         sync_daemons: state
             .sync_daemons
             .iter()

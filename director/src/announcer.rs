@@ -61,6 +61,7 @@ pub async fn run(
     mut state: watch::Receiver<ReconcileState>,
     verdicts: watch::Sender<Vec<Verdict>>,
     held: watch::Sender<Vec<IpAddr>>,
+    bird: watch::Sender<Option<lvsdr::status::BirdStatus>>,
     started: SystemTime,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -68,6 +69,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut device: Option<(String, u32)> = None;
+    let mut exports: std::collections::BTreeMap<IpAddr, Vec<String>> = Default::default();
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -91,8 +94,35 @@ pub async fn run(
                 }
             },
         };
+        // BIRD's view, every few seconds: a slow or absent BIRD delays nothing else.
+        ticks += 1;
+        if let Some(path) = &a.bird_socket {
+            if ticks % 5 == 1 {
+                let vips = lvsdr::announce::all_vips(&d);
+                let view = match crate::bird_client::ask(path, &vips).await {
+                    Ok((sessions, ex)) => {
+                        exports = ex;
+                        lvsdr::status::BirdStatus {
+                            sessions,
+                            error: None,
+                        }
+                    }
+                    Err(e) => {
+                        exports.clear();
+                        lvsdr::status::BirdStatus {
+                            sessions: Vec::new(),
+                            error: Some(e),
+                        }
+                    }
+                };
+                bird.send_replace(Some(view));
+            }
+        }
         let st = state.borrow_and_update().clone();
-        let v = decide(&d, &st, started, SystemTime::now());
+        let mut v = decide(&d, &st, started, SystemTime::now());
+        for x in &mut v {
+            x.exported_to = exports.get(&x.vip).cloned().unwrap_or_default();
+        }
         verdicts.send_replace(v.clone());
         if st.last_pass.is_none() {
             continue; // adopt what is there until the first pass

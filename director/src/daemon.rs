@@ -86,6 +86,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (history_tx, history_rx) = watch::channel(lvsdr::history::History::default());
     let (announce_tx, announce_rx) = watch::channel(Vec::new());
     let (held_tx, held_rx) = watch::channel(Vec::new());
+    let (bird_tx, bird_rx) = watch::channel(None);
     let started = SystemTime::now();
     let sources = Sources {
         desired: desired_rx,
@@ -98,6 +99,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         history: history_rx,
         announce: announce_rx,
         held: held_rx,
+        bird: bird_rx,
         started,
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
@@ -106,6 +108,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         sources.state.clone(),
         announce_tx,
         held_tx,
+        bird_tx,
         started,
         cancel.child_token(),
     ));

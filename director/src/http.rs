@@ -35,6 +35,8 @@ pub struct Sources {
     pub announce: watch::Receiver<Vec<lvsdr::announce::Verdict>>,
     /// The config's VIPs this host holds on an interface ARP answers for.
     pub held: watch::Receiver<Vec<std::net::IpAddr>>,
+    /// BIRD's view (`[announce] bird_socket`).
+    pub bird: watch::Receiver<Option<lvsdr::status::BirdStatus>>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::SystemTime,
 }
@@ -54,6 +56,8 @@ impl Sources {
             status::build(&desired, &state, &health, &gate, &agents, &details, &reload);
         status.announce = self.announce.borrow().clone();
         status.vips_held = self.held.borrow().clone();
+        status.bird = self.bird.borrow().clone();
+        status.kernel_settings = lvsdr::sysctl::differing(&desired);
         status
     }
 }
@@ -236,6 +240,7 @@ mod tests {
             history: watch::channel(lvsdr::history::History::default()).1,
             announce: watch::channel(Vec::new()).1,
             held: watch::channel(Vec::new()).1,
+            bird: watch::channel(None).1,
             started: std::time::SystemTime::now(),
         }
     }

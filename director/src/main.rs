@@ -2,6 +2,7 @@
 //! library: argument parsing, the runtime, logging and printing.
 
 mod announcer;
+mod bird_client;
 mod daemon;
 mod http;
 mod ipvs_cli;

@@ -167,6 +167,14 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "lvsdr_sync_daemons",
         "Connection sync daemons running ([sync]: 2, master and backup)",
     );
+    let bgp = s.gauge(
+        "lvsdr_bird_bgp_established",
+        "BIRD's BGP sessions ([announce] bird_socket): 1 when Established",
+    );
+    for b in status.bird.iter().flat_map(|b| &b.sessions) {
+        bgp.get_or_create(&vec![("session", b.name.clone())])
+            .set(f64::from(u8::from(b.info.starts_with("Established"))));
+    }
     let none: Labels = Vec::new();
     sync.get_or_create(&none)
         .set(status.sync_daemons.len() as f64);

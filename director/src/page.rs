@@ -222,6 +222,7 @@ section.service{margin-bottom:1em}</style></head><body>\n<h1>lvsdr director</h1>
         .iter()
         .chain(&s.reconcile.errors)
         .chain(&s.reconcile.held)
+        .chain(&s.kernel_settings)
     {
         let _ = writeln!(out, "<p class=\"bad\">{}</p>", esc(e));
     }
@@ -244,12 +245,29 @@ section.service{margin-bottom:1em}</style></head><body>\n<h1>lvsdr director</h1>
             };
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td class=\"{class}\">{label}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"{class}\">{label}</td><td>{}</td><td>{}</td></tr>",
                 v.vip,
-                esc(&v.why)
+                esc(&v.why),
+                esc(&v.exported_to.join(", "))
             );
         }
         out.push_str("</table>\n");
+    }
+    if let Some(b) = &s.bird {
+        let sessions: Vec<String> = b
+            .sessions
+            .iter()
+            .map(|x| format!("{} {} {}", x.name, x.state, x.info))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<p>BIRD: {}{}</p>",
+            esc(&sessions.join("; ")),
+            b.error.as_deref().map_or(String::new(), |e| format!(
+                " <span class=\"bad\">{}</span>",
+                esc(e)
+            ))
+        );
     }
     if !s.vips_held.is_empty() {
         let held: Vec<String> = s.vips_held.iter().map(ToString::to_string).collect();

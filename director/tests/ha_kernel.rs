@@ -88,9 +88,10 @@ impl Net {
         n(
             ns,
             &format!(
-                "bird -c {} -s /run/{ns}.ctl -P {}",
+                "bird -c {} -s /run/{ns}.ctl -P {} 2>>{}",
                 c.display(),
-                self.dir.join(format!("{ns}.pid")).display()
+                self.dir.join(format!("{ns}.pid")).display(),
+                self.dir.join("bird.log").display()
             ),
         );
     }
@@ -132,7 +133,7 @@ impl Drop for Net {
 fn director_config(dir: &std::path::Path, i: u32) -> PathBuf {
     let mut c = format!(
         "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n\
-         [announce]\ndevice = \"lvsdr0\"\nwithdraw_grace = \"2s\"\n\
+         [announce]\ndevice = \"lvsdr0\"\nwithdraw_grace = \"2s\"\nbird_socket = \"/run/hd{i}.ctl\"\n\
          [sync]\ninterface = \"eth0\"\nsync_id = 1\n"
     );
     for (name, port) in [("web", 80), ("echo", 7000)] {
@@ -249,6 +250,9 @@ fn two_directors_behind_ecmp_survive_a_stop_a_cut_link_and_failing_servers() {
                  ipv4 {{ import none; export where source = RTS_DEVICE; }}; }}\n"
             ),
         );
+        // The director runs as nobody; on a real host it gets BIRD's group
+        // (SupplementaryGroups=bird).
+        sh(&format!("chmod 0666 /run/{d}.ctl"));
         let cfg = director_config(&net.dir, i);
         // The kernel settings the config needs, as the unit's ExecStartPre=+ does.
         let set = n(&d, &format!("{BIN} prepare --config {}", cfg.display()));
@@ -272,7 +276,24 @@ fn two_directors_behind_ecmp_survive_a_stop_a_cut_link_and_failing_servers() {
         "{}",
         st["sync_daemons"]
     );
+    // BIRD's view, over its control socket.
+    let bird = poll(15, || {
+        let st: serde_json::Value =
+            serde_json::from_str(&get_in("hd1", STATUS, "/status").ok()?).ok()?;
+        (st["bird"]["sessions"][0]["info"] == "Established"
+            && st["announce"][0]["exported_to"][0] == "up")
+            .then_some(())
+    });
+    assert!(
+        bird.is_some(),
+        "BIRD's view is not in /status: {}",
+        get_in("hd1", STATUS, "/status").unwrap_or_default()
+    );
     let metrics = get_in("hd1", STATUS, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("lvsdr_bird_bgp_established{session=\"up\"} 1"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(&format!("lvsdr_vip_announced{{vip=\"{VIP}\"}} 1")),
         "{metrics}"

@@ -23,6 +23,7 @@ pub struct AnnounceSection {
     pub device: Option<Spanned<String>>,
     pub min_up: Option<Spanned<i64>>,
     pub withdraw_grace: Option<Spanned<String>>,
+    pub bird_socket: Option<Spanned<String>>,
 }
 
 /// `[sync]`.

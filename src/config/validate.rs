@@ -413,6 +413,10 @@ fn announce(v: &mut V<'_>, a: &AnnounceSection) -> Option<AnnounceSettings> {
         device,
         min_up,
         withdraw_grace,
+        bird_socket: a
+            .bird_socket
+            .as_ref()
+            .map(|p| std::path::PathBuf::from(p.get_ref())),
     })
 }
 
