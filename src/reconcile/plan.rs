@@ -163,7 +163,9 @@ fn plan_service(
     let observed_dest = |addr: IpAddr, port: u16| obs.and_then(|o| o.dests.get(&(addr, port)));
 
     // Where each destination should end up: (dest with its weight) per (addr, port).
-    let mut want: HashMap<(IpAddr, u16), Dest> = HashMap::new();
+    // Ordered: destinations are added in one canonical order (by address), so that
+    // every director builds the same `mh` (Maglev) table from the same config.
+    let mut want: std::collections::BTreeMap<(IpAddr, u16), Dest> = Default::default();
     for rs in &svc.real_servers {
         let id = (rs.dest.addr, rs.dest.port);
         if let Some(w) = effective_weight(svc, rs, health, gate, observed_dest(id.0, id.1)) {

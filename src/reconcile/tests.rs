@@ -85,6 +85,45 @@ fn all(d: &Desired, h: Health) -> HealthMap {
     d.checks().into_iter().map(|c| (c, h)).collect()
 }
 
+#[test]
+fn destinations_are_added_in_one_canonical_order() {
+    // The same config planned again and again (each plan with fresh hash state) must
+    // add the real servers in the same order, by address: mh builds its table from it.
+    let d = desired(vec![svc(
+        80,
+        vec![
+            rs("10.0.0.13", 80, 1),
+            rs("10.0.0.11", 80, 1),
+            rs("10.0.0.12", 80, 1),
+            rs("10.0.0.10", 80, 1),
+        ],
+    )]);
+    let h = all(&d, Health::Up);
+    let order = || -> Vec<IpAddr> {
+        plan(
+            &d,
+            &Observed::default(),
+            &h,
+            &Gate::default(),
+            &Drains::default(),
+        )
+        .into_iter()
+        .filter_map(|op| match op {
+            Op::AddDest(_, dest) => Some(dest.addr),
+            _ => None,
+        })
+        .collect()
+    };
+    let first = order();
+    assert_eq!(
+        first,
+        ["10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13"].map(ip)
+    );
+    for _ in 0..50 {
+        assert_eq!(order(), first);
+    }
+}
+
 fn run(d: &Desired, k: &FakeKernel, h: &HealthMap, drains: &Drains) -> Vec<Op> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
