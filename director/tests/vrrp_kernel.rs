@@ -29,11 +29,11 @@ impl Net {
     fn new() -> Net {
         sh("ip link add bvr type bridge forward_delay 0 && ip link set bvr up");
         for (ns, host) in [
-            ("vc", 2),
-            ("vd1", 11),
-            ("vd2", 12),
-            ("vrs1", 21),
-            ("vrs2", 22),
+            ("yc", 2),
+            ("yd1", 11),
+            ("yd2", 12),
+            ("yrs1", 21),
+            ("yrs2", 22),
         ] {
             sh(&format!(
                 "ip netns add {ns} && ip link add v{ns} type veth peer name eth0 netns {ns} \
@@ -41,7 +41,7 @@ impl Net {
                  && ip -n {ns} link set eth0 up && ip -n {ns} addr add 10.82.0.{host}/24 dev eth0"
             ));
         }
-        for rs in ["vrs1", "vrs2"] {
+        for rs in ["yrs1", "yrs2"] {
             sh(&format!("ip -n {rs} addr add {VIP}/32 dev lo"));
             n(
                 rs,
@@ -57,7 +57,7 @@ impl Drop for Net {
     fn drop(&mut self) {
         let _ = std::process::Command::new("sh")
             .arg("-c")
-            .arg("pkill -9 -f 'keepalived --vrrp' ; for ns in vc vd1 vd2 vrs1 vrs2; do ip link del v$ns 2>/dev/null; ip netns del $ns; done; ip link del bvr")
+            .arg("pkill -9 -f '[k]eepalived --vrrp' ; for ns in yc yd1 yd2 yrs1 yrs2; do ip link del v$ns 2>/dev/null; ip netns del $ns; done; ip link del bvr")
             .status();
     }
 }
@@ -66,7 +66,7 @@ impl Drop for Net {
 #[ignore = "needs the IPVS kernel and keepalived: runs in the test VM (tests/run)"]
 fn a_vrrp_pair_moves_the_vip_and_keeps_a_long_lived_connection() {
     let _net = Net::new();
-    let _servers: Vec<Server> = ["vrs1", "vrs2"]
+    let _servers: Vec<Server> = ["yrs1", "yrs2"]
         .iter()
         .flat_map(|rs| [Server::http(rs, 80, rs), Server::echo(rs, 7000)])
         .collect();
@@ -77,7 +77,7 @@ fn a_vrrp_pair_moves_the_vip_and_keeps_a_long_lived_connection() {
     let mut directors: Vec<Proc> = Vec::new();
     let mut vrrp: Vec<Proc> = Vec::new();
     for (i, prio) in [(1, "150"), (2, "100")] {
-        let d = format!("vd{i}");
+        let d = format!("yd{i}");
         let conf = dir.join(format!("k{i}.conf"));
         std::fs::write(
             &conf,
@@ -132,16 +132,16 @@ fn a_vrrp_pair_moves_the_vip_and_keeps_a_long_lived_connection() {
             .collect()
     };
     let master = poll(30, || {
-        (held("vd1") == [VIP] && held("vd2").is_empty()).then_some(())
+        (held("yd1") == [VIP] && held("yd2").is_empty()).then_some(())
     });
     assert!(
         master.is_some(),
         "vd1 is not the only holder: {:?} {:?}\n{}",
-        held("vd1"),
-        held("vd2"),
+        held("yd1"),
+        held("yd2"),
         vrrp[0].log()
     );
-    let echo = in_ns("vc", || {
+    let echo = in_ns("yc", || {
         let s = TcpStream::connect_timeout(
             &format!("{VIP}:7000").parse().expect("addr"),
             Duration::from_secs(3),
@@ -167,14 +167,14 @@ fn a_vrrp_pair_moves_the_vip_and_keeps_a_long_lived_connection() {
     ping(1);
     // The backup has the connection from the sync daemon.
     let synced = poll(10, || {
-        n("vd2", "ipvsadm -Lnc").contains(":7000").then_some(())
+        n("yd2", "ipvsadm -Lnc").contains(":7000").then_some(())
     });
-    assert!(synced.is_some(), "not synced: {}", n("vd2", "ipvsadm -Lnc"));
+    assert!(synced.is_some(), "not synced: {}", n("yd2", "ipvsadm -Lnc"));
 
     // The master's link is cut (a dead host): the backup takes the VIP.
     let t0 = Instant::now();
-    n("vd1", "ip link set eth0 down");
-    let moved = poll(15, || (held("vd2") == [VIP]).then(|| t0.elapsed()));
+    n("yd1", "ip link set eth0 down");
+    let moved = poll(15, || (held("yd2") == [VIP]).then(|| t0.elapsed()));
     assert!(moved.is_some(), "the VIP did not move: {}", vrrp[1].log());
     let t1 = Instant::now();
     for k in 2..12 {
@@ -186,7 +186,7 @@ fn a_vrrp_pair_moves_the_vip_and_keeps_a_long_lived_connection() {
         moved.unwrap_or_default(),
         t1.elapsed()
     );
-    let page = get_in("vd2", STATUS, "/").expect("page");
+    let page = get_in("yd2", STATUS, "/").expect("page");
     assert!(page.contains(&format!("This director holds {VIP}")));
     for mut p in directors.into_iter().chain(vrrp) {
         p.kill();
