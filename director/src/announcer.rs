@@ -34,11 +34,11 @@ fn ours(addrs: Vec<IpAddr>) -> BTreeSet<IpAddr> {
 async fn publish_held(
     net: &Net,
     d: &Desired,
+    lo: Option<u32>,
     device: Option<u32>,
     held: &watch::Sender<Vec<IpAddr>>,
 ) {
     let vips = lvsdr::announce::all_vips(d);
-    let lo = net.link_index("lo").await.ok();
     if let Ok(all) = net.all_addresses().await {
         let mut h: Vec<IpAddr> = all
             .into_iter()
@@ -69,6 +69,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut device: Option<(String, u32)> = None;
+    // lo's index does not change: looked up once, not every second.
+    let lo = net.link_index("lo").await.ok();
     let mut exports: std::collections::BTreeMap<IpAddr, Vec<String>> = Default::default();
     let mut ticks = 0u64;
     loop {
@@ -79,7 +81,7 @@ pub async fn run(
             r = state.changed() => if r.is_err() { break },
         }
         let d = desired.borrow_and_update().clone();
-        publish_held(&net, &d, device.as_ref().map(|x| x.1), &held).await;
+        publish_held(&net, &d, lo, device.as_ref().map(|x| x.1), &held).await;
         let Some(a) = &d.announce else { continue };
         let index = match &device {
             Some((name, i)) if *name == a.device => *i,

@@ -46,7 +46,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         services = desired.services.len(),
         "config loaded"
     );
-    warn_dr_path(&desired);
+    warn_config(&desired);
     let cancel = CancellationToken::new();
     let kernel = Kernel::connect().await.context("connecting to IPVS")?;
     let checker = Checker::new(cancel.child_token()).context("building the HTTP check client")?;
@@ -185,9 +185,10 @@ fn watchdog_interval() -> Option<std::time::Duration> {
         .filter(|d| !d.is_zero())
 }
 
-/// The kernel settings the config needs that differ now (the director cannot set
-/// them; `lvsdr-director prepare` does, as root: the unit runs it first).
-fn warn_dr_path(d: &Desired) {
+/// What a valid config may still get wrong (`config::warnings`), and the kernel
+/// settings it needs that differ now (the director cannot set them; `lvsdr-director
+/// prepare` does, as root: the unit runs it first).
+fn warn_config(d: &Desired) {
     for w in config::warnings(d) {
         warn!("{w}");
     }
@@ -213,7 +214,7 @@ fn reload(
                 );
             }
             supervisor.set_checks(&d.checks());
-            warn_dr_path(&d);
+            warn_config(&d);
             info!(
                 generation = generation + 1,
                 services = d.services.len(),
