@@ -8,7 +8,9 @@
 //! 1. programming from empty: lvsdr (config parse + the first pass: read, plan,
 //!    pipelined apply) vs `ipvsadm -R` of the same table as save text;
 //! 2. no-op resync: a whole-table pass through `/proc/net/ip_vs`, nothing to change
-//!    (and, for reference, the same pass reading every service over netlink);
+//!    (and, for reference, the same pass reading every service over netlink); then
+//!    the same under traffic (connections on every tenth service), and what reading
+//!    those services' traffic counters costs (done apart from the pass);
 //! 3. one change: one destination's weight differs in the config; the pass, and the
 //!    netlink requests it sends, counted.
 //!
@@ -139,9 +141,14 @@ struct Lvsdr {
     read_back: Duration,
     noop: Duration,
     noop_requests: u64,
+    proc_read: Duration,
     noop_full: Duration,
     publish: Duration,
     noop_full_requests: u64,
+    noop_traffic: Duration,
+    noop_traffic_reread: usize,
+    busy: usize,
+    counters: Duration,
     one: Duration,
     one_ops: usize,
     one_requests: u64,
@@ -195,6 +202,11 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
             assert_eq!(p.read, ReadKind::Proc { reread: 0 }, "{}", p.read);
             assert!(p.ops.is_empty(), "no-op resync planned {} ops", p.ops.len());
             let noop_requests = kernel.requests_sent().await - sent;
+            // Of which the proc file: read and parsed alone.
+            let t = Instant::now();
+            let blocks = kernel.summary().await.expect("proc");
+            let proc_read = t.elapsed();
+            assert_eq!(blocks.len(), n);
             // What the daemon adds after each pass: a copy of the table for /status.
             let t = Instant::now();
             let copy = r.observed().cloned();
@@ -209,6 +221,54 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
             assert_eq!(p.read, ReadKind::Full { services: n }, "{}", p.read);
             assert!(p.ops.is_empty());
             let noop_full_requests = kernel.requests_sent().await - sent;
+
+            // 2b. The same under traffic: a client loop opens connections to every
+            // tenth service (IPVS takes locally sent SYNs to a VIP; the entries stay
+            // for the SYN_RECV timeout), so their connection counts move.
+            sh("ip route add 198.18.0.0/15 dev d0");
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let busy_vips: Vec<std::net::SocketAddr> = (0..n)
+                .step_by(10)
+                .map(|i| format!("{}:80", vip(i)).parse().expect("vip"))
+                .collect();
+            let busy = busy_vips.len();
+            connect_round(&busy_vips);
+            let client = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(500));
+                        connect_round(&busy_vips);
+                    }
+                })
+            };
+            let t = Instant::now();
+            let p = r.pass(&desired, &health, &gate, Scope::All).await;
+            let noop_traffic = t.elapsed();
+            assert!(
+                p.ops.is_empty(),
+                "no-op resync under traffic planned {} ops",
+                p.ops.len()
+            );
+            let noop_traffic_reread = match p.read {
+                ReadKind::Proc { reread } => reread,
+                other => panic!("not a proc read: {other}"),
+            };
+            let shown = lvsdr::reconcile::counters::busy(r.observed().expect("cache"));
+            assert_eq!(
+                shown.len(),
+                busy,
+                "services with connections in the proc read"
+            );
+            // What the status endpoint's counter reader does every 10 s, off the pass.
+            let observed = r.observed().expect("cache").clone();
+            let mut c = lvsdr::reconcile::counters::Counters::default();
+            let t = Instant::now();
+            let read = c.read(&kernel, &observed).await.expect("counters");
+            let counters = t.elapsed();
+            assert_eq!(read, busy);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            client.join().expect("client loop");
 
             // 3. One weight changes in the config.
             let mut changed = (*desired).clone();
@@ -235,9 +295,14 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
                 read_back,
                 noop,
                 noop_requests,
+                proc_read,
                 noop_full,
                 noop_full_requests,
                 publish,
+                noop_traffic,
+                noop_traffic_reread,
+                busy,
+                counters,
                 one,
                 one_ops,
                 one_requests,
@@ -246,6 +311,17 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
             }
         })
     })
+}
+
+/// One SYN to each address (a non-blocking connect, then closed): IPVS makes a
+/// connection entry for each.
+fn connect_round(to: &[std::net::SocketAddr]) {
+    for a in to {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.set_nonblocking(true).expect("nonblocking");
+        let _ = s.connect(&(*a).into());
+    }
 }
 
 /// Programming from empty the bare way (read, plan, apply; no reconciler), in seconds:
@@ -389,10 +465,27 @@ fn main() {
             of(noop)
         ));
         rows.push(format!(
+            "| of which reading and parsing /proc/net/ip_vs (the kernel's listing restarts its walk at every 4 KiB read) | {size} | {} | | {} of programming | |",
+            ms(med(&|r| r.proc_read)),
+            of(med(&|r| r.proc_read))
+        ));
+        rows.push(format!(
             "| no-op resync, every service over netlink ({} requests; every `full_resync_interval`) | {size} | {} | | {} of programming | |",
             runs[0].noop_full_requests,
             ms(med(&|r| r.noop_full)),
             of(med(&|r| r.noop_full))
+        ));
+        rows.push(format!(
+            "| no-op resync under traffic ({} of {n} services with connections, a client loop; {} services read again) | {size} | {} | | {} of programming | < 0.05 |",
+            runs[0].busy,
+            runs[0].noop_traffic_reread,
+            ms(med(&|r| r.noop_traffic)),
+            of(med(&|r| r.noop_traffic))
+        ));
+        rows.push(format!(
+            "| traffic counters of those {} busy services (status endpoint's reader, every 10 s, apart from the pass) | {size} | {} | | | |",
+            runs[0].busy,
+            ms(med(&|r| r.counters)),
         ));
         rows.push(format!(
             "| copying the table for the status endpoint (after every pass, not in the figures above) | {size} | {} | | | |",
@@ -411,12 +504,13 @@ fn main() {
             ms(med(&|r| r.one_back)),
             of(med(&|r| r.one_back))
         ));
-        full_programs.push((n, noop));
+        full_programs.push((n, noop, med(&|r| r.noop_traffic)));
     }
-    if let [(n1, t1), .., (n2, t2)] = full_programs[..] {
+    if let [(n1, t1, u1), .., (n2, t2, u2)] = full_programs[..] {
         rows.push(format!(
-            "| no-op resync growth {n1} → {n2} services | | {:.1}× for {:.0}× the size | | | linear |",
+            "| no-op resync growth {n1} → {n2} services | | {:.1}× idle, {:.1}× under traffic, for {:.0}× the size | | | linear |",
             t2.as_secs_f64() / t1.as_secs_f64(),
+            u2.as_secs_f64() / u1.as_secs_f64(),
             n2 as f64 / n1 as f64
         ));
     }

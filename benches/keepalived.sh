@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Health checks side by side (guest, in the VM: keepalived needs IPVS to start): the
-# same TCP targets checked every second by keepalived's TCP_CHECK and by lvsdr-director
-# (with tcp checks, then with tcp-syn checks), one after the other in the same boot, each as a whole daemon programming IPVS (NAT:
-# the targets' ports differ from the service port). CPU (user + sys, all the daemon's
-# processes) from /proc/PID/stat over the window; the ratio is what counts (emulated CPU).
+# same targets checked every second by keepalived and by lvsdr-director, one after the
+# other in the same boot, each as a whole daemon programming IPVS (NAT: the targets'
+# ports differ from the service port):
+#   keepalived TCP_CHECK  vs  lvsdr tcp, lvsdr tcp-syn
+#   keepalived HTTP_GET   vs  lvsdr http (keep-alive, its default), lvsdr http keepalive = false
+# CPU (user + sys, all the daemon's processes) from /proc/PID/stat over the window; the
+# ratio is what counts (emulated CPU), and its denominator is keepalived's CPU in the
+# same boot for the same targets and check kind. Checks completed per second: counted
+# at the servers for every daemon (connections accepted; HTTP requests answered), and
+# from lvsdr's own counter (`lvsdr_health_checks_completed_total`), which also counts
+# half-open checks, which the servers never see.
 # Args: RELEASE_DIR HEALTH_CHECKS_BENCH TARGETS SECONDS OUT
 set -euo pipefail
 bin=$1 checks=$2 targets=$3 seconds=$4 out=$5
@@ -11,7 +18,7 @@ w=$(dirname "$out")/keepalived
 rm -rf "$w" && mkdir -p "$w"
 ip netns add bk
 ip -n bk link set lo up
-ip netns exec bk "$checks" --serve "$targets" >"$w/serve.out" &
+ip netns exec bk "$checks" --serve "$targets" --counts "$w/counts" >"$w/serve.out" &
 server=$!
 for _ in $(seq 600); do grep -q ready "$w/serve.out" 2>/dev/null && break; sleep 0.1; done
 hz=$(getconf CLK_TCK)
@@ -25,9 +32,13 @@ ticks() { # "utime stime" summed over the given pids
   done
   echo "$u $s"
 }
+served() { cat "$w/counts"; } # "accepted requests"
+# What lvsdr's status endpoint (in the namespace) says.
+status_get() { ip netns exec bk curl -sf "http://127.0.0.1:9180$1"; }
+lvsdr_done() { status_get /metrics | awk '/^lvsdr_health_checks_completed_total/ {print $2}'; }
 services=$(((targets + 99) / 100))
 
-{
+keepalived_config() { # TCP_CHECK | HTTP_GET
   echo 'global_defs { router_id bench }'
   for s in $(seq 0 $((services - 1))); do
     echo "virtual_server 198.18.1.$((s + 1)) 80 {"
@@ -39,18 +50,22 @@ services=$(((targets + 99) / 100))
       [ "$i" -lt "$targets" ] || break
       read -r a p < <(target "$i")
       echo "  real_server $a $p { weight 1"
-      echo "    TCP_CHECK { connect_timeout 1 }"
+      if [ "$1" = HTTP_GET ]; then
+        echo "    HTTP_GET { url { path / status_code 200 } connect_timeout 1 }"
+      else
+        echo "    TCP_CHECK { connect_timeout 1 }"
+      fi
       echo "  }"
     done
     echo "}"
   done
-} >"$w/keepalived.conf"
-director_config() { # check type
+}
+director_config() { # check type, extra check line
   echo '[director]'
   echo 'status_listen = "127.0.0.1:9180"'
   for s in $(seq 0 $((services - 1))); do
     printf '[[service]]\nname = "s%s"\nvip = "198.18.1.%s"\nport = 80\nforwarding = "nat"\n' "$s" $((s + 1))
-    printf '[service.check]\ntype = "%s"\ninterval = "1s"\ntimeout = "1s"\n' "$1"
+    printf '[service.check]\ntype = "%s"\ninterval = "1s"\ntimeout = "1s"\n%s\n' "$1" "${2:-}"
     for i in $(seq $((s * 100)) $((s * 100 + 99))); do
       [ "$i" -lt "$targets" ] || break
       read -r a p < <(target "$i")
@@ -58,51 +73,76 @@ director_config() { # check type
     done
   done
 }
-director_config tcp >"$w/director.toml"
-director_config tcp-syn >"$w/director-syn.toml"
 
-# Both get the same warm-up, then the same measured window.
-measure() { # name, pids... → "total user sys" CPU seconds over the window
+# Both get the same warm-up, then the same measured window: "cpu user sys accepted/s
+# requests/s own/s" (own: lvsdr's counter; - for keepalived).
+measure() { # own-counter(yes|no) pids...
   sleep 3
-  local u0 s0 u1 s1
+  local u0 s0 u1 s1 a0 r0 a1 r1 d0=0 d1=0
   read -r u0 s0 < <(ticks "${@:2}")
+  read -r a0 r0 < <(served)
+  [ "$1" = yes ] && d0=$(lvsdr_done)
   sleep "$seconds"
   read -r u1 s1 < <(ticks "${@:2}")
-  awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$hz" 'BEGIN {printf "%.2f %.2f %.2f\n", (u + s) / hz, u / hz, s / hz}'
+  read -r a1 r1 < <(served)
+  [ "$1" = yes ] && d1=$(lvsdr_done)
+  awk -v u="$((u1 - u0))" -v s="$((s1 - s0))" -v hz="$hz" -v a="$((a1 - a0))" -v r="$((r1 - r0))" \
+    -v own="$1" -v d="$((${d1:-0} - ${d0:-0}))" -v t="$seconds" \
+    'BEGIN {printf "%.2f %.2f %.2f %.0f %.0f %s\n", (u + s) / hz, u / hz, s / hz, a / t, r / t, (own == "yes" ? sprintf("%.0f", d / t) : "-")}'
 }
-ip netns exec bk keepalived -C -n -f "$w/keepalived.conf" -p "$w/k.pid" -c "$w/kc.pid" 2>"$w/keepalived.log" &
-keep=$!
-sleep 1
-kpids=$(pgrep -x keepalived | tr '\n' ' ')
-# shellcheck disable=SC2086
-read -r k_cpu k_user k_sys < <(measure keepalived $kpids)
-k_up=$(ip netns exec bk ipvsadm -Ln | grep -c Masq || true)
-kill $keep 2>/dev/null || true
-wait $keep 2>/dev/null || true
-ip netns exec bk ipvsadm -C
-
-lvsdr() { # config → "total user sys up"
+keepalived_run() { # TCP_CHECK | HTTP_GET → "cpu user sys acc/s req/s - up"
+  keepalived_config "$1" >"$w/keepalived-$1.conf"
+  ip netns exec bk keepalived -C -n -f "$w/keepalived-$1.conf" -p "$w/k.pid" -c "$w/kc.pid" 2>"$w/keepalived-$1.log" &
+  local keep=$! kpids m up
+  sleep 1
+  kpids=$(pgrep -x keepalived | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  m=$(measure no $kpids)
+  up=$(ip netns exec bk ipvsadm -Ln | grep -c Masq || true)
+  kill $keep 2>/dev/null || true
+  wait $keep 2>/dev/null || true
+  ip netns exec bk ipvsadm -C
+  echo "$m $up"
+}
+lvsdr_run() { # config → "cpu user sys acc/s req/s own/s up"
   ip netns exec bk "$bin/lvsdr-director" run --config "$1" >"$1.out" 2>"$1.log" &
-  local dir=$! cpu user sys up
-  read -r cpu user sys < <(measure lvsdr $dir)
+  local dir=$! m up
+  for _ in $(seq 100); do status_get /healthz >/dev/null 2>&1 && break; sleep 0.1; done
+  m=$(measure yes $dir)
   up=$(ip netns exec bk "$bin/lvsdr-director" ipvs list | grep Masq | awk '$4 > 0' | wc -l)
   kill $dir 2>/dev/null || true
   wait $dir 2>/dev/null || true
   ip netns exec bk ipvsadm -C
-  echo "$cpu $user $sys $up"
+  echo "$m $up"
 }
-read -r l_cpu l_user l_sys l_up < <(lvsdr "$w/director.toml")
-read -r s_cpu s_user s_sys s_up < <(lvsdr "$w/director-syn.toml")
+
+director_config tcp >"$w/director-tcp.toml"
+director_config tcp-syn >"$w/director-syn.toml"
+director_config http 'path = "/"' >"$w/director-http.toml"
+director_config http 'path = "/"
+keepalive = false' >"$w/director-http-close.toml"
+
+read -r kt_cpu kt_user kt_sys kt_acc kt_req _ kt_up < <(keepalived_run TCP_CHECK)
+read -r lt_cpu lt_user lt_sys lt_acc lt_req lt_own lt_up < <(lvsdr_run "$w/director-tcp.toml")
+read -r ls_cpu ls_user ls_sys ls_acc ls_req ls_own ls_up < <(lvsdr_run "$w/director-syn.toml")
+read -r kh_cpu kh_user kh_sys kh_acc kh_req _ kh_up < <(keepalived_run HTTP_GET)
+read -r lh_cpu lh_user lh_sys lh_acc lh_req lh_own lh_up < <(lvsdr_run "$w/director-http.toml")
+read -r lc_cpu lc_user lc_sys lc_acc lc_req lc_own lc_up < <(lvsdr_run "$w/director-http-close.toml")
 kill $server 2>/dev/null || true
 wait 2>/dev/null || true
 ip netns del bk
 pct() { awk -v c="$1" -v s="$seconds" 'BEGIN {printf "%.1f", c / s * 100}'; }
-ratio() { awk -v a="$1" -v b="$k_cpu" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+per() { awk -v c="$1" -v n="$2" -v s="$seconds" 'BEGIN {printf "%.0f", (n > 0 ? c / (n * s) * 1e6 : 0)}'; }
+version=$(keepalived --version 2>&1 | awk 'NR == 1 {print $2}')
 {
-  echo "| health checks in the VM: $targets TCP targets, every 1 s, ${seconds} s window | CPU (user+sys) | user / sys | % of one emulated core | real servers up | lvsdr / keepalived |"
-  echo "| --- | --- | --- | --- | --- | --- |"
-  echo "| keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}') TCP_CHECK (-C) | ${k_cpu} s | ${k_user} / ${k_sys} s | $(pct "$k_cpu") % | $k_up of $targets | |"
-  echo "| lvsdr-director, tcp checks (connect, then RST) | ${l_cpu} s | ${l_user} / ${l_sys} s | $(pct "$l_cpu") % | $l_up of $targets | $(ratio "$l_cpu") (target ≤ 0.5) |"
-  echo "| lvsdr-director, tcp-syn checks (half-open) | ${s_cpu} s | ${s_user} / ${s_sys} s | $(pct "$s_cpu") % | $s_up of $targets | $(ratio "$s_cpu") (target ≤ 0.5) |"
+  echo "| health checks in the VM: $targets targets, every 1 s, ${seconds} s window | CPU (user+sys) | user / sys | % of one emulated core | checks completed / s (own counter; at the servers: connections, requests) | CPU per check | real servers up | CPU ratio (denominator: keepalived's CPU, same kind, same boot) | target |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+  echo "| keepalived $version TCP_CHECK (-C) | ${kt_cpu} s | ${kt_user} / ${kt_sys} s | $(pct "$kt_cpu") % | – ; $kt_acc conn/s | $(per "$kt_cpu" "$kt_acc") µs | $kt_up of $targets | 1 | |"
+  echo "| lvsdr-director, tcp (connect, then RST) | ${lt_cpu} s | ${lt_user} / ${lt_sys} s | $(pct "$lt_cpu") % | $lt_own ; $lt_acc conn/s | $(per "$lt_cpu" "$lt_own") µs | $lt_up of $targets | $(ratio "$lt_cpu" "$kt_cpu") | ≤ 0.8 |"
+  echo "| lvsdr-director, tcp-syn (half-open) | ${ls_cpu} s | ${ls_user} / ${ls_sys} s | $(pct "$ls_cpu") % | $ls_own ; $ls_acc conn/s | $(per "$ls_cpu" "$ls_own") µs | $ls_up of $targets | $(ratio "$ls_cpu" "$kt_cpu") | ≤ 0.4 |"
+  echo "| keepalived $version HTTP_GET (-C) | ${kh_cpu} s | ${kh_user} / ${kh_sys} s | $(pct "$kh_cpu") % | – ; $kh_acc conn/s, $kh_req req/s | $(per "$kh_cpu" "$kh_req") µs | $kh_up of $targets | 1 | |"
+  echo "| lvsdr-director, http (keep-alive: a new connection every 10th check) | ${lh_cpu} s | ${lh_user} / ${lh_sys} s | $(pct "$lh_cpu") % | $lh_own ; $lh_acc conn/s, $lh_req req/s | $(per "$lh_cpu" "$lh_own") µs | $lh_up of $targets | $(ratio "$lh_cpu" "$kh_cpu") | ≤ 0.8 |"
+  echo "| lvsdr-director, http, keepalive = false (a new connection every check, as keepalived) | ${lc_cpu} s | ${lc_user} / ${lc_sys} s | $(pct "$lc_cpu") % | $lc_own ; $lc_acc conn/s, $lc_req req/s | $(per "$lc_cpu" "$lc_own") µs | $lc_up of $targets | $(ratio "$lc_cpu" "$kh_cpu") | |"
 } >"$out"
 cat "$out"

@@ -266,6 +266,13 @@ impl Pushing<'_> {
     ) -> Option<bool> {
         let sets = self.d.agent_vips();
         memory.retain(|a, _| sets.contains_key(a));
+        // `require` takes effect now, not after the first round of pushes.
+        let require = self.settings.require;
+        self.gate.send_if_modified(|g| {
+            let changed = g.require != require;
+            g.require = require;
+            changed
+        });
         let client = match client(self.settings) {
             Ok(c) => c,
             Err(e) => {

@@ -59,6 +59,10 @@ pub struct Status {
     /// Kernel settings the config needs that differ (`lvsdr-director prepare` sets them).
     #[serde(default)]
     pub kernel_settings: Vec<String>,
+    /// Health checks completed since the start (every run that ended: passed, failed
+    /// or timed out).
+    #[serde(default)]
+    pub checks_completed: u64,
 }
 
 /// BIRD's view, read over its control socket.
@@ -320,6 +324,7 @@ pub fn build(
         vips_held: Vec::new(),
         bird: None,
         kernel_settings: Vec::new(),
+        checks_completed: 0,
         sync_daemons: state
             .sync_daemons
             .iter()

@@ -98,3 +98,89 @@ fn a_half_open_check_finds_listeners_and_leaves_no_connection_behind() {
         cancel.cancel();
     });
 }
+
+/// The scheduler's own probers (no task per check), for `tcp` and `tcp-syn` each: a
+/// listener is up, a closed port is down (refused), a port whose SYNs are dropped is
+/// down after its timeout (the wheel's deadline), and no socket stays open behind them.
+#[test]
+#[ignore = "needs root and network namespaces: runs in tests/run"]
+fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
+    use lvsdr::health::{Health, Supervisor};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    sh("ip link set lo up");
+    sh("nft add table inet t && nft add chain inet t in '{ type filter hook input priority 0; }' && nft add rule inet t in tcp dport 9 drop");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let silent: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    let check = |target: SocketAddr, kind: CheckKind| {
+        Arc::new(CheckSpec {
+            via: None,
+            target,
+            kind,
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(300),
+            rise: 2,
+            fall: 2,
+        })
+    };
+    let three = |kind: CheckKind| {
+        [
+            check(listener.local_addr().expect("addr"), kind.clone()),
+            check(closed, kind.clone()),
+            check(silent, kind),
+        ]
+    };
+    let [up, refused, dropped] = three(CheckKind::Tcp);
+    let [syn_up, syn_refused, syn_dropped] = three(CheckKind::TcpSyn);
+    runtime().block_on(async {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut sup = Supervisor::new(
+            Checker::new(cancel.clone()).expect("checker"),
+            cancel.clone(),
+        );
+        sup.set_checks(&[
+            up.clone(),
+            refused.clone(),
+            dropped.clone(),
+            syn_up.clone(),
+            syn_refused.clone(),
+            syn_dropped.clone(),
+        ]);
+        let mut health = sup.health();
+        let details = sup.details();
+        let want = |h: &lvsdr::health::HealthMap| {
+            [&up, &syn_up]
+                .iter()
+                .all(|c| h.get(*c) == Some(&Health::Up))
+                && [&refused, &dropped, &syn_refused, &syn_dropped]
+                    .iter()
+                    .all(|c| h.get(*c) == Some(&Health::Down))
+        };
+        tokio::time::timeout(Duration::from_secs(5), health.wait_for(want))
+            .await
+            .expect("up, refused and dropped each found within 5 s, by both kinds")
+            .expect("channel");
+        let d = details.borrow().clone();
+        let err = |s: &Arc<CheckSpec>| d[s].error.clone().unwrap_or_default();
+        assert!(err(&refused).contains("refused"), "{}", err(&refused));
+        assert!(err(&dropped).contains("timed out"), "{}", err(&dropped));
+        assert!(err(&syn_refused).contains("RST"), "{}", err(&syn_refused));
+        assert!(
+            err(&syn_dropped).contains("timed out"),
+            "{}",
+            err(&syn_dropped)
+        );
+        assert_eq!((&d[&up].error, &d[&syn_up].error), (&None, &None));
+        assert!(d[&up].latency.is_some() && d[&up].last_check.is_some());
+        // Removed checks stop: their entries go, and no socket is left open.
+        sup.set_checks(std::slice::from_ref(&up));
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(details.borrow().len(), 1);
+        let open = sh("ss -Htn state syn-sent | wc -l");
+        assert_eq!(open.trim(), "0", "connects left in flight");
+        cancel.cancel();
+    });
+}

@@ -73,6 +73,7 @@ fn spec(
             expect_body: body.map(str::to_string),
             sni: sni.map(str::to_string),
             ca: Some(ca.to_path_buf()),
+            keepalive: true,
         }),
         interval: Duration::from_secs(1),
         timeout: Duration::from_secs(5),

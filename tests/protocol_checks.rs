@@ -128,6 +128,7 @@ fn http(expect: &str) -> CheckKind {
         expect_body: None,
         sni: None,
         ca: None,
+        keepalive: true,
     })
 }
 
@@ -157,4 +158,111 @@ fn status_sets_parse_and_print() {
     for bad in ["", "99", "600", "300-200", "2xx", "200-"] {
         assert!(StatusSet::parse(bad).is_none(), "{bad:?} parsed");
     }
+}
+
+/// An HTTP/1.1 server that keeps connections open unless asked to close; counts the
+/// connections it accepted and the requests it answered.
+async fn keepalive_server() -> (
+    SocketAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (conns, reqs) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c2, r2) = (conns.clone(), reqs.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c2.fetch_add(1, Relaxed);
+            let reqs = r2.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        buf.drain(..end + 4);
+                        reqs.fetch_add(1, Relaxed);
+                        let close = head.contains("connection: close");
+                        let answer = if close {
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                        } else {
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                        };
+                        if s.write_all(answer.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, conns, reqs)
+}
+
+#[tokio::test]
+async fn http_keepalive_reuses_the_connection_and_opens_a_new_one_every_tenth_check() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = checker();
+    let (addr, conns, reqs) = keepalive_server().await;
+    let p = prepared(addr, CheckKind::Http(HttpCheck::get("/")));
+    for _ in 0..30 {
+        assert_eq!(c.run(&p).await, Ok(()));
+    }
+    assert_eq!(reqs.load(Relaxed), 30);
+    assert_eq!(
+        conns.load(Relaxed),
+        3,
+        "30 checks: one connection per {} checks",
+        HttpCheck::FRESH_EVERY
+    );
+
+    let (addr, conns, reqs) = keepalive_server().await;
+    let mut h = HttpCheck::get("/");
+    h.keepalive = false;
+    let p = prepared(addr, CheckKind::Http(h));
+    for _ in 0..10 {
+        assert_eq!(c.run(&p).await, Ok(()));
+    }
+    assert_eq!((reqs.load(Relaxed), conns.load(Relaxed)), (10, 10));
+}
+
+#[test]
+fn keepalive_is_an_http_setting() {
+    let cfg = |check: &str| {
+        format!(
+            "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n[service.check]\n{check}\n[[service.real_server]]\naddress = \"10.0.0.11\"\n"
+        )
+    };
+    let d =
+        lvsdr::config::parse(&cfg("type = \"http\"\nkeepalive = false"), "t.toml").expect("valid");
+    let kind = &d.services[0].real_servers[0]
+        .check
+        .as_ref()
+        .expect("check")
+        .kind;
+    assert!(matches!(kind, CheckKind::Http(h) if !h.keepalive));
+    let d = lvsdr::config::parse(&cfg("type = \"http\""), "t.toml").expect("valid");
+    let kind = &d.services[0].real_servers[0]
+        .check
+        .as_ref()
+        .expect("check")
+        .kind;
+    assert!(
+        matches!(kind, CheckKind::Http(h) if h.keepalive),
+        "default on"
+    );
+    let e = lvsdr::config::parse(&cfg("type = \"tcp\"\nkeepalive = true"), "t.toml")
+        .expect_err("keepalive on a tcp check");
+    assert!(e.to_string().contains("keepalive does not apply"), "{e}");
 }

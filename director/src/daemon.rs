@@ -1,7 +1,7 @@
 //! `lvsdr-director run`: wires the tasks together and handles signals.
 //!
-//! Tasks: the reconciler (the one writer of the kernel), one task per distinct health
-//! check, the agent pusher, the HTTP status server and its history sampler. They talk through `watch` channels; one
+//! Tasks: the reconciler (the one writer of the kernel), the health checks, the agent
+//! pusher, the HTTP status server, its history sampler and its traffic counter reader. They talk through `watch` channels; one
 //! cancellation token reaches them all. SIGHUP reloads the config (a config that fails
 //! validation is rejected and the running one stays); SIGTERM and SIGINT shut down.
 //!
@@ -52,10 +52,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let checker = Checker::new(cancel.child_token()).context("building the HTTP check client")?;
     let mut supervisor = Supervisor::new(checker, cancel.child_token());
     supervisor.set_checks(&desired.checks());
+    let checks = supervisor
+        .take_task()
+        .context("the health check scheduler is not running")?;
 
+    let (gate_tx, gate_rx) = watch::channel(Gate::closed_for(&desired));
     let (desired_tx, desired_rx) = watch::channel(Arc::new(desired));
     let (state_tx, state_rx) = watch::channel(ReconcileState::default());
-    let (gate_tx, gate_rx) = watch::channel(Gate::default());
     let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
     let pusher = tokio::spawn(lvsdr::agents::run(
         desired_rx.clone(),
@@ -88,6 +91,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (held_tx, held_rx) = watch::channel(Vec::new());
     let (bird_tx, bird_rx) = watch::channel(None);
     let started = SystemTime::now();
+    let (counters_tx, counters_rx) = watch::channel(Default::default());
     let sources = Sources {
         desired: desired_rx,
         state: state_rx,
@@ -101,6 +105,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         held: held_rx,
         bird: bird_rx,
         started,
+        counters: counters_rx,
+        checks_completed: supervisor.completed(),
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
     let announcer = tokio::spawn(crate::announcer::run(
@@ -117,11 +123,17 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         Arc::new(history_tx),
         cancel.child_token(),
     ));
+    let counters = tokio::spawn(crate::counters::run(
+        sources.state.clone(),
+        counters_tx,
+        cancel.child_token(),
+    ));
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
-    let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer) =
-        (reconciler, pusher, server, sampler, announcer);
+    let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer, mut counters) =
+        (reconciler, pusher, server, sampler, announcer, counters);
+    let mut checks = checks;
 
     let ended = loop {
         tokio::select! {
@@ -148,6 +160,8 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             r = &mut server => break Some(ended("the HTTP status server", r)),
             r = &mut sampler => break Some(ended("the status history sampler", r)),
             r = &mut announcer => break Some(ended("the VIP announcer", r)),
+            r = &mut counters => break Some(ended("the traffic counter reader", r)),
+            r = &mut checks => break Some(ended("the health check scheduler", r.map(|()| Ok(())))),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -161,6 +175,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     pusher.await.context("the agent pusher task")?;
     server.await.context("the HTTP task")??;
     sampler.await.context("the history sampler task")??;
+    counters.await.context("the traffic counter task")??;
     // Last: it withdraws the VIPs and waits withdraw_grace.
     announcer.await.context("the announcer task")??;
     info!("stopped");

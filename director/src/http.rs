@@ -39,6 +39,10 @@ pub struct Sources {
     pub bird: watch::Receiver<Option<lvsdr::status::BirdStatus>>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::SystemTime,
+    /// Health check runs completed.
+    pub checks_completed: Arc<std::sync::atomic::AtomicU64>,
+    /// Traffic counters of busy services, read apart from the reconciler.
+    pub counters: watch::Receiver<lvsdr::reconcile::counters::Counters>,
 }
 
 impl Sources {
@@ -46,7 +50,8 @@ impl Sources {
     pub fn status(&self) -> Status {
         // Clone out of each channel first: no lock is held while building.
         let desired = self.desired.borrow().clone();
-        let state = self.state.borrow().clone();
+        let mut state = self.state.borrow().clone();
+        state.observed = Arc::new(self.counters.borrow().overlay(&state.observed));
         let health = self.health.borrow().clone();
         let details = self.details.borrow().clone();
         let reload = self.reload.borrow().clone();
@@ -58,6 +63,9 @@ impl Sources {
         status.vips_held = self.held.borrow().clone();
         status.bird = self.bird.borrow().clone();
         status.kernel_settings = lvsdr::sysctl::differing(&desired);
+        status.checks_completed = self
+            .checks_completed
+            .load(std::sync::atomic::Ordering::Relaxed);
         status
     }
 }
@@ -242,6 +250,8 @@ mod tests {
             held: watch::channel(Vec::new()).1,
             bird: watch::channel(None).1,
             started: std::time::SystemTime::now(),
+            counters: watch::channel(Default::default()).1,
+            checks_completed: Default::default(),
         }
     }
 

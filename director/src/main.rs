@@ -3,6 +3,7 @@
 
 mod announcer;
 mod bird_client;
+mod counters;
 mod daemon;
 mod http;
 mod ipvs_cli;

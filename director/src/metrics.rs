@@ -96,6 +96,10 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     let rs_traffic = Traffic::new(&mut s, "real_server", "real server");
     let svc_traffic = Traffic::new(&mut s, "service", "virtual service");
     let passes = s.counter("reconcile_passes", "Reconcile passes");
+    let checks_done = s.counter(
+        "health_checks_completed",
+        "Health check runs that ended (passed, failed or timed out)",
+    );
     let ops = s.counter("reconcile_ops", "Kernel changes applied");
     let failures = s.counter(
         "reconcile_failures",
@@ -179,6 +183,9 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     sync.get_or_create(&none)
         .set(status.sync_daemons.len() as f64);
     passes.get_or_create(&none).inc_by(status.reconcile.passes);
+    checks_done
+        .get_or_create(&none)
+        .inc_by(status.checks_completed);
     ops.get_or_create(&none)
         .inc_by(status.reconcile.ops_applied);
     failures

@@ -22,6 +22,7 @@ use neli::nl::NlPayload;
 use neli::router::asynchronous::{NlRouter, NlRouterReceiverHandle};
 use neli::utils::Groups;
 
+use super::batch::Writer;
 use super::consts as k;
 use super::error::IpvsError;
 use super::types::{
@@ -51,6 +52,7 @@ pub struct IpvsHandle {
     router: NlRouter,
     family: u16,
     dump_lock: tokio::sync::Mutex<()>,
+    writer: tokio::sync::Mutex<Writer>,
     sent: std::sync::atomic::AtomicU64,
     broken: std::sync::atomic::AtomicBool,
 }
@@ -88,6 +90,7 @@ impl IpvsHandle {
             router,
             family,
             dump_lock: tokio::sync::Mutex::new(()),
+            writer: tokio::sync::Mutex::new(Writer::connect()?),
             sent: std::sync::atomic::AtomicU64::new(0),
             broken: std::sync::atomic::AtomicBool::new(false),
         })
@@ -196,9 +199,72 @@ impl IpvsHandle {
         self.collect(&req, rx).await
     }
 
-    /// Sends many requests, pipelined, and returns each one's outcome in order. One
-    /// failure does not stop the others.
+    /// Sends many requests and returns each one's outcome in order. One failure does
+    /// not stop the others. Runs of changes go many to a buffer ([`super::batch`]);
+    /// requests answered with data, pipelined.
     pub async fn execute(&self, reqs: Vec<Request>) -> Vec<Result<Vec<Reply>, IpvsError>> {
+        let is_change = |r: &Request| !r.is_dump() && !r.returns_data();
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut rest = reqs;
+        while !rest.is_empty() {
+            let changes = rest.iter().take_while(|r| is_change(r)).count();
+            let n = if changes > 0 {
+                changes
+            } else {
+                rest.iter().take_while(|r| !is_change(r)).count()
+            };
+            let tail = rest.split_off(n);
+            if changes > 0 {
+                out.extend(self.write(&rest).await);
+            } else {
+                out.extend(self.pipelined(rest).await);
+            }
+            rest = tail;
+        }
+        out
+    }
+
+    /// Changes, many to a buffer, on the writer's socket.
+    async fn write(&self, reqs: &[Request]) -> Vec<Result<Vec<Reply>, IpvsError>> {
+        self.sent
+            .fetch_add(reqs.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut writer = self.writer.lock().await;
+        match writer.write(self.family, reqs, REPLY_TIMEOUT).await {
+            Ok(results) => {
+                // ENOENT is also the answer to a family id the kernel no longer has
+                // (ip_vs reloaded): then this handle is done, as for a request.
+                let not_found = results
+                    .iter()
+                    .any(|r| matches!(r, Err(IpvsError::NotFound { .. })));
+                if not_found && self.family_changed().await {
+                    self.broken
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+                results
+                    .into_iter()
+                    .map(|r| r.map(|()| Vec::new()))
+                    .collect()
+            }
+            Err(e) => {
+                // The socket failed or an answer is overdue: none of these is known
+                // to be done; the handle is replaced and the next pass reads again.
+                let detail = e.to_string();
+                let _ = self.broke(e);
+                reqs.iter()
+                    .map(|r| {
+                        let (op, object) = describe(r);
+                        Err(IpvsError::Socket {
+                            context: format!("{op} {object}"),
+                            detail: detail.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Requests answered with data (and dumps), pipelined on the router's socket.
+    async fn pipelined(&self, reqs: Vec<Request>) -> Vec<Result<Vec<Reply>, IpvsError>> {
         let mut out = Vec::with_capacity(reqs.len());
         let mut inflight: VecDeque<(Request, Result<Receiver, IpvsError>)> = VecDeque::new();
         for req in reqs {

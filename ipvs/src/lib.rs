@@ -4,6 +4,7 @@
 //! - [`types`]: the typed model (services, destinations, stats, daemons, timeouts).
 //! - [`wire`]: encoding and parsing of every message kind, both directions.
 //! - [`handle`]: the socket: family resolution, pipelined requests, dumps, typed errors.
+//! - [`batch`]: changes, many to one `sendmsg`.
 //! - [`proc`]: `/proc/net/ip_vs`, the one-read listing used to detect changes.
 //! - [`error`]: what can go wrong, naming the object and the operation.
 
@@ -15,6 +16,7 @@ pub mod wire;
 mod vectors;
 
 pub use types::*;
+pub mod batch;
 pub mod error;
 pub mod handle;
 pub mod listing;

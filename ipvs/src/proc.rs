@@ -151,19 +151,24 @@ pub fn parse(text: &str) -> Result<Vec<Block>, ProcError> {
             let b = open
                 .as_mut()
                 .ok_or_else(|| err("destination before any service"))?;
-            let mut f = rest.split_whitespace();
-            let (Some(ap), Some(fwd), Some(weight), Some(active), Some(inactive)) =
+            // ASCII: the kernel prints nothing else, and a Unicode-aware split was
+            // a third of the parse.
+            let mut f = rest.split_ascii_whitespace();
+            let (Some(ap), Some(_fwd), Some(weight), Some(active), Some(inactive)) =
                 (f.next(), f.next(), f.next(), f.next(), f.next())
             else {
                 return Err(err("expected address, forwarding, weight and two counts"));
             };
             let (addr, port) = addr_port(ap).ok_or_else(|| err("bad address"))?;
             let count = |s: &str| s.parse::<u32>().map_err(|_| err("bad connection count"));
-            (ap, fwd, weight).hash(&mut b.hasher);
+            // The line up to the weight (address, forwarding, weight), in one piece:
+            // the counts after it are not configuration.
+            let end = weight.as_ptr() as usize - rest.as_ptr() as usize + weight.len();
+            b.hasher.write(&rest.as_bytes()[..end]);
             b.conns.push((addr, port, count(active)?, count(inactive)?));
             continue;
         }
-        let mut f = line.split_whitespace();
+        let mut f = line.split_ascii_whitespace();
         let (Some(proto), Some(addr)) = (f.next(), f.next()) else {
             continue; // blank
         };

@@ -113,6 +113,8 @@ pub struct CheckSection {
     pub sni: Option<Spanned<String>>,
     /// https: a CA file to verify the server's certificate with.
     pub ca: Option<Spanned<String>>,
+    /// http(s): keep the connection between checks (default true).
+    pub keepalive: Option<Spanned<bool>>,
     pub query: Option<Spanned<String>>,
     /// udp-dns: the answer's rcode, "noerror" (default), "nxdomain", … or a number.
     pub expect_rcode: Option<Spanned<String>>,

@@ -283,6 +283,10 @@ fn vips_against_real_servers(v: &mut V<'_>, raw: &File, services: &[DesiredServi
         .iter()
         .flat_map(|s| s.vips.iter().map(move |a| (*a, s.name.as_str())))
         .collect();
+    // By name: a search per service would be quadratic (10,000 services: 50 million
+    // name comparisons, most of the config load's time).
+    let by_name: HashMap<&str, &DesiredService> =
+        services.iter().map(|d| (d.name.as_str(), d)).collect();
     for s in &raw.services {
         let r = s.get_ref();
         let ctx = format!("service {:?}", r.name.get_ref());
@@ -296,7 +300,7 @@ fn vips_against_real_servers(v: &mut V<'_>, raw: &File, services: &[DesiredServi
                 v.err(rs.get_ref().address.span(), &ctx, msg);
             }
         }
-        let Some(svc) = services.iter().find(|d| &d.name == r.name.get_ref()) else {
+        let Some(svc) = by_name.get(r.name.get_ref().as_str()) else {
             continue;
         };
         let agented = svc.real_servers.iter().any(|rs| rs.agent.is_some());
@@ -959,6 +963,7 @@ fn merge(service: Option<&CheckSection>, rs: Option<&CheckSection>) -> CheckSect
         insecure_skip_verify: o.insecure_skip_verify.or(base.insecure_skip_verify),
         sni: o.sni.or(base.sni),
         ca: o.ca.or(base.ca),
+        keepalive: o.keepalive.or(base.keepalive),
         query: o.query.or(base.query),
         expect_rcode: o.expect_rcode.or(base.expect_rcode),
         command: o.command.or(base.command),
@@ -1021,7 +1026,8 @@ fn check(
     }
     let mut ok = true;
     let is_http = matches!(kind, K::Http | K::Https);
-    let misplaced: [(Option<Range<usize>>, &str, bool); 11] = [
+    let misplaced: [(Option<Range<usize>>, &str, bool); 12] = [
+        (c.keepalive.as_ref().map(|x| x.span()), "keepalive", is_http),
         (
             c.send.as_ref().map(|x| x.span()),
             "send",
@@ -1168,6 +1174,7 @@ fn check(
                 expect_status,
                 expect_body: c.expect_body.as_ref().map(|b| b.get_ref().clone()),
                 sni: c.sni.as_ref().map(|s| s.get_ref().clone()),
+                keepalive: c.keepalive.as_ref().is_none_or(|k| *k.get_ref()),
                 ca: c.ca.as_ref().map(|p| {
                     let p = std::path::PathBuf::from(p.get_ref());
                     match &v.host.base {

@@ -11,12 +11,14 @@ use super::failure::{io_failure, root_cause, CheckFailure};
 use super::spec::{CheckKind, CheckSpec, HttpCheck};
 use super::syn::SynProber;
 
-/// Runs checks; holds the HTTP clients so connections setup is shared, and the
-/// half-open prober (started with the first `tcp-syn` check).
+/// Runs checks; holds the HTTP clients so connections setup is shared (built with the
+/// first HTTP check: loading the system's root certificates takes a while, and a
+/// director without HTTP checks should not wait for it before programming the table),
+/// and the half-open prober (started with the first `tcp-syn` check).
 #[derive(Clone)]
 pub struct Checker {
-    http: reqwest::Client,
-    http_insecure: reqwest::Client,
+    http: std::sync::Arc<SharedClient>,
+    http_insecure: std::sync::Arc<SharedClient>,
     syn: std::sync::Arc<tokio::sync::OnceCell<Result<SynProber, String>>>,
     cancel: tokio_util::sync::CancellationToken,
 }
@@ -29,6 +31,8 @@ pub struct Prepared {
     body: Option<Regex>,
     /// An HTTPS check with `sni` or `ca` has a client of its own.
     client: Option<reqwest::Client>,
+    /// Runs so far (HTTP keep-alive: which of them goes on a new connection).
+    runs: std::sync::atomic::AtomicU64,
 }
 
 impl Prepared {
@@ -49,7 +53,12 @@ impl Prepared {
             ),
             _ => (None, None),
         };
-        Ok(Prepared { spec, body, client })
+        Ok(Prepared {
+            spec,
+            body,
+            client,
+            runs: Default::default(),
+        })
     }
 }
 
@@ -63,7 +72,7 @@ fn own_client(h: &HttpCheck, target: SocketAddr) -> Result<Option<reqwest::Clien
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(0)
+        .pool_max_idle_per_host(1)
         .danger_accept_invalid_certs(h.insecure);
     if let Some(name) = &h.sni {
         b = b.resolve(name, target);
@@ -79,12 +88,22 @@ fn own_client(h: &HttpCheck, target: SocketAddr) -> Result<Option<reqwest::Clien
         .map_err(|e| format!("the https client: {e}"))
 }
 
+/// A shared client, built at its first use.
+fn shared(cell: &SharedClient, insecure: bool) -> Result<&reqwest::Client, CheckFailure> {
+    cell.get_or_init(|| client(insecure).map_err(|e| format!("the HTTP client: {e}")))
+        .as_ref()
+        .map_err(|e| CheckFailure::Local(e.clone()))
+}
+
+type SharedClient = std::sync::OnceLock<Result<reqwest::Client, String>>;
+
 fn client(insecure: bool) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        // A fresh connection per check: a pooled one would hide a dead listener.
-        .pool_max_idle_per_host(0)
+        // One connection kept per server (each check's is its own: the pool is keyed
+        // by address and port); see `HttpCheck::keepalive` for when it is closed.
+        .pool_max_idle_per_host(1)
         .danger_accept_invalid_certs(insecure)
         .build()
 }
@@ -94,11 +113,39 @@ impl Checker {
     /// binary installs at start.
     pub fn new(cancel: tokio_util::sync::CancellationToken) -> Result<Checker, reqwest::Error> {
         Ok(Checker {
-            http: client(false)?,
-            http_insecure: client(true)?,
+            http: Default::default(),
+            http_insecure: Default::default(),
             syn: Default::default(),
             cancel,
         })
+    }
+
+    /// Builds the shared HTTP client a check of this kind uses, off the runtime thread
+    /// (it loads the system's root certificates: 0.4 s in the test VM), so that no
+    /// check's first run pays for it within its timeout.
+    pub async fn prepare_http(&self, insecure: bool) {
+        let cell = if insecure {
+            self.http_insecure.clone()
+        } else {
+            self.http.clone()
+        };
+        if cell.get().is_some() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = shared(&cell, insecure);
+        })
+        .await;
+    }
+
+    /// The half-open prober, started at the first call.
+    pub async fn syn_prober(&self) -> Result<SynProber, CheckFailure> {
+        let cancel = self.cancel.clone();
+        self.syn
+            .get_or_init(|| async move { SynProber::start(cancel) })
+            .await
+            .clone()
+            .map_err(CheckFailure::Local)
     }
 
     /// Runs a check once, within its timeout.
@@ -123,16 +170,7 @@ impl Checker {
                 let _ = s.set_zero_linger();
                 Ok(())
             }
-            CheckKind::TcpSyn => {
-                let cancel = self.cancel.clone();
-                let prober = self
-                    .syn
-                    .get_or_init(|| async move { SynProber::start(cancel) })
-                    .await
-                    .as_ref()
-                    .map_err(|e| CheckFailure::Local(e.clone()))?;
-                prober.probe(target).await
-            }
+            CheckKind::TcpSyn => self.syn_prober().await?.probe(target).await,
             CheckKind::Http(h) => match &p.spec.via {
                 None => self.http_check(target, h, p).await,
                 Some(via) => {
@@ -164,12 +202,19 @@ impl Checker {
         };
         let client = match (&p.client, h.insecure) {
             (Some(c), _) => c,
-            (None, true) => &self.http_insecure,
-            (None, false) => &self.http,
+            (None, true) => shared(&self.http_insecure, true)?,
+            (None, false) => shared(&self.http, false)?,
         };
         let mut req = client.get(&url);
         if let Some(host) = &h.host {
             req = req.header(reqwest::header::HOST, host);
+        }
+        // Without keep-alive, every check; with it, one in FRESH_EVERY: the server
+        // closes the connection after answering, and the next check connects anew
+        // (a listener that stopped accepting is not hidden by a kept connection).
+        let run = p.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !h.keepalive || run % HttpCheck::FRESH_EVERY == HttpCheck::FRESH_EVERY - 1 {
+            req = req.header(reqwest::header::CONNECTION, "close");
         }
         let resp = req
             .send()

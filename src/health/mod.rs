@@ -1,7 +1,7 @@
 //! Health checks: what a check is ([`CheckSpec`]), how each kind runs ([`Checker`]),
-//! the rise/fall state ([`RiseFall`]), and the [`Supervisor`] that runs each distinct
-//! check once and publishes flips and details on channels; [`syn`] runs the half-open
-//! TCP checks.
+//! the rise/fall state ([`RiseFall`]), and the [`Supervisor`] whose one scheduler (a
+//! timer wheel) runs each distinct check and publishes flips and details on channels;
+//! `tcp` runs the connect checks from one epoll set, [`syn`] the half-open ones.
 
 pub(crate) mod check;
 mod failure;
@@ -9,7 +9,9 @@ mod spec;
 mod state;
 mod supervisor;
 pub mod syn;
+mod tcp;
 mod via;
+mod wheel;
 
 pub use check::{Checker, Prepared};
 pub use failure::CheckFailure;

@@ -90,6 +90,30 @@ pub struct HttpCheck {
     pub sni: Option<String>,
     /// HTTPS: a CA file (PEM) to verify with instead of the system's roots.
     pub ca: Option<std::path::PathBuf>,
+    /// Keep the connection open between checks where the server allows it
+    /// (`keepalive`, default true); every [`HttpCheck::FRESH_EVERY`]th check asks
+    /// the server to close it, so the listener itself is tried that often.
+    pub keepalive: bool,
+}
+
+impl HttpCheck {
+    /// With keep-alive, one check in this many goes on a new connection.
+    pub const FRESH_EVERY: u64 = 10;
+
+    /// `GET path`, 200 expected, plain HTTP, keep-alive.
+    pub fn get(path: &str) -> HttpCheck {
+        HttpCheck {
+            tls: false,
+            insecure: false,
+            path: path.to_string(),
+            host: None,
+            expect_status: StatusSet::one(200),
+            expect_body: None,
+            sni: None,
+            ca: None,
+            keepalive: true,
+        }
+    }
 }
 
 /// HTTP statuses, as ranges: `200`, `"200-299"`, `"200,301-302"`.

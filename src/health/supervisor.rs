@@ -1,20 +1,33 @@
-//! Runs one task per distinct check and publishes what they find: health flips on one
-//! channel (the reconciler wakes on it), per-check details (last time, latency, error)
-//! on another (status reads it; it changes on every check).
+//! Runs every distinct check from one task and publishes what they find: health flips
+//! on one channel (the reconciler wakes on it), per-check details (last time, latency,
+//! error) on another (status reads it).
+//!
+//! One scheduler, not a task per check: a timer wheel ([`super::wheel`]) says which
+//! checks are due; `tcp` checks go to the epoll prober ([`super::tcp`]) and `tcp-syn`
+//! checks to the half-open prober ([`super::syn`]), with no future per check (their
+//! timeouts are the wheel's); the other kinds run as futures polled by this task. The clock is read once
+//! per wake-up, not per check, and results are published once per wake-up, in a batch.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::check::{Checker, Prepared};
 use super::failure::CheckFailure;
-use super::spec::CheckSpec;
+use super::spec::{CheckKind, CheckSpec};
 use super::state::{Health, HealthMap, RiseFall};
+use super::syn::{SynProber, Tagged};
+use super::tcp::{Finished, TcpProber};
+use super::wheel::Wheel;
 
 /// The latest result of one check.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,76 +49,89 @@ pub struct CheckDetail {
 /// Details of every running check.
 pub type DetailMap = HashMap<Arc<CheckSpec>, CheckDetail>;
 
-/// Owns the check tasks.
+/// Hands the set of checks to the scheduler task.
 pub struct Supervisor {
-    checker: Checker,
-    cancel: CancellationToken,
-    tasks: HashMap<Arc<CheckSpec>, CancellationToken>,
-    health: watch::Sender<HealthMap>,
-    details: watch::Sender<DetailMap>,
+    checks: watch::Sender<Arc<Vec<Arc<CheckSpec>>>>,
+    completed: Arc<AtomicU64>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    running: usize,
+    health: watch::Receiver<HealthMap>,
+    details: watch::Receiver<DetailMap>,
 }
 
 impl Supervisor {
-    /// A supervisor with no checks; `cancel` stops every task it starts.
+    /// A supervisor with no checks; its scheduler task (spawned here, on the current
+    /// runtime) stops when `cancel` fires.
     pub fn new(checker: Checker, cancel: CancellationToken) -> Supervisor {
+        let (checks, checks_rx) = watch::channel(Arc::new(Vec::new()));
+        let (health_tx, health) = watch::channel(HealthMap::new());
+        let (details_tx, details) = watch::channel(DetailMap::new());
+        let completed = Arc::new(AtomicU64::new(0));
+        let (syn_tx, syn_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(
+            Scheduler {
+                checker,
+                checks: HashMap::new(),
+                slab: Vec::new(),
+                free: Vec::new(),
+                wheel: Wheel::new(TICK),
+                tcp: None,
+                syn: None,
+                syn_tx,
+                runs: FuturesUnordered::new(),
+                next_run: 0,
+                health: health_tx,
+                details: details_tx,
+                flips: Vec::new(),
+                results: Vec::new(),
+                finished: Vec::new(),
+                due: Vec::new(),
+                completed: completed.clone(),
+            }
+            .run(checks_rx, syn_rx, cancel),
+        );
         Supervisor {
-            checker,
-            cancel,
-            tasks: HashMap::new(),
-            health: watch::channel(HealthMap::new()).0,
-            details: watch::channel(DetailMap::new()).0,
+            checks,
+            completed,
+            task: Some(task),
+            running: 0,
+            health,
+            details,
         }
+    }
+
+    /// The scheduler task, for its owner to watch (it runs until cancelled; if it
+    /// ends otherwise, no check runs any more).
+    pub fn take_task(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        self.task.take()
     }
 
     /// Health flips.
     pub fn health(&self) -> watch::Receiver<HealthMap> {
-        self.health.subscribe()
+        self.health.clone()
     }
 
     /// Per-check details.
     pub fn details(&self) -> watch::Receiver<DetailMap> {
-        self.details.subscribe()
+        self.details.clone()
+    }
+
+    /// How many check runs have ended so far (passed, failed or timed out).
+    pub fn completed(&self) -> Arc<AtomicU64> {
+        self.completed.clone()
     }
 
     /// How many checks run.
     pub fn running(&self) -> usize {
-        self.tasks.len()
+        self.running
     }
 
     /// Runs exactly these checks: starts new ones, stops the others. A check that
     /// stays keeps its state.
     pub fn set_checks(&mut self, specs: &[Arc<CheckSpec>]) {
-        let wanted: HashSet<&Arc<CheckSpec>> = specs.iter().collect();
-        self.tasks.retain(|spec, token| {
-            let keep = wanted.contains(spec);
-            if !keep {
-                token.cancel();
-            }
-            keep
-        });
-        self.health.send_if_modified(|m| keep_only(m, &wanted));
-        self.details.send_if_modified(|m| keep_only(m, &wanted));
-        for spec in specs {
-            if self.tasks.contains_key(spec) {
-                continue;
-            }
-            let token = self.cancel.child_token();
-            self.tasks.insert(spec.clone(), token.clone());
-            let prepared = match Prepared::new(spec.clone()) {
-                Ok(p) => p,
-                Err(e) => {
-                    warn!(check = %spec.label(), error = %e, "cannot prepare check");
-                    continue;
-                }
-            };
-            tokio::spawn(run_check(
-                self.checker.clone(),
-                prepared,
-                token,
-                self.health.clone(),
-                self.details.clone(),
-            ));
-        }
+        let distinct: HashSet<&Arc<CheckSpec>> = specs.iter().collect();
+        self.running = distinct.len();
+        self.checks.send_replace(Arc::new(specs.to_vec()));
     }
 }
 
@@ -116,6 +142,9 @@ fn keep_only<V>(m: &mut HashMap<Arc<CheckSpec>, V>, wanted: &HashSet<&Arc<CheckS
     before != m.len()
 }
 
+/// The wheel's slot width: checks due within one tick start together.
+const TICK: Duration = Duration::from_millis(10);
+
 /// Spreads check start times over the interval, the same way for the same check.
 fn jitter(spec: &CheckSpec) -> Duration {
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -124,69 +153,356 @@ fn jitter(spec: &CheckSpec) -> Duration {
     Duration::from_millis(h.finish() % interval)
 }
 
-async fn run_check(
-    checker: Checker,
-    p: Prepared,
-    cancel: CancellationToken,
-    health: watch::Sender<HealthMap>,
-    details: watch::Sender<DetailMap>,
-) {
-    // One wait on the token for the task's life, not one per check.
-    tokio::select! {
-        _ = cancel.cancelled() => {}
-        _ = check_loop(checker, p, health, details) => {}
-    }
+/// One check's state.
+struct Check {
+    spec: Arc<CheckSpec>,
+    prepared: Arc<Prepared>,
+    rf: RiseFall,
+    since: SystemTime,
+    transitions: u32,
+    /// When it is due next.
+    due: Instant,
+    /// The run in flight: its tag, and when it started.
+    running: Option<(u64, Instant)>,
 }
 
-async fn check_loop(
+/// What the wheel holds.
+#[derive(Clone, Copy)]
+enum Event {
+    /// Check `slot` (instance `tag`) is due.
+    Due { slot: usize, tag: u64 },
+    /// The run `tag` of check `slot` is out of time; a tcp check's connect is in the
+    /// prober's slot `conn` (the other kinds run as futures that bound themselves).
+    Deadline {
+        slot: usize,
+        tag: u64,
+        conn: Option<usize>,
+    },
+}
+
+type Run =
+    Pin<Box<dyn std::future::Future<Output = (usize, u64, Result<(), CheckFailure>)> + Send>>;
+
+struct Scheduler {
     checker: Checker,
-    p: Prepared,
+    /// Spec → slot.
+    checks: HashMap<Arc<CheckSpec>, usize>,
+    /// Checks by slot, with the tag of their instance (a slot is reused).
+    slab: Vec<Option<(u64, Check)>>,
+    free: Vec<usize>,
+    wheel: Wheel<Event>,
+    tcp: Option<TcpProber>,
+    /// The half-open prober, and the channel its outcomes come back on.
+    syn: Option<SynProber>,
+    syn_tx: mpsc::UnboundedSender<Tagged>,
+    runs: FuturesUnordered<Run>,
+    next_run: u64,
     health: watch::Sender<HealthMap>,
     details: watch::Sender<DetailMap>,
-) {
-    let spec = p.spec.clone();
-    let label = spec.label();
-    let start = tokio::time::Instant::now() + jitter(&spec);
-    let mut tick = tokio::time::interval_at(start, spec.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rf = RiseFall::new(spec.rise, spec.fall);
-    let mut since = SystemTime::now();
-    let mut transitions = 0u32;
-    loop {
-        tick.tick().await;
-        let t0 = Instant::now();
-        let result = checker.run(&p).await;
-        let latency = t0.elapsed();
+    /// Published at the end of a wake-up.
+    flips: Vec<(Arc<CheckSpec>, Health)>,
+    results: Vec<(Arc<CheckSpec>, CheckDetail)>,
+    /// Scratch buffers.
+    finished: Vec<Finished>,
+    due: Vec<Event>,
+    completed: Arc<AtomicU64>,
+}
+
+impl Scheduler {
+    async fn run(
+        mut self,
+        mut checks: watch::Receiver<Arc<Vec<Arc<CheckSpec>>>>,
+        mut syn_rx: mpsc::UnboundedReceiver<Tagged>,
+        cancel: CancellationToken,
+    ) {
+        let set = checks.borrow_and_update().clone();
+        self.set(&set).await;
+        loop {
+            let wake = self.wheel.next_at();
+            let tcp_ready = async {
+                match &self.tcp {
+                    Some(t) if t.in_flight() > 0 => t.ready().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = checks.changed() => {
+                    if r.is_err() {
+                        return; // the supervisor is gone
+                    }
+                    let set = checks.borrow_and_update().clone();
+                    self.set(&set).await;
+                }
+                _ = async {
+                    match wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.start_due();
+                    // Connects that ended at once (a near server) are taken now,
+                    // not after another trip through the reactor.
+                    self.drain_tcp();
+                }
+                _ = tcp_ready => self.drain_tcp(),
+                Some((slot, run, outcome)) = syn_rx.recv() => {
+                    let now = Instant::now();
+                    self.record(slot, run, outcome, now);
+                    while let Ok((slot, run, outcome)) = syn_rx.try_recv() {
+                        self.record(slot, run, outcome, now);
+                    }
+                }
+                Some((slot, tag, outcome)) = self.runs.next(), if !self.runs.is_empty() => {
+                    let now = Instant::now();
+                    self.record(slot, tag, outcome, now);
+                    // Others that finished meanwhile, in the same batch.
+                    while let Some(Some((slot, tag, outcome))) = futures_util::FutureExt::now_or_never(self.runs.next()) {
+                        self.record(slot, tag, outcome, now);
+                    }
+                }
+            }
+            self.publish();
+        }
+    }
+
+    /// Takes in the tcp connects that ended.
+    fn drain_tcp(&mut self) {
+        let mut finished = std::mem::take(&mut self.finished);
+        match &mut self.tcp {
+            Some(t) if t.in_flight() > 0 => t.drain(&mut finished),
+            _ => return,
+        }
+        let now = Instant::now();
+        for (slot, run, outcome) in finished.drain(..) {
+            self.record(slot, run, outcome, now);
+        }
+        self.finished = finished;
+    }
+
+    /// Makes the running checks exactly `specs`.
+    async fn set(&mut self, specs: &[Arc<CheckSpec>]) {
+        let wanted: HashSet<&Arc<CheckSpec>> = specs.iter().collect();
+        let gone: Vec<Arc<CheckSpec>> = self
+            .checks
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for spec in &gone {
+            if let Some(slot) = self.checks.remove(spec) {
+                // Its wheel entries and a run in flight are ignored by tag from now on.
+                self.slab[slot] = None;
+                self.free.push(slot);
+            }
+        }
+        self.health.send_if_modified(|m| keep_only(m, &wanted));
+        self.details.send_if_modified(|m| keep_only(m, &wanted));
+        let now = Instant::now();
+        for spec in specs {
+            if self.checks.contains_key(spec) {
+                continue;
+            }
+            let prepared = match Prepared::new(spec.clone()) {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    warn!(check = %spec.label(), error = %e, "cannot prepare check");
+                    continue;
+                }
+            };
+            if let CheckKind::Http(h) = &spec.kind {
+                self.checker.prepare_http(h.insecure).await;
+            }
+            if matches!(spec.kind, CheckKind::TcpSyn) && self.syn.is_none() {
+                // Without it (no CAP_NET_RAW) each run fails as a local error.
+                self.syn = self.checker.syn_prober().await.ok();
+            }
+            if matches!(spec.kind, CheckKind::Tcp) && spec.via.is_none() && self.tcp.is_none() {
+                match TcpProber::new() {
+                    Ok(t) => self.tcp = Some(t),
+                    Err(e) => warn!(error = %e, "tcp checks: no epoll set; they run as futures"),
+                }
+            }
+            let tag = self.tag();
+            let slot = self.free.pop().unwrap_or_else(|| {
+                self.slab.push(None);
+                self.slab.len() - 1
+            });
+            let due = now + jitter(spec);
+            self.slab[slot] = Some((
+                tag,
+                Check {
+                    spec: spec.clone(),
+                    prepared,
+                    rf: RiseFall::new(spec.rise, spec.fall),
+                    since: SystemTime::now(),
+                    transitions: 0,
+                    due,
+                    running: None,
+                },
+            ));
+            self.checks.insert(spec.clone(), slot);
+            self.wheel.insert(due, Event::Due { slot, tag });
+        }
+    }
+
+    fn tag(&mut self) -> u64 {
+        self.next_run += 1;
+        self.next_run
+    }
+
+    /// Starts the checks due now and ends the tcp connects out of time.
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        let mut due = std::mem::take(&mut self.due);
+        self.wheel.advance(now, &mut due);
+        for ev in due.drain(..) {
+            match ev {
+                Event::Due { slot, tag } => self.start(slot, tag, now),
+                Event::Deadline { slot, tag, conn } => {
+                    let overdue = match conn {
+                        Some(conn) => self.tcp.as_mut().is_some_and(|t| t.abandon(conn, tag)),
+                        None => self
+                            .check(slot)
+                            .is_some_and(|c| c.running.is_some_and(|(r, _)| r == tag)),
+                    };
+                    if overdue {
+                        let timeout = self.check(slot).map(|c| c.spec.timeout).unwrap_or_default();
+                        let e = CheckFailure::Down(format!("timed out after {timeout:?}"));
+                        self.record(slot, tag, Err(e), now);
+                    }
+                }
+            }
+        }
+        self.due = due;
+    }
+
+    fn check(&self, slot: usize) -> Option<&Check> {
+        self.slab.get(slot)?.as_ref().map(|(_, c)| c)
+    }
+
+    /// Starts check `slot` (instance `tag`) and puts its next turn on the wheel.
+    fn start(&mut self, slot: usize, tag: u64, now: Instant) {
+        let run = self.tag();
+        let Some((t, c)) = self.slab.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if *t != tag {
+            return; // a check since removed; the slot holds another
+        }
+        // Fixed rate, and no catching up after a stall: the next turn is one interval
+        // after this one was due, or now if that has passed.
+        c.due = (c.due + c.spec.interval).max(now);
+        let next = c.due;
+        let busy = c.running.is_some();
+        if !busy {
+            c.running = Some((run, now));
+        }
+        let spec = c.spec.clone();
+        let prepared = c.prepared.clone();
+        self.wheel.insert(next, Event::Due { slot, tag });
+        if busy {
+            return; // the last run has not ended (its timeout is longer than the interval)
+        }
+        if let (CheckKind::TcpSyn, Some(syn)) = (&spec.kind, &self.syn) {
+            let deadline = now + spec.timeout;
+            match syn.submit(slot, run, spec.target, deadline.into_std(), &self.syn_tx) {
+                Ok(()) => self.wheel.insert(
+                    deadline,
+                    Event::Deadline {
+                        slot,
+                        tag: run,
+                        conn: None,
+                    },
+                ),
+                Err(e) => self.record(slot, run, Err(e), now),
+            }
+            return;
+        }
+        let tcp = match (&spec.kind, &spec.via, &mut self.tcp) {
+            (CheckKind::Tcp, None, Some(tcp)) => tcp,
+            _ => {
+                let checker = self.checker.clone();
+                self.runs.push(Box::pin(async move {
+                    (slot, run, checker.run(&prepared).await)
+                }));
+                return;
+            }
+        };
+        match tcp.start(slot, run, spec.target) {
+            Ok(conn) => self.wheel.insert(
+                now + spec.timeout,
+                Event::Deadline {
+                    slot,
+                    tag: run,
+                    conn: Some(conn),
+                },
+            ),
+            Err(e) => self.record(slot, run, Err(e), now),
+        }
+    }
+
+    /// Takes in the outcome of run `run` of check `slot`.
+    fn record(&mut self, slot: usize, run: u64, outcome: Result<(), CheckFailure>, now: Instant) {
+        let Some((_, c)) = self.slab.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        let Some((r, started)) = c.running else {
+            return;
+        };
+        if r != run {
+            return; // an earlier run's, or another check's that held the slot
+        }
+        c.running = None;
+        self.completed.fetch_add(1, Ordering::Relaxed);
         // A local failure says nothing about the server: unknown, which keeps the
         // weight the kernel has; only the server's own answers count for rise/fall.
-        let flipped = match &result {
-            Err(CheckFailure::Local(_)) => rf.unknown(),
-            r => rf.record(r.is_ok()),
+        let flipped = match &outcome {
+            Err(CheckFailure::Local(_)) => c.rf.unknown(),
+            r => c.rf.record(r.is_ok()),
         };
-        let now = SystemTime::now();
+        let wall = SystemTime::now();
         if flipped.is_some() {
-            since = now;
-            transitions = transitions.saturating_add(1);
+            c.since = wall;
+            c.transitions = c.transitions.saturating_add(1);
         }
         let detail = CheckDetail {
-            health: rf.state(),
-            last_check: Some(now),
-            latency: Some(latency),
-            error: result.err().map(|e| e.to_string()),
-            since: Some(since),
-            transitions,
+            health: c.rf.state(),
+            last_check: Some(wall),
+            latency: Some(now.saturating_duration_since(started)),
+            error: outcome.err().map(|e| e.to_string()),
+            since: Some(c.since),
+            transitions: c.transitions,
         };
         if let Some(state) = flipped {
+            let label = c.spec.label();
             match &detail.error {
                 Some(e) => warn!(check = %label, ?state, error = %e, "health changed"),
                 None => info!(check = %label, ?state, "health changed"),
             }
-            health.send_modify(|m| {
-                m.insert(spec.clone(), state);
+            self.flips.push((c.spec.clone(), state));
+        }
+        self.results.push((c.spec.clone(), detail));
+    }
+
+    /// Sends what this wake-up found, in one change per channel.
+    fn publish(&mut self) {
+        if !self.flips.is_empty() {
+            let flips = &mut self.flips;
+            self.health.send_modify(|m| m.extend(flips.drain(..)));
+        }
+        if !self.results.is_empty() {
+            let results = &mut self.results;
+            self.details.send_modify(|m| {
+                for (spec, d) in results.drain(..) {
+                    match m.get_mut(&spec) {
+                        Some(old) => *old = d,
+                        None => {
+                            m.insert(spec, d);
+                        }
+                    }
+                }
             });
         }
-        details.send_modify(|m| {
-            m.insert(spec.clone(), detail);
-        });
     }
 }

@@ -31,7 +31,44 @@ const RECV_BUFFER: usize = 4 << 20;
 
 struct Probe {
     target: SocketAddr,
-    reply: oneshot::Sender<Outcome>,
+    reply: Reply,
+}
+
+/// Where a probe's outcome goes.
+enum Reply {
+    /// To one waiting check ([`SynProber::probe`]).
+    Once(oneshot::Sender<Outcome>),
+    /// To the check scheduler's channel, tagged ([`SynProber::submit`]); forgotten
+    /// after `expires` (the scheduler has timed the check out by then).
+    Tagged {
+        owner: usize,
+        tag: u64,
+        to: mpsc::UnboundedSender<Tagged>,
+        expires: std::time::Instant,
+    },
+}
+
+/// A tagged outcome: (owner, tag, outcome).
+pub type Tagged = (usize, u64, Outcome);
+
+impl Reply {
+    fn send(self, outcome: Outcome) {
+        match self {
+            Reply::Once(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Reply::Tagged { owner, tag, to, .. } => {
+                let _ = to.send((owner, tag, outcome));
+            }
+        }
+    }
+
+    fn wanted(&self, now: std::time::Instant) -> bool {
+        match self {
+            Reply::Once(tx) => !tx.is_closed(),
+            Reply::Tagged { expires, to, .. } => *expires > now && !to.is_closed(),
+        }
+    }
 }
 
 /// A handle to the prober task; cheap to clone.
@@ -72,11 +109,36 @@ impl SynProber {
         Ok(SynProber { tx })
     }
 
+    /// Sends one SYN to `target` without waiting: the outcome comes on `to`, tagged
+    /// with `owner` and `tag`, unless it has not come by `expires`. `Err`: the probe
+    /// could not be handed to the prober (stopped, or a full queue).
+    pub fn submit(
+        &self,
+        owner: usize,
+        tag: u64,
+        target: SocketAddr,
+        expires: std::time::Instant,
+        to: &mpsc::UnboundedSender<Tagged>,
+    ) -> Result<(), CheckFailure> {
+        let reply = Reply::Tagged {
+            owner,
+            tag,
+            to: to.clone(),
+            expires,
+        };
+        self.tx
+            .try_send(Probe { target, reply })
+            .map_err(|_| CheckFailure::Local("the tcp-syn prober is stopped or busy".into()))
+    }
+
     /// Sends one SYN to `target` and waits for the answer (bound it with a timeout).
     pub async fn probe(&self, target: SocketAddr) -> Outcome {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Probe { target, reply })
+            .send(Probe {
+                target,
+                reply: Reply::Once(reply),
+            })
             .await
             .map_err(|_| CheckFailure::Local("the tcp-syn prober stopped".into()))?;
         rx.await
@@ -140,7 +202,7 @@ struct State {
     port: u16,
     _reserve: Socket,
     /// (target, our sequence number) → who waits.
-    pending: HashMap<(SocketAddr, u32), oneshot::Sender<Outcome>>,
+    pending: HashMap<(SocketAddr, u32), Reply>,
     /// The source address the kernel picks for each destination (for the checksum).
     sources: HashMap<IpAddr, (IpAddr, std::time::Instant)>,
     /// Sequence numbers are a keyed hash of a probe counter: unpredictable to anyone
@@ -170,7 +232,9 @@ fn source_for(dst: IpAddr) -> std::io::Result<IpAddr> {
 }
 
 /// A SYN from `src:sport` to `dst`, checksummed.
-fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<Vec<u8>, String> {
+/// The SYN: a TCP header without options (20 bytes, on the stack: no allocation per
+/// probe).
+fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<[u8; 20], String> {
     let mut h = TcpHeader::new(sport, dst.port(), seq, 65_535);
     h.syn = true;
     h.checksum = match (src, dst.ip()) {
@@ -179,7 +243,10 @@ fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<Vec
         _ => return Err(format!("{src} cannot reach {dst}: mixed families")),
     }
     .map_err(|e| e.to_string())?;
-    Ok(h.to_bytes().to_vec())
+    h.to_bytes()
+        .as_slice()
+        .try_into()
+        .map_err(|_| "a SYN header of other than 20 bytes".to_string())
 }
 
 /// What a received IPv4 packet (header included, as a raw IPv4 socket gets it) says.
@@ -223,9 +290,10 @@ async fn run(
             // second, one select round per packet would cost more than the packets.
             p = rx.recv() => match p {
                 Some(p) => {
-                    state.send(&v4, v6.as_ref(), p);
+                    let now = std::time::Instant::now();
+                    state.send(&v4, v6.as_ref(), p, now);
                     while let Ok(p) = rx.try_recv() {
-                        state.send(&v4, v6.as_ref(), p);
+                        state.send(&v4, v6.as_ref(), p, now);
                     }
                 }
                 None => break,
@@ -253,7 +321,10 @@ async fn run(
                     }
                 }
             }
-            _ = sweep.tick() => state.pending.retain(|_, tx| !tx.is_closed()),
+            _ = sweep.tick() => {
+                let now = std::time::Instant::now();
+                state.pending.retain(|_, r| r.wanted(now));
+            }
         }
     }
 }
@@ -265,25 +336,25 @@ impl State {
 
     fn settle(&mut self, a: Option<(SocketAddr, u32, Outcome)>) {
         if let Some((from, seq, outcome)) = a {
-            if let Some(tx) = self.pending.remove(&(from, seq)) {
-                let _ = tx.send(outcome);
+            if let Some(reply) = self.pending.remove(&(from, seq)) {
+                reply.send(outcome);
             }
         }
     }
 
-    fn send(&mut self, v4: &UdpSocket, v6: Option<&UdpSocket>, p: Probe) {
+    /// Sends one probe; `now` is read once per batch of probes, not per probe.
+    fn send(&mut self, v4: &UdpSocket, v6: Option<&UdpSocket>, p: Probe, now: std::time::Instant) {
         let dst = p.target.ip();
-        let fresh = |t: &std::time::Instant| t.elapsed() < SOURCE_TTL;
+        let fresh = |t: &std::time::Instant| now.saturating_duration_since(*t) < SOURCE_TTL;
         let src = match self.sources.get(&dst).filter(|(_, t)| fresh(t)) {
             Some((s, _)) => *s,
             None => match source_for(dst) {
                 Ok(s) => {
-                    self.sources.insert(dst, (s, std::time::Instant::now()));
+                    self.sources.insert(dst, (s, now));
                     s
                 }
                 Err(e) => {
-                    let _ = p
-                        .reply
+                    p.reply
                         .send(Err(CheckFailure::Local(format!("no route to {dst}: {e}"))));
                     return;
                 }
@@ -293,7 +364,7 @@ impl State {
         let segment = match syn_segment(src, self.port, p.target, seq) {
             Ok(s) => s,
             Err(e) => {
-                let _ = p.reply.send(Err(CheckFailure::Local(e)));
+                p.reply.send(Err(CheckFailure::Local(e)));
                 return;
             }
         };
@@ -301,7 +372,7 @@ impl State {
             (IpAddr::V4(_), _) => v4,
             (IpAddr::V6(_), Some(v6)) => v6,
             (IpAddr::V6(_), None) => {
-                let _ = p.reply.send(Err(CheckFailure::Local(
+                p.reply.send(Err(CheckFailure::Local(
                     "no IPv6 raw socket on this host".into(),
                 )));
                 return;
@@ -317,8 +388,7 @@ impl State {
             Err(e) => {
                 // The route may have changed: look the source up again next time.
                 self.sources.remove(&dst);
-                let _ = p
-                    .reply
+                p.reply
                     .send(Err(io_failure(&format!("send SYN to {}", p.target), &e)));
             }
         }

@@ -4,11 +4,13 @@
 //! A full read costs one netlink dump per service. A resync instead reads the proc
 //! file (the whole table in one read, but not every field, and possibly not every
 //! service: see [`crate::ipvs::proc`]). A service whose proc block carries the
-//! fingerprint seen when it was last read over netlink, and shows no connections, keeps
-//! its cached state; a service whose block changed, is new, or is missing (deleted, or
-//! skipped by the kernel) is read again over netlink, which is also what says whether
-//! it still exists. So is a service with connections: it carries traffic, and its
-//! counters move (an idle service's stand still, so its cached ones are current). The fingerprint stored for a block is always from a proc read made
+//! fingerprint seen when it was last read over netlink keeps its cached state, with the
+//! connection counts the proc file shows; a service whose block changed, is new, or is
+//! missing (deleted, or skipped by the kernel) is read again over netlink, which is
+//! also what says whether it still exists. Connection counts and traffic counters are
+//! not configuration: they do not make a service be read again (the fingerprint leaves
+//! the counts out; a busy service's traffic counters are read by
+//! [`super::counters`], apart from the pass). The fingerprint stored for a block is always from a proc read made
 //! *before* the netlink read it vouches for, so a change racing with the reads shows
 //! up as a mismatch next time, never as a match. Destination fields the proc file
 //! leaves out (thresholds, tunnel settings, scheduler flags, persistence engines) are
@@ -19,7 +21,7 @@ use std::sync::Arc;
 
 use super::observed::{Observed, ObservedService};
 use crate::ipvs::listing::Table;
-use crate::ipvs::proc::{block_id, Block};
+use crate::ipvs::proc::Block;
 use crate::ipvs::{DestEntry, ServiceEntry, ServiceKey};
 
 /// A service as read over netlink (`None`: the kernel does not have it).
@@ -30,11 +32,12 @@ pub type Read = (ServiceKey, Option<(ServiceEntry, Vec<DestEntry>)>);
 pub struct TableCache {
     /// The table as last read.
     pub observed: Observed,
-    /// Block id → the fingerprint seen before the destinations were last read.
-    seen: HashMap<String, u64>,
+    /// Service → the fingerprint of its block seen before it was last read (by key,
+    /// not by the block's printed id: no id is formatted per pass).
+    seen: HashMap<ServiceKey, u64>,
 }
 
-fn observed_service(s: ServiceEntry, dests: Vec<DestEntry>) -> Arc<ObservedService> {
+pub(crate) fn observed_service(s: ServiceEntry, dests: Vec<DestEntry>) -> Arc<ObservedService> {
     Arc::new(ObservedService {
         settings: s.service.settings,
         stats: s.stats,
@@ -78,40 +81,30 @@ impl TableCache {
     }
 
     fn remember(&mut self, blocks: &[Block]) {
-        let by_id = unique(blocks);
-        self.seen = self
-            .observed
-            .services
-            .keys()
-            .filter_map(|k| {
-                let id = block_id(k);
-                let fp = by_id.get(id.as_str())?.fingerprint;
-                Some((id, fp))
-            })
+        let services = &self.observed.services;
+        self.seen = unique(blocks)
+            .into_values()
+            .flat_map(|b| b.keys.iter().map(move |k| (k, b.fingerprint)))
+            .filter(|(k, _)| services.contains_key(*k))
+            .map(|(k, fp)| (k.clone(), fp))
             .collect();
     }
 
     /// The services to read again over netlink: those whose block is new, changed or
-    /// ambiguous, those with connections (for their counters), those the director
-    /// changed since they were read (`dirty`), and cached or dirty ones the proc read
-    /// does not list (deleted, or skipped by the kernel).
+    /// ambiguous, those the director changed since they were read (`dirty`), and
+    /// cached or dirty ones the proc read does not list (deleted, or skipped by the
+    /// kernel). Not those with connections: counters are not configuration.
     pub fn stale(&self, blocks: &[Block], dirty: &HashSet<ServiceKey>) -> Vec<ServiceKey> {
         let by_id = unique(blocks);
         let mut out: Vec<ServiceKey> = Vec::new();
         let mut listed: HashSet<&ServiceKey> = HashSet::with_capacity(blocks.len());
         for b in blocks {
-            // `seen` only holds ids of cached services.
-            let fresh =
-                by_id.contains_key(b.id.as_str()) && self.seen.get(&b.id) == Some(&b.fingerprint);
-            // A service with connections carries traffic: its counters move, so it is
-            // read again for them. An idle one's counters stand still.
-            let busy = b
-                .conns
-                .iter()
-                .any(|&(_, _, active, inactive)| active + inactive > 0);
+            // `seen` only holds cached services; an ambiguous id vouches for nothing.
+            let unambiguous = by_id.contains_key(b.id.as_str());
             for k in &b.keys {
                 listed.insert(k);
-                if !fresh || busy || dirty.contains(k) {
+                let fresh = unambiguous && self.seen.get(k) == Some(&b.fingerprint);
+                if !fresh || dirty.contains(k) {
                     out.push(k.clone());
                 }
             }

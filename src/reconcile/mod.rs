@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cache;
+pub mod counters;
 pub mod driver;
 pub mod managed;
 mod observed;

@@ -59,6 +59,16 @@ pub struct Gate {
 }
 
 impl Gate {
+    /// The gate before any agent has answered: closed for every real server that
+    /// needs its agent. (`Gate::default()` is open: the reconciler's first pass can
+    /// come before the first push round ends, and must not give such a server weight.)
+    pub fn closed_for(d: &crate::model::Desired) -> Gate {
+        Gate {
+            require: d.agents.as_ref().is_some_and(|a| a.require),
+            confirmed: HashSet::new(),
+        }
+    }
+
     /// Whether `rs` of `svc` may get weight as far as its agent is concerned: its
     /// agent holds every VIP of the service (one refused VIP closes only the services
     /// of that VIP).

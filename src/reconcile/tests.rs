@@ -288,6 +288,42 @@ fn unmanaged_services_are_left_alone_and_retired_ones_go() {
     assert!(k.observed().services.contains_key(&key(9999)));
 }
 
+/// Before the first push round ends the pusher has published nothing; the gate the
+/// daemon starts with must already hold agented servers back (it was `Gate::default()`,
+/// open: with a fast first pass, a healthy server got weight before its agent had
+/// suppressed ARP for the VIP; the agents VM test caught it).
+#[test]
+fn the_starting_gate_gives_no_weight_to_a_server_whose_agent_has_not_answered() {
+    let mut d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
+    d.agents = Some(crate::model::AgentSettings {
+        port: 9181,
+        ca: "ca.pem".into(),
+        cert: "d.pem".into(),
+        key: "d.key".into(),
+        require: true,
+        push_interval: Duration::from_secs(30),
+        confirm_grace: Duration::from_secs(30),
+    });
+    let h = all(&d, Health::Up);
+    let ops = plan(
+        &d,
+        &Observed::default(),
+        &h,
+        &Gate::closed_for(&d),
+        &Drains::default(),
+    );
+    let weights: Vec<u32> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::AddDest(_, dest) => Some(dest.settings.weight),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(weights, vec![0], "{ops:?}");
+    d.agents.as_mut().expect("agents").require = false;
+    assert!(Gate::closed_for(&d).open(&d.services[0], &d.services[0].real_servers[0]));
+}
+
 #[test]
 fn a_server_waits_for_its_agent_when_required() {
     let d = desired(vec![svc(
@@ -1013,8 +1049,8 @@ mod reconciler {
         let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
         assert_eq!(
             p.read,
-            ReadKind::Proc { reread: 1 },
-            "a service with connections is read again, for its counters"
+            ReadKind::Proc { reread: 0 },
+            "counters are not configuration: a service with connections is not read again"
         );
         let o = r.observed().expect("cache");
         assert_eq!(
@@ -1038,6 +1074,43 @@ mod reconciler {
             vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
             "drained"
         );
+    }
+
+    #[test]
+    fn traffic_counters_of_busy_services_are_read_apart_from_the_pass() {
+        use crate::reconcile::counters::Counters;
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        edit(&k, 80, "10.0.0.12", |d| {
+            d.active_conns = 2;
+            d.stats.conns = 40;
+        });
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 });
+        let observed = r.observed().expect("cache").clone();
+        let cached = |o: &Observed| {
+            o.services[&key(80)].dests[&(ip("10.0.0.12"), 80)]
+                .stats
+                .conns
+        };
+        assert_eq!(cached(&observed), 0, "the pass did not read the counters");
+        let mut c = Counters::default();
+        let read = block_on(c.read(&k, &observed)).expect("read");
+        assert_eq!(read, 1, "only the busy service is read");
+        assert_eq!(cached(&c.overlay(&observed)), 40);
+        // Idle again: read once more (its last packets), then no longer.
+        edit(&k, 80, "10.0.0.12", |d| {
+            d.active_conns = 0;
+            d.stats.conns = 41;
+        });
+        block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        let observed = r.observed().expect("cache").clone();
+        assert_eq!(block_on(c.read(&k, &observed)).expect("read"), 1);
+        assert_eq!(cached(&c.overlay(&observed)), 41);
+        assert_eq!(block_on(c.read(&k, &observed)).expect("read"), 0);
+        assert_eq!(cached(&c.overlay(&observed)), 41, "kept");
     }
 
     #[test]
