@@ -53,9 +53,17 @@ fn serve(n: usize, counts: Option<String>) {
                 .expect("bind");
             let (accepted, requests) = (accepted.clone(), requests.clone());
             tasks.push(tokio::spawn(async move {
-                while let Ok((s, _)) = l.accept().await {
-                    accepted.fetch_add(1, Relaxed);
-                    tokio::spawn(http(s, requests.clone()));
+                loop {
+                    match l.accept().await {
+                        Ok((s, _)) => {
+                            accepted.fetch_add(1, Relaxed);
+                            tokio::spawn(http(s, requests.clone()));
+                        }
+                        // Out of descriptors (10,000 listeners and 10,000 kept
+                        // connections meet a 20,000 limit): wait, do not close the
+                        // listener (its checks would be refused).
+                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
                 }
             }));
         }
@@ -136,6 +144,19 @@ async fn run(targets: usize, seconds: u64, kind: CheckKind) -> (usize, u64) {
     let done = || completed.load(std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let checks = done();
+    // What the checks that are not up say (a few), so a failure is not just a count.
+    let mut errors: Vec<String> = sup
+        .details()
+        .borrow()
+        .values()
+        .filter(|d| d.health != Health::Up)
+        .filter_map(|d| d.error.clone())
+        .collect();
+    errors.sort();
+    errors.dedup();
+    for e in errors.iter().take(3) {
+        eprintln!("not up: {e}");
+    }
     let up = health
         .borrow()
         .values()

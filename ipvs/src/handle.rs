@@ -1,10 +1,11 @@
 //! The IPVS socket: resolves the family, sends requests, matches replies, turns errnos
 //! into typed errors.
 //!
-//! Requests are pipelined: [`IpvsHandle::execute`] keeps up to [`WINDOW`] requests in
-//! flight on one socket, each answered through neli's router by its sequence number,
-//! instead of one blocking round trip per change. The window bounds the acks queued
-//! in the socket's receive buffer, so none is dropped.
+//! [`IpvsHandle::execute`] sends runs of changes many to one `sendmsg` on a socket of
+//! their own ([`super::batch`]); requests answered with data are pipelined on the
+//! router's socket, up to [`DATA_WINDOW`] in flight, each answered through neli's
+//! router by its sequence number. The windows bound what queues in the receive
+//! buffers, so no answer is dropped.
 //!
 //! Dumps are the exception: netlink runs one dump at a time per socket (a second one
 //! gets EBUSY), so a dump waits for everything in flight and holds `dump_lock`.
@@ -34,12 +35,9 @@ use super::wire::{DaemonStop, DestAttrs, GenlMsg, Reply, Request, ServiceAttrs};
 /// every service.
 const ONE_BY_ONE: usize = 16;
 
-/// How many requests may wait for their answer at once.
-pub const WINDOW: usize = 128;
-
-/// The same for requests answered with data: each answer takes a page-sized buffer in
-/// the socket's receive queue, and 128 of them overflow it (the kernel then drops
-/// answers, and their requests would wait forever).
+/// How many requests answered with data may wait for their answer at once: each
+/// answer takes a page-sized buffer in the socket's receive queue, and 128 of them
+/// overflow it (the kernel then drops answers, and their requests would wait forever).
 pub const DATA_WINDOW: usize = 16;
 
 /// How long one answer (an ack, or the next message of a dump) may take.
@@ -275,12 +273,7 @@ impl IpvsHandle {
                 out.push(self.request(req).await);
                 continue;
             }
-            let window = if req.returns_data() {
-                DATA_WINDOW
-            } else {
-                WINDOW
-            };
-            while inflight.len() >= window {
+            while inflight.len() >= DATA_WINDOW {
                 if let Some((r, rx)) = inflight.pop_front() {
                     out.push(self.finish(&r, rx).await);
                 }

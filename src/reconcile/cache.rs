@@ -17,6 +17,7 @@
 //! caught by the periodic full read.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::observed::{Observed, ObservedService};
@@ -142,17 +143,26 @@ impl TableCache {
                 let Some(mut o) = self.observed.services.remove(key) else {
                     continue;
                 };
-                let moved = b.conns.iter().any(|&(addr, port, active, inactive)| {
-                    o.dests
-                        .get(&(addr, port))
-                        .is_some_and(|d| (d.active_conns, d.inactive_conns) != (active, inactive))
-                });
-                if moved {
-                    let o = Arc::make_mut(&mut o);
-                    for &(addr, port, active, inactive) in &b.conns {
-                        if let Some(d) = o.dests.get_mut(&(addr, port)) {
-                            d.active_conns = active;
-                            d.inactive_conns = inactive;
+                // `conns` lists the destinations with connections; the others
+                // have none. Idle before and idle now: nothing to look up.
+                let had = o
+                    .dests
+                    .values()
+                    .any(|d| d.active_conns + d.inactive_conns > 0);
+                if had || !b.conns.is_empty() {
+                    let now: HashMap<(IpAddr, u16), (u32, u32)> = b
+                        .conns
+                        .iter()
+                        .map(|&(a, p, act, inact)| ((a, p), (act, inact)))
+                        .collect();
+                    let count = |id: &(IpAddr, u16)| now.get(id).copied().unwrap_or((0, 0));
+                    let moved = o
+                        .dests
+                        .iter()
+                        .any(|(id, d)| (d.active_conns, d.inactive_conns) != count(id));
+                    if moved {
+                        for (id, d) in Arc::make_mut(&mut o).dests.iter_mut() {
+                            (d.active_conns, d.inactive_conns) = count(id);
                         }
                     }
                 }
