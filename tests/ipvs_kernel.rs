@@ -613,10 +613,7 @@ fn the_proc_listing_agrees_with_netlink_and_moves_only_where_the_table_did() {
                 dests.iter().map(|d| (d.dest.addr, d.dest.port)).collect();
             // Only destinations with connections are listed (none in this idle table);
             // the order of all of them is checked by the rendering above.
-            assert!(
-                b.conns.iter().all(|c| ours.contains(&(c.0, c.1))),
-                "{b:?}"
-            );
+            assert!(b.conns.iter().all(|c| ours.contains(&(c.0, c.1))), "{b:?}");
         }
 
         ipvsadm("-e -t 192.0.2.1:80 -r 10.0.0.3:80 -g -w 4 -x 10 -y 5");

@@ -33,6 +33,8 @@ pub struct Prepared {
     client: Option<reqwest::Client>,
     /// Runs so far (HTTP keep-alive: which of them goes on a new connection).
     runs: std::sync::atomic::AtomicU64,
+    /// A plain-HTTP check's kept connection.
+    kept: super::http1::Kept,
 }
 
 impl Prepared {
@@ -58,7 +60,19 @@ impl Prepared {
             body,
             client,
             runs: Default::default(),
+            kept: Default::default(),
         })
+    }
+}
+
+impl Prepared {
+    /// Whether this HTTP run asks the server to close the connection after answering:
+    /// every run without keep-alive; with it, one in `FRESH_EVERY`, so the next run
+    /// connects anew (a listener that stopped accepting is not hidden by a kept
+    /// connection).
+    fn close_this_run(&self, h: &HttpCheck) -> bool {
+        let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        !h.keepalive || run % HttpCheck::FRESH_EVERY == HttpCheck::FRESH_EVERY - 1
     }
 }
 
@@ -172,6 +186,10 @@ impl Checker {
             }
             CheckKind::TcpSyn => self.syn_prober().await?.probe(target).await,
             CheckKind::Http(h) => match &p.spec.via {
+                None if !h.tls => {
+                    let close = p.close_this_run(h);
+                    super::http1::get(&p.kept, target, h, p.body.as_ref(), BODY_LIMIT, close).await
+                }
                 None => self.http_check(target, h, p).await,
                 Some(via) => {
                     let s = open(&p.spec).await?;
@@ -209,11 +227,7 @@ impl Checker {
         if let Some(host) = &h.host {
             req = req.header(reqwest::header::HOST, host);
         }
-        // Without keep-alive, every check; with it, one in FRESH_EVERY: the server
-        // closes the connection after answering, and the next check connects anew
-        // (a listener that stopped accepting is not hidden by a kept connection).
-        let run = p.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !h.keepalive || run % HttpCheck::FRESH_EVERY == HttpCheck::FRESH_EVERY - 1 {
+        if p.close_this_run(h) {
             req = req.header(reqwest::header::CONNECTION, "close");
         }
         let resp = req

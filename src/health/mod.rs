@@ -5,6 +5,7 @@
 
 pub(crate) mod check;
 mod failure;
+mod http1;
 mod spec;
 mod state;
 mod supervisor;
