@@ -7,6 +7,8 @@
 //! With `keepalive` the connection stays open between checks where the server allows
 //! it; one run in [`HttpCheck::FRESH_EVERY`] asks the server to close it, so the
 //! listener itself is tried that often. Without it, every run asks to close.
+//! Checks through the DR path ([`super::via`]) use the same exchange on a connection
+//! of their own.
 
 use std::net::SocketAddr;
 
@@ -32,7 +34,6 @@ pub async fn get(
     close: bool,
 ) -> Result<(), CheckFailure> {
     let what = || format!("GET http://{target}{}", h.path);
-    let down = |e: &dyn std::fmt::Display| CheckFailure::Down(format!("{}: {e}", what()));
     let mut slot = kept.lock().await;
     if slot.as_ref().is_none_or(|s| s.is_closed() || !s.is_ready()) {
         *slot = None;
@@ -40,10 +41,7 @@ pub async fn get(
             .await
             .map_err(|e| io_failure(&format!("connect {target}"), &e))?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| down(&e))?;
+        let (sender, conn) = handshake(stream, &what).await?;
         // Drives the connection; it ends when the connection closes or the sender is
         // dropped.
         tokio::spawn(conn);
@@ -53,56 +51,7 @@ pub async fn get(
         return Err(CheckFailure::Local("no connection".into()));
     };
     let host = h.host.clone().unwrap_or_else(|| target.to_string());
-    let mut req = hyper::Request::get(h.path.as_str()).header(hyper::header::HOST, host);
-    if close {
-        req = req.header(hyper::header::CONNECTION, "close");
-    }
-    let req = req
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| CheckFailure::Local(format!("{}: {e}", what())))?;
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| down(&e))?;
-        let status = resp.status().as_u16();
-        if !h.expect_status.contains(status) {
-            return Err(down(&format!(
-                "status {status}, expected {}",
-                h.expect_status
-            )));
-        }
-        // The body is read to its end (up to `limit`) so that the connection can
-        // carry the next check; a larger one ends the connection.
-        let mut b = resp.into_body();
-        let (mut got, mut read, mut whole) = (Vec::new(), 0usize, false);
-        loop {
-            match b.frame().await {
-                Some(Ok(f)) => {
-                    if let Some(d) = f.data_ref() {
-                        if body.is_some() {
-                            let room = limit.saturating_sub(got.len());
-                            got.extend_from_slice(&d[..d.len().min(room)]);
-                        }
-                        read += d.len();
-                        if read >= limit {
-                            break;
-                        }
-                    }
-                }
-                Some(Err(e)) => return Err(down(&e)),
-                None => {
-                    whole = true;
-                    break;
-                }
-            }
-        }
-        if let Some(re) = body {
-            if !re.is_match(&String::from_utf8_lossy(&got)) {
-                return Err(down(&format!("body does not match {:?}", re.as_str())));
-            }
-        }
-        Ok(whole)
-    }
-    .await;
-    match result {
+    match exchange(sender, h, host, close, body, limit, &what).await {
         Ok(true) if !close => Ok(()),
         Ok(_) => {
             *slot = None;
@@ -113,4 +62,80 @@ pub async fn get(
             Err(e)
         }
     }
+}
+
+/// The connection a check's requests go on, and the future that drives it.
+pub async fn handshake(
+    stream: TcpStream,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<
+    (
+        SendRequest<Empty<Bytes>>,
+        hyper::client::conn::http1::Connection<hyper_util::rt::TokioIo<TcpStream>, Empty<Bytes>>,
+    ),
+    CheckFailure,
+> {
+    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| CheckFailure::Down(format!("{}: {e}", what())))
+}
+
+/// One `GET` on `sender` (asking the server to close after it if `close`): the status
+/// must be expected and the body (up to `limit` bytes) match `body`. The body is read
+/// to its end so that the connection can carry the next check: `Ok(true)` if it was,
+/// `Ok(false)` if it was longer than `limit` (the connection is then of no more use).
+pub async fn exchange(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    h: &HttpCheck,
+    host: String,
+    close: bool,
+    body: Option<&Regex>,
+    limit: usize,
+    what: &(dyn Fn() -> String + Sync),
+) -> Result<bool, CheckFailure> {
+    let down = |e: &dyn std::fmt::Display| CheckFailure::Down(format!("{}: {e}", what()));
+    let mut req = hyper::Request::get(h.path.as_str()).header(hyper::header::HOST, host);
+    if close {
+        req = req.header(hyper::header::CONNECTION, "close");
+    }
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| CheckFailure::Local(format!("{}: {e}", what())))?;
+    let resp = sender.send_request(req).await.map_err(|e| down(&e))?;
+    let status = resp.status().as_u16();
+    if !h.expect_status.contains(status) {
+        return Err(down(&format!(
+            "status {status}, expected {}",
+            h.expect_status
+        )));
+    }
+    let mut b = resp.into_body();
+    let (mut got, mut read, mut whole) = (Vec::new(), 0usize, false);
+    loop {
+        match b.frame().await {
+            Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    if body.is_some() {
+                        let room = limit.saturating_sub(got.len());
+                        got.extend_from_slice(&d[..d.len().min(room)]);
+                    }
+                    read += d.len();
+                    if read >= limit {
+                        break;
+                    }
+                }
+            }
+            Some(Err(e)) => return Err(down(&e)),
+            None => {
+                whole = true;
+                break;
+            }
+        }
+    }
+    if let Some(re) = body {
+        if !re.is_match(&String::from_utf8_lossy(&got)) {
+            return Err(down(&format!("body does not match {:?}", re.as_str())));
+        }
+    }
+    Ok(whole)
 }

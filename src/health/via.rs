@@ -8,8 +8,6 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use regex::Regex;
 use tokio::net::TcpStream;
 
@@ -66,53 +64,19 @@ pub async fn http(
     body: Option<&Regex>,
     limit: usize,
 ) -> Result<(), CheckFailure> {
-    let what = format!(
-        "GET http://{}{} (via mark {:#x})",
-        via.vip, h.path, via.mark
-    );
-    let down = |e: &dyn std::fmt::Display| CheckFailure::Down(format!("{what}: {e}"));
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| down(&e))?;
+    let what = || {
+        format!(
+            "GET http://{}{} (via mark {:#x})",
+            via.vip, h.path, via.mark
+        )
+    };
+    let (mut sender, conn) = super::http1::handshake(stream, &what).await?;
     // The connection is driven beside the request; it ends with it.
     let conn = tokio::spawn(conn);
     let host = h.host.clone().unwrap_or_else(|| via.vip.to_string());
-    let req = hyper::Request::get(h.path.as_str())
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| CheckFailure::Local(format!("{what}: {e}")))?;
-    let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| down(&e))?;
-        let status = resp.status().as_u16();
-        if !h.expect_status.contains(status) {
-            return Err(down(&format!(
-                "status {status}, expected {}",
-                h.expect_status
-            )));
-        }
-        if let Some(re) = body {
-            let mut b = resp.into_body();
-            let mut got = Vec::new();
-            while got.len() < limit {
-                match b.frame().await {
-                    Some(Ok(f)) => {
-                        if let Some(d) = f.data_ref() {
-                            got.extend_from_slice(&d[..d.len().min(limit - got.len())]);
-                        }
-                    }
-                    Some(Err(e)) => return Err(down(&e)),
-                    None => break,
-                }
-            }
-            if !re.is_match(&String::from_utf8_lossy(&got)) {
-                return Err(down(&format!("body does not match {:?}", re.as_str())));
-            }
-        }
-        Ok(())
-    }
-    .await;
+    let result = super::http1::exchange(&mut sender, h, host, true, body, limit, &what)
+        .await
+        .map(|_| ());
     conn.abort();
     result
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::backend::IpvsBackend;
 use super::cache::observed_service;
@@ -25,8 +25,6 @@ pub const EVERY: Duration = Duration::from_secs(10);
 pub struct Counters {
     /// Services read, with their destinations' counters.
     pub services: HashMap<ServiceKey, Arc<ObservedService>>,
-    /// When the last read finished.
-    pub at: Option<SystemTime>,
     /// Services that showed connections at the last read.
     busy: HashSet<ServiceKey>,
 }
@@ -74,7 +72,6 @@ impl Counters {
         self.services
             .retain(|k, _| observed.services.contains_key(k));
         self.busy = now;
-        self.at = Some(SystemTime::now());
         Ok(keys.len())
     }
 
