@@ -325,6 +325,7 @@ impl Pushing<'_> {
         let before = self.agents.borrow().clone();
         let mut map = AgentMap::new();
         let mut confirmed = HashSet::new();
+        let mut heard = HashSet::new();
         let mut all = true;
         let now_i = Instant::now();
         for (addr, vips, outcome) in results {
@@ -333,6 +334,7 @@ impl Pushing<'_> {
             let (ok, next) =
                 confirmed_after(&outcome, &vips, &last, now_i, self.settings.confirm_grace);
             memory.insert(addr, next);
+            heard.insert(addr);
             let every = vips.iter().all(|v| ok.contains(v));
             let answered = matches!(outcome, Outcome::Answered { refusal: None, .. });
             all &= every && answered;
@@ -393,6 +395,7 @@ impl Pushing<'_> {
         let g = Gate {
             require: self.settings.require,
             confirmed,
+            heard,
         };
         self.gate.send_if_modified(|old| {
             let changed = *old != g;

@@ -11,7 +11,7 @@ use crate::health::{DetailMap, Health, HealthMap};
 use crate::ipvs::{ServiceKey, Stats};
 use crate::model::{Desired, RealServer};
 use crate::reconcile::driver::ReconcileState;
-use crate::reconcile::{effective_weight, health_of, Gate};
+use crate::reconcile::{effective_weight, health_of, Gate, GateVerdict};
 
 /// The outcome of the last config load.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -230,6 +230,9 @@ pub fn build(
                 let target = effective_weight(svc, rs, health, gate, entry);
                 let kernel_weight = entry.map(|e| e.dest.settings.weight);
                 let reason = match (h, kernel_weight) {
+                    _ if gate.verdict(svc, rs) == GateVerdict::Pending => Some(
+                        "its agent not yet heard from since start (kernel weight kept)".into(),
+                    ),
                     _ if !gate.open(svc, rs) => {
                         Some("waiting for its agent to confirm the VIPs".to_string())
                     }

@@ -20,5 +20,5 @@ mod tests;
 pub use backend::{FakeKernel, IpvsBackend, Kernel};
 pub use observed::{Observed, ObservedService};
 pub use op::Op;
-pub use plan::{draining, effective_weight, health_of, plan, Drains, Gate};
+pub use plan::{draining, effective_weight, health_of, plan, Drains, Gate, GateVerdict};
 pub use scope::Scope;

@@ -7,7 +7,10 @@
 //!   (or removed, with `on_failure = "remove"`), and when not yet known: what the
 //!   kernel already has (a restart adopts), or 0 for a server the kernel lacks;
 //! - with `[agents] require`, a real server whose agent has not confirmed its VIPs
-//!   gets weight 0 (traffic must not reach a server without the VIP);
+//!   gets weight 0 (traffic must not reach a server without the VIP); while its agent
+//!   has not yet been heard from in this run (a restart), the server keeps what the
+//!   kernel has and gains nothing: the weight came through an earlier run's gate, and
+//!   zeroing it before the first push round ends would cut a working server;
 //! - the sorry server is present exactly while no real server has weight > 0;
 //! - a destination the config no longer names drains: deleted at once if it has no
 //!   active connections, else set to weight 0 and deleted when they reach 0 or the
@@ -56,16 +59,33 @@ pub struct Gate {
     /// (agent, VIP): the agent holds the VIP with ARP suppressed (or did, within the
     /// grace period for failed pushes).
     pub confirmed: HashSet<(IpAddr, IpAddr)>,
+    /// The agents a push round has ended for in this run (answered or failed). An
+    /// agent not in here is *pending*: nothing is known yet, so nothing changes.
+    pub heard: HashSet<IpAddr>,
+}
+
+/// What the gate says of one real server of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateVerdict {
+    /// It may get weight.
+    Open,
+    /// Its agent has not confirmed every VIP of the service: weight 0.
+    Closed,
+    /// Its agent has not been heard from yet in this run: keep the kernel's weight,
+    /// gain none.
+    Pending,
 }
 
 impl Gate {
-    /// The gate before any agent has answered: closed for every real server that
+    /// The gate before any agent has answered: pending for every real server that
     /// needs its agent. (`Gate::default()` is open: the reconciler's first pass can
-    /// come before the first push round ends, and must not give such a server weight.)
+    /// come before the first push round ends, and must not give such a server weight;
+    /// nor take away the weight an earlier run gave it.)
     pub fn closed_for(d: &crate::model::Desired) -> Gate {
         Gate {
             require: d.agents.as_ref().is_some_and(|a| a.require),
             confirmed: HashSet::new(),
+            heard: HashSet::new(),
         }
     }
 
@@ -73,14 +93,24 @@ impl Gate {
     /// agent holds every VIP of the service (one refused VIP closes only the services
     /// of that VIP).
     pub fn open(&self, svc: &DesiredService, rs: &RealServer) -> bool {
+        self.verdict(svc, rs) == GateVerdict::Open
+    }
+
+    /// Open, closed, or pending (agent not yet heard from) for `rs` of `svc`.
+    pub fn verdict(&self, svc: &DesiredService, rs: &RealServer) -> GateVerdict {
         let Some(agent) = rs.agent.filter(|_| self.require) else {
-            return true;
+            return GateVerdict::Open;
         };
-        !svc.vips.is_empty()
+        let all = !svc.vips.is_empty()
             && svc
                 .vips
                 .iter()
-                .all(|v| self.confirmed.contains(&(agent, *v)))
+                .all(|v| self.confirmed.contains(&(agent, *v)));
+        match (all, self.heard.contains(&agent)) {
+            (true, _) => GateVerdict::Open,
+            (false, true) => GateVerdict::Closed,
+            (false, false) => GateVerdict::Pending,
+        }
     }
 }
 
@@ -100,10 +130,26 @@ pub fn effective_weight(
     gate: &Gate,
     observed: Option<&DestEntry>,
 ) -> Option<u32> {
-    if !gate.open(svc, rs) {
+    let by_health = weight_by_health(svc, rs, health, observed);
+    match gate.verdict(svc, rs) {
+        GateVerdict::Open => by_health,
         // Traffic would reach a server that may not hold the VIP yet.
-        return Some(0);
+        GateVerdict::Closed => Some(0),
+        // Lower as health says, never raise above what the kernel has.
+        GateVerdict::Pending => {
+            let kernel = observed.map_or(0, |d| d.dest.settings.weight);
+            by_health.map(|w| w.min(kernel))
+        }
     }
+}
+
+/// The weight by health alone (`None`: absent).
+fn weight_by_health(
+    svc: &DesiredService,
+    rs: &RealServer,
+    health: &HealthMap,
+    observed: Option<&DestEntry>,
+) -> Option<u32> {
     match health_of(rs, health) {
         Health::Up => Some(rs.dest.settings.weight),
         Health::Down => match svc.on_failure {

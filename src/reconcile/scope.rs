@@ -130,10 +130,13 @@ pub fn gate_change(desired: &Desired, old: &Gate, new: &Gate) -> Scope {
     if old.require != new.require {
         return Scope::All;
     }
+    // An agent moves when a confirmation changes or it is first heard from (pending
+    // → open or closed).
     let moved: HashSet<IpAddr> = old
         .confirmed
         .symmetric_difference(&new.confirmed)
         .map(|(agent, _)| *agent)
+        .chain(old.heard.symmetric_difference(&new.heard).copied())
         .collect();
     if moved.is_empty() {
         return Scope::none();

@@ -324,6 +324,73 @@ fn the_starting_gate_gives_no_weight_to_a_server_whose_agent_has_not_answered() 
     assert!(Gate::closed_for(&d).open(&d.services[0], &d.services[0].real_servers[0]));
 }
 
+/// A restart (kill -9 or SIGTERM) with `[agents] require`: until each agent is heard
+/// from, the first passes keep every weight the kernel has (they zeroed every agented
+/// server before: the starting gate was closed and health unknown, so the 0 stayed
+/// until the checks rose) and give none to a server without one.
+#[test]
+fn a_restart_keeps_the_kernels_weights_until_the_agents_are_heard_from() {
+    let mut d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 5), rs("10.0.0.12", 80, 5)],
+    )]);
+    d.agents = Some(crate::model::AgentSettings {
+        port: 9181,
+        ca: "ca.pem".into(),
+        cert: "d.pem".into(),
+        key: "d.key".into(),
+        require: true,
+        push_interval: Duration::from_secs(30),
+        confirm_grace: Duration::from_secs(30),
+    });
+    // The kernel as the last run left it: .11 with weight, .12 held at 0.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
+    let k = FakeKernel::default();
+    let mut kept = d.clone();
+    kept.services[0].real_servers[1].dest.settings.weight = 0;
+    rt.block_on(k.apply(&plan(
+        &kept,
+        &Observed::default(),
+        &all(&kept, Health::Up),
+        &Gate::default(),
+        &Drains::default(),
+    )));
+    let observed = || Observed::from(&rt.block_on(k.table()).expect("table"));
+    let start = Gate::closed_for(&d);
+    for h in [HealthMap::new(), all(&d, Health::Up)] {
+        let ops = plan(&d, &observed(), &h, &start, &Drains::default());
+        assert!(ops.is_empty(), "a restart changed the table: {ops:?}");
+    }
+    // A failing check still lowers a pending server.
+    let mut down = all(&d, Health::Up);
+    down.insert(check("10.0.0.11", 80), Health::Down);
+    assert_eq!(
+        plan(&d, &observed(), &down, &start, &Drains::default()),
+        vec![Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest)]
+    );
+    // Heard from: .11 confirmed keeps its weight, .12 refused stays at 0, and once
+    // .12 confirms it gets its weight.
+    let mut g = start.clone();
+    g.heard.extend([ip("10.0.0.11"), ip("10.0.0.12")]);
+    g.confirmed.insert((ip("10.0.0.11"), ip("192.0.2.10")));
+    let up = all(&d, Health::Up);
+    assert!(plan(&d, &observed(), &up, &g, &Drains::default()).is_empty());
+    g.confirmed.insert((ip("10.0.0.12"), ip("192.0.2.10")));
+    assert_eq!(
+        plan(&d, &observed(), &up, &g, &Drains::default()),
+        vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 5).dest)]
+    );
+    // An agent heard from that confirms nothing closes its server.
+    g.confirmed.clear();
+    assert_eq!(
+        plan(&d, &observed(), &up, &g, &Drains::default()).len(),
+        1,
+        "only .11 had weight to lose"
+    );
+}
+
 #[test]
 fn a_server_waits_for_its_agent_when_required() {
     let d = desired(vec![svc(
@@ -335,6 +402,7 @@ fn a_server_waits_for_its_agent_when_required() {
     let mut gate = Gate {
         require: true,
         confirmed: HashSet::from([(ip("10.0.0.11"), ip("192.0.2.10"))]),
+        heard: HashSet::from([ip("10.0.0.11"), ip("10.0.0.12")]),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -383,6 +451,7 @@ fn the_gate_opens_per_vip_and_one_agent_serves_a_dual_stack_host() {
     let g = Gate {
         require: true,
         confirmed: HashSet::from([(ip("10.0.0.11"), ip("192.0.2.10"))]),
+        heard: HashSet::from([ip("10.0.0.11")]),
     };
     let web = svc(80, vec![rs("10.0.0.11", 80, 5)]);
     assert!(g.open(&web, &web.real_servers[0]));
@@ -1214,11 +1283,14 @@ mod scopes {
         assert_eq!(health_change(&d, &HealthMap::new(), &h), only(&[80, 81]));
         let g = Gate {
             require: true,
-            confirmed: HashSet::new(),
+            ..Gate::default()
         };
         let mut g2 = g.clone();
         g2.confirmed.insert((ip("10.0.0.11"), ip("192.0.2.10")));
         assert_eq!(gate_change(&d, &g, &g2), only(&[80]));
+        let mut g3 = g.clone();
+        g3.heard.insert(ip("10.0.0.12"));
+        assert_eq!(gate_change(&d, &g, &g3), only(&[81]), "first heard from");
         assert_eq!(gate_change(&d, &g, &Gate::default()), Scope::All);
     }
 }
