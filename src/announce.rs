@@ -1,6 +1,10 @@
 //! Which VIPs this director announces (`[announce]`). A VIP is announced while the
-//! director can serve it: its reconciler is alive and its last pass converged, and at
-//! least `min_up` real servers of some service on that VIP have weight in the kernel.
+//! director can serve it: its reconciler is alive and can read the table, and at
+//! least `min_up` real servers of some service on that VIP, one the kernel has not
+//! refused, have weight in the kernel. Only director-wide trouble (no pass yet, a
+//! stuck reconciler, a table that cannot be read) withdraws every VIP; a refused op
+//! withdraws only the VIPs with no other service able to serve, and sync daemon
+//! trouble withdraws nothing.
 //! BIRD's `direct` protocol turns the address on the device into a route; the director
 //! needs no BIRD-specific code. Pure: the director's announcer task applies it.
 
@@ -60,8 +64,9 @@ pub fn decide(
     let min_up = desired.announce.as_ref().map_or(1, |a| a.min_up) as usize;
     let director_problem = if state.last_pass.is_none() {
         Some("no reconcile pass yet".to_string())
-    } else if let Some(e) = state.errors.first() {
-        Some(format!("the last reconcile pass did not converge: {e}"))
+    } else if state.read_failed {
+        let e = state.errors.last().map_or("", String::as_str);
+        Some(format!("the last reconcile pass could not read the table: {e}"))
     } else {
         crate::status::liveness(state, desired.director.resync_interval, started, now).err()
     };
@@ -76,8 +81,24 @@ pub fn decide(
                     exported_to: Vec::new(),
                 };
             }
-            // The service on this VIP with the most real servers that have weight.
-            let best = services
+            // The service on this VIP with the most real servers that have weight,
+            // among those the kernel has not refused.
+            let (failing, able): (Vec<usize>, Vec<usize>) = services
+                .iter()
+                .partition(|i| state.failing.contains(&desired.services[**i].service.key));
+            if able.is_empty() {
+                let names: Vec<&str> = failing
+                    .iter()
+                    .map(|i| desired.services[*i].name.as_str())
+                    .collect();
+                return Verdict {
+                    vip,
+                    announced: false,
+                    why: format!("the kernel refused an op of every service on it: {names:?}"),
+                    exported_to: Vec::new(),
+                };
+            }
+            let best = able
                 .iter()
                 .map(|i| {
                     let s = &desired.services[*i];
@@ -189,9 +210,11 @@ mod tests {
         // One of web's two goes to weight 0: withdrawn.
         let v = decide(&d, &state(&d, &[0, 1]), t0, now);
         assert!(!v[0].announced && v[0].why.starts_with("1 of 2"), "{v:?}");
-        // A pass with errors, no pass yet, or a stuck reconciler: nothing announced.
+        // A table that cannot be read, no pass yet, or a stuck reconciler: nothing
+        // announced.
         let mut st = state(&d, &[1, 1]);
         st.errors = vec!["EPERM".into()];
+        st.read_failed = true;
         assert!(decide(&d, &st, t0, now).iter().all(|v| !v.announced));
         let mut st = state(&d, &[1, 1]);
         st.last_pass = None;
@@ -202,5 +225,38 @@ mod tests {
         assert!(decide(&d, &state(&d, &[1, 1]), t0, late)
             .iter()
             .all(|v| !v.announced));
+    }
+
+    /// One service's refused op, or sync daemon trouble, withdrew every VIP before
+    /// (`decide` took `state.errors.first()`), and the next scoped pass, with no
+    /// error, announced them again: a flap on every VIP.
+    #[test]
+    fn a_refused_service_withdraws_only_its_own_vip_and_sync_trouble_nothing() {
+        let mut d = config();
+        d.announce.as_mut().expect("announce").min_up = 1;
+        let t0 = SystemTime::UNIX_EPOCH;
+        let now = t0 + Duration::from_secs(101);
+        let web = d.services[0].service.key.clone();
+        let dns = d.services[1].service.key.clone();
+        let mut st = state(&d, &[1, 1]);
+        st.errors = vec!["sync daemon: EINVAL".into()];
+        assert!(decide(&d, &st, t0, now).iter().all(|v| v.announced), "sync trouble");
+        st.errors = vec!["add 192.0.2.11:53: No such file or directory".into()];
+        st.failing = vec![dns.clone()];
+        let v = decide(&d, &st, t0, now);
+        assert!(v[0].announced, "web's VIP is not dns's: {v:?}");
+        assert!(!v[1].announced && v[1].why.contains("dns"), "{v:?}");
+        // A second service on the refused one's VIP keeps it announced.
+        let mut d2 = d.clone();
+        let mut other = d2.services[0].clone();
+        other.name = "web-alt".into();
+        if let ServiceKey::Addr { port, .. } = &mut other.service.key {
+            *port = 8080;
+        }
+        d2.services.push(other);
+        let mut st = state(&d2, &[1, 1]);
+        st.failing = vec![web];
+        let v = decide(&d2, &st, t0, now);
+        assert!(v[0].announced && v[0].why.contains("web-alt"), "{v:?}");
     }
 }

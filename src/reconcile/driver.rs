@@ -109,6 +109,12 @@ pub struct ReconcileState {
     pub retired: Vec<ServiceKey>,
     /// The connection sync daemons running (with `[sync]`).
     pub sync_daemons: Vec<crate::ipvs::Daemon>,
+    /// The services with an op the kernel refused (transient, at the last pass that
+    /// covered them) or holds back: what the announcer withdraws per VIP. Sync daemon
+    /// trouble and other services' refusals are not in here.
+    pub failing: Vec<ServiceKey>,
+    /// Whether the last pass could not read the table: trouble for the whole director.
+    pub read_failed: bool,
 }
 
 /// The driver's inputs.
@@ -155,6 +161,8 @@ struct Applied {
     applied: u64,
     /// Transient refusals.
     errors: Vec<String>,
+    /// The services of those transient refusals.
+    failed: HashSet<ServiceKey>,
     /// Services to read again (converged refusals).
     converged: HashSet<ServiceKey>,
     /// Permanent refusals.
@@ -177,6 +185,8 @@ pub struct Reconciler<B> {
     daemons: Vec<crate::ipvs::Daemon>,
     /// Ops refused permanently (by their text), with their service and the refusal.
     held: HashMap<String, (ServiceKey, String)>,
+    /// Services whose op was refused (transiently) at the last pass covering them.
+    failed: HashSet<ServiceKey>,
     /// Where what is managed is recorded across restarts.
     record: Option<Record>,
 }
@@ -201,6 +211,7 @@ impl<B: IpvsBackend> Reconciler<B> {
             last: None,
             daemons: Vec::new(),
             held: HashMap::new(),
+            failed: HashSet::new(),
             record: None,
         }
     }
@@ -243,6 +254,21 @@ impl<B: IpvsBackend> Reconciler<B> {
     /// The table as last read.
     pub fn observed(&self) -> Option<&Observed> {
         self.cache.as_ref().map(|c| &c.observed)
+    }
+
+    /// The services that cannot serve as configured: a refused op at the last pass
+    /// covering them, or an op held back.
+    pub fn failing(&self) -> Vec<ServiceKey> {
+        let mut v: Vec<ServiceKey> = self
+            .failed
+            .iter()
+            .chain(self.held.values().map(|(k, _)| k))
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        v.sort();
+        v
     }
 
     /// Services draining now (a pass over them should follow soon).
@@ -354,6 +380,10 @@ impl<B: IpvsBackend> Reconciler<B> {
             .into_iter()
             .partition(|op| !self.held.contains_key(&op.to_string()));
         let outcome = self.apply(&ops).await;
+        // A scoped pass says nothing of the services it did not cover: their failure
+        // stands until a pass covers them (else the VIPs would flap).
+        self.failed.retain(|k| !scope.covers(k));
+        self.failed.extend(outcome.failed.iter().cloned());
         self.dirty = ops.iter().map(|op| op.service().clone()).collect();
         if !outcome.errors.is_empty() {
             self.full_due = true;
@@ -530,6 +560,7 @@ impl<B: IpvsBackend> Reconciler<B> {
                 }
                 Refusal::Transient => {
                     warn!(%op, error = %e, "kernel refused; retrying with backoff");
+                    out.failed.insert(op.service().clone());
                     out.errors.push(e.to_string());
                 }
             }
@@ -726,6 +757,8 @@ fn publish<B: IpvsBackend>(
     let retired: Vec<ServiceKey> = r.retired.iter().cloned().collect();
     let daemons = r.daemons().to_vec();
     let last_full = r.last_full.map(|(_, t)| t);
+    let failing = r.failing();
+    let read_failed = report.read_error.is_some();
     let mut errors = report.errors;
     if let Some(e) = report.read_error {
         errors.push(e);
@@ -746,5 +779,7 @@ fn publish<B: IpvsBackend>(
         s.held = report.held;
         s.retired = retired;
         s.sync_daemons = daemons;
+        s.failing = failing;
+        s.read_failed = read_failed;
     });
 }
