@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::SystemTime;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,15 +58,17 @@ pub fn all_vips(desired: &Desired) -> Vec<IpAddr> {
 pub fn decide(
     desired: &Desired,
     state: &ReconcileState,
-    started: SystemTime,
-    now: SystemTime,
+    started: Instant,
+    now: Instant,
 ) -> Vec<Verdict> {
     let min_up = desired.announce.as_ref().map_or(1, |a| a.min_up) as usize;
     let director_problem = if state.last_pass.is_none() {
         Some("no reconcile pass yet".to_string())
     } else if state.read_failed {
         let e = state.errors.last().map_or("", String::as_str);
-        Some(format!("the last reconcile pass could not read the table: {e}"))
+        Some(format!(
+            "the last reconcile pass could not read the table: {e}"
+        ))
     } else {
         crate::status::liveness(state, desired.director.resync_interval, started, now).err()
     };
@@ -146,7 +148,13 @@ mod tests {
     use crate::ipvs::{DestEntry, ServiceEntry, Stats};
     use crate::reconcile::Observed;
     use std::sync::Arc;
-    use std::time::Duration;
+    use std::time::{Duration, SystemTime};
+
+    /// The monotonic origin of the tests' clocks.
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
 
     fn config() -> Desired {
         crate::config::parse(
@@ -193,6 +201,7 @@ mod tests {
         ReconcileState {
             observed: Arc::new(Observed::from(&table)),
             last_pass: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(100)),
+            last_pass_at: Some(t0() + Duration::from_secs(100)),
             ..Default::default()
         }
     }
@@ -200,7 +209,7 @@ mod tests {
     #[test]
     fn a_vip_is_announced_while_min_up_servers_have_weight_and_the_reconciler_converges() {
         let d = config();
-        let t0 = SystemTime::UNIX_EPOCH;
+        let t0 = t0();
         let now = t0 + Duration::from_secs(101);
         let v = decide(&d, &state(&d, &[1, 1]), t0, now);
         assert_eq!(v.len(), 2);
@@ -218,6 +227,7 @@ mod tests {
         assert!(decide(&d, &st, t0, now).iter().all(|v| !v.announced));
         let mut st = state(&d, &[1, 1]);
         st.last_pass = None;
+        st.last_pass_at = None;
         assert!(decide(&d, &st, t0, now)
             .iter()
             .all(|v| v.why == "no reconcile pass yet"));
@@ -234,13 +244,16 @@ mod tests {
     fn a_refused_service_withdraws_only_its_own_vip_and_sync_trouble_nothing() {
         let mut d = config();
         d.announce.as_mut().expect("announce").min_up = 1;
-        let t0 = SystemTime::UNIX_EPOCH;
+        let t0 = t0();
         let now = t0 + Duration::from_secs(101);
         let web = d.services[0].service.key.clone();
         let dns = d.services[1].service.key.clone();
         let mut st = state(&d, &[1, 1]);
         st.errors = vec!["sync daemon: EINVAL".into()];
-        assert!(decide(&d, &st, t0, now).iter().all(|v| v.announced), "sync trouble");
+        assert!(
+            decide(&d, &st, t0, now).iter().all(|v| v.announced),
+            "sync trouble"
+        );
         st.errors = vec!["add 192.0.2.11:53: No such file or directory".into()];
         st.failing = vec![dns.clone()];
         let v = decide(&d, &st, t0, now);

@@ -561,16 +561,13 @@ fn announce_and_sync_are_read_and_their_mistakes_named() {
     let svc = "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\nscheduler = \"mh\"\n\
                [[service.real_server]]\naddress = \"10.0.0.11\"\n";
     let d = valid(&format!(
-        "[announce]\nmin_up = 2\nwithdraw_grace = \"2s\"\n[sync]\ninterface = \"eth0\"\nsync_id = 7\nttl = 2\n{svc}"
+        "[announce]\nmin_up = 2\nwithdraw_grace = \"2s\"\n[sync]\ninterface = \"lo\"\nsync_id = 7\nttl = 2\n{svc}"
     ));
     let a = d.announce.as_ref().expect("announce");
     assert_eq!((a.device.as_str(), a.min_up), ("lvsdr0", 2));
     assert_eq!(a.withdraw_grace, Duration::from_secs(2));
     let s = d.sync.as_ref().expect("sync");
-    assert_eq!(
-        (s.interface.as_str(), s.sync_id, s.ttl),
-        ("eth0", 7, Some(2))
-    );
+    assert_eq!((s.interface.as_str(), s.sync_id, s.ttl), ("lo", 7, Some(2)));
     assert!(
         config::warnings(&d).is_empty(),
         "{:?}",
@@ -593,8 +590,59 @@ fn announce_and_sync_are_read_and_their_mistakes_named() {
         ),
         ("[announce]\nmin_up = 0\n", "min_up"),
         ("[announce]\nbird = 1\n", "unknown field"),
+        // Accepted before, then refused by the kernel on every pass.
+        (
+            "[sync]\ninterface = \"eth 0\"\nsync_id = 1\n",
+            "interface \"eth 0\" is not an interface name",
+        ),
+        (
+            "[sync]\ninterface = \"../x\"\nsync_id = 1\n",
+            "not an interface name",
+        ),
+        // Raised to 1024 by the kernel: the daemons never matched the config.
+        (
+            "[sync]\ninterface = \"lo\"\nsync_id = 1\nmaxlen = 100\n",
+            "maxlen",
+        ),
     ] {
         let e = errors(&format!("{bad}{svc}"));
         assert!(e.iter().any(|e| e.contains(why)), "{why}: {e:#?}");
     }
+    // A name this host lacks: valid (the config may be for another host), warned.
+    let missing = valid(&format!(
+        "[sync]\ninterface = \"nosuchif0\"\nsync_id = 1\n{svc}"
+    ));
+    assert!(
+        config::warnings(&missing)
+            .iter()
+            .any(|w| w.contains("\"nosuchif0\" does not exist on this host")),
+        "{:?}",
+        config::warnings(&missing)
+    );
+}
+
+/// The kernel refuses a lower threshold above the upper one or without one (EINVAL,
+/// then held): check-config accepted both.
+#[test]
+fn thresholds_the_kernel_refuses_are_refused() {
+    let svc = |extra: &str| {
+        format!(
+            "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
+             [[service.real_server]]\naddress = \"10.0.0.11\"\n{extra}"
+        )
+    };
+    let e = errors(&svc("upper_threshold = 10\nlower_threshold = 20\n"));
+    assert!(
+        e.iter()
+            .any(|e| e.contains("lower_threshold 20 is above upper_threshold 10")),
+        "{e:#?}"
+    );
+    let e = errors(&svc("lower_threshold = 5\n"));
+    assert!(
+        e.iter().any(|e| e.contains("needs an upper_threshold")),
+        "{e:#?}"
+    );
+    let d = valid(&svc("upper_threshold = 20\nlower_threshold = 10\n"));
+    let t = d.services[0].real_servers[0].dest.settings;
+    assert_eq!((t.upper_threshold, t.lower_threshold), (20, 10));
 }

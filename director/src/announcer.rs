@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use lvsdr::announce::{decide, Verdict};
 use lvsdr::model::Desired;
@@ -62,7 +62,7 @@ pub async fn run(
     verdicts: watch::Sender<Vec<Verdict>>,
     held: watch::Sender<Vec<IpAddr>>,
     bird: watch::Sender<Option<lvsdr::status::BirdStatus>>,
-    started: SystemTime,
+    started: Instant,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let net = Net::connect()?;
@@ -121,7 +121,7 @@ pub async fn run(
             }
         }
         let st = state.borrow_and_update().clone();
-        let mut v = decide(&d, &st, started, SystemTime::now());
+        let mut v = decide(&d, &st, started, Instant::now());
         for x in &mut v {
             x.exported_to = exports.get(&x.vip).cloned().unwrap_or_default();
         }

@@ -90,7 +90,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (announce_tx, announce_rx) = watch::channel(Vec::new());
     let (held_tx, held_rx) = watch::channel(Vec::new());
     let (bird_tx, bird_rx) = watch::channel(None);
-    let started = SystemTime::now();
+    let started = std::time::Instant::now();
     let (counters_tx, counters_rx) = watch::channel(Default::default());
     let sources = Sources {
         desired: desired_rx,

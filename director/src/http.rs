@@ -38,7 +38,7 @@ pub struct Sources {
     /// BIRD's view (`[announce] bird_socket`).
     pub bird: watch::Receiver<Option<lvsdr::status::BirdStatus>>,
     /// When the director started (liveness before the first pass).
-    pub started: std::time::SystemTime,
+    pub started: std::time::Instant,
     /// Health check runs completed.
     pub checks_completed: Arc<std::sync::atomic::AtomicU64>,
     /// Traffic counters of busy services, read apart from the reconciler.
@@ -84,7 +84,7 @@ impl Sources {
     pub fn alive(&self) -> Result<(), String> {
         let resync = self.desired.borrow().director.resync_interval;
         let state = self.state.borrow();
-        status::liveness(&state, resync, self.started, std::time::SystemTime::now())
+        status::liveness(&state, resync, self.started, std::time::Instant::now())
     }
 }
 
@@ -249,7 +249,7 @@ mod tests {
             announce: watch::channel(Vec::new()).1,
             held: watch::channel(Vec::new()).1,
             bird: watch::channel(None).1,
-            started: std::time::SystemTime::now(),
+            started: std::time::Instant::now(),
             counters: watch::channel(Default::default()).1,
             checks_completed: Default::default(),
         }

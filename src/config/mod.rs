@@ -163,6 +163,16 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub fn warnings(desired: &Desired) -> Vec<String> {
     use crate::ipvs::Scheduler;
     let mut w = Vec::new();
+    if let Some(sync) = &desired.sync {
+        // Valid by name, but the kernel refuses a daemon on a device this host lacks.
+        let dev = std::path::Path::new("/sys/class/net").join(&sync.interface);
+        if !dev.exists() {
+            w.push(format!(
+                "[sync] interface {:?} does not exist on this host: the kernel will refuse                  the sync daemons until it does",
+                sync.interface
+            ));
+        }
+    }
     if desired.announce.is_none() {
         return w;
     }

@@ -388,14 +388,24 @@ fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
     })
 }
 
+/// An interface name: 1 to 15 bytes (IFNAMSIZ), no slash, space or colon, not `.`
+/// or `..` (what the kernel's `dev_valid_name` takes).
+fn is_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', ':'])
+        && !name.chars().any(char::is_whitespace)
+}
+
 fn announce(v: &mut V<'_>, a: &AnnounceSection) -> Option<AnnounceSettings> {
     let ctx = "[announce]";
     let device = a
         .device
         .as_ref()
         .map_or("lvsdr0".to_string(), |d| d.get_ref().clone());
-    // An interface name: at most 15 bytes, no slash or space (IFNAMSIZ).
-    if device.is_empty() || device.len() > 15 || device.contains(['/', ' ', ':']) {
+    if !is_ifname(&device) {
         if let Some(d) = &a.device {
             v.err(
                 d.span(),
@@ -447,7 +457,19 @@ fn sync(v: &mut V<'_>, s: &SyncSection) -> Option<SyncSettings> {
     };
     let port = small(v, &s.port, 1, 65_535, "port");
     let ttl = small(v, &s.ttl, 1, 255, "ttl");
-    let maxlen = small(v, &s.maxlen, 1, 65_000, "maxlen");
+    // The kernel raises a backup daemon's maxlen below 1024 to 1024 (and lowers any
+    // to the interface's MTU less the headers): below 1024 the running daemon would
+    // never match the config, and be stopped and started again on every pass.
+    let maxlen = small(v, &s.maxlen, 1024, 65_000, "maxlen");
+    let interface = s.interface.get_ref();
+    if !is_ifname(interface) {
+        v.err(
+            s.interface.span(),
+            ctx,
+            format!("interface {interface:?} is not an interface name"),
+        );
+        return None;
+    }
     Some(SyncSettings {
         interface: s.interface.get_ref().clone(),
         sync_id: sync_id?,
@@ -900,6 +922,23 @@ fn real_server(
     };
     let upper = threshold(v, &r.upper_threshold, "upper_threshold");
     let lower = threshold(v, &r.lower_threshold, "lower_threshold");
+    // The kernel takes a lower threshold only under an upper one (it re-enables an
+    // overloaded server below `lower`; with no upper there is no overload).
+    if let (Some(u), Some(l), Some(span)) = (upper, lower, r.lower_threshold.as_ref()) {
+        if l > 0 && u == 0 {
+            v.err(
+                span.span(),
+                &ctx,
+                "lower_threshold needs an upper_threshold (the kernel refuses it alone)",
+            );
+        } else if l > u {
+            v.err(
+                span.span(),
+                &ctx,
+                format!("lower_threshold {l} is above upper_threshold {u}"),
+            );
+        }
+    }
     let merged = merge(service_check, r.check.as_ref().map(|c| c.get_ref()));
     // A check through the DR path needs the VIP and DR forwarding.
     let vip = match (key, fwd) {

@@ -433,7 +433,23 @@ impl Drop for Group {
 }
 
 /// How much of an exec check's stderr is kept (its last line names the failure).
-const EXEC_OUTPUT_LIMIT: u64 = 4096;
+const EXEC_OUTPUT_LIMIT: usize = 4096;
+
+/// Reads `r` to its end, keeping only its last `EXEC_OUTPUT_LIMIT` bytes. The whole
+/// of it is read: a pipe closed after the first 4 KiB killed a talkative command
+/// with SIGPIPE, and its check went down for it.
+async fn tail_of(mut r: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut kept = Vec::with_capacity(EXEC_OUTPUT_LIMIT);
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = r.read(&mut buf).await {
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > EXEC_OUTPUT_LIMIT {
+            kept.drain(..kept.len() - EXEC_OUTPUT_LIMIT);
+        }
+    }
+    kept
+}
 
 /// `setpriv`, where it is: it runs the command with no capabilities inherited from
 /// the director (CAP_NET_ADMIN must not reach an operator's script).
@@ -448,7 +464,6 @@ async fn exec_check(
     command: &str,
     timeout: Duration,
 ) -> Result<(), CheckFailure> {
-    use tokio::io::AsyncReadExt;
     let mut cmd = match setpriv() {
         Some(sp) => {
             let mut c = tokio::process::Command::new(sp);
@@ -489,12 +504,10 @@ async fn exec_check(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(|id| Group(nix::unistd::Pid::from_raw(id)));
-    let mut err = Vec::new();
-    if let Some(stderr) = child.stderr.take() {
-        // Bounded; the rest is left unread (the pipe fills, the command may block:
-        // its timeout ends it).
-        let _ = stderr.take(EXEC_OUTPUT_LIMIT).read_to_end(&mut err).await;
-    }
+    let err = match child.stderr.take() {
+        Some(stderr) => tail_of(stderr).await,
+        None => Vec::new(),
+    };
     let status = child
         .wait()
         .await
@@ -568,6 +581,27 @@ mod tests {
         )
         .await;
         assert!(err.is_err_and(|e| e.to_string().ends_with("exit status: 3: the real reason")));
+    }
+
+    /// More than 4 KiB on stderr: the pipe was closed after 4 KiB, the command died of
+    /// SIGPIPE, and a healthy server was marked down.
+    #[tokio::test]
+    async fn an_exec_check_that_writes_much_to_stderr_still_succeeds() {
+        let target: SocketAddr = "192.0.2.7:25".parse().expect("addr");
+        let loud = exec_check(
+            target,
+            "i=0; while [ $i -lt 2000 ]; do echo \"line $i of noise\" >&2; i=$((i+1)); done; exit 0",
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(loud.is_ok(), "{loud:?}");
+        let last = exec_check(
+            target,
+            "i=0; while [ $i -lt 2000 ]; do echo noise >&2; i=$((i+1)); done; echo 'why' >&2; exit 4",
+            Duration::from_secs(20),
+        )
+        .await;
+        assert!(last.is_err_and(|e| e.to_string().ends_with("exit status: 4: why")));
     }
 
     #[test]

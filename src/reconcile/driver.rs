@@ -88,6 +88,9 @@ pub struct ReconcileState {
     pub observed: Arc<Observed>,
     /// When the last pass ran.
     pub last_pass: Option<SystemTime>,
+    /// The same on the monotonic clock: what liveness is judged by, so that a step
+    /// of the wall clock neither makes the reconciler look stuck nor hides it.
+    pub last_pass_at: Option<Instant>,
     /// How long it took.
     pub last_pass_duration: Duration,
     /// How it read the kernel.
@@ -187,6 +190,9 @@ pub struct Reconciler<B> {
     held: HashMap<String, (ServiceKey, String)>,
     /// Services whose op was refused (transiently) at the last pass covering them.
     failed: HashSet<ServiceKey>,
+    /// The kernel's IPVS modules (schedulers, persistence engines) at the last full
+    /// read: held ops are tried again when they change.
+    modules: Option<Vec<String>>,
     /// Where what is managed is recorded across restarts.
     record: Option<Record>,
 }
@@ -212,6 +218,7 @@ impl<B: IpvsBackend> Reconciler<B> {
             daemons: Vec::new(),
             held: HashMap::new(),
             failed: HashSet::new(),
+            modules: None,
             record: None,
         }
     }
@@ -376,9 +383,17 @@ impl<B: IpvsBackend> Reconciler<B> {
             self.since.entry(id).or_insert(now);
         }
         drains.since = self.since.clone();
-        let (ops, mut held): (Vec<Op>, Vec<Op>) = plan(desired, observed, health, gate, &drains)
-            .into_iter()
-            .partition(|op| !self.held.contains_key(&op.to_string()));
+        let planned = plan(desired, observed, health, gate, &drains);
+        // A service whose add is held does not exist: its destinations' ops are held
+        // with it (they would only meet ESRCH, and be retried as transient).
+        let unborn: HashSet<ServiceKey> = planned
+            .iter()
+            .filter(|op| matches!(op, Op::AddService(_)) && self.held.contains_key(&op.to_string()))
+            .map(|op| op.service().clone())
+            .collect();
+        let (ops, mut held): (Vec<Op>, Vec<Op>) = planned.into_iter().partition(|op| {
+            !self.held.contains_key(&op.to_string()) && !unborn.contains(op.service())
+        });
         let outcome = self.apply(&ops).await;
         // A scoped pass says nothing of the services it did not cover: their failure
         // stands until a pass covers them (else the VIPs would flap).
@@ -512,8 +527,20 @@ impl<B: IpvsBackend> Reconciler<B> {
     async fn full_read(&mut self, blocks: Vec<Block>) -> Result<ReadKind, IpvsError> {
         let table = self.backend.table().await?;
         let services = table.len();
-        // The kernel may have changed (a scheduler module loaded): try again.
-        self.held.clear();
+        // The kernel may have changed (a scheduler module loaded): try again. Only
+        // then: clearing at every full read retried every held op, and withdrew and
+        // announced its VIPs again, every few minutes.
+        let modules = ipvs_modules();
+        if self.modules.as_ref() != Some(&modules) {
+            if self.modules.is_some() && !self.held.is_empty() {
+                info!(
+                    ?modules,
+                    "the kernel's IPVS modules changed: trying held ops again"
+                );
+            }
+            self.held.clear();
+            self.modules = Some(modules);
+        }
         self.cache = Some(TableCache::full(table, &blocks));
         self.last_full = Some((Instant::now(), SystemTime::now()));
         self.full_due = false;
@@ -540,6 +567,9 @@ impl<B: IpvsBackend> Reconciler<B> {
         if ops.is_empty() {
             return out;
         }
+        // Services whose add the kernel refused for good in this batch: the refusal
+        // of their later ops follows from it (ESRCH) and is held with it.
+        let mut unborn: HashSet<ServiceKey> = HashSet::new();
         for (op, r) in ops.iter().zip(self.backend.apply(ops).await) {
             let e = match r {
                 Ok(()) => {
@@ -549,12 +579,21 @@ impl<B: IpvsBackend> Reconciler<B> {
                 }
                 Err(e) => e,
             };
+            if unborn.contains(op.service()) {
+                debug!(%op, error = %e, "its service's add was refused: held with it");
+                out.refused_for_good
+                    .push((op.clone(), format!("its service could not be added ({e})")));
+                continue;
+            }
             match classify(op, &e) {
                 Refusal::Converged => {
                     info!(%op, error = %e, "already so in the kernel (another writer?); reading the service again");
                     out.converged.insert(op.service().clone());
                 }
                 Refusal::Permanent => {
+                    if matches!(op, Op::AddService(_)) {
+                        unborn.insert(op.service().clone());
+                    }
                     error!(%op, error = %e, "refused for good: held back until the config or the kernel changes");
                     out.refused_for_good.push((op.clone(), e.to_string()));
                 }
@@ -575,11 +614,18 @@ impl<B: IpvsBackend> Reconciler<B> {
         out
     }
 
-    /// With `on_exit = "flush"`, deletes every managed and retired service.
+    /// With `on_exit = "flush"`, deletes every managed and retired service; with
+    /// `[announce]`, only after `withdraw_grace`: the announcer withdraws the VIPs at
+    /// shutdown, and the routers need that long to move the traffic elsewhere (a flush
+    /// at the moment of withdrawal cut the flows still arriving).
     pub async fn exit(&mut self, desired: &Desired) {
         if desired.director.on_exit != OnExit::Flush {
             info!("shutting down; the IPVS table stays as it is (on_exit = keep)");
             return;
+        }
+        if let Some(a) = &desired.announce {
+            info!(grace = ?a.withdraw_grace, "shutting down: flushing after the VIPs' withdraw_grace");
+            tokio::time::sleep(a.withdraw_grace).await;
         }
         let Ok(table) = self.backend.table().await else {
             warn!("shutting down: cannot read the table to flush the managed services");
@@ -601,6 +647,20 @@ impl<B: IpvsBackend> Reconciler<B> {
             "shutting down: managed services flushed (on_exit = flush)"
         );
     }
+}
+
+/// The IPVS modules loaded (`/sys/module/ip_vs*`), sorted; empty where it cannot be
+/// read.
+fn ipvs_modules() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/sys/module")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("ip_vs"))
+        .collect();
+    v.sort();
+    v
 }
 
 fn proc_failed(e: &IpvsError) {
@@ -769,6 +829,7 @@ fn publish<B: IpvsBackend>(
             s.observed = o;
         }
         s.last_pass = Some(SystemTime::now());
+        s.last_pass_at = Some(Instant::now());
         s.last_pass_duration = report.took;
         s.last_read = report.read;
         s.last_full_read = last_full;

@@ -3,8 +3,8 @@
 //! - **Converged**: EEXIST on an add, ENOENT/ESRCH on a delete. Someone else (another
 //!   writer, an operator) got there first; the kernel may already be right. The
 //!   service is read again at once, without backoff.
-//! - **Permanent**: EINVAL, a scheduler or persistence engine the kernel does not have,
-//!   EPERM. Retrying cannot help: the op is held back (reported in `/status` and
+//! - **Permanent**: EINVAL, ERANGE (a value out of the kernel's range), a scheduler or
+//!   persistence engine the kernel does not have, EPERM. Retrying cannot help: the op is held back (reported in `/status` and
 //!   `/metrics`) until the config changes or a full read finds the kernel changed.
 //! - **Transient**: anything else (a lost socket, ENOMEM, EBUSY): retried with backoff.
 
@@ -34,6 +34,9 @@ pub fn classify(op: &Op, e: &IpvsError) -> Refusal {
             Refusal::Permanent
         }
         IpvsError::Invalid { .. } | IpvsError::PermissionDenied { .. } => Refusal::Permanent,
+        IpvsError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ERANGE) => {
+            Refusal::Permanent
+        }
         _ => Refusal::Transient,
     }
 }
@@ -90,6 +93,12 @@ mod tests {
                 Refusal::Permanent,
             ),
             (Op::AddService(svc.clone()), libc::EPERM, Refusal::Permanent),
+            // Retried for ever with backoff before: a value the kernel will never take.
+            (
+                Op::AddDest(key.clone(), dest),
+                libc::ERANGE,
+                Refusal::Permanent,
+            ),
             (
                 Op::AddDest(key.clone(), dest),
                 libc::ENOMEM,

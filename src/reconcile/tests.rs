@@ -640,6 +640,47 @@ mod driver_loop {
         }
     }
 
+    /// `on_exit = "flush"` with `[announce]`: the table stays through `withdraw_grace`
+    /// (the routers still send flows while they learn of the withdrawal), then goes.
+    /// It was flushed at the moment of withdrawal before.
+    #[tokio::test(start_paused = true)]
+    async fn flush_on_exit_waits_for_the_withdraw_grace() {
+        let mut d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        d.director.on_exit = OnExit::Flush;
+        d.announce = Some(AnnounceSettings {
+            device: "lvsdr0".into(),
+            min_up: 1,
+            withdraw_grace: Duration::from_secs(5),
+            bird_socket: None,
+        });
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        let t = start(d, h, kernel.clone());
+        settle().await;
+        assert_eq!(kernel.observed().services.len(), 1);
+        t.cancel.cancel();
+        settle().await;
+        tokio::time::advance(Duration::from_millis(4900)).await;
+        settle().await;
+        assert_eq!(
+            kernel.observed().services.len(),
+            1,
+            "flushed within withdraw_grace"
+        );
+        tokio::time::advance(Duration::from_millis(200)).await;
+        for _ in 0..50 {
+            settle().await;
+            if t.task.is_finished() {
+                break;
+            }
+        }
+        assert!(t.task.is_finished());
+        assert!(
+            kernel.observed().services.is_empty(),
+            "not flushed after it"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_service_dropped_while_the_director_was_down_is_removed_at_the_next_start() {
         let dir = std::env::temp_dir().join(format!("lvsdr-record-{}", std::process::id()));
@@ -740,6 +781,36 @@ mod driver_loop {
         settle().await;
         assert_eq!(t.kernel.observed().services[&key(80)].dests.len(), 2);
         assert!(t.state.borrow().held.is_empty());
+    }
+
+    /// A service the kernel refuses for good (a scheduler module it lacks): its
+    /// destination adds went out anyway, met ESRCH, and were retried as transient
+    /// errors with backoff for ever (and withdrew every VIP). Now they are held with
+    /// it, and nothing is retried.
+    #[tokio::test(start_paused = true)]
+    async fn a_held_service_add_holds_its_destinations_too() {
+        let d = desired(vec![
+            svc(80, vec![rs("10.0.0.11", 80, 1)]),
+            svc(81, vec![rs("10.0.0.11", 81, 1), rs("10.0.0.12", 81, 1)]),
+        ]);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        kernel.fail_with(":81 scheduler", 1, libc::ENOENT);
+        let t = start(d, h, kernel);
+        settle().await;
+        let sent = t.kernel.applied();
+        // Past full_resync_interval (300 s): a full read, with the same modules, does
+        // not release what is held (it cleared every held op before).
+        for _ in 0..12 {
+            tokio::time::advance(Duration::from_secs(31)).await;
+            settle().await;
+        }
+        let st = t.state.borrow().clone();
+        assert!(st.errors.is_empty(), "retried as transient: {st:?}");
+        assert_eq!(st.held.len(), 3, "the add and its two destinations: {st:?}");
+        assert_eq!(t.kernel.applied(), sent, "a held op went out again");
+        assert_eq!(st.failing, vec![key(81)], "{st:?}");
+        assert_eq!(t.kernel.observed().services.len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
