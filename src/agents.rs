@@ -211,6 +211,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let epoch = random_epoch();
+    let started = Instant::now();
     let mut generation = 0u64;
     let mut memory: HashMap<IpAddr, LastGood> = HashMap::new();
     loop {
@@ -229,6 +230,7 @@ pub async fn run(
                     generation,
                     gate: &gate,
                     agents: &agents,
+                    started,
                 };
                 if let Some(stop) = push.run(&mut desired, &mut memory, &cancel).await {
                     if stop {
@@ -253,6 +255,10 @@ struct Pushing<'a> {
     generation: u64,
     gate: &'a watch::Sender<Gate>,
     agents: &'a watch::Sender<AgentMap>,
+    /// When this run began: a failed push counts as heard only `confirm_grace` after
+    /// it (the kernel's weight came from an earlier run's confirmation, which a lost
+    /// first push must not undo at once).
+    started: Instant,
 }
 
 impl Pushing<'_> {
@@ -334,7 +340,11 @@ impl Pushing<'_> {
             let (ok, next) =
                 confirmed_after(&outcome, &vips, &last, now_i, self.settings.confirm_grace);
             memory.insert(addr, next);
-            heard.insert(addr);
+            let grace_over =
+                now_i.saturating_duration_since(self.started) >= self.settings.confirm_grace;
+            if matches!(outcome, Outcome::Answered { .. }) || grace_over {
+                heard.insert(addr);
+            }
             let every = vips.iter().all(|v| ok.contains(v));
             let answered = matches!(outcome, Outcome::Answered { refusal: None, .. });
             all &= every && answered;
