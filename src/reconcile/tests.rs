@@ -81,6 +81,19 @@ fn desired(services: Vec<DesiredService>) -> Desired {
     }
 }
 
+/// `[agents]` with `require = true`.
+fn required_agents() -> Option<AgentSettings> {
+    Some(AgentSettings {
+        port: 9181,
+        ca: "ca.pem".into(),
+        cert: "d.pem".into(),
+        key: "d.key".into(),
+        require: true,
+        push_interval: Duration::from_secs(30),
+        confirm_grace: Duration::from_secs(30),
+    })
+}
+
 fn all(d: &Desired, h: Health) -> HealthMap {
     d.checks().into_iter().map(|c| (c, h)).collect()
 }
@@ -295,15 +308,7 @@ fn unmanaged_services_are_left_alone_and_retired_ones_go() {
 #[test]
 fn the_starting_gate_gives_no_weight_to_a_server_whose_agent_has_not_answered() {
     let mut d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
-    d.agents = Some(crate::model::AgentSettings {
-        port: 9181,
-        ca: "ca.pem".into(),
-        cert: "d.pem".into(),
-        key: "d.key".into(),
-        require: true,
-        push_interval: Duration::from_secs(30),
-        confirm_grace: Duration::from_secs(30),
-    });
+    d.agents = required_agents();
     let h = all(&d, Health::Up);
     let ops = plan(
         &d,
@@ -334,15 +339,7 @@ fn a_restart_keeps_the_kernels_weights_until_the_agents_are_heard_from() {
         80,
         vec![rs("10.0.0.11", 80, 5), rs("10.0.0.12", 80, 5)],
     )]);
-    d.agents = Some(crate::model::AgentSettings {
-        port: 9181,
-        ca: "ca.pem".into(),
-        cert: "d.pem".into(),
-        key: "d.key".into(),
-        require: true,
-        push_interval: Duration::from_secs(30),
-        confirm_grace: Duration::from_secs(30),
-    });
+    d.agents = required_agents();
     // The kernel as the last run left it: .11 with weight, .12 held at 0.
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
