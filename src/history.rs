@@ -2,7 +2,7 @@
 //! connections per second and how many of its real servers are up, for the last
 //! [`KEPT`] (15 minutes). Pure: the director's sampling task feeds it status snapshots.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use crate::health::Health;
@@ -58,8 +58,11 @@ impl History {
             self.times.pop_front();
         }
         let keep = self.times.len();
+        // By a set of names: a scan of the list per kept service was quadratic, 10^8
+        // comparisons every 10 s at 10,000 services.
+        let current: HashSet<&str> = status.services.iter().map(|s| s.name.as_str()).collect();
         self.services
-            .retain(|name, _| status.services.iter().any(|s| &s.name == name));
+            .retain(|name, _| current.contains(name.as_str()));
         for s in &status.services {
             let up = s
                 .real_servers

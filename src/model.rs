@@ -99,6 +99,27 @@ pub struct DesiredService {
     pub vips: Vec<std::net::IpAddr>,
 }
 
+impl DesiredService {
+    /// Whether it carries UDP (a fwmark service may carry either: not counted).
+    pub fn is_udp(&self) -> bool {
+        matches!(
+            self.service.key,
+            crate::ipvs::ServiceKey::Addr {
+                protocol: crate::ipvs::Protocol::Udp,
+                ..
+            }
+        )
+    }
+
+    /// Whether it keeps clients on one real server (persistence).
+    pub fn is_persistent(&self) -> bool {
+        self.service
+            .settings
+            .flags
+            .contains(crate::ipvs::ServiceFlags::PERSISTENT)
+    }
+}
+
 /// Everything the config asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {

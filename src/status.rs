@@ -169,10 +169,11 @@ pub struct ServerStatus {
     pub stats: Stats,
 }
 
-/// Whether the one writer is alive: its last pass (or, before the first one, the
-/// start) is no older than twice `resync_interval` plus [`PASS_DEADLINE`] (a pass may
-/// legitimately take that long; a stuck one is abandoned at the deadline and
-/// publishes). `Err` says why not, for `/healthz` and the systemd watchdog.
+/// Whether the one writer is alive: its last pass, or the last answer the kernel gave
+/// the pass in progress (or, before either, the start) is no older than twice
+/// `resync_interval` plus [`PASS_DEADLINE`] (a pass that stops moving is abandoned at
+/// the deadline and publishes; one that moves may take any time). `Err` says why not,
+/// for `/healthz`, the announcer and the systemd watchdog.
 ///
 /// [`PASS_DEADLINE`]: crate::reconcile::driver::PASS_DEADLINE
 pub fn liveness(
@@ -182,9 +183,11 @@ pub fn liveness(
     now: Instant,
 ) -> Result<(), String> {
     let limit = resync_interval * 2 + crate::reconcile::driver::PASS_DEADLINE;
-    let (since, what) = match state.last_pass_at {
-        Some(t) => (t, "the last reconcile pass"),
-        None => (started, "start, with no reconcile pass yet,"),
+    let (since, what) = match (state.last_pass_at, state.progress_at) {
+        (Some(p), Some(m)) if m > p => (m, "the last progress of a reconcile pass"),
+        (None, Some(m)) => (m, "the last progress of the first reconcile pass"),
+        (Some(p), _) => (p, "the last reconcile pass"),
+        (None, None) => (started, "start, with no reconcile pass yet,"),
     };
     let age = now.saturating_duration_since(since);
     if age > limit {
@@ -357,5 +360,27 @@ mod liveness_tests {
         let e = liveness(&st, resync, t0, t0 + Duration::from_secs(101) + limit);
         assert!(e.is_err_and(|e| e.contains("the reconciler is stuck")));
         assert!(liveness(&st, resync, t0, t0).is_ok());
+    }
+
+    /// A first pass of minutes (10,000 services under emulation) is alive while the
+    /// kernel answers it; it was judged stuck, so the watchdog restarted the director
+    /// in the middle of programming, and the announcer withdrew every VIP.
+    #[test]
+    fn a_long_pass_that_moves_is_alive() {
+        let t0 = Instant::now();
+        let resync = Duration::from_secs(30);
+        let limit = resync * 2 + crate::reconcile::driver::PASS_DEADLINE;
+        let mut st = ReconcileState::default();
+        let later = t0 + limit * 5;
+        assert!(liveness(&st, resync, t0, later).is_err());
+        st.progress_at = Some(later - Duration::from_secs(5));
+        assert!(liveness(&st, resync, t0, later).is_ok());
+        // After passes: a pass that moved last long ago is stuck again.
+        st.last_pass_at = Some(t0 + limit * 2);
+        st.progress_at = Some(t0 + limit);
+        let e = liveness(&st, resync, t0, later);
+        assert!(e.is_err_and(|e| e.contains("the last reconcile pass")));
+        st.progress_at = Some(later);
+        assert!(liveness(&st, resync, t0, later).is_ok());
     }
 }

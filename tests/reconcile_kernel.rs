@@ -54,6 +54,9 @@ impl IpvsBackend for SecondWriter {
         }
         self.kernel.apply(ops).await
     }
+    fn progress(&self) -> lvsdr::ipvs::Progress {
+        self.kernel.progress()
+    }
 }
 
 fn config(servers: &[&str]) -> Desired {

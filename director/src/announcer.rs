@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use lvsdr::announce::{decide, Verdict};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::ReconcileState;
-use lvsdr_netdev::Net;
+use lvsdr_netdev::{Net, Repair};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -55,6 +55,35 @@ async fn publish_held(
     }
 }
 
+/// The verdicts as the device has them: `announced` says whether the VIP is on the
+/// device (what BIRD exports), and `why` says so where that differs from the decision
+/// (an add or a removal the kernel refused, or before the first pass).
+fn as_on_device(
+    verdicts: Vec<Verdict>,
+    on: &BTreeSet<IpAddr>,
+    device: &str,
+    failed: &std::collections::BTreeMap<IpAddr, String>,
+) -> Vec<Verdict> {
+    verdicts
+        .into_iter()
+        .map(|mut x| {
+            let is_on = on.contains(&x.vip);
+            if is_on != x.announced {
+                let error = failed
+                    .get(&x.vip)
+                    .map_or(String::new(), |e| format!(": {e}"));
+                x.why = if is_on {
+                    format!("still on {device} ({}, not withdrawn{error})", x.why)
+                } else {
+                    format!("not on {device} ({}, not added{error})", x.why)
+                };
+                x.announced = is_on;
+            }
+            x
+        })
+        .collect()
+}
+
 /// Runs until cancelled, then withdraws.
 pub async fn run(
     mut desired: watch::Receiver<Arc<Desired>>,
@@ -83,18 +112,30 @@ pub async fn run(
         let d = desired.borrow_and_update().clone();
         publish_held(&net, &d, lo, device.as_ref().map(|x| x.1), &held).await;
         let Some(a) = &d.announce else { continue };
-        let index = match &device {
-            Some((name, i)) if *name == a.device => *i,
-            _ => match net.ensure_device(&a.device).await {
-                Ok(i) => {
-                    device = Some((a.device.clone(), i));
-                    i
+        // Looked up every tick, not kept: a device deleted, recreated (a new index),
+        // renamed away or set down is repaired within a second.
+        let index = match net.keep_device(&a.device).await {
+            Ok((i, repair)) => {
+                let first = device.is_none();
+                device = Some((a.device.clone(), i));
+                match repair {
+                    Repair::Nothing => {}
+                    Repair::Created if first => {
+                        info!(device = %a.device, "announce device created")
+                    }
+                    Repair::Created => {
+                        warn!(device = %a.device, "the announce device was gone (deleted or renamed): created again")
+                    }
+                    Repair::SetUp => {
+                        warn!(device = %a.device, "the announce device was down: set up")
+                    }
                 }
-                Err(e) => {
-                    warn!("announce: {e}");
-                    continue;
-                }
-            },
+                i
+            }
+            Err(e) => {
+                warn!("announce: {e}");
+                continue;
+            }
         };
         // BIRD's view, every few seconds: a slow or absent BIRD delays nothing else.
         ticks += 1;
@@ -125,22 +166,32 @@ pub async fn run(
         for x in &mut v {
             x.exported_to = exports.get(&x.vip).cloned().unwrap_or_default();
         }
-        verdicts.send_replace(v.clone());
-        if st.last_pass.is_none() {
-            continue; // adopt what is there until the first pass
-        }
-        let want: BTreeSet<IpAddr> = v.iter().filter(|x| x.announced).map(|x| x.vip).collect();
         let have = match net.addresses_on(index).await {
             Ok(a) => ours(a),
             Err(e) => {
                 warn!("announce: {e}");
+                verdicts.send_replace(v);
                 continue;
             }
         };
+        if st.last_pass.is_none() {
+            // Adopt what is there until the first pass.
+            verdicts.send_replace(as_on_device(v, &have, &a.device, &Default::default()));
+            continue;
+        }
+        let want: BTreeSet<IpAddr> = v.iter().filter(|x| x.announced).map(|x| x.vip).collect();
+        let mut failed: std::collections::BTreeMap<IpAddr, String> = Default::default();
+        let mut now_on = have.clone();
         for ip in want.difference(&have) {
             match net.add(index, *ip).await {
-                Ok(()) => info!(vip = %ip, device = %a.device, "announcing"),
-                Err(e) => warn!("announce: {e}"),
+                Ok(()) => {
+                    info!(vip = %ip, device = %a.device, "announcing");
+                    now_on.insert(*ip);
+                }
+                Err(e) => {
+                    warn!("announce: {e}");
+                    failed.insert(*ip, e.to_string());
+                }
             }
         }
         for ip in have.difference(&want) {
@@ -149,10 +200,17 @@ pub async fn run(
                 .find(|x| x.vip == *ip)
                 .map_or("not a VIP of the config".to_string(), |x| x.why.clone());
             match net.remove(index, *ip).await {
-                Ok(()) => info!(vip = %ip, device = %a.device, %why, "withdrawing"),
-                Err(e) => warn!("announce: {e}"),
+                Ok(()) => {
+                    info!(vip = %ip, device = %a.device, %why, "withdrawing");
+                    now_on.remove(ip);
+                }
+                Err(e) => {
+                    warn!("announce: {e}");
+                    failed.insert(*ip, e.to_string());
+                }
             }
         }
+        verdicts.send_replace(as_on_device(v, &now_on, &a.device, &failed));
     }
     // Shutdown: withdraw first, then give the routers time to move the traffic.
     let grace = desired.borrow().announce.as_ref().map(|a| a.withdraw_grace);
@@ -173,4 +231,48 @@ pub async fn run(
         tokio::time::sleep(grace).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(vip: &str, announced: bool) -> Verdict {
+        Verdict {
+            vip: vip.parse().expect("ip"),
+            announced,
+            why: "2 of 2 real servers have weight".into(),
+            exported_to: Vec::new(),
+        }
+    }
+
+    /// `/status` says what BIRD can see: a VIP decided but refused by the kernel is
+    /// not announced, one that could not be withdrawn still is.
+    #[test]
+    fn the_verdicts_say_what_is_on_the_device() {
+        let on: BTreeSet<IpAddr> = ["192.0.2.20".parse().expect("ip")].into();
+        let failed = [("192.0.2.10".parse().expect("ip"), "EPERM".to_string())].into();
+        let v = as_on_device(
+            vec![
+                verdict("192.0.2.10", true),
+                verdict("192.0.2.20", false),
+                verdict("192.0.2.30", false),
+            ],
+            &on,
+            "lvsdr0",
+            &failed,
+        );
+        assert!(
+            !v[0].announced && v[0].why.contains("not on lvsdr0") && v[0].why.contains("EPERM"),
+            "{v:?}"
+        );
+        assert!(
+            v[1].announced && v[1].why.contains("still on lvsdr0"),
+            "{v:?}"
+        );
+        assert!(
+            !v[2].announced && v[2].why == "2 of 2 real servers have weight",
+            "{v:?}"
+        );
+    }
 }

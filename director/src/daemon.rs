@@ -62,6 +62,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
     let pusher = tokio::spawn(lvsdr::agents::run(
         desired_rx.clone(),
+        state_rx.clone(),
         gate_tx,
         agents_tx,
         cancel.child_token(),
@@ -220,7 +221,7 @@ fn reload(
     listen: std::net::SocketAddr,
 ) {
     let generation = reload.borrow().generation;
-    match loaded {
+    match accept(loaded) {
         Ok(d) => {
             if d.director.status_listen != listen {
                 warn!(
@@ -244,21 +245,49 @@ fn reload(
                 errors: Vec::new(),
             });
         }
-        Err(e) => {
-            error!("SIGHUP: config rejected, generation {generation} stays in force: {e}");
+        Err(errors) => {
+            error!(
+                "SIGHUP: config rejected, generation {generation} stays in force: {}",
+                errors.join("; ")
+            );
             reload.send_replace(ReloadStatus {
                 generation,
                 at: now(),
                 ok: false,
-                errors: e.0.iter().map(ToString::to_string).collect(),
+                errors,
             });
         }
     }
 }
 
+/// Whether a loaded config may replace the running one: it parsed and validated, and
+/// with `[agents]` its TLS files load (a reload that broke them stopped every push;
+/// the running config must stay instead). The errors, each naming what and where.
+fn accept(loaded: Result<Desired, config::ConfigErrors>) -> Result<Desired, Vec<String>> {
+    let d = loaded.map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    if let Some(a) = &d.agents {
+        lvsdr::agents::client(a).map_err(|e| vec![format!("[agents]: {e}")])?;
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_whose_agent_tls_files_do_not_load_is_refused() {
+        let text = "[agents]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/d.pem\"\n\
+                    key = \"/nonexistent/d.key\"\n";
+        let errors = accept(config::parse(text, "d.toml")).expect_err("refused");
+        assert!(
+            errors.len() == 1 && errors[0].contains("/nonexistent/ca.pem"),
+            "{errors:?}"
+        );
+        let bad = accept(config::parse("[director]\nnope = 1\n", "d.toml")).expect_err("invalid");
+        assert!(bad.iter().any(|e| e.contains("d.toml")), "{bad:?}");
+        assert!(accept(config::parse("", "d.toml")).is_ok());
+    }
 
     #[tokio::test]
     async fn a_task_that_ends_or_panics_is_named_with_its_reason() {

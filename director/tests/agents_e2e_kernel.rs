@@ -1,12 +1,16 @@
 //! The director with real-server agents, in the test VM: the agents put the VIP on the
 //! real servers and suppress ARP (the test does neither), and with `require = true` a
-//! real server whose agent is not running gets no traffic until its agent is back.
+//! real server whose agent is not running gets no traffic until its agent is back; a
+//! restart of the director (kill -9, SIGTERM) changes nothing in the table and fails
+//! no request.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use support::clients::ClientLoop;
 use support::director::*;
 use support::lab::{Lab, Server};
 
@@ -111,4 +115,52 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
     assert_eq!(seen.get("rs2"), None, "{seen:?}");
     let _a2 = start_agent(&lab, &agent_bin(), 2, &c2);
     wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+
+    // A restart changes nothing that is right: kill -9, then SIGTERM, each followed by
+    // a start, with a client every 0.1 s throughout. The starting gate was closed and
+    // health unknown, so the first pass zeroed both servers and the VIP had no server
+    // until agents and checks answered.
+    let vip: std::net::SocketAddr = format!("{}:80", lab.vip()).parse().expect("vip");
+    let clients = ClientLoop::http(&lab.client, vip, Duration::from_millis(100));
+    let mut d = d;
+    for how in ["KILL", "TERM"] {
+        let before = clients.reset();
+        d.signal(how);
+        let _ = d.child.wait();
+        let restarted = start_director(&lab, BIN, &config);
+        // Both agents heard from and confirmed, both checks up, a few passes made.
+        let settled = support::poll(60, || {
+            let st = status(&lab);
+            let confirmed = st["agents"]
+                .as_array()
+                .is_some_and(|a| a.len() == 2 && a.iter().all(|x| x["confirmed"] == true));
+            let up = [1, 2]
+                .iter()
+                .all(|i| server(&st, "web", &lab.rip(*i))["health"] == "up");
+            (confirmed && up && st["reconcile"]["passes"].as_u64() >= Some(3)).then_some(st)
+        })
+        .unwrap_or_else(|| panic!("not settled after SIG{how}:\n{}", restarted.log()));
+        let after = clients.reset();
+        println!(
+            "SIG{how} and a start: {} requests ok, {} failed, longest gap {:?} (before: {} ok, {} failed)",
+            after.ok, after.failed, after.longest_gap, before.ok, before.failed
+        );
+        assert_eq!(
+            settled["reconcile"]["ops_applied"],
+            0,
+            "a restart after SIG{how} changed the table: {settled}\n{}",
+            restarted.log()
+        );
+        assert_eq!(
+            after.failed,
+            0,
+            "requests failed across SIG{how} and a start: {:?}\n{}",
+            after.errors,
+            restarted.log()
+        );
+        assert!(after.ok > 0, "the client loop did not run");
+        wait_weights(&lab, &[(1, 1), (2, 1)], 5, &restarted);
+        d = restarted;
+    }
+    clients.stop();
 }

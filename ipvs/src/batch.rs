@@ -21,6 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::error::IpvsError;
 use super::handle::kernel_error;
+use super::progress::Progress;
 use super::wire::{GenlMsg, Request};
 
 /// At most this many changes go in one buffer: even if each of them fails, their
@@ -34,6 +35,7 @@ pub struct Writer {
     sock: tokio::net::UdpSocket,
     seq: u32,
     recv_buf: Vec<u8>,
+    progress: Progress,
 }
 
 fn socket_err(context: &str, e: impl std::fmt::Display) -> IpvsError {
@@ -44,8 +46,9 @@ fn socket_err(context: &str, e: impl std::fmt::Display) -> IpvsError {
 }
 
 impl Writer {
-    /// A generic-netlink socket of its own.
-    pub fn connect() -> Result<Writer, IpvsError> {
+    /// A generic-netlink socket of its own; every datagram of answers counts in
+    /// `progress`.
+    pub fn connect(progress: Progress) -> Result<Writer, IpvsError> {
         let open = || -> std::io::Result<tokio::net::UdpSocket> {
             let s = Socket::new(
                 Domain::from(libc::AF_NETLINK),
@@ -62,6 +65,7 @@ impl Writer {
             sock,
             seq: 0,
             recv_buf: vec![0; 64 * 1024],
+            progress,
         })
     }
 
@@ -157,6 +161,7 @@ impl Writer {
     ) -> Result<(), IpvsError> {
         loop {
             let n = self.recv().await?;
+            self.progress.tick(1);
             for (seq, errno) in acks(&self.recv_buf[..n]) {
                 // Answers to an earlier buffer (one that timed out) are not ours.
                 let Some(i) = index(first, seq, reqs.len()) else {

@@ -26,6 +26,7 @@ use neli::utils::Groups;
 use super::batch::Writer;
 use super::consts as k;
 use super::error::IpvsError;
+use super::progress::Progress;
 use super::types::{
     Daemon, DaemonState, Dest, DestEntry, Info, Service, ServiceEntry, ServiceKey, Timeouts,
 };
@@ -53,6 +54,7 @@ pub struct IpvsHandle {
     writer: tokio::sync::Mutex<Writer>,
     sent: std::sync::atomic::AtomicU64,
     broken: std::sync::atomic::AtomicBool,
+    progress: Progress,
 }
 
 /// The netns of this process, as `net:[inode]`, for error messages.
@@ -72,6 +74,12 @@ fn socket_err(context: &str, e: impl std::fmt::Display) -> IpvsError {
 impl IpvsHandle {
     /// Opens a generic-netlink socket and resolves the `IPVS` family.
     pub async fn connect() -> Result<IpvsHandle, IpvsError> {
+        IpvsHandle::connect_counting(Progress::default()).await
+    }
+
+    /// The same, counting every answer it receives in `progress` (shared with the
+    /// sockets before and after it).
+    pub async fn connect_counting(progress: Progress) -> Result<IpvsHandle, IpvsError> {
         let (router, _multicast) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
             .await
             .map_err(|e| socket_err("connect", e))?;
@@ -88,9 +96,10 @@ impl IpvsHandle {
             router,
             family,
             dump_lock: tokio::sync::Mutex::new(()),
-            writer: tokio::sync::Mutex::new(Writer::connect()?),
+            writer: tokio::sync::Mutex::new(Writer::connect(progress.clone())?),
             sent: std::sync::atomic::AtomicU64::new(0),
             broken: std::sync::atomic::AtomicBool::new(false),
+            progress,
         })
     }
 
@@ -128,7 +137,7 @@ impl IpvsHandle {
     /// Reads a request's answers until its ack (or the end of its dump), each within
     /// [`REPLY_TIMEOUT`].
     async fn collect(&self, req: &Request, rx: Receiver) -> Result<Vec<Reply>, IpvsError> {
-        match Self::collect_within(req, rx, REPLY_TIMEOUT).await {
+        match Self::collect_within(req, rx, REPLY_TIMEOUT, &self.progress).await {
             Ok(r) => Ok(r),
             Err((e, Some(libc::ENOENT))) => {
                 // Also what the kernel says to a family id it no longer has (ip_vs was
@@ -157,6 +166,7 @@ impl IpvsHandle {
         req: &Request,
         mut rx: Receiver,
         deadline: std::time::Duration,
+        progress: &Progress,
     ) -> Result<Vec<Reply>, (IpvsError, Option<i32>)> {
         let mut replies = Vec::new();
         loop {
@@ -170,6 +180,7 @@ impl IpvsHandle {
                 return Err((e, None));
             };
             let Some(msg) = next else { break };
+            progress.tick(1);
             match msg {
                 Ok(m) => {
                     if let NlPayload::Payload(p) = m.nl_payload() {

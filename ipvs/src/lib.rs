@@ -6,6 +6,7 @@
 //! - [`handle`]: the socket: family resolution, pipelined requests, dumps, typed errors.
 //! - [`batch`]: changes, many to one `sendmsg`.
 //! - [`proc`]: `/proc/net/ip_vs`, the one-read listing used to detect changes.
+//! - [`progress`]: a count of the kernel's answers (a stall is no answer for long).
 //! - [`error`]: what can go wrong, naming the object and the operation.
 
 pub mod consts;
@@ -21,6 +22,8 @@ pub mod error;
 pub mod handle;
 pub mod listing;
 pub mod proc;
+pub mod progress;
 
 pub use error::IpvsError;
 pub use handle::IpvsHandle;
+pub use progress::Progress;

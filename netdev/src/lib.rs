@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::LinkAttribute;
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::Handle;
 
 /// A route-netlink request that failed: what was asked, and the kernel's or the
@@ -27,6 +27,17 @@ impl NetError {
             detail: detail.to_string(),
         }
     }
+}
+
+/// What [`Net::keep_device`] had to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// The device was there and up.
+    Nothing,
+    /// No interface had the name: a dummy was created (and set up).
+    Created,
+    /// It was down: set up.
+    SetUp,
 }
 
 /// A route-netlink connection in this process's namespace.
@@ -84,8 +95,30 @@ impl Net {
         self.link_index(name).await
     }
 
-    /// The index of interface `name`.
-    pub async fn link_index(&self, name: &str) -> Result<u32, NetError> {
+    /// Keeps interface `name` there and up, for a caller that looks every second: a
+    /// dummy is created when no interface has the name (deleted, or renamed away),
+    /// and a device that is down is set up (BIRD's `direct` protocol ignores a down
+    /// device, so its VIPs would be withdrawn). Its index (new after a recreation),
+    /// and what was repaired.
+    pub async fn keep_device(&self, name: &str) -> Result<(u32, Repair), NetError> {
+        let Ok((index, up)) = self.link_state(name).await else {
+            return Ok((self.ensure_device(name).await?, Repair::Created));
+        };
+        if up {
+            return Ok((index, Repair::Nothing));
+        }
+        let msg = rtnetlink::LinkUnspec::new_with_index(index).up().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| NetError::new(format!("setting {name} up"), e))?;
+        Ok((index, Repair::SetUp))
+    }
+
+    /// The index of interface `name`, and whether it is up.
+    pub async fn link_state(&self, name: &str) -> Result<(u32, bool), NetError> {
         let mut links = self
             .handle
             .link()
@@ -93,10 +126,15 @@ impl Net {
             .match_name(name.to_string())
             .execute();
         match links.try_next().await {
-            Ok(Some(l)) => Ok(l.header.index),
+            Ok(Some(l)) => Ok((l.header.index, l.header.flags.contains(LinkFlags::Up))),
             Ok(None) => Err(NetError::new(format!("no interface {name:?}"), "not found")),
             Err(e) => Err(NetError::new(format!("no interface {name:?}"), e)),
         }
+    }
+
+    /// The index of interface `name`.
+    pub async fn link_index(&self, name: &str) -> Result<u32, NetError> {
+        Ok(self.link_state(name).await?.0)
     }
 
     async fn messages(&self, index: Option<u32>) -> Result<Vec<AddressMessage>, NetError> {

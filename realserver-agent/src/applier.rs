@@ -358,6 +358,31 @@ impl<H: Host> Applier<H> {
         }
     }
 
+    /// The real server's IPv4 address, learned from the address a director reached
+    /// this agent at. IPv4 suppression rewrites ARP senders to it, so an IPv6 one will
+    /// not do: a director connecting over IPv6 (or to `[::]` with a mapped IPv4
+    /// address) made every push fail and took the IPv4 VIPs off. Then: the IPv4
+    /// address learned before, or one on the interface that holds the IPv6 address.
+    async fn learned_real_ip(&self, local: IpAddr) -> IpAddr {
+        let local = local.to_canonical();
+        if local.is_ipv4() {
+            return local;
+        }
+        if let Some(v4) = self.state.real_ip.filter(IpAddr::is_ipv4) {
+            return v4;
+        }
+        let Ok(all) = self.net.all_addresses().await else {
+            return local;
+        };
+        let index = all
+            .iter()
+            .find(|(_, ip, _)| *ip == local)
+            .map(|(i, _, _)| *i);
+        all.iter()
+            .find(|(i, ip, _)| Some(*i) == index && ip.is_ipv4())
+            .map_or(local, |(_, ip, _)| *ip)
+    }
+
     async fn push(
         &mut self,
         director: String,
@@ -369,7 +394,10 @@ impl<H: Host> Applier<H> {
         let mut next = self.state.clone();
         next.sets.retain(|_, s| !s.provisional);
         next.sets.insert(director.clone(), sets::set_of(&push));
-        next.real_ip = Some(self.cfg.real_ip.unwrap_or(local));
+        next.real_ip = Some(match self.cfg.real_ip {
+            Some(ip) => ip,
+            None => self.learned_real_ip(local).await,
+        });
         self.saver
             .save(&next)
             .await
@@ -491,6 +519,8 @@ mod tests {
         suppressed: Vec<IpAddr>,
         fail_arp: bool,
         fail_add: Option<IpAddr>,
+        /// The real IP the leftover ARP rules name (as found at start).
+        left_over_real_ip: Option<IpAddr>,
         state_file: PathBuf,
         violations: Vec<String>,
         log: Vec<String>,
@@ -553,7 +583,7 @@ mod tests {
             &self,
             _: ArpMode,
             vips: &[IpAddr],
-            _: Option<IpAddr>,
+            real_ip: Option<IpAddr>,
             _: Option<&str>,
             _: &mut State,
         ) -> anyhow::Result<()> {
@@ -562,6 +592,10 @@ mod tests {
                 w.log.push(format!("suppress {vips:?}"));
                 if w.fail_arp {
                     anyhow::bail!("running nft: No such file or directory");
+                }
+                // As arp.rs: IPv4 senders are rewritten to the real IPv4 address.
+                if vips.iter().any(IpAddr::is_ipv4) && !real_ip.is_some_and(|r| r.is_ipv4()) {
+                    anyhow::bail!("the real IPv4 address is not known yet");
                 }
                 w.suppressed = vips.iter().filter(|v| v.is_ipv4()).copied().collect();
             }
@@ -594,7 +628,7 @@ mod tests {
                     IpAddr::V6(_) => None,
                 })
                 .collect();
-            Ok((v4, Some(ip("10.0.0.11"))))
+            Ok((v4, w.left_over_real_ip))
         }
     }
 
@@ -627,6 +661,7 @@ mod tests {
         {
             let mut w = f.0.borrow_mut();
             w.state_file = state_file.to_path_buf();
+            w.left_over_real_ip = Some(ip("10.0.0.11"));
             w.addrs = vec![
                 (LO, ip("127.0.0.1"), 8),
                 (ETH0, ip("10.0.0.11"), 24),
@@ -658,6 +693,35 @@ mod tests {
     impl Applier<Fake> {
         fn world(&self) -> std::cell::Ref<'_, World> {
             self.net.0.borrow()
+        }
+    }
+
+    /// A director reaching the agent over IPv6 (or at `[::]` through a mapped IPv4
+    /// address): IPv4 suppression still uses the real server's IPv4 address. The
+    /// connection's IPv6 address was taken, every push answered 500 and the IPv4 VIPs
+    /// came off.
+    #[test]
+    fn a_push_over_ipv6_keeps_the_real_ipv4_address_for_suppression() {
+        for (tag, local) in [("v6", "2001:db8::11"), ("mapped", "::ffff:10.0.0.11")] {
+            let path = scratch(tag);
+            rt().block_on(async {
+                let mut cfg = config(path.clone());
+                cfg.real_ip = None;
+                let host = world(&path);
+                {
+                    let mut w = host.0.borrow_mut();
+                    // Nothing learned before: the IPv4 address beside the IPv6 one.
+                    w.left_over_real_ip = None;
+                    w.addrs.insert(1, (ETH0, ip("2001:db8::11"), 64));
+                }
+                let mut a = Applier::new(cfg, host).await.expect("new");
+                let st = a
+                    .push("d1".into(), push(1, &["192.0.2.1"]), ip(local))
+                    .await;
+                assert!(st.is_ok(), "{tag}: {:?}", st.err());
+                assert_eq!(a.real_ip(), Some(ip("10.0.0.11")), "{tag}");
+                assert_eq!(on_lo(&a), vec![ip("192.0.2.1")], "{tag}");
+            });
         }
     }
 

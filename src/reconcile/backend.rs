@@ -12,7 +12,9 @@ use super::sync::SyncOp;
 use crate::ipvs::handle::kernel_error;
 use crate::ipvs::listing::Table;
 use crate::ipvs::proc::{self, Block};
-use crate::ipvs::{Daemon, DestEntry, IpvsError, IpvsHandle, ServiceEntry, ServiceKey, Stats};
+use crate::ipvs::{
+    Daemon, DestEntry, IpvsError, IpvsHandle, Progress, ServiceEntry, ServiceKey, Stats,
+};
 
 /// Reading and writing the IPVS table.
 pub trait IpvsBackend: Send + Sync {
@@ -31,6 +33,10 @@ pub trait IpvsBackend: Send + Sync {
     fn daemons(&self) -> impl Future<Output = Result<Vec<Daemon>, IpvsError>> + Send;
     /// Starts or stops a sync daemon.
     fn sync_op(&self, op: &SyncOp) -> impl Future<Output = Result<(), IpvsError>> + Send;
+    /// The count of the kernel's answers, which moves while a request is served: the
+    /// driver abandons a pass only when it stands still (a hang), not when a pass is
+    /// long.
+    fn progress(&self) -> Progress;
 }
 
 impl<T: IpvsBackend> IpvsBackend for Arc<T> {
@@ -55,6 +61,9 @@ impl<T: IpvsBackend> IpvsBackend for Arc<T> {
     fn sync_op(&self, op: &SyncOp) -> impl Future<Output = Result<(), IpvsError>> + Send {
         (**self).sync_op(op)
     }
+    fn progress(&self) -> Progress {
+        (**self).progress()
+    }
 }
 
 /// After this many requests the socket is replaced. neli's router forgets a finished
@@ -66,14 +75,19 @@ pub const REQUESTS_PER_SOCKET: u64 = 1_000_000;
 pub struct Kernel {
     handle: tokio::sync::Mutex<std::sync::Arc<IpvsHandle>>,
     requests_before: std::sync::atomic::AtomicU64,
+    /// Answers over every socket so far (each new socket counts on).
+    progress: Progress,
 }
 
 impl Kernel {
     /// Connects to IPVS in this process's network namespace.
     pub async fn connect() -> Result<Kernel, IpvsError> {
+        let progress = Progress::default();
+        let handle = IpvsHandle::connect_counting(progress.clone()).await?;
         Ok(Kernel {
-            handle: tokio::sync::Mutex::new(std::sync::Arc::new(IpvsHandle::connect().await?)),
+            handle: tokio::sync::Mutex::new(std::sync::Arc::new(handle)),
             requests_before: std::sync::atomic::AtomicU64::new(0),
+            progress,
         })
     }
 
@@ -87,7 +101,7 @@ impl Kernel {
             if h.is_broken() {
                 tracing::warn!("replacing the netlink socket after a timeout or socket error");
             }
-            *h = std::sync::Arc::new(IpvsHandle::connect().await?);
+            *h = std::sync::Arc::new(IpvsHandle::connect_counting(self.progress.clone()).await?);
             self.requests_before
                 .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
         }
@@ -119,6 +133,7 @@ impl IpvsBackend for Kernel {
             .await
             .map_err(|e| read_err(std::io::Error::other(e)))?
             .map_err(read_err)?;
+        self.progress.tick(1);
         Ok(proc::parse(&text)?)
     }
 
@@ -161,6 +176,10 @@ impl IpvsBackend for Kernel {
             SyncOp::Stop(state) => h.stop_daemon(*state).await,
         }
     }
+
+    fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
 }
 
 /// An in-memory IPVS table that refuses what the kernel refuses (EEXIST, ESRCH,
@@ -168,6 +187,8 @@ impl IpvsBackend for Kernel {
 #[derive(Default)]
 pub struct FakeKernel {
     state: Mutex<FakeState>,
+    /// One tick per call answered and per op applied.
+    progress: Progress,
 }
 
 #[derive(Default)]
@@ -188,6 +209,8 @@ struct FakeState {
     proc_failures: usize,
     /// This many more netlink calls never answer (a lost reply).
     hangs: usize,
+    /// How long each answer takes (a service read, an op): a slow kernel that moves.
+    per_answer: std::time::Duration,
 }
 
 impl FakeKernel {
@@ -198,6 +221,7 @@ impl FakeKernel {
                 table,
                 ..FakeState::default()
             }),
+            progress: Progress::default(),
         }
     }
 
@@ -257,6 +281,24 @@ impl FakeKernel {
     /// Makes the next `times` netlink calls (table, services, apply) never answer.
     pub fn hang(&self, times: usize) {
         self.lock().hangs = times;
+    }
+
+    /// Makes every answer (each service of a read, each op) take `d`: a long pass
+    /// that keeps moving, as a large table under emulation.
+    pub fn slow(&self, d: std::time::Duration) {
+        self.lock().per_answer = d;
+    }
+
+    /// Waits `n` answers' time, counting each as it comes.
+    async fn answer_slowly(&self, n: usize) {
+        let d = self.lock().per_answer;
+        if d.is_zero() {
+            return;
+        }
+        for _ in 0..n {
+            tokio::time::sleep(d).await;
+            self.progress.tick(1);
+        }
     }
 
     async fn maybe_hang(&self) {
@@ -357,6 +399,8 @@ impl FakeKernel {
 impl IpvsBackend for FakeKernel {
     async fn table(&self) -> Result<Table, IpvsError> {
         self.maybe_hang().await;
+        let n = self.lock().table.services.len();
+        self.answer_slowly(n).await;
         let mut st = self.lock();
         if st.dump_failures > 0 {
             st.dump_failures -= 1;
@@ -366,10 +410,12 @@ impl IpvsBackend for FakeKernel {
             });
         }
         st.reads += st.table.services.len();
+        self.progress.tick(1);
         Ok(as_table(&st.table))
     }
 
     async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
+        self.progress.tick(1);
         let mut st = self.lock();
         if st.proc_failures > 0 {
             st.proc_failures -= 1;
@@ -387,8 +433,10 @@ impl IpvsBackend for FakeKernel {
 
     async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {
         self.maybe_hang().await;
+        self.answer_slowly(keys.len()).await;
         let mut st = self.lock();
         st.reads += keys.len();
+        self.progress.tick(1);
         Ok(keys
             .iter()
             .map(|k| (k.clone(), st.table.services.get(k).map(|s| entry(k, s))))
@@ -397,10 +445,12 @@ impl IpvsBackend for FakeKernel {
 
     async fn apply(&self, ops: &[Op]) -> Vec<Result<(), IpvsError>> {
         self.maybe_hang().await;
+        self.answer_slowly(ops.len()).await;
         let mut st = self.lock();
         ops.iter()
             .map(|op| {
                 st.applied += 1;
+                self.progress.tick(1);
                 let text = op.to_string();
                 if let Some(f) = st
                     .failures
@@ -417,11 +467,13 @@ impl IpvsBackend for FakeKernel {
 
     async fn daemons(&self) -> Result<Vec<Daemon>, IpvsError> {
         self.maybe_hang().await;
+        self.progress.tick(1);
         Ok(self.lock().daemons.clone())
     }
 
     async fn sync_op(&self, op: &SyncOp) -> Result<(), IpvsError> {
         self.maybe_hang().await;
+        self.progress.tick(1);
         let mut st = self.lock();
         match op {
             SyncOp::Start(d) => {
@@ -436,5 +488,9 @@ impl IpvsBackend for FakeKernel {
             SyncOp::Stop(state) => st.daemons.retain(|x| x.state != *state),
         }
         Ok(())
+    }
+
+    fn progress(&self) -> Progress {
+        self.progress.clone()
     }
 }

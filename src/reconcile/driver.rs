@@ -33,6 +33,7 @@ use super::op::Op;
 use super::plan::{draining, plan, Drains, Gate};
 use super::refusal::{classify, Refusal};
 use super::scope::{config_change, gate_change, health_change, Scope};
+use super::stall::unless_stalled;
 use crate::health::HealthMap;
 use crate::ipvs::proc::Block;
 use crate::ipvs::{IpvsError, ServiceKey};
@@ -91,6 +92,9 @@ pub struct ReconcileState {
     /// The same on the monotonic clock: what liveness is judged by, so that a step
     /// of the wall clock neither makes the reconciler look stuck nor hides it.
     pub last_pass_at: Option<Instant>,
+    /// When the pass in progress last saw the kernel answer (monotonic): a pass of
+    /// minutes (10,000 services under emulation) is alive while this moves.
+    pub progress_at: Option<Instant>,
     /// How long it took.
     pub last_pass_duration: Duration,
     /// How it read the kernel.
@@ -667,9 +671,10 @@ fn proc_failed(e: &IpvsError) {
     warn!(error = %e, "the proc listing failed; reading the whole table over netlink this pass");
 }
 
-/// A pass that takes longer than this is abandoned (a reply the kernel never sent,
-/// a socket gone bad) and retried with backoff: the one writer never hangs.
-pub const PASS_DEADLINE: Duration = Duration::from_secs(120);
+/// A pass during which the kernel answers nothing for this long is abandoned (a
+/// reply the kernel never sent, a socket gone bad) and retried with backoff: the one
+/// writer never hangs. A long pass that moves is never cut (see [`super::stall`]).
+pub const PASS_DEADLINE: Duration = super::stall::STALL;
 
 /// When the loop runs its next pass on its own, and over what.
 struct Wake {
@@ -720,16 +725,17 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
         if trigger == Scope::All {
             r.full_read_if_older(desired.director.full_resync_interval);
         }
+        let progress = r.backend().progress();
         let outcome = tokio::select! {
             _ = inputs.cancel.cancelled() => None,
-            o = tokio::time::timeout(PASS_DEADLINE, r.pass(&desired, &health, &gate, trigger)) => Some(o),
+            o = unless_stalled(r.pass(&desired, &health, &gate, trigger), &progress, PASS_DEADLINE, || moving(&state)) => Some(o),
         };
         let report = match outcome {
             None => break,
             Some(Ok(report)) => report,
-            Some(Err(_)) => {
+            Some(Err(stalled)) => {
                 r.abandoned();
-                let e = format!("the pass did not finish within {PASS_DEADLINE:?}; abandoned, the next one reads the whole table");
+                let e = format!("the pass stopped moving ({stalled}); abandoned, the next one reads the whole table");
                 error!("{e}");
                 PassReport {
                     read_error: Some(e),
@@ -800,12 +806,15 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
         publish(&state, &r, report);
     }
     let desired = inputs.desired.borrow().clone();
-    if tokio::time::timeout(PASS_DEADLINE, r.exit(&desired))
-        .await
-        .is_err()
-    {
-        error!("shutting down: on_exit did not finish within {PASS_DEADLINE:?}; stopping anyway");
+    let progress = r.backend().progress();
+    if let Err(stalled) = unless_stalled(r.exit(&desired), &progress, PASS_DEADLINE, || {}).await {
+        error!("shutting down: on_exit stopped moving ({stalled}); stopping anyway");
     }
+}
+
+/// A pass in progress is moving: liveness counts that as alive.
+fn moving(state: &watch::Sender<ReconcileState>) {
+    state.send_modify(|s| s.progress_at = Some(Instant::now()));
 }
 
 fn publish<B: IpvsBackend>(

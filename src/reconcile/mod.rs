@@ -12,6 +12,7 @@ mod op;
 mod plan;
 pub mod refusal;
 pub mod scope;
+pub mod stall;
 pub mod sync;
 
 #[cfg(test)]

@@ -153,6 +153,11 @@ fn weight_by_health(
     match health_of(rs, health) {
         Health::Up => Some(rs.dest.settings.weight),
         Health::Down => match svc.on_failure {
+            // A UDP flow has no end the kernel sees: at weight 0 a client sending from
+            // one port keeps going to the failed server for as long as it sends.
+            // Deleted, its entries expire at the next datagram (expire_nodest_conn,
+            // set by `prepare`) and the flow is scheduled again.
+            OnFailure::Weight0 if svc.is_udp() => None,
             OnFailure::Weight0 => Some(0),
             OnFailure::Remove => None,
         },

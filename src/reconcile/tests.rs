@@ -213,6 +213,34 @@ fn a_down_server_is_quiesced_or_removed_per_on_failure() {
     );
 }
 
+/// A UDP client sending from one port keeps its flow on a server at weight 0 for as
+/// long as it sends: a failed UDP server is deleted (its flows are then scheduled
+/// again at their next datagram, expire_nodest_conn), whatever `on_failure` says.
+#[test]
+fn a_down_udp_server_is_removed_so_its_flows_move() {
+    let mut udp = svc(53, vec![rs("10.0.0.11", 53, 5), rs("10.0.0.12", 53, 5)]);
+    let ServiceKey::Addr { protocol, .. } = &mut udp.service.key else {
+        panic!("an address service")
+    };
+    *protocol = Protocol::Udp;
+    let ukey = udp.service.key.clone();
+    let d = desired(vec![udp]);
+    assert_eq!(d.services[0].on_failure, OnFailure::Weight0);
+    let k = FakeKernel::default();
+    let mut h = all(&d, Health::Up);
+    run(&d, &k, &h, &Drains::default());
+    h.insert(check("10.0.0.11", 53), Health::Down);
+    assert_eq!(
+        run(&d, &k, &h, &Drains::default()),
+        vec![Op::DelDest(ukey.clone(), ip("10.0.0.11"), 53)]
+    );
+    h.insert(check("10.0.0.11", 53), Health::Up);
+    assert_eq!(
+        run(&d, &k, &h, &Drains::default()),
+        vec![Op::AddDest(ukey, rs("10.0.0.11", 53, 5).dest)]
+    );
+}
+
 #[test]
 fn the_sorry_server_stands_in_while_nobody_is_up() {
     let mut s = svc(80, vec![rs("10.0.0.11", 80, 5)]);
@@ -898,6 +926,57 @@ mod driver_loop {
         assert!(
             t.task.is_finished(),
             "shutdown waited for a reply that never comes"
+        );
+    }
+
+    /// A restart after a kill -9 in the middle of programming a large table: the
+    /// kernel answers all along, but slowly (as 10,000 services under emulation), so
+    /// the first pass and any full read take several pass deadlines. The pass must
+    /// run to its end. A deadline on the whole pass abandoned it, and every pass
+    /// after it (each a full read longer than the deadline) again: no convergence.
+    #[tokio::test(start_paused = true)]
+    async fn a_long_pass_that_moves_is_not_abandoned() {
+        let services: Vec<DesiredService> = (0..600u16)
+            .map(|i| svc(1000 + i, vec![rs("10.0.0.11", 80, 1)]))
+            .collect();
+        let d = desired(services);
+        let h = all(&d, Health::Up);
+        let kernel = Arc::new(FakeKernel::default());
+        // Half of it was programmed before the kill.
+        let half = d.services[..300].iter().flat_map(|s| {
+            [
+                Op::AddService(s.service.clone()),
+                Op::AddDest(s.service.key.clone(), s.real_servers[0].dest),
+            ]
+        });
+        let done = kernel.apply(&half.collect::<Vec<_>>()).await;
+        assert!(done.iter().all(Result::is_ok));
+        kernel.slow(Duration::from_secs(1)); // one answer a second
+        let t0 = tokio::time::Instant::now();
+        let t = start(d, h, kernel);
+        let mut state = t.state.clone();
+        // Read 300, apply 600: 900 s of answers, 7.5 deadlines.
+        let mut moving_before_first_pass = false;
+        let converged = tokio::time::timeout(Duration::from_secs(3 * 900), async {
+            while t.kernel.observed().services.len() < 600 {
+                state.changed().await.expect("state");
+                let st = state.borrow();
+                moving_before_first_pass |= st.passes == 0 && st.progress_at.is_some();
+            }
+        })
+        .await;
+        let st = t.state.borrow().clone();
+        assert!(converged.is_ok(), "no convergence: {st:?}");
+        assert!(
+            t0.elapsed() > driver::PASS_DEADLINE * 7,
+            "{:?}",
+            t0.elapsed()
+        );
+        assert_eq!(st.failures, 0, "a pass was abandoned: {:?}", st.errors);
+        assert_eq!(st.ops_applied, 600);
+        assert!(
+            moving_before_first_pass,
+            "the first pass's progress was not published (liveness would call it stuck)"
         );
     }
 

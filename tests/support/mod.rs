@@ -61,5 +61,6 @@ pub fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+pub mod clients;
 pub mod director;
 pub mod lab;

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Guest script: runs each test binary given, with its VM-only (ignored) tests included,
+# Guest script: runs each test binary given (guest-tests.sh [--filter F] BIN…), with its VM-only (ignored) tests included,
 # and exits non-zero if any failed. Runs inside the VM (tests/vm/vm.sh run).
 set -u
+# --filter F: only the tests whose name contains F (tests/one).
+filter=()
+if [ "${1:-}" = --filter ]; then
+  filter=("$2")
+  shift 2
+fi
 echo "guest kernel $(uname -r); IPVS: $(grep -c . /proc/net/ip_vs 2>/dev/null || echo 0) lines in /proc/net/ip_vs"
 failed=0
 for bin in "$@"; do
   echo "=== $(basename "$bin") (t=$(cut -d' ' -f1 /proc/uptime)s)"
-  if ! "$bin" --include-ignored --test-threads=2 --show-output; then
+  if ! "$bin" --include-ignored --test-threads=2 --show-output "${filter[@]}"; then
     failed=$((failed + 1))
     echo "FAILED: $(basename "$bin")"
   fi

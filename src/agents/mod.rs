@@ -27,7 +27,11 @@ use tracing::{info, warn};
 
 use crate::agent_api::{AgentStatus, ErrorBody, PushVips};
 use crate::model::{AgentSettings, Desired};
+use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::Gate;
+
+mod sets;
+pub use sets::vip_sets;
 
 /// How one agent is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,7 +118,7 @@ pub async fn push_one(
         Err(e) => return Outcome::Failed(format!("PUT {url}: {}", root_cause(&e))),
     };
     let code = resp.status();
-    let body = match resp.bytes().await {
+    let body = match read_bounded(resp, ANSWER_LIMIT).await {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(format!("PUT {url}: reading the answer: {e}")),
     };
@@ -141,6 +145,22 @@ pub async fn push_one(
             String::from_utf8_lossy(&body).trim()
         )),
     }
+}
+
+/// The most of an agent's answer that is read: a status of thousands of VIPs fits many
+/// times over; an answer that does not end (a broken or hostile agent) is cut.
+pub const ANSWER_LIMIT: usize = 1 << 20;
+
+/// The body of `resp`, or an error once it passes `limit` bytes.
+async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| root_cause(&e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("longer than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The innermost error: "connection refused", not "error sending request for url".
@@ -203,9 +223,11 @@ fn random_epoch() -> u64 {
     h.finish()
 }
 
-/// Runs until cancelled.
+/// Runs until cancelled. `table` is the reconciler's state: a VIP stays in an agent's
+/// set while a destination on its host carries it in the kernel ([`vip_sets`]).
 pub async fn run(
     mut desired: watch::Receiver<Arc<Desired>>,
+    mut table: watch::Receiver<ReconcileState>,
     gate: watch::Sender<Gate>,
     agents: watch::Sender<AgentMap>,
     cancel: CancellationToken,
@@ -232,12 +254,13 @@ pub async fn run(
                     agents: &agents,
                     started,
                 };
-                if let Some(stop) = push.run(&mut desired, &mut memory, &cancel).await {
-                    if stop {
-                        return;
-                    }
-                    continue;
+                if push
+                    .run(&mut desired, &mut table, &mut memory, &cancel)
+                    .await
+                {
+                    return;
                 }
+                continue;
             }
         }
         tokio::select! {
@@ -261,16 +284,26 @@ struct Pushing<'a> {
     started: Instant,
 }
 
+/// Why a wait between push rounds ended.
+enum Woken {
+    /// Time for the next round (or the sets changed: push them now).
+    Push,
+    /// A new config: start over with it.
+    Config,
+    /// Shutdown.
+    Stop,
+}
+
 impl Pushing<'_> {
-    /// Pushes until the config changes (`Some(false)`) or shutdown (`Some(true)`);
-    /// `None` if the client cannot be built (then wait for a new config).
+    /// Pushes until the config changes (`false`) or shutdown (`true`).
     async fn run(
         &self,
         desired: &mut watch::Receiver<Arc<Desired>>,
+        table: &mut watch::Receiver<ReconcileState>,
         memory: &mut HashMap<IpAddr, LastGood>,
         cancel: &CancellationToken,
-    ) -> Option<bool> {
-        let sets = self.d.agent_vips();
+    ) -> bool {
+        let mut sets = vip_sets(self.d, &table.borrow_and_update());
         memory.retain(|a, _| sets.contains_key(a));
         // `require` takes effect now, not after the first round of pushes.
         let require = self.settings.require;
@@ -279,18 +312,31 @@ impl Pushing<'_> {
             g.require = require;
             changed
         });
-        let client = match client(self.settings) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot push to agents");
-                let failed = Outcome::Failed(e);
-                let results = sets.iter().map(|(a, v)| (*a, v.clone(), failed.clone()));
-                self.publish(results.collect(), memory);
-                return None;
-            }
-        };
         let push_interval = self.settings.push_interval;
         let mut backoff = Duration::from_secs(1);
+        // A client that cannot be built (a TLS file gone or broken since the config
+        // was accepted) is tried again with backoff; each failure is published, so
+        // confirmations run out after confirm_grace as for any failed push (the gate
+        // froze with its old confirmations when the pusher stopped here).
+        let client = loop {
+            match client(self.settings) {
+                Ok(c) => break c,
+                Err(e) => {
+                    warn!(error = %e, "cannot push to agents; trying again");
+                    let failed = Outcome::Failed(e);
+                    let results = sets.iter().map(|(a, v)| (*a, v.clone(), failed.clone()));
+                    self.publish(results.collect(), memory);
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(push_interval);
+                    match self.wait(wait, desired, table, &mut sets, cancel).await {
+                        Woken::Push => continue,
+                        Woken::Config => return false,
+                        Woken::Stop => return true,
+                    }
+                }
+            }
+        };
+        backoff = Duration::from_secs(1);
         loop {
             let rounds = sets.iter().map(|(addr, vips)| {
                 let client = &client;
@@ -314,10 +360,41 @@ impl Pushing<'_> {
                 backoff = (backoff * 2).min(push_interval);
                 w
             };
+            match self.wait(wait, desired, table, &mut sets, cancel).await {
+                Woken::Push => {}
+                Woken::Config => return false,
+                Woken::Stop => return true,
+            }
+        }
+    }
+
+    /// Waits `wait`, or less: a new config, shutdown, or a change of the kernel's
+    /// table that changes the sets (then `sets` is the new one, pushed at once).
+    async fn wait(
+        &self,
+        wait: Duration,
+        desired: &mut watch::Receiver<Arc<Desired>>,
+        table: &mut watch::Receiver<ReconcileState>,
+        sets: &mut BTreeMap<IpAddr, Vec<IpAddr>>,
+        cancel: &CancellationToken,
+    ) -> Woken {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
             tokio::select! {
-                _ = cancel.cancelled() => return Some(true),
-                r = desired.changed() => return Some(r.is_err()),
-                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return Woken::Stop,
+                r = desired.changed() => return if r.is_err() { Woken::Stop } else { Woken::Config },
+                _ = tokio::time::sleep_until(until) => return Woken::Push,
+                r = table.changed() => {
+                    if r.is_err() {
+                        return Woken::Stop;
+                    }
+                    let now = vip_sets(self.d, &table.borrow_and_update());
+                    if now != *sets {
+                        info!("the kernel let go of a draining destination, or holds one: pushing the new VIP sets");
+                        *sets = now;
+                        return Woken::Push;
+                    }
+                }
             }
         }
     }
@@ -502,6 +579,41 @@ mod tests {
             grace,
         );
         assert_eq!(ok, HashSet::from([ip("192.0.2.1")]));
+    }
+
+    /// An agent (or anything at its address) that answers without end is cut at the
+    /// bound; the director's memory is not the answer's to fill.
+    #[tokio::test]
+    async fn an_answer_past_the_bound_is_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let endless = buf.starts_with(b"GET /endless");
+                    let head = if endless {
+                        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    };
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    while endless && s.write_all(&chunk).await.is_ok() {}
+                });
+            }
+        });
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::new();
+        let get = |path: &str| client.get(format!("http://{addr}{path}")).send();
+        let small = read_bounded(get("/small").await.expect("get"), ANSWER_LIMIT).await;
+        assert_eq!(small.as_deref(), Ok(&b"ok"[..]));
+        let endless = read_bounded(get("/endless").await.expect("get"), ANSWER_LIMIT).await;
+        assert!(endless.is_err_and(|e| e.contains("longer than")));
     }
 
     #[test]
