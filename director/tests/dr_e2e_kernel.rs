@@ -8,6 +8,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
+use support::clients::ClientLoop;
 use support::director::*;
 use support::lab::{Lab, Server};
 use support::{poll, sh};
@@ -128,6 +129,128 @@ fn a_failed_server_is_quiesced_within_the_bound_and_restored() {
         seen.get("rs2").is_some_and(|n| *n >= 3),
         "rs2 is back: {seen:?}"
     );
+}
+
+/// A client's flow moves to the other server when its server dies: `who` is the
+/// server the loop's answers came from before; returns how long it took from `t0`
+/// (the failure) until an answer from another server, and what failed meanwhile.
+fn moved(clients: &ClientLoop, who: &str, t0: Instant, secs: u64) -> Option<(Duration, u64)> {
+    poll(secs, || {
+        let t = clients.tally();
+        t.answered_by
+            .keys()
+            .any(|k| k != who)
+            .then(|| (t0.elapsed(), t.failed))
+    })
+}
+
+/// The one server a loop's answers all came from (persistence, or one UDP flow).
+fn sole_server(clients: &ClientLoop) -> String {
+    let t = poll(20, || {
+        let t = clients.reset();
+        (t.ok >= 5).then_some(t)
+    })
+    .expect("the client loop got no answers");
+    assert_eq!(t.answered_by.len(), 1, "one flow, one server: {t:?}");
+    t.answered_by.into_keys().next().expect("a server")
+}
+
+/// Persistent and UDP clients leave a failed server. With persistence, a client's
+/// template kept it on the dead server (weight 0) until the template expired (300 s);
+/// a UDP flow from one source port kept going to it for as long as it sent.
+/// `prepare` now sets expire_quiescent_template and expire_nodest_conn, and a failed
+/// UDP server is deleted: each client gets a healthy server within the detection bound
+/// (2.5 s) + 2 s.
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn persistent_and_udp_clients_move_off_a_failed_server() {
+    let lab = Lab::new("u", 48, 2);
+    let mut web: Vec<Option<Server>> = (1..=2)
+        .map(|i| Some(Server::http(&lab.servers[i - 1], 80, &format!("rs{i}"))))
+        .collect();
+    let mut dns: Vec<Option<Server>> = (1..=2)
+        .map(|i| Some(Server::udp(&lab.servers[i - 1], 53, &format!("rs{i}"))))
+        .collect();
+    // One check per host (HTTP on 80) serves both services.
+    let check = "[service.check]\ntype = \"http\"\nport = 80\npath = \"/healthz\"\n\
+                 interval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n";
+    let servers: String = (1..=2)
+        .map(|i| format!("[[service.real_server]]\naddress = \"{}\"\n", lab.rip(i)))
+        .collect();
+    let text = format!(
+        "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n\
+         [[service]]\nname = \"web\"\nvip = \"{vip}\"\nport = 80\nscheduler = \"rr\"\n\
+         persistence = \"300s\"\n{check}{servers}\
+         [[service]]\nname = \"dns\"\nvip = \"{vip}\"\nport = 53\nprotocol = \"udp\"\n\
+         scheduler = \"rr\"\n{check}{servers}",
+        vip = lab.vip()
+    );
+    let config = write_file(&lab, "d.toml", &text);
+    // As the unit's ExecStartPre does: the kernel settings, as root.
+    let set = sh(&format!(
+        "ip netns exec {} {BIN} prepare --config {}",
+        lab.director,
+        config.display()
+    ));
+    assert!(set.contains("expire_quiescent_template = 1"), "{set}");
+    assert!(set.contains("expire_nodest_conn = 1"), "{set}");
+    let d = start_director(&lab, BIN, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+    let st = status(&lab);
+    assert!(
+        st["kernel_settings"].as_array().is_some_and(Vec::is_empty),
+        "prepare left a setting differing: {}",
+        st["kernel_settings"]
+    );
+    let index = |who: &str| -> usize {
+        if who == "rs1" {
+            0
+        } else {
+            1
+        }
+    };
+
+    // A persistent client: new connections every 0.1 s, all to one server.
+    let vip = |port: u16| -> std::net::SocketAddr {
+        format!("{}:{port}", lab.vip()).parse().expect("vip")
+    };
+    let clients = ClientLoop::http(&lab.client, vip(80), Duration::from_millis(100));
+    let who = sole_server(&clients);
+    let t0 = Instant::now();
+    if let Some(s) = web[index(&who)].take() {
+        s.stop();
+    }
+    let (took, failed) = moved(&clients, &who, t0, 30)
+        .unwrap_or_else(|| panic!("the persistent client stayed on {who}:\n{}", d.log()));
+    println!(
+        "persistent client: moved off {who} after {took:?}, {failed} requests failed meanwhile"
+    );
+    assert!(
+        took <= Duration::from_millis(4500),
+        "moved after {took:?}, bound 2.5 s + 2 s"
+    );
+    clients.stop();
+    web[index(&who)] = Some(Server::http(&lab.servers[index(&who)], 80, &who));
+    wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
+
+    // A UDP flow from one source port, on one server.
+    let clients = ClientLoop::udp(&lab.client, 5353, vip(53), Duration::from_millis(100));
+    let who = sole_server(&clients);
+    let t0 = Instant::now();
+    if let Some(s) = web[index(&who)].take() {
+        s.stop();
+    }
+    if let Some(s) = dns[index(&who)].take() {
+        s.stop();
+    }
+    let (took, lost) = moved(&clients, &who, t0, 30)
+        .unwrap_or_else(|| panic!("the UDP flow stayed on {who}:\n{}", d.log()));
+    println!("UDP flow: moved off {who} after {took:?}, {lost} queries lost meanwhile");
+    assert!(
+        took <= Duration::from_millis(4500),
+        "moved after {took:?}, bound 2.5 s + 2 s"
+    );
+    clients.stop();
 }
 
 #[test]

@@ -18,117 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::director::{start_director_in, Proc, STATUS};
+use support::ha::{n, Net, VIP};
 use support::lab::{get_in, in_ns, Server};
-use support::{poll, sh};
+use support::poll;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
-const VIP: &str = "10.91.0.100";
-
-/// The topology: client — router — one L2 segment with two directors and two real
-/// servers. Removed when dropped.
-struct Net {
-    dir: PathBuf,
-}
-
-fn n(ns: &str, cmd: &str) -> String {
-    sh(&format!("ip netns exec {ns} {cmd}"))
-}
-
-impl Net {
-    fn new() -> Net {
-        let dir = PathBuf::from("/tmp/lvsdr-ha");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        sh("ip link add bha type bridge forward_delay 0 && ip link set bha up");
-        for ns in ["hrouter", "hd1", "hd2", "hrs1", "hrs2"] {
-            sh(&format!(
-                "ip netns add {ns} && ip link add v{ns} type veth peer name eth0 netns {ns} \
-                 && ip link set v{ns} master bha up && ip -n {ns} link set lo up \
-                 && ip -n {ns} link set eth0 up"
-            ));
-        }
-        sh("ip netns add hclient && ip link add c0 netns hclient type veth peer name eth1 netns hrouter \
-            && ip -n hclient link set lo up && ip -n hclient link set c0 up && ip -n hrouter link set eth1 up \
-            && ip -n hclient addr add 10.61.1.2/24 dev c0 && ip -n hclient route add default via 10.61.1.1 \
-            && ip -n hrouter addr add 10.61.1.1/24 dev eth1 && ip -n hrouter addr add 10.81.0.1/24 dev eth0");
-        n(
-            "hrouter",
-            "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
-             net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.eth0.rp_filter=0",
-        );
-        for i in 1..=2 {
-            let rs = format!("hrs{i}");
-            sh(&format!(
-                "ip -n {rs} addr add 10.81.0.2{i}/24 dev eth0 && ip -n {rs} route add default via 10.81.0.1 \
-                 && ip -n {rs} addr add {VIP}/32 dev lo"
-            ));
-            n(
-                &rs,
-                "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 \
-                 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2",
-            );
-            let d = format!("hd{i}");
-            // The VIP stays local on lo (not announced: BIRD exports lvsdr0 only), so
-            // that packets arriving while a withdrawal converges are still served.
-            sh(&format!(
-                "ip -n {d} addr add 10.81.0.1{i}/24 dev eth0 && ip -n {d} route add default via 10.81.0.1 \
-                 && ip -n {d} addr add {VIP}/32 dev lo"
-            ));
-            n(
-                &d,
-                "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.eth0.arp_ignore=1",
-            );
-        }
-        Net { dir }
-    }
-
-    fn bird(&self, ns: &str, conf: &str) {
-        let c = self.dir.join(format!("{ns}.conf"));
-        std::fs::write(&c, conf).expect("bird conf");
-        n(
-            ns,
-            &format!(
-                "bird -c {} -s /run/{ns}.ctl -P {} 2>>{}",
-                c.display(),
-                self.dir.join(format!("{ns}.pid")).display(),
-                self.dir.join("bird.log").display()
-            ),
-        );
-    }
-
-    /// The router's next hops for the VIP.
-    fn next_hops(&self) -> Vec<String> {
-        let r = n("hrouter", &format!("ip route show {VIP}"));
-        let mut hops: Vec<String> = r
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .windows(2)
-            .filter(|w| w[0] == "via")
-            .map(|w| w[1].to_string())
-            .collect();
-        hops.sort();
-        hops
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in ["hrouter", "hd1", "hd2"] {
-            let pid =
-                std::fs::read_to_string(self.dir.join(format!("{ns}.pid"))).unwrap_or_default();
-            let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-        }
-        for ns in ["hrouter", "hd1", "hd2", "hrs1", "hrs2", "hclient"] {
-            let _ = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(format!("ip link del v{ns} 2>/dev/null; ip netns del {ns}"))
-                .status();
-        }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", "bha"])
-            .status();
-    }
-}
 
 fn director_config(dir: &std::path::Path, i: u32) -> PathBuf {
     let mut c = format!(
@@ -223,36 +117,15 @@ fn conns(d: &str, port: u16) -> u64 {
 #[test]
 #[ignore = "needs the IPVS kernel and BIRD: runs in the test VM (tests/run)"]
 fn two_directors_behind_ecmp_survive_a_stop_a_cut_link_and_failing_servers() {
-    let net = Net::new();
+    let net = Net::new(2, true);
     let servers: Vec<Server> = ["hrs1", "hrs2"]
         .iter()
         .flat_map(|rs| [Server::http(rs, 80, rs), Server::echo(rs, 7000)])
         .collect();
-    let bfd = "protocol bfd { interface \"eth0\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }\n";
-    net.bird(
-        "hrouter",
-        &format!(
-            "router id 10.81.0.1;\nprotocol device {{}}\n\
-             protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\n{bfd}\
-             protocol bgp d1 {{ local 10.81.0.1 as 65000; neighbor 10.81.0.11 as 65001; bfd on; ipv4 {{ import all; export none; }}; }}\n\
-             protocol bgp d2 {{ local 10.81.0.1 as 65000; neighbor 10.81.0.12 as 65001; bfd on; ipv4 {{ import all; export none; }}; }}\n"
-        ),
-    );
+    net.start_bird();
     let mut directors: Vec<Proc> = Vec::new();
     for i in 1..=2u32 {
         let d = format!("hd{i}");
-        net.bird(
-            &d,
-            &format!(
-                "router id 10.81.0.1{i};\nprotocol device {{}}\n\
-                 protocol direct {{ ipv4; interface \"lvsdr0\"; }}\n{bfd}\
-                 protocol bgp up {{ local 10.81.0.1{i} as 65001; neighbor 10.81.0.1 as 65000; bfd on; \
-                 ipv4 {{ import none; export where source = RTS_DEVICE; }}; }}\n"
-            ),
-        );
-        // The director runs as nobody; on a real host it gets BIRD's group
-        // (SupplementaryGroups=bird).
-        sh(&format!("chmod 0666 /run/{d}.ctl"));
         let cfg = director_config(&net.dir, i);
         // The kernel settings the config needs, as the unit's ExecStartPre=+ does.
         let set = n(&d, &format!("{BIN} prepare --config {}", cfg.display()));

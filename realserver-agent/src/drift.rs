@@ -32,12 +32,42 @@ pub fn watch(mode: ArpMode, cancel: CancellationToken) -> mpsc::UnboundedReceive
         }
     }
     if mode != ArpMode::Sysctl {
-        tokio::spawn(nft_monitor(tx, cancel));
+        tokio::spawn(nft_monitors(tx, cancel));
     }
     rx
 }
 
-async fn nft_monitor(tx: mpsc::UnboundedSender<()>, cancel: CancellationToken) {
+/// `nft monitor`, started again whenever it ends (it was left dead, so that ruleset
+/// drift waited for the timer), with a pass after each restart for what it missed.
+async fn nft_monitors(tx: mpsc::UnboundedSender<()>, cancel: CancellationToken) {
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        let ran_for = std::time::Instant::now();
+        if nft_monitor(&tx, &cancel).await.is_break() {
+            return;
+        }
+        if ran_for.elapsed() > std::time::Duration::from_secs(60) {
+            backoff = std::time::Duration::from_secs(1);
+        }
+        warn!(?backoff, "nft monitor ended; starting it again");
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+        if tx.send(()).is_err() {
+            return;
+        }
+    }
+}
+
+/// One run of `nft monitor ruleset`: `Break` when the agent stops (cancelled, or the
+/// applier is gone), `Continue` when the monitor ended or could not start.
+async fn nft_monitor(
+    tx: &mpsc::UnboundedSender<()>,
+    cancel: &CancellationToken,
+) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow::{Break, Continue};
     let child = tokio::process::Command::new("nft")
         .args(["monitor", "ruleset"])
         .stdin(Stdio::null())
@@ -48,23 +78,20 @@ async fn nft_monitor(tx: mpsc::UnboundedSender<()>, cancel: CancellationToken) {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            warn!(error = %e, "cannot run nft monitor; ruleset drift is repaired on the timer");
-            return;
+            warn!(error = %e, "cannot run nft monitor; ruleset drift is repaired on the timer meanwhile");
+            return Continue(());
         }
     };
     let Some(out) = child.stdout.take() else {
-        return;
+        return Continue(());
     };
     let mut lines = tokio::io::BufReader::new(out).lines();
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => return Break(()),
             l = lines.next_line() => match l {
-                Ok(Some(_)) => if tx.send(()).is_err() { return },
-                _ => {
-                    warn!("nft monitor ended; ruleset drift is repaired on the timer");
-                    return;
-                }
+                Ok(Some(_)) => if tx.send(()).is_err() { return Break(()) },
+                _ => return Continue(()),
             }
         }
     }

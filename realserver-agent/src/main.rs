@@ -140,11 +140,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cancel.child_token(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: stopping; the VIPs stay in place"),
-        _ = int.recv() => info!("SIGINT: stopping; the VIPs stay in place"),
-    }
+    let (mut applier, mut server) = (applier, server);
+    // Supervised: a task that ends on its own (or panics) ends the agent with an
+    // error, so that systemd restarts it; the VIPs stay in place meanwhile.
+    let ended = tokio::select! {
+        _ = term.recv() => { info!("SIGTERM: stopping; the VIPs stay in place"); None }
+        _ = int.recv() => { info!("SIGINT: stopping; the VIPs stay in place"); None }
+        r = &mut applier => Some(format!("the applier task ended: {r:?}")),
+        r = &mut server => Some(format!("the push API task ended: {r:?}")),
+    };
     cancel.cancel();
+    if let Some(why) = ended {
+        tracing::error!("{why}; exiting so that the service manager restarts the agent");
+        anyhow::bail!(why);
+    }
     let _ = applier.await;
     let _ = server.await;
     Ok(())

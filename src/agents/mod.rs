@@ -172,11 +172,29 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// When an agent last confirmed which VIPs.
+/// When an agent last confirmed which VIPs (in this run), and since when its pushes
+/// fail.
 #[derive(Debug, Clone, Default)]
 pub struct LastGood {
     at: Option<Instant>,
     vips: HashSet<IpAddr>,
+    /// The first failed push since the last answer.
+    failing_since: Option<Instant>,
+}
+
+impl LastGood {
+    /// Whether the agent is heard from (its gate open or closed), not pending: it
+    /// answered in this run, or its pushes have failed for `grace` since the first
+    /// failure. Counted from that failure, not from the director's start: a restart
+    /// with a large config, or slow TLS under load, may take longer than the grace
+    /// before the first push even ends, and a failed first push then closed the gate
+    /// at once and zeroed servers the kernel had right.
+    pub fn heard(&self, now: Instant, grace: Duration) -> bool {
+        self.at.is_some()
+            || self
+                .failing_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= grace)
+    }
 }
 
 /// The VIPs of `wanted` that count as confirmed after `outcome`, and the new memory.
@@ -194,6 +212,7 @@ pub fn confirmed_after(
             let memory = LastGood {
                 at: Some(now),
                 vips: ok.clone(),
+                failing_since: None,
             };
             (ok, memory)
         }
@@ -210,7 +229,11 @@ pub fn confirmed_after(
             } else {
                 HashSet::new()
             };
-            (ok, last.clone())
+            let memory = LastGood {
+                failing_since: last.failing_since.or(Some(now)),
+                ..last.clone()
+            };
+            (ok, memory)
         }
     }
 }
@@ -233,7 +256,6 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let epoch = random_epoch();
-    let started = Instant::now();
     let mut generation = 0u64;
     let mut memory: HashMap<IpAddr, LastGood> = HashMap::new();
     loop {
@@ -252,7 +274,6 @@ pub async fn run(
                     generation,
                     gate: &gate,
                     agents: &agents,
-                    started,
                 };
                 if push
                     .run(&mut desired, &mut table, &mut memory, &cancel)
@@ -278,10 +299,6 @@ struct Pushing<'a> {
     generation: u64,
     gate: &'a watch::Sender<Gate>,
     agents: &'a watch::Sender<AgentMap>,
-    /// When this run began: a failed push counts as heard only `confirm_grace` after
-    /// it (the kernel's weight came from an earlier run's confirmation, which a lost
-    /// first push must not undo at once).
-    started: Instant,
 }
 
 /// Why a wait between push rounds ended.
@@ -416,12 +433,10 @@ impl Pushing<'_> {
             let last = memory.get(&addr).cloned().unwrap_or_default();
             let (ok, next) =
                 confirmed_after(&outcome, &vips, &last, now_i, self.settings.confirm_grace);
-            memory.insert(addr, next);
-            let grace_over =
-                now_i.saturating_duration_since(self.started) >= self.settings.confirm_grace;
-            if matches!(outcome, Outcome::Answered { .. }) || grace_over {
+            if next.heard(now_i, self.settings.confirm_grace) {
                 heard.insert(addr);
             }
+            memory.insert(addr, next);
             let every = vips.iter().all(|v| ok.contains(v));
             let answered = matches!(outcome, Outcome::Answered { refusal: None, .. });
             all &= every && answered;
@@ -557,6 +572,33 @@ mod tests {
         // Never confirmed: a failure confirms nothing.
         let (ok, _) = confirmed_after(&failed, &wanted, &LastGood::default(), t0, grace);
         assert!(ok.is_empty());
+    }
+
+    /// A restarted director's agent stays pending (the kernel keeps its weight)
+    /// through failed pushes for the grace, counted from the first failure; an answer
+    /// makes it heard at once.
+    #[test]
+    fn a_pending_agent_is_heard_after_failing_for_the_grace_from_its_first_failure() {
+        let wanted = [ip("192.0.2.1")];
+        let grace = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let failed = Outcome::Failed("tls handshake eof".into());
+        let (_, mem) = confirmed_after(&failed, &wanted, &LastGood::default(), t0, grace);
+        assert!(!mem.heard(t0, grace), "one failure closed the gate");
+        let later = t0 + Duration::from_secs(29);
+        let (_, mem) = confirmed_after(&failed, &wanted, &mem, later, grace);
+        assert!(
+            !mem.heard(later, grace),
+            "the grace restarted or ended early"
+        );
+        assert!(mem.heard(t0 + grace, grace), "failing for the grace: heard");
+        let (_, mem) = confirmed_after(&answered(&["192.0.2.1"], &[]), &wanted, &mem, later, grace);
+        assert!(mem.heard(later, grace));
+        // Failing again after an answer: still heard (the confirmations' own grace
+        // decides the gate), and a new failure run starts its clock anew.
+        let (_, mem) = confirmed_after(&failed, &wanted, &mem, later + grace * 2, grace);
+        assert!(mem.heard(later + grace * 2, grace));
+        assert_eq!(mem.failing_since, Some(later + grace * 2));
     }
 
     #[test]

@@ -54,14 +54,43 @@ pub struct ClientLoop {
 impl ClientLoop {
     /// HTTP/1.0 GET / to `addr` from namespace `ns`, a new connection every `every`.
     pub fn http(ns: &str, addr: SocketAddr, every: Duration) -> ClientLoop {
+        ClientLoop::start(ns, every, move || move || get(addr))
+    }
+
+    /// One datagram to `addr` every `every`, always from source port `port` (one flow,
+    /// as a resolver's client that keeps its socket): each answer names its server.
+    pub fn udp(ns: &str, port: u16, addr: SocketAddr, every: Duration) -> ClientLoop {
+        ClientLoop::start(ns, every, move || {
+            let sock = std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind the client port");
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            move || {
+                sock.send_to(b"query", addr)
+                    .map_err(|e| format!("send: {e}"))?;
+                let mut buf = [0u8; 512];
+                let (n, _) = sock
+                    .recv_from(&mut buf)
+                    .map_err(|e| format!("no answer: {e}"))?;
+                Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+            }
+        })
+    }
+
+    /// Runs `make()`'s request every `every`, in namespace `ns` (made there: a socket
+    /// it opens belongs to the namespace).
+    fn start<F>(ns: &str, every: Duration, make: impl FnOnce() -> F + Send + 'static) -> ClientLoop
+    where
+        F: FnMut() -> Result<String, String>,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let tally = Arc::new(Mutex::new(Tally::default()));
         let (s, t, ns) = (stop.clone(), tally.clone(), ns.to_string());
         let thread = std::thread::spawn(move || {
             in_ns(&ns, move || {
+                let mut request = make();
                 let mut last_ok = Instant::now();
                 while !s.load(Ordering::Relaxed) {
-                    let r = get(addr);
+                    let r = request();
                     if let Ok(mut t) = t.lock() {
                         t.record(r, &mut last_ok);
                     }

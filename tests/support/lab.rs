@@ -282,6 +282,34 @@ impl Server {
         })
     }
 
+    /// A UDP responder on `port` that answers every datagram with `name` (a
+    /// stand-in for a DNS server: what the data path sees is the same, and the client
+    /// learns who answered).
+    pub fn udp(ns: &str, port: u16, name: &str) -> Server {
+        let stop = Arc::new(AtomicBool::new(false));
+        let path = format!("/run/netns/{ns}");
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (flag, name) = (stop.clone(), name.to_string());
+        let thread = std::thread::spawn(move || {
+            enter(&path);
+            let sock = std::net::UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .expect("timeout");
+            let _ = ready_tx.send(());
+            let mut buf = [0u8; 512];
+            while !flag.load(Ordering::Relaxed) {
+                if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(name.as_bytes(), from);
+                }
+            }
+        });
+        ready_rx.recv().expect("udp server started");
+        Server {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     fn spawn(
         ns: &str,
         port: u16,

@@ -63,4 +63,5 @@ pub fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 pub mod clients;
 pub mod director;
+pub mod ha;
 pub mod lab;

@@ -14,14 +14,15 @@
 #
 # Environment: LVSDR_VM_DIR (default <repo>/target/vm), LVSDR_VM_ACCEL=tcg|kvm (tcg:
 # the paravirtual /dev/kvm of the dev machines cannot run a stock kernel),
-# LVSDR_VM_MEM (MiB, default 512), LVSDR_VM_TIMEOUT (seconds, default 1500).
+# LVSDR_VM_MEM (MiB, default 2048: a debug-build director holding 10,000 × 10
+# services takes 400 MB beside the other tests), LVSDR_VM_TIMEOUT (seconds, default 1500).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 dir=${LVSDR_VM_DIR:-$repo/target/vm}
 accel=${LVSDR_VM_ACCEL:-tcg}
-mem=${LVSDR_VM_MEM:-512}
+mem=${LVSDR_VM_MEM:-2048}
 vm_timeout=${LVSDR_VM_TIMEOUT:-1500}
 
 # Modules loaded before the guest script starts; schedulers and the rest auto-load on use.

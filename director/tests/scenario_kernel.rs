@@ -1,0 +1,499 @@
+//! The production topology with every feature on at once, in the test VM: two
+//! directors behind a router running BIRD (BGP + BFD, ECMP), each with `[announce]`,
+//! `[sync]` and `[agents]` (`require = true`); agents on three real servers; an `mh`
+//! service with persistence, a UDP service, and a check through the DR path. A
+//! schedule of events runs while client loops count failures: a persistent TCP client
+//! (a new connection every 0.1 s), a UDP flow from one source port, and a long-lived
+//! connection. Each event prints its figures. Every feature joins this test: it is how
+//! the next bug where two features meet gets caught.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::clients::{ClientLoop, Tally};
+use support::director::{start_director_in, Proc, NOBODY, STATUS};
+use support::ha::{n, Net, VIP};
+use support::lab::{get_in, in_ns, Server};
+use support::{poll, sh};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
+
+fn agent_bin() -> String {
+    Path::new(BIN)
+        .with_file_name("lvsdr-agent")
+        .display()
+        .to_string()
+}
+
+fn rip(i: usize) -> String {
+    format!("10.81.0.2{i}")
+}
+
+/// What a director's config holds; the schedule changes it.
+#[derive(Clone)]
+struct Plan {
+    /// Real servers of `web` and `echo`, and of `dns`.
+    web: Vec<usize>,
+    dns: Vec<usize>,
+    /// A service on the VIP with a scheduler the kernel lacks (refused for good).
+    refused: bool,
+}
+
+fn servers(list: &[usize]) -> String {
+    list.iter()
+        .map(|i| format!("[[service.real_server]]\naddress = \"{}\"\n", rip(*i)))
+        .collect()
+}
+
+fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
+    let pki = dir.join("pki");
+    let http = "[service.check]\ntype = \"http\"\nport = 80\npath = \"/healthz\"\n\
+                interval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n";
+    let mut c = format!(
+        "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n\
+         [announce]\ndevice = \"lvsdr0\"\nwithdraw_grace = \"2s\"\nbird_socket = \"/run/hd{i}.ctl\"\n\
+         [sync]\ninterface = \"eth0\"\nsync_id = 1\n\
+         [agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director-hd{i}.pem\"\nkey = \"{p}/director-hd{i}.key\"\n\
+         require = true\npush_interval = \"2s\"\nconfirm_grace = \"15s\"\n\
+         [[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nscheduler = \"mh\"\n\
+         persistence = \"300s\"\n{http}{}\
+         [[service]]\nname = \"echo\"\nvip = \"{VIP}\"\nport = 7000\nscheduler = \"mh\"\n\
+         [service.check]\ntype = \"tcp\"\nvia = \"vip\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
+         rise = 1\nfall = 2\n{}\
+         [[service]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = 53\nprotocol = \"udp\"\n\
+         scheduler = \"mh\"\n{http}{}",
+        servers(&p.web),
+        servers(&p.web),
+        servers(&p.dns),
+        p = pki.display(),
+    );
+    if p.refused {
+        c.push_str(&format!(
+            "[[service]]\nname = \"refused\"\nvip = \"{VIP}\"\nport = 8080\nscheduler = \"twos\"\n\
+             [service.check]\ntype = \"none\"\n{}",
+            servers(&[1])
+        ));
+    }
+    c
+}
+
+fn write_config(dir: &Path, i: u32, p: &Plan) -> PathBuf {
+    let path = dir.join(format!("d{i}.toml"));
+    std::fs::write(&path, config_text(dir, i, p)).expect("config");
+    path
+}
+
+fn st(d: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&get_in(d, STATUS, "/status").ok()?).ok()
+}
+
+/// Every real server of `web` on director `d` at `weight` in its kernel.
+fn weights(d: &str, web: &[usize], weight: u64) -> bool {
+    st(d).is_some_and(|s| {
+        s["services"].as_array().is_some_and(|svcs| {
+            svcs.iter().filter(|x| x["name"] == "web").all(|x| {
+                x["real_servers"].as_array().is_some_and(|rs| {
+                    rs.len() == web.len() && rs.iter().all(|r| r["kernel_weight"] == weight)
+                })
+            })
+        })
+    })
+}
+
+/// The kernel weight of real server `i` in service `svc` on director `d`.
+fn weight_of(d: &str, svc: &str, i: usize) -> Option<u64> {
+    let s = st(d)?;
+    let svc = s["services"]
+        .as_array()?
+        .iter()
+        .find(|x| x["name"] == svc)?
+        .clone();
+    let rs = svc["real_servers"].as_array()?;
+    rs.iter().find(|r| r["address"] == rip(i))?["kernel_weight"].as_u64()
+}
+
+/// Director `d` is settled: agents confirmed, the last pass clean, a few passes made.
+fn settled(d: &str, servers: usize) -> Option<serde_json::Value> {
+    let s = st(d)?;
+    let agents = s["agents"].as_array()?;
+    let confirmed = agents.len() == servers && agents.iter().all(|a| a["confirmed"] == true);
+    let clean = s["reconcile"]["errors"]
+        .as_array()
+        .is_some_and(Vec::is_empty);
+    (confirmed && clean && s["reconcile"]["passes"].as_u64() >= Some(3)).then_some(s)
+}
+
+/// The running topology and what runs in it.
+struct World {
+    net: Net,
+    directors: [Option<Proc>; 2],
+    plans: [Plan; 2],
+    _agents: Vec<Proc>,
+    web: Vec<Option<Server>>,
+    _others: Vec<Server>,
+    tcp: ClientLoop,
+    udp: ClientLoop,
+    echo: (TcpStream, BufReader<TcpStream>),
+    pings: u32,
+    rows: Vec<String>,
+}
+
+impl World {
+    fn d(i: u32) -> String {
+        format!("hd{i}")
+    }
+
+    fn start(&mut self, i: u32) {
+        let cfg = write_config(&self.net.dir, i, &self.plans[i as usize - 1]);
+        self.directors[i as usize - 1] = Some(start_director_in(&Self::d(i), BIN, &cfg, 60));
+    }
+
+    fn log(&self, i: u32) -> String {
+        self.directors[i as usize - 1]
+            .as_ref()
+            .map(Proc::log)
+            .unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        format!("--- hd1:\n{}\n--- hd2:\n{}", self.log(1), self.log(2))
+    }
+
+    fn reload(&mut self, i: u32, plan: Plan) {
+        self.plans[i as usize - 1] = plan;
+        write_config(&self.net.dir, i, &self.plans[i as usize - 1]);
+        if let Some(d) = &self.directors[i as usize - 1] {
+            d.signal("HUP");
+        }
+    }
+
+    fn ping(&mut self) -> Result<(), String> {
+        self.pings += 1;
+        let k = self.pings;
+        writeln!(self.echo.0, "ping {k}").map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.echo
+            .1
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        (line == format!("ping {k}\n")).then_some(()).ok_or(line)
+    }
+
+    /// Runs `event`, then waits for `done`; prints and returns what the loops counted.
+    fn event(
+        &mut self,
+        name: &str,
+        event: impl FnOnce(&mut World),
+        done: impl Fn(&World) -> bool,
+    ) -> (Tally, Tally) {
+        self.tcp.reset();
+        self.udp.reset();
+        let t0 = Instant::now();
+        event(self);
+        let ok = poll(90, || done(self).then_some(()));
+        assert!(ok.is_some(), "{name}: not done after 90 s\n{}", self.logs());
+        // A little traffic after, so a flow that broke shows.
+        std::thread::sleep(Duration::from_secs(1));
+        let took = t0.elapsed();
+        let (tcp, udp) = (self.tcp.reset(), self.udp.reset());
+        let echo = self.ping();
+        let row = format!(
+            "{name:<42} {:>6.1} s | tcp {:>4} ok {:>2} failed, gap {:>5.2} s | udp {:>4} ok {:>2} lost, gap {:>5.2} s | long-lived {}",
+            took.as_secs_f64(),
+            tcp.ok,
+            tcp.failed,
+            tcp.longest_gap.as_secs_f64(),
+            udp.ok,
+            udp.failed,
+            udp.longest_gap.as_secs_f64(),
+            if echo.is_ok() { "ok" } else { "BROKEN" }
+        );
+        println!("{row}");
+        self.rows.push(row);
+        assert!(
+            echo.is_ok(),
+            "{name}: the long-lived connection broke: {echo:?}\n{}",
+            self.logs()
+        );
+        (tcp, udp)
+    }
+}
+
+fn no_failure(name: &str, w: &World, (tcp, udp): &(Tally, Tally)) {
+    assert!(
+        tcp.failed == 0 && udp.failed == 0 && tcp.ok > 0 && udp.ok > 0,
+        "{name}: tcp {tcp:?}, udp {udp:?}\n{}",
+        w.logs()
+    );
+}
+
+fn both_settled(servers: usize) -> impl Fn(&World) -> bool {
+    move |_| settled("hd1", servers).is_some() && settled("hd2", servers).is_some()
+}
+
+#[test]
+#[ignore = "needs the IPVS kernel, BIRD and the agents: runs in the test VM (tests/run)"]
+fn everything_on_through_restarts_reloads_failures_and_refusals() {
+    let net = Net::new(3, false);
+    let pki = net.dir.join("pki");
+    lvsdr::pki::init_with(
+        &pki,
+        &[rip(1), rip(2), rip(3)],
+        &["hd1".into(), "hd2".into()],
+    )
+    .expect("pki");
+    sh(&format!("chown -R {NOBODY} {}", pki.display()));
+    let mut agents = Vec::new();
+    let mut others = Vec::new();
+    let mut web = Vec::new();
+    for i in 1..=3 {
+        let ns = format!("hrs{i}");
+        let r = rip(i);
+        let cfg = net.dir.join(format!("agent{i}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"{d}/agent{i}.json\"\n\
+                 [agent.tls]\ncert = \"{p}/agent-{r}.pem\"\nkey = \"{p}/agent-{r}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
+                d = net.dir.display(),
+                p = pki.display()
+            ),
+        )
+        .expect("agent config");
+        agents.push(Proc::spawn(
+            &ns,
+            &agent_bin(),
+            &["--config", &cfg.display().to_string()],
+            net.dir.join(format!("agent{i}.log")),
+        ));
+        web.push(Some(Server::http(&ns, 80, &ns)));
+        others.push(Server::echo(&ns, 7000));
+        others.push(Server::udp(&ns, 53, &ns));
+    }
+    net.start_bird();
+    let plan = Plan {
+        web: vec![1, 2],
+        dns: vec![1, 2],
+        refused: false,
+    };
+    for i in 1..=2u32 {
+        let cfg = write_config(&net.dir, i, &plan);
+        let set = n(
+            &format!("hd{i}"),
+            &format!("{BIN} prepare --config {}", cfg.display()),
+        );
+        assert!(set.contains("expire_nodest_conn = 1"), "{set}");
+    }
+    let mut directors = [None, None];
+    for i in 1..=2u32 {
+        let cfg = net.dir.join(format!("d{i}.toml"));
+        directors[i as usize - 1] = Some(start_director_in(&format!("hd{i}"), BIN, &cfg, 60));
+    }
+    let up = poll(120, || {
+        (net.next_hops().len() == 2
+            && weights("hd1", &[1, 2], 1)
+            && weights("hd2", &[1, 2], 1)
+            && settled("hd1", 2).is_some()
+            && settled("hd2", 2).is_some())
+        .then_some(())
+    });
+    let logs = directors
+        .iter()
+        .flatten()
+        .map(Proc::log)
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert!(
+        up.is_some(),
+        "not up: {:?}\n{}\n{}",
+        net.next_hops(),
+        st("hd1").unwrap_or_default(),
+        logs
+    );
+    let vip = |port: u16| -> SocketAddr { format!("{VIP}:{port}").parse().expect("vip") };
+    let echo = in_ns("hclient", move || {
+        let s = TcpStream::connect_timeout(&vip(7000), Duration::from_secs(3)).expect("echo");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s
+    });
+    let reader = BufReader::new(echo.try_clone().expect("clone"));
+    let mut w = World {
+        net,
+        directors,
+        plans: [plan.clone(), plan.clone()],
+        _agents: agents,
+        web,
+        _others: others,
+        tcp: ClientLoop::http("hclient", vip(80), Duration::from_millis(100)),
+        udp: ClientLoop::udp("hclient", 5353, vip(53), Duration::from_millis(100)),
+        echo: (echo, reader),
+        pings: 0,
+        rows: Vec::new(),
+    };
+    w.ping().expect("the long-lived connection");
+    println!(
+        "{:<42} {:>8} | per event: requests ok / failed, longest gap",
+        "event", "took"
+    );
+
+    // 1-4. Each director killed with -9, then stopped with SIGTERM, and started: the
+    // table stays as it is (0 ops), no request fails.
+    for (i, how) in [(1u32, "KILL"), (2, "KILL"), (1, "TERM"), (2, "TERM")] {
+        let name = format!("SIG{how} hd{i} and a start");
+        let r = w.event(
+            &name,
+            |w| {
+                let mut d = w.directors[i as usize - 1].take().expect("running");
+                d.signal(how);
+                let _ = d.child.wait();
+                w.start(i);
+            },
+            both_settled(2),
+        );
+        no_failure(&name, &w, &r);
+        let s = settled(&World::d(i), 2).expect("settled");
+        assert_eq!(
+            s["reconcile"]["ops_applied"],
+            0,
+            "{name}: the restart changed the table\n{}",
+            w.log(i)
+        );
+    }
+
+    // 5. A reload adds a real server; 6. another removes it (it drains).
+    let mut grown = w.plans[0].clone();
+    grown.web = vec![1, 2, 3];
+    let r = w.event(
+        "reload: hrs3 joins web and echo",
+        |w| {
+            w.reload(1, grown.clone());
+            w.reload(2, grown.clone());
+        },
+        |_| weights("hd1", &[1, 2, 3], 1) && weights("hd2", &[1, 2, 3], 1),
+    );
+    no_failure("reload: hrs3 joins", &w, &r);
+    let r = w.event(
+        "reload: hrs3 leaves web and echo",
+        |w| {
+            w.reload(1, plan.clone());
+            w.reload(2, plan.clone());
+        },
+        |_| weights("hd1", &[1, 2], 1) && weights("hd2", &[1, 2], 1),
+    );
+    no_failure("reload: hrs3 leaves", &w, &r);
+
+    // 7. A real server leaves one service and stays in the others.
+    let mut fewer = plan.clone();
+    fewer.dns = vec![1];
+    let dns_only_hrs1 = |d: &str| {
+        st(d).is_some_and(|s| {
+            s["services"].as_array().is_some_and(|v| {
+                v.iter()
+                    .filter(|x| x["name"] == "dns")
+                    .all(|x| x["real_servers"].as_array().is_some_and(|r| r.len() == 1))
+            })
+        }) && !n(d, "ipvsadm -Ln -u").contains(&rip(2))
+    };
+    let r = w.event(
+        "reload: hrs2 leaves dns",
+        |w| {
+            w.reload(1, fewer.clone());
+            w.reload(2, fewer.clone());
+        },
+        |_| dns_only_hrs1("hd1") && dns_only_hrs1("hd2"),
+    );
+    no_failure("reload: hrs2 leaves dns", &w, &r);
+    let r = w.event(
+        "reload: hrs2 back in dns",
+        |w| {
+            w.reload(1, plan.clone());
+            w.reload(2, plan.clone());
+        },
+        both_settled(2),
+    );
+    no_failure("reload: hrs2 back in dns", &w, &r);
+
+    // 8. A real server fails (its web server stops) and comes back. Requests already
+    // on their way to it fail until the checks see it (the detection bound, 2.5 s);
+    // then the persistent client is scheduled elsewhere.
+    let (tcp, _) = w.event(
+        "hrs1's web server fails",
+        |w| {
+            if let Some(s) = w.web[0].take() {
+                s.stop();
+            }
+        },
+        |_| weight_of("hd1", "web", 1) == Some(0) && weight_of("hd2", "web", 1) == Some(0),
+    );
+    assert!(
+        tcp.longest_gap <= Duration::from_millis(4500),
+        "the persistent client was without an answer for {:?} (bound 2.5 s + 2 s)",
+        tcp.longest_gap
+    );
+    let r = w.event(
+        "hrs1's web server comes back",
+        |w| w.web[0] = Some(Server::http("hrs1", 80, "hrs1")),
+        |_| weights("hd1", &[1, 2], 1) && weights("hd2", &[1, 2], 1),
+    );
+    no_failure("hrs1 back", &w, &r);
+
+    // 9. One director gets a service the kernel refuses for good: only that
+    // service is held; the VIP stays announced by both (sampled for 20 s).
+    let mut refused = plan.clone();
+    refused.refused = true;
+    let r = w.event(
+        "reload hd1: a service the kernel refuses",
+        |w| w.reload(1, refused.clone()),
+        |w| {
+            st("hd1").is_some_and(|s| {
+                s["reconcile"]["held"]
+                    .as_array()
+                    .is_some_and(|h| !h.is_empty())
+            }) && (0..40).all(|_| {
+                std::thread::sleep(Duration::from_millis(500));
+                w.net.next_hops().len() == 2
+            })
+        },
+    );
+    no_failure("a refused service", &w, &r);
+    let r = w.event(
+        "reload hd1: the refused service goes",
+        |w| w.reload(1, plan.clone()),
+        |_| st("hd1").is_some_and(|s| s["reconcile"]["held"].as_array().is_some_and(Vec::is_empty)),
+    );
+    no_failure("the refused service goes", &w, &r);
+
+    // 10. An invalid reload: rejected, the running config stays, nothing moves.
+    let generation = st("hd2").expect("status")["config"]["generation"].clone();
+    let r = w.event(
+        "reload hd2: an invalid config",
+        |w| {
+            let path = w.net.dir.join("d2.toml");
+            let text = config_text(&w.net.dir, 2, &plan)
+                .replace("scheduler = \"mh\"", "scheduler = \"fastest\"");
+            std::fs::write(path, text).expect("write");
+            if let Some(d) = &w.directors[1] {
+                d.signal("HUP");
+            }
+        },
+        |_| {
+            st("hd2").is_some_and(|s| {
+                s["config"]["ok"] == false && s["config"]["generation"] == generation
+            })
+        },
+    );
+    no_failure("an invalid reload", &w, &r);
+    assert!(weights("hd2", &[1, 2], 1), "the invalid reload changed hd2");
+    assert_eq!(w.net.next_hops().len(), 2);
+
+    println!("\nscenario: {} events", w.rows.len());
+    for row in &w.rows {
+        println!("  {row}");
+    }
+}
