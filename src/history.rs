@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use crate::health::Health;
+use crate::health::{Health, HealthMap};
+use crate::model::Desired;
+use crate::reconcile::{health_of, Observed};
 use crate::status::Status;
 
 /// How often a sample is taken.
@@ -35,6 +37,33 @@ struct Point {
     servers: u16,
 }
 
+/// What the history keeps of each service now: (name, connections per second, real
+/// servers up, real servers), straight from the config, the table and the checks.
+/// The sampler took a whole status document every 10 s for these three numbers; at
+/// 10,000 × 10 services a debug build under emulation spent a core on it.
+pub fn points<'a>(
+    desired: &'a Desired,
+    observed: &Observed,
+    health: &HealthMap,
+) -> Vec<(&'a str, u64, usize, usize)> {
+    desired
+        .services
+        .iter()
+        .map(|s| {
+            let cps = observed
+                .services
+                .get(&s.service.key)
+                .map_or(0, |o| o.stats.cps);
+            let up = s
+                .real_servers
+                .iter()
+                .filter(|r| health_of(r, health) == Health::Up)
+                .count();
+            (s.name.as_str(), cps, up, s.real_servers.len())
+        })
+        .collect()
+}
+
 /// The samples of every service, by name. The sample times are kept once: a service's
 /// points are the last ones (a service added later has fewer).
 #[derive(Debug, Clone, Default)]
@@ -44,9 +73,29 @@ pub struct History {
 }
 
 impl History {
-    /// Adds one sample per service of `status`, taken at `at`; drops what is older
-    /// than [`KEPT`] and services no longer in the config.
+    /// Adds one sample per service of `status`, taken at `at` (see
+    /// [`History::record_points`]).
     pub fn record(&mut self, status: &Status, at: f64) {
+        let points = status.services.iter().map(|s| {
+            let up = s
+                .real_servers
+                .iter()
+                .filter(|r| r.health == Health::Up)
+                .count();
+            (s.name.as_str(), s.stats.cps, up, s.real_servers.len())
+        });
+        self.record_points(points, at);
+    }
+
+    /// Adds one sample per service, (name, connections per second, servers up,
+    /// servers), taken at `at`; drops what is older than [`KEPT`] and services not
+    /// sampled (no longer in the config).
+    pub fn record_points<'a>(
+        &mut self,
+        points: impl IntoIterator<Item = (&'a str, u64, usize, usize)>,
+        at: f64,
+    ) {
+        let points: Vec<(&str, u64, usize, usize)> = points.into_iter().collect();
         let cap = (KEPT.as_secs() / SAMPLE_EVERY.as_secs()) as usize;
         self.times.push_back(at);
         while self.times.len() > cap
@@ -60,23 +109,18 @@ impl History {
         let keep = self.times.len();
         // By a set of names: a scan of the list per kept service was quadratic, 10^8
         // comparisons every 10 s at 10,000 services.
-        let current: HashSet<&str> = status.services.iter().map(|s| s.name.as_str()).collect();
+        let current: HashSet<&str> = points.iter().map(|p| p.0).collect();
         self.services
             .retain(|name, _| current.contains(name.as_str()));
-        for s in &status.services {
-            let up = s
-                .real_servers
-                .iter()
-                .filter(|r| r.health == Health::Up)
-                .count();
-            let points = self.services.entry(s.name.clone()).or_default();
-            points.push_back(Point {
-                cps: u32::try_from(s.stats.cps).unwrap_or(u32::MAX),
+        for (name, cps, up, servers) in points {
+            let kept = self.services.entry(name.to_string()).or_default();
+            kept.push_back(Point {
+                cps: u32::try_from(cps).unwrap_or(u32::MAX),
                 up: u16::try_from(up).unwrap_or(u16::MAX),
-                servers: u16::try_from(s.real_servers.len()).unwrap_or(u16::MAX),
+                servers: u16::try_from(servers).unwrap_or(u16::MAX),
             });
-            while points.len() > keep {
-                points.pop_front();
+            while kept.len() > keep {
+                kept.pop_front();
             }
         }
     }
@@ -149,6 +193,28 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// The sampler's numbers come from the config, the table and the checks, as the
+    /// status document would say them.
+    #[test]
+    fn points_count_servers_up_by_their_checks() {
+        let text = "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
+                    [[service.real_server]]\naddress = \"10.0.0.11\"\n\
+                    [[service.real_server]]\naddress = \"10.0.0.12\"\n";
+        let d = crate::config::parse(text, "t.toml").expect("config");
+        let checks = d.checks();
+        let health: HealthMap = [
+            (checks[0].clone(), Health::Up),
+            (checks[1].clone(), Health::Down),
+        ]
+        .into_iter()
+        .collect();
+        let p = points(&d, &Observed::default(), &health);
+        assert_eq!(p, vec![("web", 0, 1, 2)]);
+        let mut h = History::default();
+        h.record_points(p, 10.0);
+        assert_eq!(h.of("web")[0].up, 1);
     }
 
     #[test]

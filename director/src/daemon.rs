@@ -108,6 +108,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         started,
         counters: counters_rx,
         checks_completed: supervisor.completed(),
+        renders: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
     let announcer = tokio::spawn(crate::announcer::run(

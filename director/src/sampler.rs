@@ -1,5 +1,6 @@
-//! Feeds the status page's history: every `SAMPLE_EVERY`, a status snapshot is taken
-//! and recorded (both off the runtime thread: at 10,000 services they take a while).
+//! Feeds the status page's history: every `SAMPLE_EVERY`, each service's conn/s and
+//! servers up are taken from the config, the table and the checks and recorded (off
+//! the runtime thread: at 10,000 services it takes a while).
 
 use std::sync::Arc;
 
@@ -24,9 +25,12 @@ pub async fn run(
         }
         let (s, h) = (sources.clone(), history.clone());
         tokio::task::spawn_blocking(move || {
-            let status = s.status();
+            let desired = s.desired.borrow().clone();
+            let observed = s.counters.borrow().overlay(&s.state.borrow().observed);
+            let health = s.health.borrow().clone();
+            let points = lvsdr::history::points(&desired, &observed, &health);
             let at = lvsdr::status::epoch(std::time::SystemTime::now());
-            h.send_modify(|h| h.record(&status, at));
+            h.send_modify(|h| h.record_points(points, at));
         })
         .await?;
     }

@@ -122,7 +122,7 @@ fn two_directors_behind_ecmp_survive_a_stop_a_cut_link_and_failing_servers() {
         .iter()
         .flat_map(|rs| [Server::http(rs, 80, rs), Server::echo(rs, 7000)])
         .collect();
-    net.start_bird();
+    net.start_bird(100, 3);
     let mut directors: Vec<Proc> = Vec::new();
     for i in 1..=2u32 {
         let d = format!("hd{i}");

@@ -59,7 +59,7 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
          [announce]\ndevice = \"lvsdr0\"\nwithdraw_grace = \"2s\"\nbird_socket = \"/run/hd{i}.ctl\"\n\
          [sync]\ninterface = \"eth0\"\nsync_id = 1\n\
          [agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director-hd{i}.pem\"\nkey = \"{p}/director-hd{i}.key\"\n\
-         require = true\npush_interval = \"2s\"\nconfirm_grace = \"15s\"\n\
+         require = true\n\
          [[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nscheduler = \"mh\"\n\
          persistence = \"300s\"\n{http}{}\
          [[service]]\nname = \"echo\"\nvip = \"{VIP}\"\nport = 7000\nscheduler = \"mh\"\n\
@@ -161,7 +161,23 @@ impl World {
     }
 
     fn logs(&self) -> String {
-        format!("--- hd1:\n{}\n--- hd2:\n{}", self.log(1), self.log(2))
+        let tail = |p: &Proc| {
+            let log = p.log();
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(15)..].join("\n")
+        };
+        let agents: Vec<String> = self
+            ._agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("--- agent on hrs{}:\n{}", i + 1, tail(a)))
+            .collect();
+        format!(
+            "--- hd1:\n{}\n--- hd2:\n{}\n{}",
+            self.log(1),
+            self.log(2),
+            agents.join("\n")
+        )
     }
 
     fn reload(&mut self, i: u32, plan: Plan) {
@@ -275,7 +291,8 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         others.push(Server::echo(&ns, 7000));
         others.push(Server::udp(&ns, 53, &ns));
     }
-    net.start_bird();
+    // No link is cut here: slow BFD, so that a loaded emulator does not flap it.
+    net.start_bird(500, 6);
     let plan = Plan {
         web: vec![1, 2],
         dns: vec![1, 2],

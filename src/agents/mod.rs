@@ -217,9 +217,11 @@ pub fn confirmed_after(
             (ok, memory)
         }
         Outcome::Failed(_) => {
-            let within = last
-                .at
-                .is_some_and(|at| now.saturating_duration_since(at) < grace);
+            // Through failed pushes for `grace`, counted from the first failure: from
+            // the last success, one lost periodic push (push_interval 30 s, grace 30 s,
+            // the defaults) was already past the grace and drained the agent's servers.
+            let since = last.failing_since.unwrap_or(now);
+            let within = last.at.is_some() && now.saturating_duration_since(since) < grace;
             let ok = if within {
                 last.vips
                     .iter()
@@ -564,10 +566,23 @@ mod tests {
         );
         assert_eq!(ok.len(), 2);
         let failed = Outcome::Failed("connection refused".into());
-        let (ok, mem) =
-            confirmed_after(&failed, &wanted, &mem, t0 + Duration::from_secs(29), grace);
+        // The next periodic push, a push_interval (30 s, the default) later, fails.
+        let first = t0 + Duration::from_secs(31);
+        let (ok, mem) = confirmed_after(&failed, &wanted, &mem, first, grace);
         assert_eq!(ok.len(), 2, "one failed push closed the gate");
-        let (ok, _) = confirmed_after(&failed, &wanted, &mem, t0 + Duration::from_secs(31), grace);
+        let (ok, mem) = confirmed_after(
+            &failed,
+            &wanted,
+            &mem,
+            first + grace - Duration::from_secs(1),
+            grace,
+        );
+        assert_eq!(
+            ok.len(),
+            2,
+            "failing for less than the grace closed the gate"
+        );
+        let (ok, _) = confirmed_after(&failed, &wanted, &mem, first + grace, grace);
         assert!(ok.is_empty(), "the grace period did not end");
         // Never confirmed: a failure confirms nothing.
         let (ok, _) = confirmed_after(&failed, &wanted, &LastGood::default(), t0, grace);

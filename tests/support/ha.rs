@@ -91,11 +91,15 @@ impl Net {
         );
     }
 
-    /// BIRD on the router (ECMP over both directors, BGP + BFD at 100 ms × 3) and on
-    /// each director (exporting what is on `lvsdr0`); the directors' control sockets
-    /// are open to the director, which runs as nobody (on a real host: BIRD's group).
-    pub fn start_bird(&self) {
-        let bfd = "protocol bfd { interface \"eth0\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 3; }; }\n";
+    /// BIRD on the router (ECMP over both directors, BGP + BFD every `bfd_ms`, down after
+    /// `multiplier` missed) and on each director (exporting what is on `lvsdr0`); the
+    /// directors' control sockets are open to the director, which runs as nobody (on a
+    /// real host: BIRD's group).
+    pub fn start_bird(&self, bfd_ms: u32, multiplier: u32) {
+        let bfd = format!(
+            "protocol bfd {{ interface \"eth0\" {{ min rx interval {bfd_ms} ms; \
+             min tx interval {bfd_ms} ms; multiplier {multiplier}; }}; }}\n"
+        );
         self.bird(
             "hrouter",
             &format!(

@@ -151,7 +151,9 @@ impl Lab {
     pub fn get(&self, port: u16, path: &str) -> Result<String, String> {
         let addr: SocketAddr = format!("{}:{port}", self.vip()).parse().expect("addr");
         let path = path.to_string();
-        in_ns(&self.client, move || http_get(addr, &path))
+        in_ns(&self.client, move || {
+            http_get(addr, &path, Duration::from_secs(5))
+        })
     }
 
     /// GET from inside the director's namespace (its status endpoint).
@@ -194,16 +196,21 @@ impl Drop for Lab {
 
 /// One HTTP GET of `path` from namespace `ns` to `addr`.
 pub fn get_in(ns: &str, addr: &str, path: &str) -> Result<String, String> {
-    let addr: SocketAddr = addr.parse().expect("addr");
-    let path = path.to_string();
-    in_ns(ns, move || http_get(addr, &path))
+    get_in_within(ns, addr, path, Duration::from_secs(5))
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+/// [`get_in`], waiting up to `wait` for the answer to start (a status of 10,000 × 10
+/// services takes a debug build under emulation longer than 5 s to render).
+pub fn get_in_within(ns: &str, addr: &str, path: &str, wait: Duration) -> Result<String, String> {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let path = path.to_string();
+    in_ns(ns, move || http_get(addr, &path, wait))
+}
+
+fn http_get(addr: SocketAddr, path: &str, wait: Duration) -> Result<String, String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)
