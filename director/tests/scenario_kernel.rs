@@ -105,6 +105,24 @@ fn weights(d: &str, web: &[usize], weight: u64) -> bool {
     })
 }
 
+/// The destinations director `d`'s kernel has for `proto` (TCP, UDP) VIP:`port`.
+fn kernel_dests(d: &str, proto: &str, port: u16) -> Vec<String> {
+    let table = n(d, "ipvsadm -Ln");
+    let head = format!("{proto}  {VIP}:{port}");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for l in table.lines() {
+        if ["TCP", "UDP", "FWM"].iter().any(|p| l.starts_with(p)) {
+            inside = l.starts_with(&head);
+        } else if inside {
+            if let Some(addr) = l.trim_start().strip_prefix("-> ") {
+                out.push(addr.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    }
+    out
+}
+
 /// The kernel weight of real server `i` in service `svc` on director `d`.
 fn weight_of(d: &str, svc: &str, i: usize) -> Option<u64> {
     let s = st(d)?;
@@ -401,7 +419,15 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
             w.reload(1, plan.clone());
             w.reload(2, plan.clone());
         },
-        |_| weights("hd1", &[1, 2], 1) && weights("hd2", &[1, 2], 1),
+        |_| {
+            weights("hd1", &[1, 2], 1)
+                && weights("hd2", &[1, 2], 1)
+                && ["hd1", "hd2"].iter().all(|d| {
+                    !kernel_dests(d, "TCP", 80)
+                        .iter()
+                        .any(|a| a.starts_with(&rip(3)))
+                })
+        },
     );
     no_failure("reload: hrs3 leaves", &w, &r);
 
@@ -415,7 +441,9 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
                     .filter(|x| x["name"] == "dns")
                     .all(|x| x["real_servers"].as_array().is_some_and(|r| r.len() == 1))
             })
-        }) && !n(d, "ipvsadm -Ln -u").contains(&rip(2))
+        }) && !kernel_dests(d, "UDP", 53)
+            .iter()
+            .any(|a| a.starts_with(&rip(2)))
     };
     let r = w.event(
         "reload: hrs2 leaves dns",
