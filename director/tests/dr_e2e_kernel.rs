@@ -146,11 +146,13 @@ fn moved(clients: &ClientLoop, who: &str, t0: Instant, secs: u64) -> Option<(Dur
 
 /// The one server a loop's answers all came from (persistence, or one UDP flow).
 fn sole_server(clients: &ClientLoop) -> String {
+    clients.reset();
     let t = poll(20, || {
-        let t = clients.reset();
+        let t = clients.tally();
         (t.ok >= 5).then_some(t)
     })
     .expect("the client loop got no answers");
+    clients.reset();
     assert_eq!(t.answered_by.len(), 1, "one flow, one server: {t:?}");
     t.answered_by.into_keys().next().expect("a server")
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::director::*;
-use support::lab::{get_in_within, in_ns, web_and_echo, Lab};
+use support::lab::{in_ns, web_and_echo, Lab};
 use support::poll;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
@@ -180,25 +180,28 @@ fn big_config(lab: &Lab, servers: usize) -> String {
     text
 }
 
-/// Waits until the kernel holds exactly the config (`N` services of `servers` each,
-/// counted every 2 s: a `/status` of 100,000 real servers is itself heavy work for a
-/// debug build under emulation, and was asked for every 250 ms), then checks that
-/// `/status` agrees and the last pass had no error, and that the services are the
-/// config's.
+/// Waits until the kernel holds exactly the config: `N` services (the config's), each
+/// with `servers` destinations at weight 1, counted every 2 s. Then the director is
+/// alive (`/healthz`) and its log has no refusal and no abandoned pass. (Not `/status`:
+/// at 10,000 × 10 it is 70 MB of JSON, which a debug test under emulation took longer
+/// than 5 minutes to fetch and parse.)
 fn assert_converges(lab: &Lab, d: &Proc, servers: usize, secs: u64) {
     let want = (usize::from(N), usize::from(N) * servers);
     let t0 = Instant::now();
-    let mut seen = (0, 0);
+    let (mut seen, mut saved) = ((0, 0), String::new());
     while t0.elapsed() < Duration::from_secs(secs) {
         assert!(
             !d.log().contains("config rejected"),
             "the director refused the config:\n{}",
             d.log()
         );
-        let saved = lab.ipvsadm("-Sn");
+        saved = lab.ipvsadm("-Sn");
         seen = (
             saved.lines().filter(|l| l.starts_with("-A")).count(),
-            saved.lines().filter(|l| l.starts_with("-a")).count(),
+            saved
+                .lines()
+                .filter(|l| l.starts_with("-a") && l.trim_end().ends_with("-w 1"))
+                .count(),
         );
         if seen == want {
             break;
@@ -208,44 +211,29 @@ fn assert_converges(lab: &Lab, d: &Proc, servers: usize, secs: u64) {
     assert_eq!(
         seen,
         want,
-        "(services, destinations) in the kernel:\n{}",
+        "(services, destinations at weight 1) in the kernel:\n{}",
         d.log()
     );
-    let agrees = poll(300, || {
-        // Rendering 100,000 real servers takes a debug build under emulation a while;
-        // an answer slower than even this wait is "not yet", not a failure.
-        let body =
-            get_in_within(&lab.director, STATUS, "/status", Duration::from_secs(120)).ok()?;
-        let st: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let services = st["services"].as_array()?;
-        let all_in = services.len() == usize::from(N)
-            && services.iter().all(|s| {
-                s["in_kernel"] == true
-                    && s["real_servers"].as_array().is_some_and(|r| {
-                        r.len() == servers && r.iter().all(|r| r["kernel_weight"] == 1)
-                    })
-            });
-        let clean = st["reconcile"]["errors"]
-            .as_array()
-            .is_some_and(Vec::is_empty);
-        (all_in && clean).then_some(())
-    });
-    assert!(agrees.is_some(), "/status does not agree:\n{}", d.log());
-    let saved = lab.ipvsadm("-Sn");
     let services: BTreeSet<String> = saved
         .lines()
         .filter(|l| l.starts_with("-A"))
         .map(|s| s.trim().to_string())
         .collect();
-    assert_eq!(
-        services.len(),
-        usize::from(N),
-        "services: duplicates or orphans"
-    );
-    let want: BTreeSet<String> = (0..N)
+    let config: BTreeSet<String> = (0..N)
         .map(|i| format!("-A -t {}:{} -s rr", lab.vip(), 10_000 + u32::from(i)))
         .collect();
-    assert_eq!(services, want, "the services are not the config's");
+    assert_eq!(services, config, "the services are not the config's");
+    let alive = poll(60, || lab.director_get(STATUS, "/healthz").ok());
+    assert!(alive.is_some(), "not alive:\n{}", d.log());
+    let log = d.log();
+    for bad in [
+        "kernel refused",
+        "refused for good",
+        "abandoned",
+        "did not converge",
+    ] {
+        assert!(!log.contains(bad), "{bad:?} in the log:\n{log}");
+    }
 }
 
 #[test]
@@ -297,11 +285,6 @@ fn a_kill_9_while_programming_ten_thousand_services_then_a_restart_converges() {
     let d = start_director_within(&lab, BIN, &config, 300);
     assert_converges(&lab, &d, 1, 900);
     println!("restart converged in {:.1} s", t.elapsed().as_secs_f64());
-    assert!(
-        !d.log().contains("abandoned"),
-        "a pass was abandoned:\n{}",
-        d.log()
-    );
 }
 
 /// A SIGHUP from an empty config to 10,000 × 10 programs it all, as a start with the
@@ -320,10 +303,5 @@ fn a_reload_from_an_empty_config_to_ten_thousand_services_converges() {
     println!(
         "reload from empty to {N} x 10 converged in {:.1} s",
         t.elapsed().as_secs_f64()
-    );
-    assert!(
-        !d.log().contains("abandoned"),
-        "a pass was abandoned:\n{}",
-        d.log()
     );
 }
