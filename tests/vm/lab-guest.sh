@@ -73,6 +73,8 @@ weight = 2
 TOML
 say "director config"
 sed 's/^/  /' "$w/director.toml"
+say "kernel settings (lvsdr-director prepare, as the unit's ExecStartPre does)"
+n director "$bin/lvsdr-director" prepare --config "$w/director.toml" | sed 's/^/  /'
 n director "$bin/lvsdr-director" run --config "$w/director.toml" 2>"$w/director.log" &
 
 say "waiting for the agents to confirm and the checks to pass"
