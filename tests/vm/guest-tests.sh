@@ -8,6 +8,17 @@ if [ "${1:-}" = --filter ]; then
   filter=("$2")
   shift 2
 fi
+# The test that unloads ip_vs runs first: namespaces of the tests before it (sync
+# daemons, mh services) are torn down asynchronously and keep the modules in use for a
+# while. The order of the binaries given is otherwise cargo's, which changes by build.
+first=() rest=()
+for bin in "$@"; do
+  case $(basename "$bin") in
+  module_reload_kernel-*) first+=("$bin") ;;
+  *) rest+=("$bin") ;;
+  esac
+done
+set -- "${first[@]}" "${rest[@]}"
 echo "guest kernel $(uname -r); IPVS: $(grep -c . /proc/net/ip_vs 2>/dev/null || echo 0) lines in /proc/net/ip_vs"
 failed=0
 for bin in "$@"; do
