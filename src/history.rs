@@ -1,6 +1,6 @@
 //! A short history per service for the status page: every [`SAMPLE_EVERY`], its
 //! connections per second and how many of its real servers are up, for the last
-//! [`KEPT`] (15 minutes). Pure: the director's sampling task feeds it status snapshots.
+//! [`KEPT`] (15 minutes). Pure: the director's sampling task feeds it [`points`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::health::{Health, HealthMap};
 use crate::model::Desired;
 use crate::reconcile::{health_of, Observed};
-use crate::status::Status;
 
 /// How often a sample is taken.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -73,20 +72,6 @@ pub struct History {
 }
 
 impl History {
-    /// Adds one sample per service of `status`, taken at `at` (see
-    /// [`History::record_points`]).
-    pub fn record(&mut self, status: &Status, at: f64) {
-        let points = status.services.iter().map(|s| {
-            let up = s
-                .real_servers
-                .iter()
-                .filter(|r| r.health == Health::Up)
-                .count();
-            (s.name.as_str(), s.stats.cps, up, s.real_servers.len())
-        });
-        self.record_points(points, at);
-    }
-
     /// Adds one sample per service, (name, connections per second, servers up,
     /// servers), taken at `at`; drops what is older than [`KEPT`] and services not
     /// sampled (no longer in the config).
@@ -148,51 +133,10 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{ServerStatus, ServiceStatus};
 
-    fn status(names: &[&str], cps: u64, up: usize) -> Status {
-        let server = |h| ServerStatus {
-            address: "10.0.0.1".parse().expect("ip"),
-            port: 80,
-            configured_weight: 1,
-            target_weight: None,
-            kernel_weight: None,
-            health: h,
-            health_since: None,
-            transitions: 0,
-            check: None,
-            last_check: None,
-            latency_ms: None,
-            error: None,
-            reason: None,
-            active_conns: 0,
-            inactive_conns: 0,
-            stats: Default::default(),
-        };
-        Status {
-            services: names
-                .iter()
-                .map(|n| ServiceStatus {
-                    name: n.to_string(),
-                    key: String::new(),
-                    vip: None,
-                    port: None,
-                    protocol: None,
-                    fwmark: None,
-                    scheduler: "rr".into(),
-                    in_kernel: true,
-                    stats: crate::ipvs::Stats {
-                        cps,
-                        ..Default::default()
-                    },
-                    real_servers: (0..3)
-                        .map(|i| server(if i < up { Health::Up } else { Health::Down }))
-                        .collect(),
-                    sorry_server: None,
-                })
-                .collect(),
-            ..Default::default()
-        }
+    /// One sample per name: `cps` connections/s, `up` of 3 servers up.
+    fn sample<'a>(names: &[&'a str], cps: u64, up: usize) -> Vec<(&'a str, u64, usize, usize)> {
+        names.iter().map(|n| (*n, cps, up, 3)).collect()
     }
 
     /// The sampler's numbers come from the config, the table and the checks, as the
@@ -226,7 +170,7 @@ mod tests {
             } else {
                 &["web", "dns"]
             };
-            h.record(&status(names, u64::from(i), 2), f64::from(i) * 10.0);
+            h.record_points(sample(names, u64::from(i), 2), f64::from(i) * 10.0);
         }
         let web = h.of("web");
         assert_eq!(web.len(), 90, "15 minutes of 10 s samples");
@@ -239,10 +183,10 @@ mod tests {
         let new = h.of("new");
         assert_eq!(new.len(), 50);
         assert_eq!((new[0].at, new[49].at), (1500.0, 1990.0));
-        h.record(&status(&["web"], 1, 3), 2000.0);
+        h.record_points(sample(&["web"], 1, 3), 2000.0);
         assert!(h.of("dns").is_empty());
         // A gap (the director was busy) drops what is too old, not just the count.
-        h.record(&status(&["web"], 1, 3), 2000.0 + KEPT.as_secs_f64() + 1.0);
+        h.record_points(sample(&["web"], 1, 3), 2000.0 + KEPT.as_secs_f64() + 1.0);
         assert_eq!(h.of("web").len(), 1);
     }
 }

@@ -117,25 +117,8 @@ fn assert_converges(lab: &Lab, d: &Proc, servers: usize, secs: u64) {
 fn a_kill_9_while_programming_ten_thousand_services_then_a_restart_converges() {
     let lab = Lab::bare("p", 59, 1);
     let config = write_file(&lab, "big.toml", &big_config(&lab, 1));
-    // Started by hand: the status endpoint may answer only after a while.
-    let caps = director_caps();
-    let mut d = Proc::spawn(
-        &lab.director,
-        "/usr/bin/setpriv",
-        &[
-            &format!("--reuid={NOBODY}"),
-            &format!("--regid={NOBODY}"),
-            "--clear-groups",
-            &format!("--inh-caps=-all,{caps}"),
-            &format!("--ambient-caps=-all,{caps}"),
-            &format!("--bounding-set=-all,{caps}"),
-            BIN,
-            "run",
-            "--config",
-            &config.display().to_string(),
-        ],
-        config.with_extension("log"),
-    );
+    // Not waited for: the status endpoint may answer only after a while.
+    let mut d = spawn_director(&lab.director, BIN, &config);
     // Kill it in the middle of programming.
     let t0 = Instant::now();
     let mut at = 0;

@@ -92,17 +92,22 @@ fn st(d: &str) -> Option<serde_json::Value> {
     serde_json::from_str(&get_in(d, STATUS, "/status").ok()?).ok()
 }
 
-/// Every real server of `web` on director `d` at `weight` in its kernel.
+/// The real servers `/status` of director `d` lists for service `svc` (`None` when
+/// the status or the service is missing: a check on it then fails, never passes).
+fn servers_of(d: &str, svc: &str) -> Option<Vec<serde_json::Value>> {
+    let s = st(d)?;
+    let svc = s["services"]
+        .as_array()?
+        .iter()
+        .find(|x| x["name"] == svc)?;
+    svc["real_servers"].as_array().cloned()
+}
+
+/// Exactly the real servers `web` of `web` on director `d`, all at `weight` in its
+/// kernel.
 fn weights(d: &str, web: &[usize], weight: u64) -> bool {
-    st(d).is_some_and(|s| {
-        s["services"].as_array().is_some_and(|svcs| {
-            svcs.iter().filter(|x| x["name"] == "web").all(|x| {
-                x["real_servers"].as_array().is_some_and(|rs| {
-                    rs.len() == web.len() && rs.iter().all(|r| r["kernel_weight"] == weight)
-                })
-            })
-        })
-    })
+    servers_of(d, "web")
+        .is_some_and(|rs| rs.len() == web.len() && rs.iter().all(|r| r["kernel_weight"] == weight))
 }
 
 /// The destinations director `d`'s kernel has for `proto` (TCP, UDP) VIP:`port`.
@@ -125,14 +130,10 @@ fn kernel_dests(d: &str, proto: &str, port: u16) -> Vec<String> {
 
 /// The kernel weight of real server `i` in service `svc` on director `d`.
 fn weight_of(d: &str, svc: &str, i: usize) -> Option<u64> {
-    let s = st(d)?;
-    let svc = s["services"]
-        .as_array()?
+    servers_of(d, svc)?
         .iter()
-        .find(|x| x["name"] == svc)?
-        .clone();
-    let rs = svc["real_servers"].as_array()?;
-    rs.iter().find(|r| r["address"] == rip(i))?["kernel_weight"].as_u64()
+        .find(|r| r["address"] == rip(i))?["kernel_weight"]
+        .as_u64()
 }
 
 /// Director `d` is settled: agents confirmed, the last pass clean, a few passes made.
@@ -151,7 +152,7 @@ struct World {
     net: Net,
     directors: [Option<Proc>; 2],
     plans: [Plan; 2],
-    _agents: Vec<Proc>,
+    agents: Vec<Proc>,
     web: Vec<Option<Server>>,
     _others: Vec<Server>,
     tcp: ClientLoop,
@@ -185,7 +186,7 @@ impl World {
             lines[lines.len().saturating_sub(15)..].join("\n")
         };
         let agents: Vec<String> = self
-            ._agents
+            .agents
             .iter()
             .enumerate()
             .map(|(i, a)| format!("--- agent on hrs{}:\n{}", i + 1, tail(a)))
@@ -362,7 +363,7 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         net,
         directors,
         plans: [plan.clone(), plan.clone()],
-        _agents: agents,
+        agents,
         web,
         _others: others,
         tcp: ClientLoop::http("hclient", vip(80), Duration::from_millis(100)),
@@ -435,15 +436,10 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
     let mut fewer = plan.clone();
     fewer.dns = vec![1];
     let dns_only_hrs1 = |d: &str| {
-        st(d).is_some_and(|s| {
-            s["services"].as_array().is_some_and(|v| {
-                v.iter()
-                    .filter(|x| x["name"] == "dns")
-                    .all(|x| x["real_servers"].as_array().is_some_and(|r| r.len() == 1))
-            })
-        }) && !kernel_dests(d, "UDP", 53)
-            .iter()
-            .any(|a| a.starts_with(&rip(2)))
+        servers_of(d, "dns").is_some_and(|r| r.len() == 1)
+            && !kernel_dests(d, "UDP", 53)
+                .iter()
+                .any(|a| a.starts_with(&rip(2)))
     };
     let r = w.event(
         "reload: hrs2 leaves dns",

@@ -85,6 +85,21 @@ pub fn start_director_within(lab: &Lab, bin: &str, config: &Path, secs: u64) -> 
 
 /// [`start_director`] in namespace `ns` (a topology of its own).
 pub fn start_director_in(ns: &str, bin: &str, config: &Path, secs: u64) -> Proc {
+    let p = spawn_director(ns, bin, config);
+    let up = poll(secs, || {
+        crate::support::lab::get_in(ns, STATUS, "/healthz").ok()
+    });
+    assert!(
+        up.is_some(),
+        "the status endpoint did not come up:\n{}",
+        p.log()
+    );
+    p
+}
+
+/// Starts the director in namespace `ns` as [`start_director`] does, without waiting
+/// for anything.
+pub fn spawn_director(ns: &str, bin: &str, config: &Path) -> Proc {
     let cfg = config.display().to_string();
     let caps = director_caps();
     let (uid, inh, amb, bnd) = (
@@ -96,7 +111,7 @@ pub fn start_director_in(ns: &str, bin: &str, config: &Path, secs: u64) -> Proc 
     let gid = format!("--regid={NOBODY}");
     // The default soft limit of descriptors, whatever the unit sets: floods of the
     // status endpoint must not depend on a generous limit.
-    let p = Proc::spawn(
+    Proc::spawn(
         ns,
         "/usr/bin/prlimit",
         &[
@@ -114,16 +129,7 @@ pub fn start_director_in(ns: &str, bin: &str, config: &Path, secs: u64) -> Proc 
             &cfg,
         ],
         log_path(config, "director"),
-    );
-    let up = poll(secs, || {
-        crate::support::lab::get_in(ns, STATUS, "/healthz").ok()
-    });
-    assert!(
-        up.is_some(),
-        "the status endpoint did not come up:\n{}",
-        p.log()
-    );
-    p
+    )
 }
 
 /// Starts an agent in real server `i`'s namespace.
