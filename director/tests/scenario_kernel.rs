@@ -2,7 +2,9 @@
 //! directors behind a router running BIRD (BGP + BFD, ECMP), each with `[announce]`,
 //! `[sync]` and `[agents]` (`require = true`); agents on three real servers; an `mh`
 //! service with persistence, a UDP service, and a check through the DR path. A
-//! schedule of events runs while client loops count failures: a persistent TCP client
+//! schedule of events (restarts, reloads, a failing server, a refused service, an
+//! invalid reload, a reload with a missing agent certificate, the announce device
+//! deleted) runs while client loops count failures: a persistent TCP client
 //! (a new connection every 0.1 s), a UDP flow from one source port, and a long-lived
 //! connection. Each event prints its figures. Every feature joins this test: it is how
 //! the next bug where two features meet gets caught.
@@ -532,6 +534,43 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
     no_failure("an invalid reload", &w, &r);
     assert!(weights("hd2", &[1, 2], 1), "the invalid reload changed hd2");
     assert_eq!(w.net.next_hops().len(), 2);
+
+    // 11. A reload whose agent TLS files do not load: refused, the running config
+    // (and every push) stays.
+    let generation = st("hd1").expect("status")["config"]["generation"].clone();
+    let r = w.event(
+        "reload hd1: an agent certificate missing",
+        |w| {
+            let path = w.net.dir.join("d1.toml");
+            let text = config_text(&w.net.dir, 1, &plan).replace("director-hd1.pem", "gone.pem");
+            std::fs::write(path, text).expect("write");
+            if let Some(d) = &w.directors[0] {
+                d.signal("HUP");
+            }
+        },
+        |_| {
+            st("hd1").is_some_and(|s| {
+                s["config"]["ok"] == false && s["config"]["generation"] == generation
+            }) && settled("hd1", 2).is_some()
+        },
+    );
+    no_failure("a reload with a missing certificate", &w, &r);
+    w.reload(1, plan.clone());
+
+    // 12. The announce device deleted under a running director: created again and
+    // announced again; the other director carries the traffic meanwhile.
+    let r = w.event(
+        "hd1's lvsdr0 deleted",
+        |_| {
+            n("hd1", "ip link del lvsdr0");
+        },
+        |w| {
+            w.net.next_hops().len() == 2
+                && n("hd1", "ip -o addr show dev lvsdr0").contains(VIP)
+                && st("hd1").is_some_and(|s| s["announce"][0]["announced"] == true)
+        },
+    );
+    no_failure("the announce device deleted", &w, &r);
 
     println!("\nscenario: {} events", w.rows.len());
     for row in &w.rows {
