@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Guest script: runs each test binary given (guest-tests.sh [--filter F] BIN…), with its VM-only (ignored) tests included,
 # and exits non-zero if any failed. Runs inside the VM (tests/vm/vm.sh run).
-set -u
+set -u -o pipefail
 # --filter F: only the tests whose name contains F (tests/one).
 filter=()
 if [ "${1:-}" = --filter ]; then
@@ -20,13 +20,22 @@ for bin in "$@"; do
 done
 set -- "${first[@]}" "${rest[@]}"
 echo "guest kernel $(uname -r); IPVS: $(grep -c . /proc/net/ip_vs 2>/dev/null || echo 0) lines in /proc/net/ip_vs"
-failed=0
+failed=0 failures=()
+out=$(mktemp -d)
 for bin in "$@"; do
-  echo "=== $(basename "$bin") (t=$(cut -d' ' -f1 /proc/uptime)s)"
-  if ! "$bin" --include-ignored --test-threads=2 --show-output "${filter[@]}"; then
+  name=$(basename "$bin")
+  echo "=== $name (t=$(cut -d' ' -f1 /proc/uptime)s)"
+  if ! "$bin" --include-ignored --test-threads=2 --show-output "${filter[@]}" 2>&1 | tee "$out/$name"; then
     failed=$((failed + 1))
-    echo "FAILED: $(basename "$bin")"
+    failures+=("$name")
+    echo "FAILED: $name"
   fi
+done
+# The failures again, last: CI keeps only the end of a long run's output.
+for name in "${failures[@]}"; do
+  echo "=== what failed in $name (its panics, then the last lines of its failures section)"
+  grep -A3 "panicked at" "$out/$name" | head -40
+  sed -n '/^failures:$/,$p' "$out/$name" | tail -60
 done
 echo "guest: $# test binaries, $failed failed"
 exit "$failed"
