@@ -140,8 +140,8 @@ async fn run(targets: usize, seconds: u64, kind: CheckKind) -> (usize, u64) {
         .collect();
     sup.set_checks(&specs);
     let health = sup.health();
-    let completed = sup.completed();
-    let done = || completed.load(std::sync::atomic::Ordering::Relaxed);
+    let tally = sup.tally();
+    let done = || tally.completed.load(std::sync::atomic::Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let checks = done();
     // What the checks that are not up say (a few), so a failure is not just a count.

@@ -63,6 +63,10 @@ pub struct Status {
     /// or timed out).
     #[serde(default)]
     pub checks_completed: u64,
+    /// Of those, the runs this host could not carry out (a local error: out of file
+    /// descriptors, a fork refused by `TasksMax`); their servers kept their weight.
+    #[serde(default)]
+    pub checks_local_errors: u64,
 }
 
 /// BIRD's view, read over its control socket.
@@ -332,6 +336,7 @@ pub fn build(
         bird: None,
         kernel_settings: Vec::new(),
         checks_completed: 0,
+        checks_local_errors: 0,
         sync_daemons: state
             .sync_daemons
             .iter()

@@ -184,3 +184,56 @@ fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
         cancel.cancel();
     });
 }
+
+/// A check this host cannot carry out (here: no route to the server) is a local error:
+/// the server's health stays unknown, never down, and the runs are counted for the
+/// `lvsdr_health_check_local_errors_total` metric (a fork refused by `TasksMax` takes
+/// the same path: EAGAIN).
+#[test]
+#[ignore = "needs root and network namespaces: runs in tests/run"]
+fn a_check_this_host_cannot_run_is_counted_and_takes_no_server_down() {
+    use lvsdr::health::{Health, Supervisor};
+    use std::sync::atomic::Ordering;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    sh("ip link set lo up");
+    let unroutable: SocketAddr = "192.0.2.1:80".parse().expect("addr");
+    let check = |kind: CheckKind| {
+        Arc::new(CheckSpec {
+            via: None,
+            target: unroutable,
+            kind,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(300),
+            rise: 1,
+            fall: 1,
+        })
+    };
+    let (tcp, syn) = (check(CheckKind::Tcp), check(CheckKind::TcpSyn));
+    runtime().block_on(async {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut sup = Supervisor::new(
+            Checker::new(cancel.clone()).expect("checker"),
+            cancel.clone(),
+        );
+        sup.set_checks(&[tcp.clone(), syn.clone()]);
+        let tally = sup.tally();
+        let t0 = std::time::Instant::now();
+        while tally.local_errors.load(Ordering::Relaxed) < 10 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "local errors counted: {}",
+                tally.local_errors.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let h = sup.health().borrow().clone();
+        for c in [&tcp, &syn] {
+            assert_ne!(h.get(c), Some(&Health::Down), "{}: {h:?}", c.label());
+        }
+        let d = sup.details().borrow().clone();
+        let err = d[&tcp].error.clone().unwrap_or_default();
+        assert!(err.contains("local error"), "{err}");
+        assert!(tally.completed.load(Ordering::Relaxed) >= 10);
+        cancel.cancel();
+    });
+}

@@ -107,7 +107,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         bird: bird_rx,
         started,
         counters: counters_rx,
-        checks_completed: supervisor.completed(),
+        checks: supervisor.tally(),
         renders: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));

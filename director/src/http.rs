@@ -39,8 +39,8 @@ pub struct Sources {
     pub bird: watch::Receiver<Option<lvsdr::status::BirdStatus>>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::Instant,
-    /// Health check runs completed.
-    pub checks_completed: Arc<std::sync::atomic::AtomicU64>,
+    /// Health check runs completed, and local errors among them.
+    pub checks: Arc<lvsdr::health::Tally>,
     /// Traffic counters of busy services, read apart from the reconciler.
     pub counters: watch::Receiver<lvsdr::reconcile::counters::Counters>,
     /// One render at a time (see [`off_thread`]).
@@ -66,7 +66,12 @@ impl Sources {
         status.bird = self.bird.borrow().clone();
         status.kernel_settings = lvsdr::sysctl::differing(&desired);
         status.checks_completed = self
-            .checks_completed
+            .checks
+            .completed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        status.checks_local_errors = self
+            .checks
+            .local_errors
             .load(std::sync::atomic::Ordering::Relaxed);
         status
     }
@@ -191,16 +196,49 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// on a kept-alive connection: the idle timeout too).
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// How long a response may stand still because the client does not read it. A client
+/// that asked for a large `/status` and never read held its connection slot for ever;
+/// [`MAX_CONNECTIONS`] of them closed the endpoint (`/healthz` too) to everyone.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The endpoint's bounds (the tests' are small).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub max_connections: usize,
+    pub write_timeout: std::time::Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            max_connections: MAX_CONNECTIONS,
+            write_timeout: WRITE_TIMEOUT,
+        }
+    }
+}
+
 /// Serves until cancelled. Bounded, so that idle or slow clients cannot take the file
 /// descriptors the health checks need: at most [`MAX_CONNECTIONS`], headers within
-/// [`HEADER_TIMEOUT`], and `accept` backs off when descriptors run out.
+/// [`HEADER_TIMEOUT`], no write standing still past [`WRITE_TIMEOUT`], and `accept`
+/// backs off when descriptors run out.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     sources: Sources,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_with(listener, sources, Bounds::default(), cancel).await
+}
+
+/// [`serve`] within `bounds`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    sources: Sources,
+    bounds: Bounds,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let app = router(sources);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let max = bounds.max_connections;
+    let slots = Arc::new(tokio::sync::Semaphore::new(max));
     let mut refused = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
@@ -221,7 +259,7 @@ pub async fn serve(
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             refused += 1;
             if refused.is_power_of_two() {
-                tracing::info!(%peer, refused, "status endpoint: {MAX_CONNECTIONS} connections open; closing new ones");
+                tracing::info!(%peer, refused, "status endpoint: {max} connections open; closing new ones");
             }
             continue; // dropping the stream closes it
         };
@@ -233,7 +271,10 @@ pub async fn serve(
             http.timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT);
             let svc = hyper_util::service::TowerToHyperService::new(app);
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+            stream.set_write_timeout(Some(bounds.write_timeout));
+            let stream = hyper_util::rt::TokioIo::new(Box::pin(stream));
+            let conn = http.serve_connection(stream, svc);
             tokio::select! {
                 _ = conn => {}
                 _ = cancel.cancelled() => {}
@@ -278,7 +319,7 @@ mod tests {
             bird: watch::channel(None).1,
             started: std::time::Instant::now(),
             counters: watch::channel(Default::default()).1,
-            checks_completed: Default::default(),
+            checks: Default::default(),
             renders: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
@@ -352,5 +393,52 @@ mod tests {
             };
             assert_eq!(first, "/healthz", "{path} held the runtime thread");
         }
+    }
+
+    /// A client that asks for a large `/status` and never reads lets its connection
+    /// go after the write timeout; before, it held the slot for ever, and with every
+    /// slot so held nobody reached the endpoint, `/healthz` included.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_does_not_read_lets_its_connection_go() {
+        use std::io::{Read, Write};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let cancel = CancellationToken::new();
+        let bounds = Bounds {
+            max_connections: 1,
+            write_timeout: std::time::Duration::from_secs(1),
+        };
+        tokio::spawn(serve_with(listener, sources(6000), bounds, cancel.clone()));
+        let outcome = tokio::task::spawn_blocking(move || {
+            // Larger than both sides' socket buffers, and never read.
+            let mut stalled = std::net::TcpStream::connect(addr).expect("connect");
+            stalled
+                .write_all(b"GET /status HTTP/1.1\r\nhost: t\r\n\r\n")
+                .expect("request");
+            let t0 = std::time::Instant::now();
+            loop {
+                let mut c = std::net::TcpStream::connect(addr).expect("connect");
+                c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                    .expect("timeout");
+                let mut answer = String::new();
+                let asked = c
+                    .write_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+                    .and_then(|()| c.read_to_string(&mut answer));
+                if asked.is_ok() && answer.starts_with("HTTP/1.1 ") {
+                    return Ok(t0.elapsed());
+                }
+                if t0.elapsed() > std::time::Duration::from_secs(120) {
+                    return Err("the stalled client kept the only slot for 120 s");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })
+        .await
+        .expect("client");
+        cancel.cancel();
+        let waited = outcome.expect("the endpoint came back");
+        println!("the endpoint answered again after {waited:?}");
     }
 }

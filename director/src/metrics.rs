@@ -100,6 +100,10 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "health_checks_completed",
         "Health check runs that ended (passed, failed or timed out)",
     );
+    let checks_local = s.counter(
+        "health_check_local_errors",
+        "Health check runs this host could not carry out (out of file descriptors, a fork refused by TasksMax, no route); their servers keep their weight",
+    );
     let ops = s.counter("reconcile_ops", "Kernel changes applied");
     let failures = s.counter(
         "reconcile_failures",
@@ -186,6 +190,9 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     checks_done
         .get_or_create(&none)
         .inc_by(status.checks_completed);
+    checks_local
+        .get_or_create(&none)
+        .inc_by(status.checks_local_errors);
     ops.get_or_create(&none)
         .inc_by(status.reconcile.ops_applied);
     failures

@@ -2,11 +2,14 @@
 //! real servers and suppress ARP (the test does neither), and with `require = true` a
 //! real server whose agent is not running gets no traffic until its agent is back; a
 //! restart of the director (kill -9, SIGTERM) changes nothing in the table and fails
-//! no request.
+//! no request; and a real server that leaves every service of its VIP keeps the VIP
+//! while the kernel drains its connections.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,40 +29,58 @@ fn agent_bin() -> String {
     p.display().to_string()
 }
 
+/// The certificates of the director and the lab's agents (in the lab's folder).
+struct Pki(PathBuf);
+
+impl Pki {
+    fn new(lab: &Lab) -> Pki {
+        let pki = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag)).join("pki");
+        let _ = std::fs::remove_dir_all(&pki);
+        let agents: Vec<String> = (1..=lab.servers.len()).map(|i| lab.rip(i)).collect();
+        lvsdr::pki::init(&pki, &agents).expect("pki");
+        // The director runs as nobody: its key is readable to it, as LoadCredential
+        // makes it.
+        support::sh(&format!(
+            "chown {NOBODY} {0}/director.key {0}/director.pem {0}/ca.pem",
+            pki.display()
+        ));
+        Pki(pki)
+    }
+
+    /// Agent `i`'s config file.
+    fn agent_config(&self, lab: &Lab, i: usize) -> PathBuf {
+        let rip = lab.rip(i);
+        write_file(
+            lab,
+            &format!("agent{i}.toml"),
+            &format!(
+                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"/tmp/lvsdr-e2e-{}/state{i}.json\"\n\
+                 [agent.tls]\ncert = \"{p}/agent-{rip}.pem\"\nkey = \"{p}/agent-{rip}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
+                lab.tag,
+                p = self.0.display()
+            ),
+        )
+    }
+
+    /// The director's `[agents]` section (`require = true`, the default).
+    fn agents_section(&self) -> String {
+        format!(
+            "[agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director.pem\"\nkey = \"{p}/director.key\"\nrequire = true\npush_interval = \"1s\"\nconfirm_grace = \"10s\"\n",
+            p = self.0.display()
+        )
+    }
+}
+
 #[test]
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn agents_set_up_the_real_servers_and_gate_their_weight() {
     let lab = Lab::bare("g", 56, 2);
     let _s1 = Server::http(&lab.servers[0], 80, "rs1");
     let _s2 = Server::http(&lab.servers[1], 80, "rs2");
-    let dir = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag));
-    let pki = dir.join("pki");
-    let _ = std::fs::remove_dir_all(&pki);
-    lvsdr::pki::init(&pki, &[lab.rip(1), lab.rip(2)]).expect("pki");
-    // The director runs as nobody: its key is readable to it, as LoadCredential makes it.
-    support::sh(&format!(
-        "chown {NOBODY} {0}/director.key {0}/director.pem {0}/ca.pem",
-        pki.display()
-    ));
-    let agent_config = |i: usize| {
-        let rip = lab.rip(i);
-        write_file(
-            &lab,
-            &format!("agent{i}.toml"),
-            &format!(
-                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"{d}/state{i}.json\"\n\
-                 [agent.tls]\ncert = \"{p}/agent-{rip}.pem\"\nkey = \"{p}/agent-{rip}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
-                d = dir.display(),
-                p = pki.display()
-            ),
-        )
-    };
-    let (c1, c2) = (agent_config(1), agent_config(2));
+    let pki = Pki::new(&lab);
+    let (c1, c2) = (pki.agent_config(&lab, 1), pki.agent_config(&lab, 2));
     let _a1 = start_agent(&lab, &agent_bin(), 1, &c1);
-    let agents = format!(
-        "[agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director.pem\"\nkey = \"{p}/director.key\"\nrequire = true\npush_interval = \"1s\"\nconfirm_grace = \"10s\"\n",
-        p = pki.display()
-    );
+    let agents = pki.agents_section();
     let config = write_file(
         &lab,
         "d.toml",
@@ -164,4 +185,159 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
         d = restarted;
     }
     clients.stop();
+}
+
+/// A long-lived connection through the VIP, pinged line by line.
+struct Echo {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+    n: u32,
+}
+
+impl Echo {
+    fn open(lab: &Lab) -> Echo {
+        let w = lab.connect(7);
+        let r = BufReader::new(w.try_clone().expect("clone"));
+        Echo { w, r, n: 0 }
+    }
+
+    fn ping(&mut self) -> Result<(), String> {
+        self.n += 1;
+        writeln!(self.w, "ping {}", self.n).map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        self.r.read_line(&mut line).map_err(|e| e.to_string())?;
+        (line == format!("ping {}\n", self.n))
+            .then_some(())
+            .ok_or(line)
+    }
+}
+
+/// The director's `/status` entry for the agent at `addr`.
+fn agent_entry(lab: &Lab, addr: &str) -> serde_json::Value {
+    status(lab)["agents"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["address"] == addr).cloned())
+        .unwrap_or_default()
+}
+
+/// Item 4 of "Where features meet": when a real server leaves every service of its
+/// VIP, the kernel drains its connections, and its agent keeps the VIP until they end.
+/// Before, the agent was told at once to drop the VIP; the server then no longer
+/// accepted the draining connections' packets, and they died.
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
+    let lab = Lab::bare("k", 74, 2);
+    let _web = [
+        Server::http(&lab.servers[0], 80, "rs1"),
+        Server::http(&lab.servers[1], 80, "rs2"),
+    ];
+    let _echo = [
+        Server::echo(&lab.servers[0], 7),
+        Server::echo(&lab.servers[1], 7),
+    ];
+    let pki = Pki::new(&lab);
+    let agents: Vec<_> = (1..=2)
+        .map(|i| start_agent(&lab, &agent_bin(), i, &pki.agent_config(&lab, i)))
+        .collect();
+    let section = pki.agents_section();
+    // "web" (port 80) and "echo" (port 7) on the one VIP.
+    let config_of = |servers: &[usize]| {
+        let web: Vec<(usize, u32)> = servers.iter().map(|i| (*i, 1)).collect();
+        web_config(&lab, &web, &section) + &echo_config(&lab, 7, servers)
+    };
+    let config = write_file(&lab, "d.toml", &config_of(&[1, 2]));
+    let d = start_director(&lab, BIN, &config);
+    wait_weights(&lab, &[(1, 1), (2, 1)], 30, &d);
+    let both_echo = support::poll(30, || {
+        let st = status(&lab);
+        [1, 2]
+            .iter()
+            .all(|i| {
+                find_server(&st, "echo", &lab.rip(*i)).is_some_and(|s| s["kernel_weight"] == 1)
+            })
+            .then_some(())
+    });
+    assert!(both_echo.is_some(), "echo: {}\n{}", status(&lab), d.log());
+
+    // Long-lived connections, spread by rr over both servers.
+    let mut conns: Vec<Echo> = (0..4).map(|_| Echo::open(&lab)).collect();
+    for c in &mut conns {
+        c.ping().expect("a fresh connection echoes");
+    }
+    let on_rs2 = || {
+        support::sh(&format!(
+            "ip netns exec {} ss -Htn state established '( sport = :7 )' | wc -l",
+            lab.servers[1]
+        ))
+        .trim()
+        .parse::<usize>()
+        .unwrap_or(0)
+    };
+    assert!(on_rs2() > 0, "no connection reached rs2");
+
+    // rs2 leaves both services: web's destination goes (no connections), echo's
+    // drains. The director goes on asking rs2's agent for the VIP while it drains.
+    let reloaded_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    write_file(&lab, "d.toml", &config_of(&[1]));
+    d.signal("HUP");
+    let pushed_after = support::poll(60, || {
+        let a = agent_entry(&lab, &lab.rip(2));
+        let web_gone = find_server(&status(&lab), "web", &lab.rip(2)).is_none()
+            && !lab
+                .ipvsadm(&format!("-Ln -t {}:80", lab.vip()))
+                .contains(&lab.rip(2));
+        (a["last_push"]
+            .as_f64()
+            .is_some_and(|t| t > reloaded_at + 2.0)
+            && web_gone)
+            .then_some(a)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no push to rs2's agent after the reload: {}\n{}",
+            status(&lab),
+            d.log()
+        )
+    });
+    assert!(
+        pushed_after["vips"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x == &serde_json::json!(lab.vip()))),
+        "the director told rs2's agent to drop the VIP while rs2 drains: {pushed_after}\n{}",
+        d.log()
+    );
+    let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
+    assert!(
+        lo.contains(&format!("inet {}/32", lab.vip())),
+        "rs2 lost the VIP: {lo}"
+    );
+    for (k, c) in conns.iter_mut().enumerate() {
+        c.ping().unwrap_or_else(|e| {
+            panic!(
+                "long-lived connection {k} broke while draining: {e}\n{}",
+                d.log()
+            )
+        });
+    }
+    assert!(on_rs2() > 0, "rs2's connections ended early");
+
+    // The connections end: the drained destination goes, and then the VIP.
+    drop(conns);
+    let gone = support::poll(120, || {
+        let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
+        (!lab.ipvsadm("-Ln").contains(&lab.rip(2))
+            && !lo.contains(&format!("inet {}/32", lab.vip())))
+        .then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "rs2 kept its destination or the VIP after its connections ended: {}\n{}\n{}",
+        lab.ipvsadm("-Ln"),
+        status(&lab),
+        d.log()
+    );
+    drop(agents);
 }

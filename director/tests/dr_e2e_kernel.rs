@@ -265,20 +265,7 @@ fn a_long_lived_connection_survives_reloads_and_a_kill_9() {
     let _e: Vec<Server> = (0..2)
         .map(|i| Server::echo(&lab.servers[i], 9000))
         .collect();
-    let echo_svc = |servers: &[usize]| {
-        let mut c = format!(
-            "[[service]]\nname = \"echo\"\nvip = \"{}\"\nport = 9000\nscheduler = \"rr\"\n\
-             [service.check]\ntype = \"tcp\"\ninterval = \"1s\"\nrise = 1\n",
-            lab.vip()
-        );
-        for i in servers {
-            c.push_str(&format!(
-                "[[service.real_server]]\naddress = \"{}\"\n",
-                lab.rip(*i)
-            ));
-        }
-        c
-    };
+    let echo_svc = |servers: &[usize]| echo_config(&lab, 9000, servers);
     let two = format!(
         "{}{}",
         web_config(&lab, &[(1, 1), (2, 1)], ""),

@@ -390,6 +390,9 @@ impl<H: Host> Applier<H> {
         local: IpAddr,
     ) -> Result<AgentStatus, Refusal> {
         sets::admit(self.state.sets.get(&director), &push).map_err(Refusal::Conflict)?;
+        if !self.state.sets.contains_key(&director) {
+            self.note_a_shared_name(&director);
+        }
         // The new state is on disk before anything changes, in memory or kernel.
         let mut next = self.state.clone();
         next.sets.retain(|_, s| !s.provisional);
@@ -428,6 +431,26 @@ impl<H: Host> Applier<H> {
                 self.last_error = Some(msg.clone());
                 Err(msg)
             }
+        }
+    }
+
+    /// Says so when a new director presents a certificate name another director's set
+    /// is kept under: both sets are kept (by address), but it is a mistake to fix.
+    fn note_a_shared_name(&self, director: &str) {
+        let name = sets::name_of(director);
+        let others: Vec<&String> = self
+            .state
+            .sets
+            .keys()
+            // A key of an earlier state file (the name alone) is this director's own
+            // set from before the upgrade; it expires.
+            .filter(|k| k.as_str() != director && k.as_str() != name && sets::name_of(k) == name)
+            .collect();
+        if !others.is_empty() {
+            warn!(
+                %director, ?others,
+                "directors at different addresses present one certificate name: their VIP sets are kept apart by address; give each director its own certificate (lvsdr-director pki init --director NAME)"
+            );
         }
     }
 

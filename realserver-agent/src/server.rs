@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::ConnInfo;
 use crate::config::TlsSection;
+use crate::sets;
 
 /// A rustls server config that requires client certificates from `client_ca`.
 pub fn tls_config(t: &TlsSection) -> anyhow::Result<Arc<ServerConfig>> {
@@ -133,7 +134,7 @@ impl Pending {
 }
 
 /// The name a director is known by: its certificate's common name (its serial number
-/// if it has none). Each director's VIP set is kept under this name.
+/// if it has none).
 fn director_name(certs: Option<&[CertificateDer<'_>]>) -> String {
     let Some(der) = certs.and_then(|c| c.first()) else {
         return "(no certificate)".into();
@@ -207,9 +208,15 @@ pub async fn serve(
                     Some(a) => {
                         let tls = a.accept(stream).await.map_err(|e| e.to_string())?;
                         let name = director_name(tls.get_ref().1.peer_certificates());
-                        Ok::<_, String>((Io::Tls(Box::new(tls)), name))
+                        Ok::<_, String>((
+                            Io::Tls(Box::new(tls)),
+                            sets::director_key(&name, peer.ip()),
+                        ))
                     }
-                    None => Ok((Io::Plain(stream), "(plaintext)".to_string())),
+                    None => Ok((
+                        Io::Plain(stream),
+                        sets::director_key("(plaintext)", peer.ip()),
+                    )),
                 }
             };
             let shaken = tokio::select! {

@@ -1,13 +1,30 @@
-//! Which push a director's set accepts: pure rules, no I/O.
+//! Which push a director's set accepts, and the key it is kept under: pure rules,
+//! no I/O.
 //!
 //! Each director's pushes are ordered on their own. Within one epoch (one run of the
 //! director process) a lower generation is stale; a new epoch is a restarted director
 //! and always newer. No clock is involved, so a clock stepped back or a second
 //! director can never make every later push a 409.
 
+use std::net::IpAddr;
+
 use lvsdr_agent_api::PushVips;
 
 use crate::state::DirectorSet;
+
+/// The key a director's VIP set is kept under: its certificate's name and the address
+/// it connects from. Two directors given one certificate (the same files copied to
+/// both, or a unit that loads one fixed file on every host) are two sets: keyed by
+/// the name alone, each push replaced the other's set and took its VIPs off.
+pub fn director_key(name: &str, from: IpAddr) -> String {
+    format!("{name} at {}", from.to_canonical())
+}
+
+/// The certificate name part of a [`director_key`] (a key of an earlier state file
+/// is the name alone).
+pub fn name_of(key: &str) -> &str {
+    key.rsplit_once(" at ").map_or(key, |(name, _)| name)
+}
 
 /// Whether `push` may replace `current` (the same director's set); the 409 text if not.
 pub fn admit(current: Option<&DirectorSet>, push: &PushVips) -> Result<(), String> {
@@ -43,7 +60,7 @@ pub fn set_of(push: &PushVips) -> DirectorSet {
     }
 }
 
-fn sorted(v: &[std::net::IpAddr]) -> Vec<std::net::IpAddr> {
+fn sorted(v: &[IpAddr]) -> Vec<IpAddr> {
     let mut v = v.to_vec();
     v.sort();
     v.dedup();
@@ -87,5 +104,17 @@ mod tests {
         };
         assert!(admit(Some(&provisional), &push(None, 1, &[])).is_ok());
         assert!(admit(None, &push(None, 0, &[])).is_ok());
+    }
+
+    #[test]
+    fn a_director_is_its_certificate_name_and_its_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let a = director_key("lvsdr-director", ip("10.0.0.1"));
+        let b = director_key("lvsdr-director", ip("10.0.0.2"));
+        assert_ne!(a, b, "one certificate on two directors is two sets");
+        // Reached through an agent listening on [::]: the mapped form is the same one.
+        assert_eq!(a, director_key("lvsdr-director", ip("::ffff:10.0.0.1")));
+        assert_eq!(name_of(&a), "lvsdr-director");
+        assert_eq!(name_of("lvsdr-director d2"), "lvsdr-director d2");
     }
 }

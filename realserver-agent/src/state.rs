@@ -35,7 +35,8 @@ pub struct DirectorSet {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
-    /// The VIP set of each director, by its certificate name.
+    /// The VIP set of each director, by its certificate name and address
+    /// ([`crate::sets::director_key`]).
     #[serde(default)]
     pub sets: BTreeMap<String, DirectorSet>,
     /// VIP addresses the agent put on the device (it removes only these).

@@ -7,7 +7,7 @@
 //! Pushes are ordered by an epoch drawn at random when this process starts and a
 //! generation counted per config within it, so no clock is involved (see
 //! `lvsdr_agent_api::PushVips`). The agent keeps this director's set apart from other
-//! directors' sets, keyed by this director's certificate name.
+//! directors' sets, keyed by this director's certificate name and its address.
 //!
 //! The gate has hysteresis: an agent that confirmed a VIP stays confirmed for it
 //! through failed pushes for `confirm_grace` (a director restart, a lost packet or an

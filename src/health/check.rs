@@ -38,8 +38,25 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Compiles what the spec needs (its body regex was validated with the config).
+    /// Compiles what the spec needs (its body regex was validated with the config),
+    /// loading the TLS roots an HTTPS check of its own needs here. The scheduler
+    /// loads them once, off its thread, and calls [`Prepared::with_tls`].
     pub fn new(spec: std::sync::Arc<CheckSpec>) -> Result<Prepared, String> {
+        let tls = match &spec.kind {
+            CheckKind::Http(h) => super::roots::roots_of(h)
+                .map(|r| super::roots::load(&r))
+                .transpose()?,
+            _ => None,
+        };
+        Prepared::with_tls(spec, tls)
+    }
+
+    /// As [`Prepared::new`], with the TLS settings (see [`super::roots`]) of an HTTPS
+    /// check that verifies with roots of its own (`sni` or `ca`).
+    pub fn with_tls(
+        spec: std::sync::Arc<CheckSpec>,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Result<Prepared, String> {
         let (body, client) = match &spec.kind {
             CheckKind::Http(h) => (
                 h.expect_body
@@ -47,7 +64,7 @@ impl Prepared {
                     .map(Regex::new)
                     .transpose()
                     .map_err(|e| format!("expect_body: {e}"))?,
-                own_client(h, spec.target)?,
+                own_client(h, spec.target, tls)?,
             ),
             CheckKind::TcpExpect { expect, .. } => (
                 Some(Regex::new(expect).map_err(|e| format!("expect: {e}"))?),
@@ -78,25 +95,31 @@ impl Prepared {
 
 /// The client of an HTTPS check that names its server (`sni`: the name is resolved
 /// to the real server's address, so the TLS handshake sends and verifies it) or its
-/// CA.
-fn own_client(h: &HttpCheck, target: SocketAddr) -> Result<Option<reqwest::Client>, String> {
+/// CA. `tls`: the shared settings with its roots (none for an `insecure` check, which
+/// verifies nothing).
+fn own_client(
+    h: &HttpCheck,
+    target: SocketAddr,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<Option<reqwest::Client>, String> {
     if !h.tls || (h.sni.is_none() && h.ca.is_none()) {
         return Ok(None);
     }
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(1)
-        .danger_accept_invalid_certs(h.insecure);
+        .pool_max_idle_per_host(1);
     if let Some(name) = &h.sni {
         b = b.resolve(name, target);
     }
-    if let Some(ca) = &h.ca {
-        let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
-        let cert =
-            reqwest::Certificate::from_pem(&pem).map_err(|e| format!("{}: {e}", ca.display()))?;
-        b = b.tls_built_in_root_certs(false).add_root_certificate(cert);
-    }
+    b = match tls {
+        Some(tls) if !h.insecure => b.use_preconfigured_tls(tls),
+        None if !h.insecure => return Err("the HTTPS check's roots were not loaded".into()),
+        // Verifies nothing: no roots to load.
+        _ => b
+            .tls_built_in_root_certs(false)
+            .danger_accept_invalid_certs(true),
+    };
     b.build()
         .map(Some)
         .map_err(|e| format!("the https client: {e}"))

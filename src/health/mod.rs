@@ -6,6 +6,7 @@
 pub(crate) mod check;
 mod failure;
 mod http1;
+mod roots;
 mod spec;
 mod state;
 mod supervisor;
@@ -18,4 +19,4 @@ pub use check::{Checker, Prepared};
 pub use failure::CheckFailure;
 pub use spec::{CheckKind, CheckSpec, HttpCheck, StatusSet, Via};
 pub use state::{Health, HealthMap, RiseFall};
-pub use supervisor::{CheckDetail, DetailMap, Supervisor};
+pub use supervisor::{CheckDetail, DetailMap, Supervisor, Tally};

@@ -49,10 +49,20 @@ pub struct CheckDetail {
 /// Details of every running check.
 pub type DetailMap = HashMap<Arc<CheckSpec>, CheckDetail>;
 
+/// Counts of check runs since the start, for `/status` and the metrics.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Runs that ended: passed, failed or timed out.
+    pub completed: AtomicU64,
+    /// Runs this host could not carry out (a local error: out of file descriptors,
+    /// a fork refused by `TasksMax`, no route). Their servers keep their weight.
+    pub local_errors: AtomicU64,
+}
+
 /// Hands the set of checks to the scheduler task.
 pub struct Supervisor {
     checks: watch::Sender<Arc<Vec<Arc<CheckSpec>>>>,
-    completed: Arc<AtomicU64>,
+    tally: Arc<Tally>,
     task: Option<tokio::task::JoinHandle<()>>,
     running: usize,
     health: watch::Receiver<HealthMap>,
@@ -66,7 +76,7 @@ impl Supervisor {
         let (checks, checks_rx) = watch::channel(Arc::new(Vec::new()));
         let (health_tx, health) = watch::channel(HealthMap::new());
         let (details_tx, details) = watch::channel(DetailMap::new());
-        let completed = Arc::new(AtomicU64::new(0));
+        let tally = Arc::new(Tally::default());
         let (syn_tx, syn_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(
             Scheduler {
@@ -86,13 +96,13 @@ impl Supervisor {
                 results: Vec::new(),
                 finished: Vec::new(),
                 due: Vec::new(),
-                completed: completed.clone(),
+                tally: tally.clone(),
             }
             .run(checks_rx, syn_rx, cancel),
         );
         Supervisor {
             checks,
-            completed,
+            tally,
             task: Some(task),
             running: 0,
             health,
@@ -116,9 +126,9 @@ impl Supervisor {
         self.details.clone()
     }
 
-    /// How many check runs have ended so far (passed, failed or timed out).
-    pub fn completed(&self) -> Arc<AtomicU64> {
-        self.completed.clone()
+    /// How many check runs have ended so far, and how many of them were local errors.
+    pub fn tally(&self) -> Arc<Tally> {
+        self.tally.clone()
     }
 
     /// How many checks run.
@@ -205,7 +215,7 @@ struct Scheduler {
     /// Scratch buffers.
     finished: Vec<Finished>,
     due: Vec<Event>,
-    completed: Arc<AtomicU64>,
+    tally: Arc<Tally>,
 }
 
 impl Scheduler {
@@ -299,11 +309,24 @@ impl Scheduler {
         self.health.send_if_modified(|m| keep_only(m, &wanted));
         self.details.send_if_modified(|m| keep_only(m, &wanted));
         let now = Instant::now();
+        // TLS roots of HTTPS checks with their own, loaded once per CA file for this
+        // set of checks (a reload reads a replaced CA file again).
+        let mut roots = HashMap::new();
         for spec in specs {
             if self.checks.contains_key(spec) {
                 continue;
             }
-            let prepared = match Prepared::new(spec.clone()) {
+            let tls = match &spec.kind {
+                CheckKind::Http(h) => match super::roots::roots_of(h) {
+                    Some(r) => Some(load_roots(&mut roots, r).await),
+                    None => None,
+                },
+                _ => None,
+            };
+            let prepared = match tls
+                .transpose()
+                .and_then(|tls| Prepared::with_tls(spec.clone(), tls))
+            {
                 Ok(p) => Arc::new(p),
                 Err(e) => {
                     warn!(check = %spec.label(), error = %e, "cannot prepare check");
@@ -454,11 +477,19 @@ impl Scheduler {
             return; // an earlier run's, or another check's that held the slot
         }
         c.running = None;
-        self.completed.fetch_add(1, Ordering::Relaxed);
+        self.tally.completed.fetch_add(1, Ordering::Relaxed);
         // A local failure says nothing about the server: unknown, which keeps the
         // weight the kernel has; only the server's own answers count for rise/fall.
         let flipped = match &outcome {
-            Err(CheckFailure::Local(_)) => c.rf.unknown(),
+            Err(CheckFailure::Local(e)) => {
+                let n = self.tally.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // Said at the 1st, 2nd, 4th, 8th… so a host out of resources does not
+                // also flood its log.
+                if n.is_power_of_two() {
+                    warn!(check = %c.spec.label(), error = %e, local_errors = n, "a check could not run on this host; its server keeps its weight");
+                }
+                c.rf.unknown()
+            }
             r => c.rf.record(r.is_ok()),
         };
         let wall = SystemTime::now();
@@ -504,5 +535,48 @@ impl Scheduler {
                 }
             });
         }
+    }
+}
+
+/// The TLS settings for `roots`, from `loaded` or loaded off the runtime thread (the
+/// system's roots take 0.4 s in the test VM; every check waits while this thread does).
+async fn load_roots(
+    loaded: &mut HashMap<super::roots::Roots, rustls::ClientConfig>,
+    roots: super::roots::Roots,
+) -> Result<rustls::ClientConfig, String> {
+    if let Some(t) = loaded.get(&roots) {
+        return Ok(t.clone());
+    }
+    let r = roots.clone();
+    let t = tokio::task::spawn_blocking(move || super::roots::load(&r))
+        .await
+        .map_err(|e| format!("loading TLS roots: {e}"))??;
+    loaded.insert(roots, t.clone());
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many HTTPS checks with one CA load it once per set of checks: the second
+    /// check's settings come from the first's load (the file is gone by then).
+    #[tokio::test]
+    async fn a_ca_file_is_loaded_once_for_every_check_that_names_it() {
+        let dir = std::env::temp_dir().join(format!("lvsdr-sup-roots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        crate::pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
+        let ca = Some(dir.join("ca.pem"));
+        let mut loaded = HashMap::new();
+        assert!(load_roots(&mut loaded, ca.clone()).await.is_ok());
+        std::fs::remove_file(dir.join("ca.pem")).expect("rm");
+        assert!(
+            load_roots(&mut loaded, ca.clone()).await.is_ok(),
+            "loaded again"
+        );
+        // A new set of checks (a reload) reads the file again.
+        let e = load_roots(&mut HashMap::new(), ca).await.expect_err("gone");
+        assert!(e.contains("ca.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -274,6 +274,11 @@ pub(crate) fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr,
     Some((SocketAddr::new(from, t.source_port()), acked, outcome))
 }
 
+/// The most segments taken from a raw socket in one wake-up. Under a flood to the
+/// prober's port the socket is never empty: draining it to the end starved the
+/// probes to send, and every tcp-syn check timed out (went down) for it.
+const DRAIN_AT_MOST: usize = 256;
+
 async fn run(
     v4: UdpSocket,
     v6: Option<UdpSocket>,
@@ -301,7 +306,8 @@ async fn run(
             r = v4.recv_from(&mut buf4) => {
                 if let Ok((n, _)) = r {
                     state.received_v4(buf4.get(..n).unwrap_or_default());
-                    while let Ok((n, _)) = v4.try_recv_from(&mut buf4) {
+                    for _ in 1..DRAIN_AT_MOST {
+                        let Ok((n, _)) = v4.try_recv_from(&mut buf4) else { break };
                         state.received_v4(buf4.get(..n).unwrap_or_default());
                     }
                 }
@@ -315,7 +321,8 @@ async fn run(
                 if let Ok((n, from)) = r {
                     let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
                     state.settle(a);
-                    while let Some(Ok((n, from))) = v6.as_ref().map(|s| s.try_recv_from(&mut buf6)) {
+                    for _ in 1..DRAIN_AT_MOST {
+                        let Some(Ok((n, from))) = v6.as_ref().map(|s| s.try_recv_from(&mut buf6)) else { break };
                         let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
                         state.settle(a);
                     }

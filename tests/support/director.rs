@@ -213,6 +213,22 @@ pub fn web_config(lab: &Lab, servers: &[(usize, u32)], extra: &str) -> String {
     c
 }
 
+/// An "echo" service (rr, TCP check every second) on VIP:`port` over the given servers.
+pub fn echo_config(lab: &Lab, port: u16, servers: &[usize]) -> String {
+    let mut c = format!(
+        "[[service]]\nname = \"echo\"\nvip = \"{}\"\nport = {port}\nscheduler = \"rr\"\n\
+         [service.check]\ntype = \"tcp\"\ninterval = \"1s\"\nrise = 1\n",
+        lab.vip()
+    );
+    for i in servers {
+        c.push_str(&format!(
+            "[[service.real_server]]\naddress = \"{}\"\n",
+            lab.rip(*i)
+        ));
+    }
+    c
+}
+
 /// Writes a file into the lab's folder.
 pub fn write_file(lab: &Lab, name: &str, text: &str) -> PathBuf {
     let dir = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag));
