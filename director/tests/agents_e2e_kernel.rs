@@ -220,10 +220,11 @@ fn agent_entry(lab: &Lab, addr: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-/// Item 4 of "Where features meet": when a real server leaves every service of its
-/// VIP, the kernel drains its connections, and its agent keeps the VIP until they end.
-/// Before, the agent was told at once to drop the VIP; the server then no longer
-/// accepted the draining connections' packets, and they died.
+/// Item 4 of "Where features meet": when a real server leaves every service of one VIP
+/// and stays in a service of another, the kernel drains its connections to the first,
+/// and its agent keeps that VIP until they end. Before, the agent was told at once to
+/// drop the VIP; the server then no longer accepted the draining connections' packets,
+/// and they died.
 #[test]
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
@@ -242,9 +243,16 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
         .collect();
     let section = pki.agents_section();
     // "web" (port 80) and "echo" (port 7) on the one VIP.
+    // rs2 stays in "other", on a VIP of its own, throughout.
+    let vip2 = format!("10.{}.0.101", lab.net);
+    let other = format!(
+        "[[service]]\nname = \"other\"\nvip = \"{vip2}\"\nport = 80\n\
+         [service.check]\ntype = \"none\"\n[[service.real_server]]\naddress = \"{}\"\n",
+        lab.rip(2)
+    );
     let config_of = |servers: &[usize]| {
         let web: Vec<(usize, u32)> = servers.iter().map(|i| (*i, 1)).collect();
-        web_config(&lab, &web, &section) + &echo_config(&lab, 7, servers)
+        web_config(&lab, &web, &section) + &echo_config(&lab, 7, servers) + &other
     };
     let config = write_file(&lab, "d.toml", &config_of(&[1, 2]));
     let d = start_director(&lab, BIN, &config);
@@ -276,8 +284,9 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
     };
     assert!(on_rs2() > 0, "no connection reached rs2");
 
-    // rs2 leaves both services: web's destination goes (no connections), echo's
-    // drains. The director goes on asking rs2's agent for the VIP while it drains.
+    // rs2 leaves both services of the VIP: web's destination goes (no connections),
+    // echo's drains. The director goes on asking rs2's agent for the VIP while it
+    // drains.
     let reloaded_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -324,12 +333,16 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
     }
     assert!(on_rs2() > 0, "rs2's connections ended early");
 
-    // The connections end: the drained destination goes, and then the VIP.
+    // The connections end: the drained destination goes, and then the VIP (VIP2
+    // stays).
     drop(conns);
     let gone = support::poll(120, || {
         let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
-        (!lab.ipvsadm("-Ln").contains(&lab.rip(2))
-            && !lo.contains(&format!("inet {}/32", lab.vip())))
+        (!lab
+            .ipvsadm(&format!("-Ln -t {}:7", lab.vip()))
+            .contains(&lab.rip(2))
+            && !lo.contains(&format!("inet {}/32", lab.vip()))
+            && lo.contains(&format!("inet {vip2}/32")))
         .then_some(())
     });
     assert!(

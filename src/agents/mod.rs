@@ -262,6 +262,8 @@ pub async fn run(
     let mut memory: HashMap<IpAddr, LastGood> = HashMap::new();
     loop {
         let d = desired.borrow_and_update().clone();
+        // A new config is a new generation; so is each change of the sets under one
+        // config (below): the agent refuses a generation it applied with another set.
         generation += 1;
         match &d.agents {
             None => {
@@ -273,12 +275,17 @@ pub async fn run(
                     d: &d,
                     settings,
                     epoch,
-                    generation,
                     gate: &gate,
                     agents: &agents,
                 };
                 if push
-                    .run(&mut desired, &mut table, &mut memory, &cancel)
+                    .run(
+                        &mut generation,
+                        &mut desired,
+                        &mut table,
+                        &mut memory,
+                        &cancel,
+                    )
                     .await
                 {
                     return;
@@ -298,15 +305,17 @@ struct Pushing<'a> {
     d: &'a Desired,
     settings: &'a AgentSettings,
     epoch: u64,
-    generation: u64,
     gate: &'a watch::Sender<Gate>,
     agents: &'a watch::Sender<AgentMap>,
 }
 
 /// Why a wait between push rounds ended.
 enum Woken {
-    /// Time for the next round (or the sets changed: push them now).
+    /// Time for the next round.
     Push,
+    /// The sets changed (the kernel let go of a draining destination, or holds one):
+    /// push them now, as a new generation.
+    SetsChanged,
     /// A new config: start over with it.
     Config,
     /// Shutdown.
@@ -314,9 +323,11 @@ enum Woken {
 }
 
 impl Pushing<'_> {
-    /// Pushes until the config changes (`false`) or shutdown (`true`).
+    /// Pushes until the config changes (`false`) or shutdown (`true`). `generation`
+    /// is the config's, counted up at each change of the sets.
     async fn run(
         &self,
+        generation: &mut u64,
         desired: &mut watch::Receiver<Arc<Desired>>,
         table: &mut watch::Receiver<ReconcileState>,
         memory: &mut HashMap<IpAddr, LastGood>,
@@ -349,6 +360,10 @@ impl Pushing<'_> {
                     backoff = (backoff * 2).min(push_interval);
                     match self.wait(wait, desired, table, &mut sets, cancel).await {
                         Woken::Push => continue,
+                        Woken::SetsChanged => {
+                            *generation += 1;
+                            continue;
+                        }
                         Woken::Config => return false,
                         Woken::Stop => return true,
                     }
@@ -360,7 +375,7 @@ impl Pushing<'_> {
             let rounds = sets.iter().map(|(addr, vips)| {
                 let client = &client;
                 let push = PushVips {
-                    generation: self.generation,
+                    generation: *generation,
                     epoch: Some(self.epoch),
                     vips: vips.clone(),
                 };
@@ -381,6 +396,9 @@ impl Pushing<'_> {
             };
             match self.wait(wait, desired, table, &mut sets, cancel).await {
                 Woken::Push => {}
+                // Pushed with the generation of the set before, the agent refused it
+                // (409: applied with another set) and the server lost its confirmation.
+                Woken::SetsChanged => *generation += 1,
                 Woken::Config => return false,
                 Woken::Stop => return true,
             }
@@ -411,7 +429,7 @@ impl Pushing<'_> {
                     if now != *sets {
                         info!("the kernel let go of a draining destination, or holds one: pushing the new VIP sets");
                         *sets = now;
-                        return Woken::Push;
+                        return Woken::SetsChanged;
                     }
                 }
             }
