@@ -577,7 +577,7 @@ fn drift_is_repaired_when_it_happens_not_at_the_next_tick() {
     let site = Site::new("ad", 64, 1);
     let vip = site.lab.vip();
     // The timer would take a minute: whatever repairs faster is the event watch.
-    let _agent = site.start_with(
+    let agent = site.start_with(
         1,
         &Opts {
             extra: "resync_interval = \"60s\"\n",
@@ -616,6 +616,32 @@ fn drift_is_repaired_when_it_happens_not_at_the_next_tick() {
         &|| site.nft(1).contains(&vip),
     );
     site.assert_only_the_director_answers("after the repairs");
+
+    // The watch itself dies: `nft monitor` is started again, and the next ruleset
+    // drift is still repaired when it happens (it was left dead, and drift waited for
+    // the timer).
+    let monitor = || {
+        sh(&format!("pgrep -P {} -x nft || true", agent.child.id()))
+            .trim()
+            .to_string()
+    };
+    let first = monitor();
+    assert!(!first.is_empty(), "no nft monitor under the agent");
+    sh(&format!("kill -9 {first}"));
+    let again = poll(30, || {
+        let m = monitor();
+        (!m.is_empty() && m != first).then_some(m)
+    });
+    assert!(
+        again.is_some(),
+        "nft monitor was not started again:\n{}",
+        agent.log()
+    );
+    timed(
+        "nft flush ruleset, after the monitor was killed",
+        &format!("ip netns exec {ns} nft flush ruleset"),
+        &|| site.nft(1).contains(&vip),
+    );
 }
 
 #[test]
