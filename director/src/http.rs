@@ -152,19 +152,34 @@ async fn status_json(State(s): State<Sources>) -> axum::response::Response {
     }
 }
 
-async fn metrics_text(State(s): State<Sources>) -> axum::response::Response {
+/// OpenMetrics for a scraper that asks for it (Prometheus does), the Prometheus text
+/// format otherwise.
+async fn metrics_text(
+    State(s): State<Sources>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    let openmetrics = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
     let rendered = match off_thread(&s.renders.clone(), move || metrics::render(&s.status())).await
     {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     match rendered {
-        Ok(text) => (
+        Ok(text) if openmetrics => (
             [(
                 CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             text,
+        )
+            .into_response(),
+        Ok(text) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            metrics::text_format(&text),
         )
             .into_response(),
         Err(e) => (

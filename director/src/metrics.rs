@@ -1,5 +1,10 @@
 //! `/metrics`: the status in Prometheus text format, rebuilt on every scrape from the
 //! published state (so there is no second copy of the numbers to keep in sync).
+//!
+//! Every family is named here without the `lvsdr_` prefix (the registry adds it) and
+//! listed in [`FAMILIES`], which the README's names are checked against. Label values
+//! are escaped here: `prometheus-client` writes them as they are, and one `"` in a
+//! service name broke the whole scrape.
 
 use std::sync::atomic::AtomicU64;
 
@@ -13,6 +18,56 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+
+/// The metric families `/metrics` serves, by their full names (counters with the
+/// `_total` their samples carry).
+pub const FAMILIES: &[&str] = &[
+    "lvsdr_agent_confirmed",
+    "lvsdr_agent_reachable",
+    "lvsdr_bird_bgp_established",
+    "lvsdr_check_latency_seconds",
+    "lvsdr_config_generation",
+    "lvsdr_config_last_reload_ok",
+    "lvsdr_health_check_local_errors_total",
+    "lvsdr_health_checks_completed_total",
+    "lvsdr_real_server_active_connections",
+    "lvsdr_real_server_bytes_in_total",
+    "lvsdr_real_server_bytes_out_total",
+    "lvsdr_real_server_configured_weight",
+    "lvsdr_real_server_connections_total",
+    "lvsdr_real_server_inactive_connections",
+    "lvsdr_real_server_kernel_weight",
+    "lvsdr_real_server_packets_in_total",
+    "lvsdr_real_server_packets_out_total",
+    "lvsdr_real_server_up",
+    "lvsdr_reconcile_failures_total",
+    "lvsdr_reconcile_held_ops",
+    "lvsdr_reconcile_ops_total",
+    "lvsdr_reconcile_passes_total",
+    "lvsdr_service_bytes_in_total",
+    "lvsdr_service_bytes_out_total",
+    "lvsdr_service_connections_total",
+    "lvsdr_service_in_kernel",
+    "lvsdr_service_packets_in_total",
+    "lvsdr_service_packets_out_total",
+    "lvsdr_sync_daemons",
+    "lvsdr_vip_announced",
+];
+
+/// A label value as the text format wants it: `\`, `"` and a line feed escaped.
+fn value(v: impl ToString) -> String {
+    let v = v.to_string();
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 type G = Family<Labels, Gauge<f64, AtomicU64>>;
 type C = Family<Labels, Counter<u64>>;
 
@@ -125,16 +180,16 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     );
 
     for svc in &status.services {
-        let sl: Labels = vec![("service", svc.name.clone())];
+        let sl: Labels = vec![("service", value(&svc.name))];
         in_kernel
             .get_or_create(&sl)
             .set(f64::from(u8::from(svc.in_kernel)));
         svc_traffic.set(&sl, &svc.stats);
         for rs in &svc.real_servers {
             let l: Labels = vec![
-                ("service", svc.name.clone()),
-                ("address", rs.address.to_string()),
-                ("port", rs.port.to_string()),
+                ("service", value(&svc.name)),
+                ("address", value(rs.address)),
+                ("port", value(rs.port)),
             ];
             up.get_or_create(&l).set(match rs.health {
                 Health::Up => 1.0,
@@ -154,7 +209,7 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         }
     }
     for a in &status.agents {
-        let l: Labels = vec![("address", a.address.to_string())];
+        let l: Labels = vec![("address", value(a.address))];
         agent_up
             .get_or_create(&l)
             .set(f64::from(u8::from(a.reachable)));
@@ -163,24 +218,24 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
             .set(f64::from(u8::from(a.confirmed)));
     }
     let announced = s.gauge(
-        "lvsdr_vip_announced",
+        "vip_announced",
         "Whether this director announces the VIP ([announce]): 1 or 0",
     );
     for v in &status.announce {
         announced
-            .get_or_create(&vec![("vip", v.vip.to_string())])
+            .get_or_create(&vec![("vip", value(v.vip))])
             .set(f64::from(u8::from(v.announced)));
     }
     let sync = s.gauge(
-        "lvsdr_sync_daemons",
+        "sync_daemons",
         "Connection sync daemons running ([sync]: 2, master and backup)",
     );
     let bgp = s.gauge(
-        "lvsdr_bird_bgp_established",
+        "bird_bgp_established",
         "BIRD's BGP sessions ([announce] bird_socket): 1 when Established",
     );
     for b in status.bird.iter().flat_map(|b| &b.sessions) {
-        bgp.get_or_create(&vec![("session", b.name.clone())])
+        bgp.get_or_create(&vec![("session", value(&b.name))])
             .set(f64::from(u8::from(b.info.starts_with("Established"))));
     }
     let none: Labels = Vec::new();
@@ -209,4 +264,174 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     let mut out = String::new();
     encode(&mut out, &s.reg)?;
     Ok(out)
+}
+
+/// The same samples in Prometheus's text format (0.0.4), for a scraper that does not
+/// ask for OpenMetrics (`promtool check metrics`, curl, older Prometheus): a counter's
+/// family is named with its `_total`, and there is no `# EOF` or `# UNIT`.
+pub fn text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let comment = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match comment {
+            Some((p, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{p}{name}_total {tail}\n"));
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// A status with one of everything, and a service name with each character the
+    /// text format escapes.
+    fn full_status() -> Status {
+        let text = "[director]\nstatus_listen = \"127.0.0.1:9180\"\n\
+                    [[service]]\nname = \"we\\\"b\\\\x\\ny\"\nvip = \"192.0.2.10\"\nport = 80\n\
+                    [service.check]\ntype = \"tcp\"\n\
+                    [[service.real_server]]\naddress = \"10.0.0.11\"\n";
+        let desired = lvsdr::config::parse(text, "t.toml").expect("config");
+        let reload = lvsdr::status::ReloadStatus {
+            generation: 1,
+            at: 0.0,
+            ok: true,
+            errors: vec![],
+        };
+        let mut st = lvsdr::status::build(
+            &desired,
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+            &Default::default(),
+            &reload,
+        );
+        st.services[0].real_servers[0].kernel_weight = Some(1);
+        st.services[0].real_servers[0].latency_ms = Some(2.0);
+        st.agents = vec![serde_json::from_value(serde_json::json!({
+            "address": "10.0.0.11", "vips": ["192.0.2.10"], "reachable": true,
+            "confirmed": true, "generation": 1, "last_push": 1.0, "last_error": null
+        }))
+        .expect("agent")];
+        st.announce = vec![lvsdr::announce::Verdict {
+            vip: "192.0.2.10".parse().expect("ip"),
+            announced: true,
+            why: String::new(),
+            exported_to: vec![],
+        }];
+        st.bird = Some(lvsdr::status::BirdStatus {
+            sessions: vec![lvsdr::bird::Session {
+                name: "up\"link".into(),
+                state: "up".into(),
+                info: "Established".into(),
+            }],
+            error: None,
+        });
+        st
+    }
+
+    /// One sample line of the text format: its name, and whether its labels parse
+    /// (`k="v"` pairs, in values only the three escapes).
+    fn sample(line: &str) -> Result<&str, String> {
+        let (name, rest) = match line.find('{') {
+            Some(i) => (&line[..i], &line[i + 1..]),
+            None => return line.split_once(' ').map(|(n, _)| n).ok_or(line.to_string()),
+        };
+        let mut chars = rest.chars();
+        if rest.starts_with('}') {
+            chars.next();
+        }
+        while !rest.starts_with('}') {
+            let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            if key.is_empty() || chars.next() != Some('"') {
+                return Err(format!("bad label in {line:?}"));
+            }
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some('\\' | '"' | 'n') => {}
+                        _ => return Err(format!("bad escape in {line:?}")),
+                    },
+                    Some('"') => break,
+                    Some('\n') | None => return Err(format!("unended value in {line:?}")),
+                    Some(_) => {}
+                }
+            }
+            match chars.next() {
+                Some(',') => continue,
+                Some('}') => break,
+                _ => return Err(format!("bad label list in {line:?}")),
+            }
+        }
+        let value: String = chars.collect();
+        value
+            .trim()
+            .parse::<f64>()
+            .map(|_| name)
+            .map_err(|e| format!("{e} in {line:?}"))
+    }
+
+    #[test]
+    fn every_family_under_its_documented_name_and_every_label_value_escaped() {
+        let text = render(&full_status()).expect("render");
+        if let Ok(path) = std::env::var("LVSDR_METRICS_OUT") {
+            // tests/run hands this to `promtool check metrics`.
+            std::fs::write(path, text_format(&text)).expect("write");
+        }
+        let mut names = BTreeSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            names.insert(sample(line).unwrap_or_else(|e| panic!("{e}\n{text}")));
+        }
+        let want: BTreeSet<&str> = FAMILIES.iter().copied().collect();
+        assert_eq!(names, want, "{text}");
+        assert!(
+            text.contains(r#"service="we\"b\\x\ny""#),
+            "the name was not escaped: {text}"
+        );
+        // The README names only what is served.
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README");
+        for word in readme.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("lvsdr_") && word.len() > "lvsdr_".len() {
+                assert!(
+                    want.contains(word) || want.contains(format!("{word}_total").as_str()),
+                    "the README names {word}, which /metrics does not serve"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_text_format_names_counters_with_their_total() {
+        let om = "# HELP x_passes Passes.\n# TYPE x_passes counter\nx_passes_total 3\n\
+                  # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n# EOF\n";
+        assert_eq!(
+            text_format(om),
+            "# HELP x_passes_total Passes.\n# TYPE x_passes_total counter\nx_passes_total 3\n\
+             # HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
+        );
+    }
 }
