@@ -411,15 +411,17 @@ mod tests {
             text.contains(r#"service="we\"b\\x\ny""#),
             "the name was not escaped: {text}"
         );
-        // The README names only what is served.
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-            .expect("README");
-        for word in readme.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-            if word.starts_with("lvsdr_") && word.len() > "lvsdr_".len() {
-                assert!(
-                    want.contains(word) || want.contains(format!("{word}_total").as_str()),
-                    "the README names {word}, which /metrics does not serve"
-                );
+        // The README and the shipped alert rules name only what is served.
+        for file in ["README.md", "conf/prometheus/lvsdr-alerts.yml"] {
+            let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).expect(file);
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("lvsdr_") && word.len() > "lvsdr_".len() {
+                    assert!(
+                        want.contains(word) || want.contains(format!("{word}_total").as_str()),
+                        "{file} names {word}, which /metrics does not serve"
+                    );
+                }
             }
         }
     }
