@@ -222,7 +222,8 @@ fn agent_entry(lab: &Lab, addr: &str) -> serde_json::Value {
 
 /// Item 4 of "Where features meet": when a real server leaves every service of one VIP
 /// and stays in a service of another, the kernel drains its connections to the first,
-/// and its agent keeps that VIP until they end. Before, the agent was told at once to
+/// and its agent keeps that VIP until they end; and when it leaves every service, its
+/// agent is told the draining VIP, then an empty set. Before, the agent was told at once to
 /// drop the VIP; the server then no longer accepted the draining connections' packets,
 /// and they died.
 #[test]
@@ -250,10 +251,12 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
          [service.check]\ntype = \"none\"\n[[service.real_server]]\naddress = \"{}\"\n",
         lab.rip(2)
     );
-    let config_of = |servers: &[usize]| {
+    let config_with = |servers: &[usize], with_other: bool| {
         let web: Vec<(usize, u32)> = servers.iter().map(|i| (*i, 1)).collect();
-        web_config(&lab, &web, &section) + &echo_config(&lab, 7, servers) + &other
+        let other = if with_other { other.as_str() } else { "" };
+        web_config(&lab, &web, &section) + &echo_config(&lab, 7, servers) + other
     };
+    let config_of = |servers: &[usize]| config_with(servers, true);
     let config = write_file(&lab, "d.toml", &config_of(&[1, 2]));
     let d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 1), (2, 1)], 30, &d);
@@ -349,6 +352,70 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
         gone.is_some(),
         "rs2 kept its destination or the VIP after its connections ended: {}\n{}\n{}",
         lab.ipvsadm("-Ln"),
+        status(&lab),
+        d.log()
+    );
+
+    // rs2 leaves every service: back in echo, connections on it, then a config
+    // without it anywhere ("other" retired too). Its agent is still told the VIP its
+    // draining destination carries, then, once drained, an empty set: both VIPs come
+    // off. (It was told nothing more, and kept both until the agent's set_expiry.)
+    write_file(&lab, "d.toml", &config_of(&[1, 2]));
+    d.signal("HUP");
+    let back = support::poll(60, || {
+        let st = status(&lab);
+        find_server(&st, "echo", &lab.rip(2))
+            .is_some_and(|s| s["kernel_weight"] == 1)
+            .then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "rs2 not back in echo: {}\n{}",
+        status(&lab),
+        d.log()
+    );
+    let mut conns: Vec<Echo> = (0..4).map(|_| Echo::open(&lab)).collect();
+    for c in &mut conns {
+        c.ping().expect("a fresh connection echoes");
+    }
+    assert!(on_rs2() > 0, "no connection reached rs2");
+    write_file(&lab, "d.toml", &config_with(&[1], false));
+    d.signal("HUP");
+    let told = support::poll(60, || {
+        let a = agent_entry(&lab, &lab.rip(2));
+        let other_gone = !lab.ipvsadm("-Ln").contains(&vip2);
+        (other_gone && a["vips"] == serde_json::json!([lab.vip()])).then_some(())
+    });
+    assert!(
+        told.is_some(),
+        "rs2's agent is not told the VIP of its draining destination: {}\n{}",
+        status(&lab),
+        d.log()
+    );
+    let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
+    assert!(
+        lo.contains(&format!("inet {}/32", lab.vip())),
+        "rs2 lost the VIP: {lo}"
+    );
+    for (k, c) in conns.iter_mut().enumerate() {
+        c.ping()
+            .unwrap_or_else(|e| panic!("connection {k} broke while rs2 drained: {e}\n{}", d.log()));
+    }
+    drop(conns);
+    let cleared = support::poll(120, || {
+        let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
+        let listed = status(&lab)["agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x["address"] == lab.rip(2)));
+        (!lo.contains(&format!("inet {}/32", lab.vip()))
+            && !lo.contains(&format!("inet {vip2}/32"))
+            && !listed)
+            .then_some(())
+    });
+    assert!(
+        cleared.is_some(),
+        "rs2 kept a VIP after it drained out of every service: {}\n{}\n{}",
+        support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1])),
         status(&lab),
         d.log()
     );

@@ -31,7 +31,7 @@ use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::Gate;
 
 mod sets;
-pub use sets::vip_sets;
+pub use sets::{vip_sets, Former};
 
 /// How one agent is doing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -258,13 +258,17 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let epoch = random_epoch();
-    let mut generation = 0u64;
-    let mut memory: HashMap<IpAddr, LastGood> = HashMap::new();
+    let mut carried = Carried::default();
+    let mut before: Option<Arc<Desired>> = None;
     loop {
         let d = desired.borrow_and_update().clone();
+        if let Some(b) = &before {
+            carried.former.update(b, &d);
+        }
+        before = Some(d.clone());
         // A new config is a new generation; so is each change of the sets under one
         // config (below): the agent refuses a generation it applied with another set.
-        generation += 1;
+        carried.generation += 1;
         match &d.agents {
             None => {
                 gate.send_if_modified(|g| std::mem::take(g) != Gate::default());
@@ -279,13 +283,7 @@ pub async fn run(
                     agents: &agents,
                 };
                 if push
-                    .run(
-                        &mut generation,
-                        &mut desired,
-                        &mut table,
-                        &mut memory,
-                        &cancel,
-                    )
+                    .run(&mut carried, &mut desired, &mut table, &cancel)
                     .await
                 {
                     return;
@@ -298,6 +296,17 @@ pub async fn run(
             r = desired.changed() => if r.is_err() { return },
         }
     }
+}
+
+/// What the pusher carries from one config to the next.
+#[derive(Default)]
+struct Carried {
+    /// The generation of the sets pushed (one per config and per change of the sets).
+    generation: u64,
+    /// Each agent's last good answer (its confirmations through failed pushes).
+    memory: HashMap<IpAddr, LastGood>,
+    /// Agents of earlier configs, told their draining VIPs, then an empty set once.
+    former: Former,
 }
 
 /// One config's pushing.
@@ -323,18 +332,16 @@ enum Woken {
 }
 
 impl Pushing<'_> {
-    /// Pushes until the config changes (`false`) or shutdown (`true`). `generation`
-    /// is the config's, counted up at each change of the sets.
+    /// Pushes until the config changes (`false`) or shutdown (`true`).
     async fn run(
         &self,
-        generation: &mut u64,
+        carried: &mut Carried,
         desired: &mut watch::Receiver<Arc<Desired>>,
         table: &mut watch::Receiver<ReconcileState>,
-        memory: &mut HashMap<IpAddr, LastGood>,
         cancel: &CancellationToken,
     ) -> bool {
-        let mut sets = vip_sets(self.d, &table.borrow_and_update());
-        memory.retain(|a, _| sets.contains_key(a));
+        let mut sets = vip_sets(self.d, &table.borrow_and_update(), &carried.former);
+        carried.memory.retain(|a, _| sets.contains_key(a));
         // `require` takes effect now, not after the first round of pushes.
         let require = self.settings.require;
         self.gate.send_if_modified(|g| {
@@ -355,13 +362,16 @@ impl Pushing<'_> {
                     warn!(error = %e, "cannot push to agents; trying again");
                     let failed = Outcome::Failed(e);
                     let results = sets.iter().map(|(a, v)| (*a, v.clone(), failed.clone()));
-                    self.publish(results.collect(), memory);
+                    self.publish(results.collect(), &mut carried.memory);
                     let wait = backoff;
                     backoff = (backoff * 2).min(push_interval);
-                    match self.wait(wait, desired, table, &mut sets, cancel).await {
+                    match self
+                        .wait(wait, desired, table, &mut sets, &carried.former, cancel)
+                        .await
+                    {
                         Woken::Push => continue,
                         Woken::SetsChanged => {
-                            *generation += 1;
+                            carried.generation += 1;
                             continue;
                         }
                         Woken::Config => return false,
@@ -375,7 +385,7 @@ impl Pushing<'_> {
             let rounds = sets.iter().map(|(addr, vips)| {
                 let client = &client;
                 let push = PushVips {
-                    generation: *generation,
+                    generation: carried.generation,
                     epoch: Some(self.epoch),
                     vips: vips.clone(),
                 };
@@ -385,7 +395,20 @@ impl Pushing<'_> {
                 }
             });
             let results = futures_util::future::join_all(rounds).await;
-            let all_confirmed = self.publish(results, memory);
+            // A former agent told its empty set is done with (whatever it answered:
+            // its own set_expiry is the fallback).
+            let told_empty: Vec<IpAddr> = results
+                .iter()
+                .filter(|(a, vips, _)| vips.is_empty() && carried.former.contains(a))
+                .map(|(a, _, _)| *a)
+                .collect();
+            let all_confirmed = self.publish(results, &mut carried.memory);
+            if !told_empty.is_empty() {
+                info!(agents = ?told_empty, "former agents told their empty sets; forgotten");
+                carried.former.forget(&told_empty);
+                carried.memory.retain(|a, _| !told_empty.contains(a));
+                sets = vip_sets(self.d, &table.borrow(), &carried.former);
+            }
             let wait = if all_confirmed {
                 backoff = Duration::from_secs(1);
                 push_interval
@@ -394,11 +417,14 @@ impl Pushing<'_> {
                 backoff = (backoff * 2).min(push_interval);
                 w
             };
-            match self.wait(wait, desired, table, &mut sets, cancel).await {
+            match self
+                .wait(wait, desired, table, &mut sets, &carried.former, cancel)
+                .await
+            {
                 Woken::Push => {}
                 // Pushed with the generation of the set before, the agent refused it
                 // (409: applied with another set) and the server lost its confirmation.
-                Woken::SetsChanged => *generation += 1,
+                Woken::SetsChanged => carried.generation += 1,
                 Woken::Config => return false,
                 Woken::Stop => return true,
             }
@@ -413,6 +439,7 @@ impl Pushing<'_> {
         desired: &mut watch::Receiver<Arc<Desired>>,
         table: &mut watch::Receiver<ReconcileState>,
         sets: &mut BTreeMap<IpAddr, Vec<IpAddr>>,
+        former: &Former,
         cancel: &CancellationToken,
     ) -> Woken {
         let until = tokio::time::Instant::now() + wait;
@@ -425,7 +452,7 @@ impl Pushing<'_> {
                     if r.is_err() {
                         return Woken::Stop;
                     }
-                    let now = vip_sets(self.d, &table.borrow_and_update());
+                    let now = vip_sets(self.d, &table.borrow_and_update(), former);
                     if now != *sets {
                         info!("the kernel let go of a draining destination, or holds one: pushing the new VIP sets");
                         *sets = now;

@@ -6,6 +6,11 @@
 //! drain times out. Those connections arrive for the VIP, so the real server must hold
 //! the VIP until the kernel lets go of the destination. Told at once to drop it, the
 //! agent took the VIP off `lo` and the draining connections died.
+//!
+//! A real server that leaves every service is a *former* agent ([`Former`]): it is
+//! still told the VIPs its draining destinations carry, then, once the kernel let go of
+//! them, an empty set, once. (It was told nothing more: its VIPs stayed on it until the
+//! agent's `set_expiry`.)
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
@@ -14,18 +19,62 @@ use crate::ipvs::ServiceKey;
 use crate::model::Desired;
 use crate::reconcile::driver::ReconcileState;
 
-/// The VIP set per agent address, sorted: [`Desired::agent_vips`], widened by the VIPs
-/// of managed or retired services whose kernel destinations belong to that agent's
-/// host (by address, as the config names it). Services lvsdr does not manage add
-/// nothing. A retired fwmark service's VIPs are not known any more: it adds none.
-pub fn vip_sets(d: &Desired, state: &ReconcileState) -> BTreeMap<IpAddr, Vec<IpAddr>> {
-    let mut sets = d.agent_vips();
-    let agent_of: HashMap<IpAddr, IpAddr> = d
-        .services
+/// The agents of earlier configs that the config in force has no more: a real
+/// server's address → its agent's. Each gets an empty set once its destinations have
+/// drained, then is forgotten ([`Former::forget`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Former(HashMap<IpAddr, IpAddr>);
+
+impl Former {
+    /// After a config change from `before` to `after`: the agents `before` had and
+    /// `after` has not join; those `after` has leave.
+    pub fn update(&mut self, before: &Desired, after: &Desired) {
+        let now = agents_by_server(after);
+        let kept: HashSet<&IpAddr> = now.values().collect();
+        for (server, agent) in agents_by_server(before) {
+            if !kept.contains(&agent) {
+                self.0.insert(server, agent);
+            }
+        }
+        self.0.retain(|_, agent| !kept.contains(agent));
+    }
+
+    /// Forgets the agents whose (empty) set went out.
+    pub fn forget(&mut self, told_empty: &[IpAddr]) {
+        self.0.retain(|_, agent| !told_empty.contains(agent));
+    }
+
+    /// Whether `agent` is a former one.
+    pub fn contains(&self, agent: &IpAddr) -> bool {
+        self.0.values().any(|a| a == agent)
+    }
+}
+
+/// Each real server's agent in `d` (by the server's address).
+fn agents_by_server(d: &Desired) -> HashMap<IpAddr, IpAddr> {
+    d.services
         .iter()
         .flat_map(|s| &s.real_servers)
         .filter_map(|r| Some((r.dest.addr, r.agent?)))
-        .collect();
+        .collect()
+}
+
+/// The VIP set per agent address, sorted: [`Desired::agent_vips`], widened by the VIPs
+/// of managed or retired services whose kernel destinations belong to that agent's
+/// host (by address, as the config names it); a [`Former`] agent has what its host's
+/// destinations carry (nothing, once drained). Services lvsdr does not manage add
+/// nothing. A retired fwmark service's VIPs are not known any more: it adds none.
+pub fn vip_sets(
+    d: &Desired,
+    state: &ReconcileState,
+    former: &Former,
+) -> BTreeMap<IpAddr, Vec<IpAddr>> {
+    let mut sets = d.agent_vips();
+    let mut agent_of = former.0.clone();
+    agent_of.extend(agents_by_server(d));
+    for agent in former.0.values() {
+        sets.entry(*agent).or_default();
+    }
     let configured: HashMap<&ServiceKey, &[IpAddr]> = d
         .services
         .iter()
@@ -148,17 +197,20 @@ mod tests {
         // The config alone would take .10 from 10.0.0.11 at once.
         assert_eq!(set(&after.agent_vips(), "10.0.0.11"), ["192.0.2.20"]);
         assert_eq!(
-            set(&vip_sets(&after, &drained), "10.0.0.11"),
+            set(&vip_sets(&after, &drained, &Former::default()), "10.0.0.11"),
             ["192.0.2.10", "192.0.2.20"]
         );
         // The kernel let go of the destination: now it goes.
         assert_eq!(
-            set(&vip_sets(&after, &kernel_of(&after)), "10.0.0.11"),
+            set(
+                &vip_sets(&after, &kernel_of(&after), &Former::default()),
+                "10.0.0.11"
+            ),
             ["192.0.2.20"]
         );
         // The other server is untouched either way.
         assert_eq!(
-            set(&vip_sets(&after, &drained), "10.0.0.12"),
+            set(&vip_sets(&after, &drained, &Former::default()), "10.0.0.12"),
             ["192.0.2.10"]
         );
     }
@@ -170,13 +222,52 @@ mod tests {
         let after = config(true, false);
         draining.retired = vec![before.services[0].service.key.clone()];
         assert_eq!(
-            set(&vip_sets(&after, &draining), "10.0.0.11"),
+            set(
+                &vip_sets(&after, &draining, &Former::default()),
+                "10.0.0.11"
+            ),
             ["192.0.2.10", "192.0.2.20"]
         );
         draining.retired.clear(); // deleted: no longer retired, and unmanaged .30 stays out
         assert_eq!(
-            set(&vip_sets(&after, &draining), "10.0.0.11"),
+            set(
+                &vip_sets(&after, &draining, &Former::default()),
+                "10.0.0.11"
+            ),
             ["192.0.2.20"]
         );
+    }
+
+    #[test]
+    fn a_server_leaving_every_service_is_told_its_draining_vips_then_an_empty_set_once() {
+        let before = config(true, true);
+        let after = config(true, false); // 10.0.0.12 was only in "a", which is retired
+        let mut former = Former::default();
+        former.update(&before, &after);
+        let twelve: IpAddr = "10.0.0.12".parse().expect("ip");
+        assert!(former.contains(&twelve));
+        assert!(
+            !former.contains(&"10.0.0.11".parse().expect("ip")),
+            "still configured"
+        );
+        let mut draining = kernel_of(&before);
+        draining.retired = vec![before.services[0].service.key.clone()];
+        assert_eq!(
+            set(&vip_sets(&after, &draining, &former), "10.0.0.12"),
+            ["192.0.2.10"]
+        );
+        // Drained: an empty set, to go out once.
+        let drained = kernel_of(&after);
+        assert_eq!(
+            set(&vip_sets(&after, &drained, &former), "10.0.0.12"),
+            Vec::<String>::new()
+        );
+        former.forget(&[twelve]);
+        assert!(!vip_sets(&after, &drained, &former).contains_key(&twelve));
+        // Back in the config: not a former agent any more.
+        let mut former = Former::default();
+        former.update(&before, &after);
+        former.update(&after, &before);
+        assert_eq!(former, Former::default());
     }
 }

@@ -74,7 +74,9 @@ pub const NOBODY: u32 = 65534;
 /// `nobody` with exactly the capabilities of its systemd unit, so a missing one fails
 /// here; what it must read is readable by that user (the unit's LoadCredential).
 pub fn start_director(lab: &Lab, bin: &str, config: &Path) -> Proc {
-    start_director_within(lab, bin, config, 20)
+    // Generous: a debug build under emulation on a loaded machine (two VMs on two
+    // cores once took more than 20 s).
+    start_director_within(lab, bin, config, 60)
 }
 
 /// [`start_director`], waiting up to `secs` for the endpoint (a large config takes a
