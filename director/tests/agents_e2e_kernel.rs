@@ -220,6 +220,23 @@ fn agent_entry(lab: &Lab, addr: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// While rs2 drains: it holds the VIP, and every long-lived connection still echoes.
+fn rs2_holds_the_vip_and_echoes(lab: &Lab, conns: &mut [Echo], d: &Proc) {
+    let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
+    assert!(
+        lo.contains(&format!("inet {}/32", lab.vip())),
+        "rs2 lost the VIP: {lo}"
+    );
+    for (k, c) in conns.iter_mut().enumerate() {
+        c.ping().unwrap_or_else(|e| {
+            panic!(
+                "long-lived connection {k} broke while rs2 drained: {e}\n{}",
+                d.log()
+            )
+        });
+    }
+}
+
 /// Item 4 of "Where features meet": when a real server leaves every service of one VIP
 /// and stays in a service of another, the kernel drains its connections to the first,
 /// and its agent keeps that VIP until they end; and when it leaves every service, its
@@ -321,19 +338,7 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
         "the director told rs2's agent to drop the VIP while rs2 drains: {pushed_after}\n{}",
         d.log()
     );
-    let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
-    assert!(
-        lo.contains(&format!("inet {}/32", lab.vip())),
-        "rs2 lost the VIP: {lo}"
-    );
-    for (k, c) in conns.iter_mut().enumerate() {
-        c.ping().unwrap_or_else(|e| {
-            panic!(
-                "long-lived connection {k} broke while draining: {e}\n{}",
-                d.log()
-            )
-        });
-    }
+    rs2_holds_the_vip_and_echoes(&lab, &mut conns, &d);
     assert!(on_rs2() > 0, "rs2's connections ended early");
 
     // The connections end: the drained destination goes, and then the VIP (VIP2
@@ -392,15 +397,7 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
         status(&lab),
         d.log()
     );
-    let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
-    assert!(
-        lo.contains(&format!("inet {}/32", lab.vip())),
-        "rs2 lost the VIP: {lo}"
-    );
-    for (k, c) in conns.iter_mut().enumerate() {
-        c.ping()
-            .unwrap_or_else(|e| panic!("connection {k} broke while rs2 drained: {e}\n{}", d.log()));
-    }
+    rs2_holds_the_vip_and_echoes(&lab, &mut conns, &d);
     drop(conns);
     let cleared = support::poll(120, || {
         let lo = support::sh(&format!("ip -n {} -o addr show dev lo", lab.servers[1]));
