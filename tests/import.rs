@@ -157,11 +157,11 @@ fn keepalived() {
         at(&notes, Level::Review),
         [
             ("keepalived.conf", 65),  // digest
-            ("keepalived.conf", 106), // omega
-            ("keepalived.conf", 107), // quorum 2
-            ("keepalived.conf", 112), // misc_dynamic
-            ("keepalived.conf", 120), // notify_down
-            ("keepalived.conf", 133), // vrrp_instance
+            ("keepalived.conf", 108), // omega
+            ("keepalived.conf", 109), // quorum 2
+            ("keepalived.conf", 114), // misc_dynamic
+            ("keepalived.conf", 122), // notify_down
+            ("keepalived.conf", 136), // vrrp_instance
         ],
         "{notes:#?}"
     );
@@ -348,11 +348,66 @@ fn unknown_statements_are_reported_never_dropped() {
     .expect("write");
     let d = import::import(Format::Keepalived, &f).expect("import");
     let lines: Vec<usize> = d.notes.iter().map(|n| n.at.line).collect();
-    assert_eq!(lines, [2, 5, 8], "{:#?}", d.notes);
+    // 1: the service has no lb_kind (keepalived's NAT).
+    assert_eq!(lines, [2, 1, 5, 8], "{:#?}", d.notes);
     assert!(d.needs_review());
     // An include that names no file is reported too.
     std::fs::write(&f, "include nothing-here/*.conf\n").expect("write");
     let d = import::import(Format::Keepalived, &f).expect("import");
     assert_eq!(d.notes.len(), 1, "{:#?}", d.notes);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// keepalived's defaults, read as keepalived reads them: no (valid) `lb_kind` is NAT, an
+/// `lb_algo` that is no IPVS scheduler is wlc, `persistence_timeout 0` is no
+/// persistence, and `net_namespace` is said to move the whole table. Each with a report
+/// line at its own line, in words (no Rust debug text). Before, all of these came out
+/// as DR, the scheduler copied through (refused by check-config), `persistence = "0s"`
+/// (refused), and "unknown statement".
+#[test]
+fn keepalived_defaults_are_read_as_keepalived_reads_them() {
+    let dir = std::env::temp_dir().join(format!("lvsdr-import-d-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("k.conf"),
+        "net_namespace lb\n\
+         global_defs {\n  net_namespace lb\n}\n\
+         virtual_server 192.0.2.30 80 {\n  real_server 10.0.0.11 80 {\n    weight 1\n  }\n}\n\
+         virtual_server 192.0.2.31 80 {\n  lb_kind FNAT\n  lb_algo conhash\n  persistence_timeout 0\n  \
+         protocol TCPP\n  real_server 10.0.0.11 80 {\n    weight 1\n  }\n}\n",
+    )
+    .expect("write");
+    std::fs::copy(dir.join("k.conf"), input("defaults.tmp.conf")).expect("copy");
+    let (v, notes) = run(Format::Keepalived, "defaults.tmp.conf");
+    let _ = std::fs::remove_file(input("defaults.tmp.conf"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let plain = service(&v, "tcp-192.0.2.30-80");
+    assert_eq!(s(&plain["forwarding"]), "nat");
+    let odd = service(&v, "tcp-192.0.2.31-80");
+    assert_eq!(
+        (s(&odd["forwarding"]), s(&odd["scheduler"])),
+        ("nat", "wlc")
+    );
+    assert!(odd.get("persistence").is_none(), "{odd:?}");
+    let said = |line: usize, words: &str| {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.1 == line && n.2 == Level::Review && n.3.contains(words)),
+            "no report at line {line} with {words:?}: {notes:#?}"
+        )
+    };
+    said(
+        1,
+        "net_namespace lb: keepalived runs in that network namespace",
+    );
+    said(3, "net_namespace lb");
+    said(5, "no lb_kind: keepalived uses NAT");
+    said(11, "FNAT is full NAT");
+    said(12, "conhash: no IPVS scheduler");
+    said(14, "protocol TCPP");
+    assert!(
+        notes.iter().all(|n| !n.3.contains("Some(")),
+        "Rust debug text in a report: {notes:#?}"
+    );
 }

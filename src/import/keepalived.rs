@@ -41,11 +41,20 @@ pub fn import(src: &Source) -> Result<Draft, ImportError> {
         match n.head() {
             "virtual_server_group" => {}
             "virtual_server" => virtual_server(&mut d, n, &groups),
-            "global_defs" | "linkbeat_interfaces" => d.note(
-                &n.at,
-                Level::Ignored,
-                format!("`{}`: keepalived's own settings", n.head()),
-            ),
+            "global_defs" | "linkbeat_interfaces" => {
+                // One global changes where the whole table is: say so, at its line.
+                for c in n.children.iter().flatten() {
+                    if c.head() == "net_namespace" {
+                        net_namespace(&mut d, c);
+                    }
+                }
+                d.note(
+                    &n.at,
+                    Level::Ignored,
+                    format!("`{}`: keepalived's own settings", n.head()),
+                )
+            }
+            "net_namespace" => net_namespace(&mut d, n),
             "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" | "static_ipaddress"
             | "static_routes" | "static_rules" | "vrrp_track_process" | "track_file"
             | "bfd_instance" => d.note(
@@ -107,6 +116,88 @@ fn expand(
         out.push(n);
     }
     Ok(out)
+}
+
+/// `lb_algo` / `lvs_sched`: the scheduler, lower-cased. One that is no IPVS scheduler
+/// (`loadbalance`, `conhash` from forks) is `wlc`, as keepalived takes it, with a note.
+fn scheduler(d: &mut Draft, c: &Node) -> String {
+    const IPVS: &[&str] = &[
+        "rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh",
+        "twos",
+    ];
+    let given = c.arg().map(str::to_lowercase);
+    match given.as_deref() {
+        Some(s) if IPVS.contains(&s) => s.to_string(),
+        other => {
+            d.note(
+                &c.at,
+                Level::Review,
+                format!(
+                    "{} {}: no IPVS scheduler of that name; keepalived then uses wlc, and so \
+                     does this import",
+                    c.head(),
+                    other.unwrap_or("(no value)")
+                ),
+            );
+            "wlc".into()
+        }
+    }
+}
+
+/// `lb_kind` / `lvs_method`: the forwarding method, or a note (keepalived then uses
+/// NAT, and so does the import).
+fn forwarding_of(d: &mut Draft, c: &Node, forwarding: &mut Option<&'static str>) {
+    let a = c.arg();
+    match a.map(str::to_uppercase).as_deref() {
+        Some("DR") => *forwarding = Some("dr"),
+        Some("NAT") => *forwarding = Some("nat"),
+        Some("TUN") => {
+            *forwarding = Some("tun");
+            if c.args().len() > 1 {
+                d.note(
+                    &c.at,
+                    Level::Review,
+                    "tunnel options (type, port, csum) not translated: set `tunnel` by hand",
+                );
+            }
+        }
+        Some(other) => d.note(
+            &c.at,
+            Level::Review,
+            format!(
+                "{} {other}: not a forwarding method keepalived knows ({}); keepalived \
+                         then uses NAT, and so does this import",
+                c.head(),
+                if other == "FNAT" {
+                    "FNAT is full NAT, from a patched kernel and keepalived"
+                } else {
+                    "DR, NAT and TUN are"
+                }
+            ),
+        ),
+        None => d.note(
+            &c.at,
+            Level::Review,
+            format!(
+                "{} without a value: keepalived uses NAT, and so does this import",
+                c.head()
+            ),
+        ),
+    }
+}
+
+/// `net_namespace NAME`: keepalived keeps its whole IPVS table in that network
+/// namespace, so the director must run there too.
+fn net_namespace(d: &mut Draft, n: &Node) {
+    d.note(
+        &n.at,
+        Level::Review,
+        format!(
+            "net_namespace {}: keepalived runs in that network namespace, and its IPVS table \
+             is there; run lvsdr-director there too (ip netns exec {0} lvsdr-director run …)",
+            n.arg().unwrap_or("(no name)")
+        ),
+    );
 }
 
 /// The files `pattern` names (`*` and `?` in the last part), relative to `base`,
@@ -272,6 +363,9 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
     // keepalived takes a failed real server out of the table unless told to inhibit.
     t.on_failure = Some("remove".into());
     let mut protocol = "tcp".to_string();
+    // keepalived's forwarding without a valid lb_kind is NAT (not lvsdr's DR).
+    let mut forwarding: Option<&'static str> = None;
+    let mut kind_given = false;
     let mut ipv6 = false;
     let mut def = Defaults {
         delay_loop_ms: DELAY_LOOP_S * 1000,
@@ -289,29 +383,34 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                 Some(ms) if ms > 0 => def.delay_loop_ms = ms,
                 _ => d.note(&c.at, Level::Review, "delay_loop without a valid value"),
             },
-            "lvs_sched" | "lb_algo" => t.scheduler = a.unwrap_or("wlc").to_lowercase(),
-            "lvs_method" | "lb_kind" => match a.map(str::to_uppercase).as_deref() {
-                Some("DR") => t.forwarding = "dr".into(),
-                Some("NAT") => t.forwarding = "nat".into(),
-                Some("TUN") => {
-                    t.forwarding = "tun".into();
-                    if c.args().len() > 1 {
-                        d.note(
-                            &c.at,
-                            Level::Review,
-                            "tunnel options (type, port, csum) not translated: set `tunnel` by hand",
-                        );
-                    }
-                }
-                other => d.note(&c.at, Level::Review, format!("lvs_method {other:?}")),
-            },
+            "lvs_sched" | "lb_algo" => t.scheduler = scheduler(d, c),
+            "lvs_method" | "lb_kind" => {
+                kind_given = true;
+                forwarding_of(d, c, &mut forwarding)
+            }
             "protocol" => match a.map(str::to_lowercase).as_deref() {
                 Some(p @ ("tcp" | "udp" | "sctp")) => protocol = p.into(),
-                other => d.note(&c.at, Level::Review, format!("protocol {other:?}")),
+                Some(_) => d.note(
+                    &c.at,
+                    Level::Review,
+                    format!(
+                        "protocol {}: keepalived knows TCP, UDP and SCTP; the service stays TCP",
+                        a.unwrap_or_default()
+                    ),
+                ),
+                None => d.note(
+                    &c.at,
+                    Level::Review,
+                    "protocol without a value: the service stays TCP",
+                ),
             },
             "persistence_timeout" => {
-                // keepalived's default when the value is left out: 6 minutes.
-                t.persistence = Some(a.and_then(|v| v.parse().ok()).unwrap_or(360));
+                // keepalived's default when the value is left out: 6 minutes; 0 is no
+                // persistence.
+                t.persistence = match a.and_then(|v| v.parse().ok()).unwrap_or(360) {
+                    0 => None,
+                    s => Some(s),
+                };
             }
             "persistence_granularity" => t.netmask = a.map(str::to_string),
             "persistence_engine" => t.persistence_engine = a.map(str::to_string),
@@ -383,6 +482,15 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                 format!("unknown virtual_server statement `{other}`"),
             ),
         }
+    }
+    t.forwarding = forwarding.unwrap_or("nat").into();
+    if !kind_given {
+        d.note(
+            &n.at,
+            Level::Review,
+            "no lb_kind: keepalived uses NAT, and so does this import (lvsdr is made for DR: \
+             set forwarding = \"dr\" if the real servers hold the VIP)",
+        );
     }
     if let (Some(p), Key::Addr { port, .. }) = (sorry_port, &t.key) {
         if p != *port {
