@@ -163,14 +163,21 @@ fn two_directors_behind_ecmp_survive_a_stop_a_cut_link_and_failing_servers() {
         get_in("hd1", STATUS, "/status").unwrap_or_default()
     );
     let metrics = get_in("hd1", STATUS, "/metrics").expect("metrics");
-    // Whole lines: a substring match let `lvsdr_lvsdr_vip_announced` pass.
-    let line = |want: &str| metrics.lines().any(|l| l == want);
-    assert!(
-        line("lvsdr_bird_bgp_established{session=\"up\"} 1"),
+    // A sample's value by its whole name and labels: a substring match let
+    // `lvsdr_lvsdr_vip_announced` pass.
+    let value = |key: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse::<f64>().ok())
+    };
+    assert_eq!(
+        value("lvsdr_bird_bgp_established{session=\"up\"}"),
+        Some(1.0),
         "{metrics}"
     );
-    assert!(
-        line(&format!("lvsdr_vip_announced{{vip=\"{VIP}\"}} 1")),
+    assert_eq!(
+        value(&format!("lvsdr_vip_announced{{vip=\"{VIP}\"}}")),
+        Some(1.0),
         "{metrics}"
     );
     let page = get_in("hd1", STATUS, "/").expect("page");
