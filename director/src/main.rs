@@ -234,16 +234,26 @@ fn import(format: lvsdr::import::Format, file: &std::path::Path) -> ExitCode {
         .filter(|n| n.level == lvsdr::import::Level::Review)
         .count();
     eprintln!(
-        "{}: {} services imported; {review} notes need review, {} ignored",
+        "{}: {}",
         file.display(),
-        draft.services.len(),
-        draft.notes.len() - review
+        import_summary(draft.services.len(), review, draft.notes.len() - review)
     );
     if review > 0 || !valid {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The import's last report line: "3 services imported; 1 note needs review, 2 ignored".
+fn import_summary(services: usize, review: usize, ignored: usize) -> String {
+    let n = |k: usize, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
+    format!(
+        "{} imported; {} review, {} ignored",
+        n(services, "service", "services"),
+        n(review, "note needs", "notes need"),
+        ignored
+    )
 }
 
 /// Plans against the live kernel with health unknown, as a starting director would:
@@ -266,4 +276,21 @@ async fn dry_run(config: PathBuf) -> anyhow::Result<()> {
         println!("{op}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_import_summary_counts_in_words() {
+        assert_eq!(
+            import_summary(1, 1, 0),
+            "1 service imported; 1 note needs review, 0 ignored"
+        );
+        assert_eq!(
+            import_summary(3, 0, 2),
+            "3 services imported; 0 notes need review, 2 ignored"
+        );
+    }
 }
