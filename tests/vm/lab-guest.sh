@@ -104,6 +104,8 @@ if [ "$stay" = --stay ]; then
   ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
   socat TCP-LISTEN:9180,bind=10.0.2.15,fork,reuseaddr \
     "EXEC:ip netns exec director socat STDIO TCP\:127.0.0.1\:9180" 2>"$w/forward.log" &
+  # Listening before the line below, which tells tests/page to look.
+  for _ in $(seq 100); do ss -ltn 'sport = :9180' | grep -q 10.0.2.15 && break; sleep 0.2; done
   say "rs2 serves again; the lab stays up"
   n rs2 busybox httpd -p 80 -h "$w/www2"
   echo "  The director's status page: http://127.0.0.1:9180/ (also /status, /metrics)"
