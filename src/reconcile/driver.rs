@@ -282,6 +282,14 @@ impl<B: IpvsBackend> Reconciler<B> {
         v
     }
 
+    /// Makes every drain seem to have begun `by` earlier (tests: a pass later in time).
+    #[cfg(test)]
+    pub fn age_drains(&mut self, by: Duration) {
+        for since in self.since.values_mut() {
+            *since = since.checked_sub(by).unwrap_or(*since);
+        }
+    }
+
     /// Services draining now (a pass over them should follow soon).
     pub fn draining(&self) -> HashSet<ServiceKey> {
         self.since.keys().map(|(k, _)| k.clone()).collect()

@@ -12,9 +12,9 @@
 //!   kernel has and gains nothing: the weight came through an earlier run's gate, and
 //!   zeroing it before the first push round ends would cut a working server;
 //! - the sorry server is present exactly while no real server has weight > 0;
-//! - a destination the config no longer names drains: deleted at once if it has no
-//!   active connections, else set to weight 0 and deleted when they reach 0 or the
-//!   drain timeout passes;
+//! - a destination the config no longer names drains: set to weight 0 first, then
+//!   deleted once it has had weight 0 for [`SETTLE`] with no active connections, or
+//!   the drain timeout passes;
 //! - a service dropped from the config (retired) drains the same way as a whole.
 //!
 //! Services neither desired nor retired are not managed and never touched.
@@ -29,6 +29,13 @@ use super::op::Op;
 use crate::health::{Health, HealthMap};
 use crate::ipvs::{Dest, DestEntry, ServiceKey};
 use crate::model::{Desired, DesiredService, OnFailure, RealServer};
+
+/// How long a destination leaving the config keeps weight 0 before it may be deleted
+/// with no active connections. A connection scheduled just before its weight fell is
+/// still in its handshake (counted inactive); within this it is established (active)
+/// and waited for. Deleting at once dropped such connections (`expire_nodest_conn`),
+/// and their clients waited a 1 s SYN retransmission.
+pub const SETTLE: Duration = Duration::from_secs(2);
 
 /// What is draining since when, and which services left the config.
 #[derive(Debug, Clone, Default)]
@@ -257,8 +264,11 @@ fn plan_service(
             .iter()
             .any(|r| (r.dest.addr, r.dest.port) == *id);
         // A failed server under on_failure = "remove" goes at once: it serves nothing.
-        let drained =
-            o.active_conns == 0 || is_rs || drains.expired(&(key.clone(), Some(*id)), timeout);
+        let drain = (key.clone(), Some(*id));
+        let settled = o.dest.settings.weight == 0
+            && o.active_conns == 0
+            && drains.expired(&drain, SETTLE.min(timeout));
+        let drained = is_rs || settled || drains.expired(&drain, timeout);
         if drained {
             ops.push(Op::DelDest(key.clone(), id.0, id.1));
         } else if o.dest.settings.weight > 0 {

@@ -255,9 +255,13 @@ fn the_sorry_server_stands_in_while_nobody_is_up() {
     let ops = run(&d, &k, &all(&d, Health::Down), &Drains::default());
     assert!(ops.contains(&Op::AddDest(key(80), sorry)), "{ops:?}");
     let ops = run(&d, &k, &all(&d, Health::Up), &Drains::default());
+    let quiesced = Dest {
+        settings: DestSettings::route(0),
+        ..sorry
+    };
     assert!(
-        ops.contains(&Op::DelDest(key(80), sorry.addr, 80)),
-        "{ops:?}"
+        ops.contains(&Op::EditDest(key(80), quiesced)),
+        "its connections drain: {ops:?}"
     );
 }
 
@@ -297,6 +301,49 @@ fn a_removed_server_drains_then_goes() {
         run(&d2, &k, &h, &drains),
         vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
         "the drain timeout passed"
+    );
+}
+
+/// A server leaving the config with no active connections may still have connections
+/// in their handshake (inactive): it gets weight 0 first and goes only once that has
+/// settled. Deleting it at once dropped them; the scenario's client saw a 1.1 s gap
+/// (a SYN retransmission) when a server left.
+#[test]
+fn a_removed_server_without_active_connections_gets_weight_0_before_it_goes() {
+    let d = desired(vec![svc(
+        80,
+        vec![rs("10.0.0.11", 80, 5), rs("10.0.0.12", 80, 5)],
+    )]);
+    let k = FakeKernel::default();
+    let h = all(&d, Health::Up);
+    run(&d, &k, &h, &Drains::default());
+    k.mutate(|t| {
+        if let Some(s) = t.services.get_mut(&key(80)).map(Arc::make_mut) {
+            if let Some(e) = s.dests.get_mut(&(ip("10.0.0.12"), 80)) {
+                e.inactive_conns = 1; // a SYN seen, its handshake not yet done
+            }
+        }
+    });
+    let d2 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)])]);
+    let t0 = Instant::now();
+    let mut drains = Drains {
+        now: Some(t0),
+        ..Drains::default()
+    };
+    drains
+        .since
+        .insert((key(80), Some((ip("10.0.0.12"), 80))), t0);
+    assert_eq!(
+        run(&d2, &k, &h, &drains),
+        vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 0).dest)],
+        "weight 0 first, though no connection is active"
+    );
+    assert!(run(&d2, &k, &h, &drains).is_empty(), "then settle");
+    drains.now = Some(t0 + crate::reconcile::plan::SETTLE);
+    assert_eq!(
+        run(&d2, &k, &h, &drains),
+        vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
+        "settled with no active connection: it goes"
     );
 }
 
@@ -1342,6 +1389,9 @@ mod reconciler {
         );
         assert!(r.draining().contains(&key(80)));
         edit(&k, 80, "10.0.0.12", |d| d.active_conns = 0);
+        let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::Services(r.draining())));
+        assert!(p.ops.is_empty(), "weight 0 not yet settled: {:?}", p.ops);
+        r.age_drains(crate::reconcile::plan::SETTLE);
         let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::Services(r.draining())));
         assert_eq!(
             p.ops,
