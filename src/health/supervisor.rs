@@ -538,21 +538,26 @@ impl Scheduler {
     }
 }
 
+/// Roots loaded for one set of checks: the settings, or why they could not be had.
+type LoadedRoots = HashMap<super::roots::Roots, Result<rustls::ClientConfig, String>>;
+
 /// The TLS settings for `roots`, from `loaded` or loaded off the runtime thread (the
 /// system's roots take 0.4 s in the test VM; every check waits while this thread does).
+/// A failure is kept too: a hundred checks naming one unreadable CA fail on one read.
 async fn load_roots(
-    loaded: &mut HashMap<super::roots::Roots, rustls::ClientConfig>,
+    loaded: &mut LoadedRoots,
     roots: super::roots::Roots,
 ) -> Result<rustls::ClientConfig, String> {
     if let Some(t) = loaded.get(&roots) {
-        return Ok(t.clone());
+        return t.clone();
     }
     let r = roots.clone();
     let t = tokio::task::spawn_blocking(move || super::roots::load(&r))
         .await
-        .map_err(|e| format!("loading TLS roots: {e}"))??;
+        .map_err(|e| format!("loading TLS roots: {e}"))
+        .and_then(|t| t);
     loaded.insert(roots, t.clone());
-    Ok(t)
+    t
 }
 
 #[cfg(test)]
@@ -577,6 +582,31 @@ mod tests {
         // A new set of checks (a reload) reads the file again.
         let e = load_roots(&mut HashMap::new(), ca).await.expect_err("gone");
         assert!(e.contains("ca.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A CA that cannot be loaded is tried once per set of checks, not once per check
+    /// (the system's roots take 0.4 s each in the test VM): the second check gets the
+    /// first one's failure, though the file has appeared since.
+    #[tokio::test]
+    async fn a_ca_file_that_fails_is_read_once_for_every_check_that_names_it() {
+        let dir = std::env::temp_dir().join(format!("lvsdr-sup-noroots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let ca = Some(dir.join("ca.pem"));
+        let mut loaded = HashMap::new();
+        let first = load_roots(&mut loaded, ca.clone())
+            .await
+            .expect_err("no file");
+        crate::pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
+        let second = load_roots(&mut loaded, ca.clone())
+            .await
+            .expect_err("the first failure, not a second read");
+        assert_eq!(first, second);
+        assert!(
+            load_roots(&mut HashMap::new(), ca).await.is_ok(),
+            "a new set of checks (a reload) reads it again"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
