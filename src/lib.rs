@@ -20,6 +20,7 @@
 //!   15 minutes per service, for the page.
 
 pub use lvsdr_agent_api as agent_api;
+pub mod admin;
 pub mod agents;
 pub mod announce;
 pub mod bird;

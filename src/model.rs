@@ -42,6 +42,12 @@ pub struct DirectorSettings {
     /// Where the director records the services it manages (see
     /// `reconcile::managed`); `None`: not recorded.
     pub state_file: Option<std::path::PathBuf>,
+    /// The control socket of `lvsdr-director ctl` (runtime drain, enable, weights).
+    pub control_socket: std::path::PathBuf,
+    /// A group whose members may use the control socket besides root.
+    pub control_group: Option<String>,
+    /// Where the operators' overrides are kept across restarts.
+    pub admin_file: std::path::PathBuf,
 }
 
 /// The `[agents]` section.
@@ -75,6 +81,42 @@ pub struct RealServer {
     /// real server's own by default, another (`agent = "ADDR"`) for a host with
     /// several addresses; `None` without `[agents]` or with `agent = false`.
     pub agent: Option<std::net::IpAddr>,
+    /// An operator's override at runtime (`lvsdr-director ctl`), not from the config.
+    pub admin: Option<Admin>,
+}
+
+/// What an operator set on a real server at runtime (see [`crate::admin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// What it does to the server's weight.
+    pub state: AdminState,
+    /// Why, as the operator said.
+    pub reason: String,
+    /// The uid that set it.
+    pub by: u32,
+    /// When (seconds since the epoch).
+    pub since: u64,
+}
+
+/// An override's effect on the planner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminState {
+    /// Weight 0 in the kernel: its connections go on, no new ones come.
+    Drain,
+    /// Out of the kernel: its connections move, as with `on_failure = "remove"`.
+    Disabled,
+    /// This weight instead of the configured one (health still applies).
+    Weight(u32),
+}
+
+impl RealServer {
+    /// The weight it has when up: the configured one, or an operator's.
+    pub fn weight(&self) -> u32 {
+        match self.admin.as_ref().map(|a| a.state) {
+            Some(AdminState::Weight(w)) => w,
+            _ => self.dest.settings.weight,
+        }
+    }
 }
 
 /// Firewall marks from this one up go to checks through the DR path (`via = "vip"`),

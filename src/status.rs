@@ -165,12 +165,50 @@ pub struct ServerStatus {
     pub error: Option<String>,
     /// Why the server gets no traffic, when it gets none.
     pub reason: Option<String>,
+    /// An operator's override (`lvsdr-director ctl`): drain | disabled | weight | none.
+    #[serde(default = "no_admin")]
+    pub admin_state: String,
+    /// Why, as the operator said.
+    #[serde(default)]
+    pub admin_reason: Option<String>,
+    /// Since when (seconds since the epoch).
+    #[serde(default)]
+    pub admin_since: Option<f64>,
+    /// The uid that set it.
+    #[serde(default)]
+    pub admin_by: Option<u32>,
     /// Established connections.
     pub active_conns: u32,
     /// Other connections.
     pub inactive_conns: u32,
     /// Counters and rates.
     pub stats: Stats,
+}
+
+fn no_admin() -> String {
+    "none".into()
+}
+
+/// The `admin_state` word and, when the override takes its traffic, why.
+fn admin_words(a: Option<&crate::model::Admin>) -> (String, Option<String>) {
+    use crate::model::AdminState;
+    let Some(a) = a else {
+        return (no_admin(), None);
+    };
+    let why = |what: &str| {
+        let mut s = format!("{what} by uid {}", a.by);
+        if !a.reason.is_empty() {
+            s.push_str(": ");
+            s.push_str(&a.reason);
+        }
+        s
+    };
+    match a.state {
+        AdminState::Drain => ("drain".into(), Some(why("drained"))),
+        AdminState::Disabled => ("disabled".into(), Some(why("disabled"))),
+        AdminState::Weight(0) => ("weight".into(), Some(why("weight 0 set"))),
+        AdminState::Weight(_) => ("weight".into(), None),
+    }
 }
 
 /// Whether the one writer is alive: its last pass, or the last answer the kernel gave
@@ -237,7 +275,9 @@ pub fn build(
                 let detail = rs.check.as_ref().and_then(|c| details.get(c));
                 let target = effective_weight(svc, rs, health, gate, entry);
                 let kernel_weight = entry.map(|e| e.dest.settings.weight);
+                let (admin_state, admin_why) = admin_words(rs.admin.as_ref());
                 let reason = match (h, kernel_weight) {
+                    _ if admin_why.is_some() => admin_why,
                     _ if gate.verdict(svc, rs) == GateVerdict::Pending => {
                         Some("its agent not yet heard from since start (kernel weight kept)".into())
                     }
@@ -257,6 +297,10 @@ pub fn build(
                     address: rs.dest.addr,
                     port: rs.dest.port,
                     configured_weight: rs.dest.settings.weight,
+                    admin_state,
+                    admin_reason: rs.admin.as_ref().map(|a| a.reason.clone()),
+                    admin_since: rs.admin.as_ref().map(|a| a.since as f64),
+                    admin_by: rs.admin.as_ref().map(|a| a.by),
                     target_weight: target,
                     kernel_weight,
                     health: h,
@@ -296,6 +340,7 @@ pub fn build(
                         dest: d,
                         check: None,
                         agent: None,
+                        admin: None,
                     };
                     let mut s = server(&rs);
                     s.reason = None;

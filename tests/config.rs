@@ -100,6 +100,38 @@ address = "2001:db8::11"
     assert_eq!(c.target.to_string(), "[2001:db8::11]:443");
 }
 
+/// sh and mh fall back by default: without it, a server at weight 0 (failed, drained,
+/// leaving) keeps its share of the hash and the kernel refuses those clients (the
+/// scenario's persistent client got "connection refused" while its server drained).
+/// `scheduler_flags = []` asks for strict hashing.
+#[test]
+fn hashing_schedulers_fall_back_unless_told_otherwise() {
+    let svc = |sched: &str, flags: &str| {
+        let d = valid(&format!(
+            "[[service]]\nname = \"a\"\nvip = \"192.0.2.1\"\nport = 80\nscheduler = \"{sched}\"\n{flags}\
+             [[service.real_server]]\naddress = \"10.0.0.1\"\n"
+        ));
+        d.services[0].service.settings.flags
+    };
+    assert_eq!(svc("mh", ""), ServiceFlags::SCHED1);
+    assert_eq!(svc("sh", ""), ServiceFlags::SCHED1);
+    assert_eq!(svc("mh", "scheduler_flags = []\n"), ServiceFlags::empty());
+    assert_eq!(
+        svc("mh", "scheduler_flags = [\"mh-port\"]\n"),
+        ServiceFlags::SCHED2
+    );
+    assert_eq!(svc("wrr", ""), ServiceFlags::empty());
+    let strict = valid(
+        "[[service]]\nname = \"a\"\nvip = \"192.0.2.1\"\nport = 80\nscheduler = \"mh\"\n\
+         scheduler_flags = [\"mh-port\"]\n[[service.real_server]]\naddress = \"10.0.0.1\"\n",
+    );
+    let w = config::warnings(&strict);
+    assert!(
+        w.iter().any(|w| w.contains("without \"mh-fallback\"")),
+        "{w:?}"
+    );
+}
+
 #[test]
 fn unknown_keys_are_rejected_with_their_place() {
     let e = errors(&format!("{BASE}resync = \"5s\"\n"));

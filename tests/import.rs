@@ -323,6 +323,22 @@ fn ipvsadm() {
     );
     let v6 = service(&v, "tcp-2001:db8::10-443");
     assert_eq!(v6["scheduler_flags"].as_array().map(Vec::len), Some(2));
+    // `-s sh` without -b: strict hashing, said out loud (lvsdr's default for sh and mh
+    // is the fallback flag), and the same in the kernel once imported.
+    let strict = service(&v, "fwmark-7");
+    assert_eq!(strict["scheduler_flags"].as_array().map(Vec::len), Some(0));
+    let d = import::import(Format::Ipvsadm, &input("ipvsadm.dump")).expect("import");
+    let back = lvsdr::config::parse(&import::emit::toml(&d), "i.toml").expect("valid");
+    let fw7 = back
+        .services
+        .iter()
+        .find(|s| s.name == "fwmark-7")
+        .expect("fwmark-7");
+    assert!(
+        fw7.service.settings.flags.is_empty(),
+        "{:?}",
+        fw7.service.settings.flags
+    );
     assert_eq!(s(&service(&v, "fwmark6-8")["family"]), "ipv6");
     assert_eq!(
         s(&rs(service(&v, "fwmark6-8"), 0)["address"]),

@@ -1,7 +1,9 @@
 //! `lvsdr-director run`: wires the tasks together and handles signals.
 //!
 //! Tasks: the reconciler (the one writer of the kernel), the health checks, the agent
-//! pusher, the HTTP status server, its history sampler and its traffic counter reader. They talk through `watch` channels; one
+//! pusher, the HTTP status server, its history sampler, its traffic counter reader and
+//! the control socket (operators' overrides, marked on the config before anyone else
+//! sees it). They talk through `watch` channels; one
 //! cancellation token reaches them all. SIGHUP reloads the config (a config that fails
 //! validation is rejected and the running one stays); SIGTERM and SIGINT shut down.
 //!
@@ -57,7 +59,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .context("the health check scheduler is not running")?;
 
     let (gate_tx, gate_rx) = watch::channel(Gate::closed_for(&desired));
-    let (desired_tx, desired_rx) = watch::channel(Arc::new(desired));
+    // The config as loaded goes to the control task, which marks the operators'
+    // overrides on it for everyone else (loaded first: a restarted director keeps a
+    // drain from its first pass on).
+    let overrides = crate::control::load(&desired.director.admin_file);
+    let control_socket = crate::control::bind(&desired.director.control_socket);
+    let allowed = crate::control::Allowed::new(desired.director.control_group.as_deref());
+    let admin_file = desired.director.admin_file.clone();
+    let config = Arc::new(desired);
+    let (desired_tx, desired_rx) = watch::channel(crate::control::effective(&config, &overrides));
+    let (config_tx, config_rx) = watch::channel(config);
     let (state_tx, state_rx) = watch::channel(ReconcileState::default());
     let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
     let pusher = tokio::spawn(lvsdr::agents::run(
@@ -93,6 +104,16 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (bird_tx, bird_rx) = watch::channel(None);
     let started = std::time::Instant::now();
     let (counters_tx, counters_rx) = watch::channel(Default::default());
+    let control = tokio::spawn(
+        crate::control::Control {
+            config: config_rx,
+            state: state_rx.clone(),
+            desired: desired_tx,
+            overrides,
+            file: admin_file,
+        }
+        .run(control_socket, allowed, cancel.child_token()),
+    );
     let sources = Sources {
         desired: desired_rx,
         state: state_rx,
@@ -135,6 +156,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
     let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer, mut counters) =
         (reconciler, pusher, server, sampler, announcer, counters);
+    let mut control = control;
     let mut checks = checks;
 
     let ended = loop {
@@ -145,7 +167,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                 let path = config_path.clone();
                 let loaded = tokio::task::spawn_blocking(move || config::load(&path)).await;
                 match loaded {
-                    Ok(loaded) => reload(loaded, &desired_tx, &reload_tx, &mut supervisor, listen),
+                    Ok(loaded) => reload(loaded, &config_tx, &reload_tx, &mut supervisor, listen),
                     Err(e) => error!("SIGHUP: reading the config failed: {e}"),
                 }
             }
@@ -163,6 +185,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             r = &mut sampler => break Some(ended("the status history sampler", r)),
             r = &mut announcer => break Some(ended("the VIP announcer", r)),
             r = &mut counters => break Some(ended("the traffic counter reader", r)),
+            r = &mut control => break Some(ended("the control socket", r)),
             r = &mut checks => break Some(ended("the health check scheduler", r.map(|()| Ok(())))),
         }
     };
@@ -178,6 +201,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     server.await.context("the HTTP task")??;
     sampler.await.context("the history sampler task")??;
     counters.await.context("the traffic counter task")??;
+    control.await.context("the control task")??;
     // Last: it withdraws the VIPs and waits withdraw_grace.
     announcer.await.context("the announcer task")??;
     info!("stopped");

@@ -3,6 +3,7 @@
 
 mod announcer;
 mod bird_client;
+mod control;
 mod counters;
 mod daemon;
 mod http;
@@ -90,6 +91,10 @@ enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Drain, disable, enable or weigh real servers of the running director, over its
+    /// control socket (root or `control_group` only). Overrides survive reloads and
+    /// restarts; `list` shows them.
+    Ctl(control::client::CtlArgs),
     /// Read the kernel's IPVS table directly (no daemon needed).
     Ipvs {
         #[command(subcommand)]
@@ -178,6 +183,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status { url } => rt.block_on(status_cli::run(&url))?,
         Command::Ipvs { command } => rt.block_on(ipvs_cli::run(command))?,
+        Command::Ctl(args) => return rt.block_on(control::client::run(args)),
         Command::Import { format, file } => return Ok(import(format, &file)),
         Command::Man => {
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())

@@ -33,6 +33,7 @@ pub const FAMILIES: &[&str] = &[
     "lvsdr_health_check_local_errors_total",
     "lvsdr_health_checks_completed_total",
     "lvsdr_real_server_active_connections",
+    "lvsdr_real_server_admin_state",
     "lvsdr_real_server_bytes_in_total",
     "lvsdr_real_server_bytes_out_total",
     "lvsdr_real_server_configured_weight",
@@ -139,6 +140,10 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
         "1 if the real server's check passes, 0 if it fails, -1 while unknown",
     );
     let cfg_w = s.gauge("real_server_configured_weight", "Weight in the config");
+    let admin = s.gauge(
+        "real_server_admin_state",
+        "1 for the operator's override in force (lvsdr-director ctl): state is none, drain, disabled or weight",
+    );
     let kern_w = s.gauge(
         "real_server_kernel_weight",
         "Weight in the kernel's IPVS table",
@@ -199,6 +204,9 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
                 Health::Unknown => -1.0,
             });
             cfg_w.get_or_create(&l).set(f64::from(rs.configured_weight));
+            let mut with_state = l.clone();
+            with_state.push(("state", value(&rs.admin_state)));
+            admin.get_or_create(&with_state).set(1.0);
             if let Some(w) = rs.kernel_weight {
                 kern_w.get_or_create(&l).set(f64::from(w));
             }

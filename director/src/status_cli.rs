@@ -65,7 +65,12 @@ fn render(s: &Status) -> String {
                 Health::Unknown => "unknown",
             };
             let kernel = rs.kernel_weight.map_or("-".to_string(), |w| w.to_string());
-            let note = rs.error.as_deref().or(rs.reason.as_deref()).unwrap_or("");
+            // An operator's override says more than the check's error.
+            let note = match rs.admin_state.as_str() {
+                "none" => rs.error.as_deref().or(rs.reason.as_deref()),
+                _ => rs.reason.as_deref().or(rs.error.as_deref()),
+            }
+            .unwrap_or("");
             let _ = writeln!(
                 out,
                 "  {:<24} {:<8} {:>6} {:>6} {:>7} {:>8} {:>8}  {note}",

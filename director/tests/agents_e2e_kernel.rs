@@ -8,68 +8,14 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use support::agents::{agent_bin, AgentLab, Echo, Pki};
 use support::clients::ClientLoop;
 use support::director::*;
 use support::lab::{Lab, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
-
-fn agent_bin() -> String {
-    let p = Path::new(BIN).with_file_name("lvsdr-agent");
-    assert!(
-        p.exists(),
-        "{} is not built (cargo test --workspace builds it)",
-        p.display()
-    );
-    p.display().to_string()
-}
-
-/// The certificates of the director and the lab's agents (in the lab's folder).
-struct Pki(PathBuf);
-
-impl Pki {
-    fn new(lab: &Lab) -> Pki {
-        let pki = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag)).join("pki");
-        let _ = std::fs::remove_dir_all(&pki);
-        let agents: Vec<String> = (1..=lab.servers.len()).map(|i| lab.rip(i)).collect();
-        lvsdr::pki::init(&pki, &agents).expect("pki");
-        // The director runs as nobody: its key is readable to it, as LoadCredential
-        // makes it.
-        support::sh(&format!(
-            "chown {NOBODY} {0}/director.key {0}/director.pem {0}/ca.pem",
-            pki.display()
-        ));
-        Pki(pki)
-    }
-
-    /// Agent `i`'s config file.
-    fn agent_config(&self, lab: &Lab, i: usize) -> PathBuf {
-        let rip = lab.rip(i);
-        write_file(
-            lab,
-            &format!("agent{i}.toml"),
-            &format!(
-                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"/tmp/lvsdr-e2e-{}/state{i}.json\"\n\
-                 [agent.tls]\ncert = \"{p}/agent-{rip}.pem\"\nkey = \"{p}/agent-{rip}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
-                lab.tag,
-                p = self.0.display()
-            ),
-        )
-    }
-
-    /// The director's `[agents]` section (`require = true`, the default).
-    fn agents_section(&self) -> String {
-        format!(
-            "[agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director.pem\"\nkey = \"{p}/director.key\"\nrequire = true\npush_interval = \"1s\"\nconfirm_grace = \"10s\"\n",
-            p = self.0.display()
-        )
-    }
-}
 
 #[test]
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
@@ -79,7 +25,7 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
     let _s2 = Server::http(&lab.servers[1], 80, "rs2");
     let pki = Pki::new(&lab);
     let (c1, c2) = (pki.agent_config(&lab, 1), pki.agent_config(&lab, 2));
-    let _a1 = start_agent(&lab, &agent_bin(), 1, &c1);
+    let _a1 = start_agent(&lab, &agent_bin(BIN), 1, &c1);
     let agents = pki.agents_section();
     let config = write_file(
         &lab,
@@ -112,7 +58,7 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
     );
 
     // The agent comes: it gets the VIP, confirms, and the server gets its weight.
-    let mut a2 = start_agent(&lab, &agent_bin(), 2, &c2);
+    let mut a2 = start_agent(&lab, &agent_bin(BIN), 2, &c2);
     wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
     let seen = spread(&lab, 8);
     assert_eq!(
@@ -135,7 +81,7 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
     wait_weights(&lab, &[(1, 1), (2, 0)], 40, &d);
     let seen = spread(&lab, 6);
     assert_eq!(seen.get("rs2"), None, "{seen:?}");
-    let _a2 = start_agent(&lab, &agent_bin(), 2, &c2);
+    let _a2 = start_agent(&lab, &agent_bin(BIN), 2, &c2);
     wait_weights(&lab, &[(1, 1), (2, 1)], 20, &d);
 
     // A restart changes nothing that is right: kill -9, then SIGTERM, each followed by
@@ -187,31 +133,6 @@ fn agents_set_up_the_real_servers_and_gate_their_weight() {
     clients.stop();
 }
 
-/// A long-lived connection through the VIP, pinged line by line.
-struct Echo {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
-    n: u32,
-}
-
-impl Echo {
-    fn open(lab: &Lab) -> Echo {
-        let w = lab.connect(7);
-        let r = BufReader::new(w.try_clone().expect("clone"));
-        Echo { w, r, n: 0 }
-    }
-
-    fn ping(&mut self) -> Result<(), String> {
-        self.n += 1;
-        writeln!(self.w, "ping {}", self.n).map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        self.r.read_line(&mut line).map_err(|e| e.to_string())?;
-        (line == format!("ping {}\n", self.n))
-            .then_some(())
-            .ok_or(line)
-    }
-}
-
 /// The director's `/status` entry for the agent at `addr`.
 fn agent_entry(lab: &Lab, addr: &str) -> serde_json::Value {
     status(lab)["agents"]
@@ -247,18 +168,8 @@ fn rs2_holds_the_vip_and_echoes(lab: &Lab, conns: &mut [Echo], d: &Proc) {
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
     let lab = Lab::bare("k", 74, 2);
-    let _web = [
-        Server::http(&lab.servers[0], 80, "rs1"),
-        Server::http(&lab.servers[1], 80, "rs2"),
-    ];
-    let _echo = [
-        Server::echo(&lab.servers[0], 7),
-        Server::echo(&lab.servers[1], 7),
-    ];
-    let pki = Pki::new(&lab);
-    let agents: Vec<_> = (1..=2)
-        .map(|i| start_agent(&lab, &agent_bin(), i, &pki.agent_config(&lab, i)))
-        .collect();
+    let running = AgentLab::start(&lab, BIN);
+    let pki = &running.pki;
     let section = pki.agents_section();
     // "web" (port 80) and "echo" (port 7) on the one VIP.
     // rs2 stays in "other", on a VIP of its own, throughout.
@@ -416,5 +327,5 @@ fn a_server_leaving_its_vip_keeps_it_while_its_connections_drain() {
         status(&lab),
         d.log()
     );
-    drop(agents);
+    drop(running);
 }

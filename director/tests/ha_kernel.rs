@@ -33,7 +33,7 @@ fn director_config(dir: &std::path::Path, i: u32) -> PathBuf {
     for (name, port) in [("web", 80), ("echo", 7000)] {
         c.push_str(&format!(
             "[[service]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nscheduler = \"mh\"\n\
-             scheduler_flags = [\"mh-port\"]\n\
+             scheduler_flags = [\"mh-fallback\", \"mh-port\"]\n\
              [service.check]\ntype = \"tcp\"\ninterval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n\
              [[service.real_server]]\naddress = \"10.81.0.21\"\n\
              [[service.real_server]]\naddress = \"10.81.0.22\"\n"

@@ -58,6 +58,7 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
                 interval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n";
     let mut c = format!(
         "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n\
+         control_socket = \"{d}/hd{i}.sock\"\nadmin_file = \"{d}/hd{i}-admin.json\"\n\
          [announce]\ndevice = \"lvsdr0\"\nwithdraw_grace = \"2s\"\nbird_socket = \"/run/hd{i}.ctl\"\n\
          [sync]\ninterface = \"eth0\"\nsync_id = 1\n\
          [agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director-hd{i}.pem\"\nkey = \"{p}/director-hd{i}.key\"\n\
@@ -73,6 +74,7 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
         servers(&p.web),
         servers(&p.dns),
         p = pki.display(),
+        d = dir.display(),
     );
     if p.refused {
         c.push_str(&format!(
@@ -285,6 +287,8 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
     )
     .expect("pki");
     sh(&format!("chown -R {NOBODY} {}", pki.display()));
+    // The directors (nobody) keep their control sockets and overrides here.
+    sh(&format!("chown {NOBODY} {}", net.dir.display()));
     let mut agents = Vec::new();
     let mut others = Vec::new();
     let mut web = Vec::new();
@@ -485,6 +489,51 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         |_| weights("hd1", &[1, 2], 1) && weights("hd2", &[1, 2], 1),
     );
     no_failure("hrs1 back", &w, &r);
+
+    // 8b. An operator drains hrs2 on both directors (lvsdr-director ctl), then enables
+    // it: weight 0 everywhere it serves while its connections go on, then back.
+    let ctl = |w: &World, i: u32, args: &[&str]| {
+        let sock = w.net.dir.join(format!("hd{i}.sock"));
+        let out = std::process::Command::new(BIN)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .expect("ctl");
+        assert!(out.status.success(), "ctl {args:?} on hd{i}: {out:?}");
+    };
+    let everywhere = |want: u64| {
+        move |_: &World| {
+            ["hd1", "hd2"].iter().all(|d| {
+                ["web", "echo", "dns"]
+                    .iter()
+                    .all(|s| weight_of(d, s, 2) == Some(want))
+            })
+        }
+    };
+    let r = w.event(
+        "ctl drain hrs2 on both directors",
+        |w| {
+            for i in 1..=2 {
+                ctl(w, i, &["drain", &rip(2), "--reason", "scenario"]);
+            }
+        },
+        everywhere(0),
+    );
+    no_failure("ctl drain hrs2", &w, &r);
+    w.ping()
+        .expect("the long-lived connection across the drain");
+    let r = w.event(
+        "ctl enable hrs2 on both directors",
+        |w| {
+            for i in 1..=2 {
+                ctl(w, i, &["enable", &rip(2)]);
+            }
+        },
+        everywhere(1),
+    );
+    no_failure("ctl enable hrs2", &w, &r);
 
     // 9. One director gets a service the kernel refuses for good: only that
     // service is held; the VIP stays announced by both (sampled for 20 s).

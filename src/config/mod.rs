@@ -173,6 +173,22 @@ pub fn warnings(desired: &Desired) -> Vec<String> {
             ));
         }
     }
+    for s in &desired.services {
+        let sched = &s.service.settings.scheduler;
+        let fallback = s
+            .service
+            .settings
+            .flags
+            .contains(crate::ipvs::ServiceFlags::SCHED1);
+        if matches!(sched, Scheduler::Mh | Scheduler::Sh) && !fallback {
+            w.push(format!(
+                "service {:?} uses {sched} without \"{sched}-fallback\": a real server at weight \
+                 0 (failed, drained, leaving) keeps its share of the hash, and the kernel refuses \
+                 the clients that hash to it",
+                s.name
+            ));
+        }
+    }
     if desired.announce.is_none() {
         return w;
     }

@@ -61,6 +61,9 @@ pub struct DirectorSection {
     pub on_exit: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
     pub state_file: Option<Spanned<String>>,
+    pub control_socket: Option<Spanned<String>>,
+    pub control_group: Option<Spanned<String>>,
+    pub admin_file: Option<Spanned<String>>,
 }
 
 /// `[[service]]`.

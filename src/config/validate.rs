@@ -269,6 +269,7 @@ fn dr_path_checks(v: &mut V<'_>, raw: &File, services: &mut Vec<DesiredService>)
                 },
                 check: None,
                 agent: None,
+                admin: None,
             }],
             vips: Vec::new(),
         });
@@ -385,6 +386,15 @@ fn director(v: &mut V<'_>, d: &DirectorSection) -> Option<DirectorSettings> {
             .state_file
             .as_ref()
             .map(|p| std::path::PathBuf::from(p.get_ref())),
+        control_socket: d.control_socket.as_ref().map_or_else(
+            || crate::admin::DEFAULT_SOCKET.into(),
+            |p| p.get_ref().into(),
+        ),
+        control_group: d.control_group.as_ref().map(|g| g.get_ref().clone()),
+        admin_file: d
+            .admin_file
+            .as_ref()
+            .map_or_else(|| crate::admin::DEFAULT_FILE.into(), |p| p.get_ref().into()),
     })
 }
 
@@ -596,6 +606,13 @@ fn settings(
             };
             s.flags |= flag;
         }
+    } else if matches!(scheduler, Scheduler::Sh | Scheduler::Mh) {
+        // Without fallback, a server at weight 0 (failed, drained, leaving) keeps its
+        // share of the hash and the kernel refuses the clients that hash to it ("no
+        // destination available": the director answers their SYN with a RST). With it,
+        // they go to the next server; clients of the others stay where they are.
+        // `scheduler_flags = []` asks for strict hashing.
+        s.flags |= ServiceFlags::SCHED1;
     }
     if r.one_packet == Some(true) {
         if matches!(
@@ -973,7 +990,12 @@ fn real_server(
         },
     };
     let check = check?;
-    ok.then_some(RealServer { dest, check, agent })
+    ok.then_some(RealServer {
+        dest,
+        check,
+        agent,
+        admin: None,
+    })
 }
 
 /// A DNS rcode by name or number.

@@ -65,7 +65,9 @@ fn service(out: &mut String, s: &Service) {
         }
     }
     let _ = writeln!(out, "scheduler = {}", q(&s.scheduler));
-    if !s.flags.is_empty() {
+    // For sh and mh, no flags is said out loud: lvsdr's default is the fallback flag,
+    // and the import must keep the old meaning (and a takeover must change nothing).
+    if !s.flags.is_empty() || matches!(s.scheduler.as_str(), "sh" | "mh") {
         let flags: Vec<String> = s.flags.iter().map(|f| q(f)).collect();
         let _ = writeln!(out, "scheduler_flags = [{}]", flags.join(", "));
     }

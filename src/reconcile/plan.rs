@@ -11,6 +11,8 @@
 //!   has not yet been heard from in this run (a restart), the server keeps what the
 //!   kernel has and gains nothing: the weight came through an earlier run's gate, and
 //!   zeroing it before the first push round ends would cut a working server;
+//! - an operator's override (`lvsdr-director ctl`) comes last: `drain` gives weight 0,
+//!   `disable` takes the server out at once, `weight` replaces the configured weight;
 //! - the sorry server is present exactly while no real server has weight > 0;
 //! - a destination the config no longer names drains: set to weight 0 first, then
 //!   deleted once it has had weight 0 for [`SETTLE`] with no active connections, or
@@ -28,7 +30,7 @@ use super::observed::Observed;
 use super::op::Op;
 use crate::health::{Health, HealthMap};
 use crate::ipvs::{Dest, DestEntry, ServiceKey};
-use crate::model::{Desired, DesiredService, OnFailure, RealServer};
+use crate::model::{AdminState, Desired, DesiredService, OnFailure, RealServer};
 
 /// How long a destination leaving the config keeps weight 0 before it may be deleted
 /// with no active connections. A connection scheduled just before its weight fell is
@@ -138,7 +140,7 @@ pub fn effective_weight(
     observed: Option<&DestEntry>,
 ) -> Option<u32> {
     let by_health = weight_by_health(svc, rs, health, observed);
-    match gate.verdict(svc, rs) {
+    let by_gate = match gate.verdict(svc, rs) {
         GateVerdict::Open => by_health,
         // Traffic would reach a server that may not hold the VIP yet.
         GateVerdict::Closed => Some(0),
@@ -147,6 +149,13 @@ pub fn effective_weight(
             let kernel = observed.map_or(0, |d| d.dest.settings.weight);
             by_health.map(|w| w.min(kernel))
         }
+    };
+    // An operator's word comes last: a drained server keeps its place (and its
+    // connections) at weight 0; a disabled one leaves the table.
+    match rs.admin.as_ref().map(|a| a.state) {
+        Some(AdminState::Disabled) => None,
+        Some(AdminState::Drain) => by_gate.map(|_| 0),
+        Some(AdminState::Weight(_)) | None => by_gate,
     }
 }
 
@@ -158,7 +167,7 @@ fn weight_by_health(
     observed: Option<&DestEntry>,
 ) -> Option<u32> {
     match health_of(rs, health) {
-        Health::Up => Some(rs.dest.settings.weight),
+        Health::Up => Some(rs.weight()),
         Health::Down => match svc.on_failure {
             // A UDP flow has no end the kernel sees: at weight 0 a client sending from
             // one port keeps going to the failed server for as long as it sends.

@@ -46,6 +46,7 @@ fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
         },
         check: Some(check(addr, port)),
         agent: Some(ip(addr)),
+        admin: None,
     }
 }
 
@@ -73,6 +74,9 @@ fn desired(services: Vec<DesiredService>) -> Desired {
             on_exit: OnExit::Keep,
             drain_timeout: Duration::from_secs(60),
             state_file: None,
+            control_socket: "/nonexistent/control.sock".into(),
+            control_group: None,
+            admin_file: "/nonexistent/admin.json".into(),
         },
         services,
         agents: None,
@@ -344,6 +348,82 @@ fn a_removed_server_without_active_connections_gets_weight_0_before_it_goes() {
         run(&d2, &k, &h, &drains),
         vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
         "settled with no active connection: it goes"
+    );
+}
+
+/// An operator's overrides, as `lvsdr-director ctl` sets them: a drain gives weight 0
+/// and keeps the server (its connections go on), a disable takes it out at once, a
+/// runtime weight replaces the configured one; enabling gives the weight back.
+#[test]
+fn operator_overrides_drain_disable_and_weigh_a_server() {
+    use crate::admin::{Kind, Override, Overrides, WeightSpec};
+    let config = desired(vec![
+        svc(80, vec![rs("10.0.0.11", 80, 4), rs("10.0.0.12", 80, 4)]),
+        svc(81, vec![rs("10.0.0.11", 81, 4)]),
+    ]);
+    let k = FakeKernel::default();
+    let h = all(&config, Health::Up);
+    run(&config, &k, &h, &Drains::default());
+    let set =
+        |server: &str, service: Option<&str>, state: Kind, weight: Option<WeightSpec>| Override {
+            server: server.parse().expect("target"),
+            service: service.map(str::to_string),
+            state,
+            weight,
+            reason: "kernel upgrade".into(),
+            by: 0,
+            since: 1,
+        };
+    let mut o = Overrides::default();
+    o.set(set("10.0.0.11", None, Kind::Drain, None));
+    assert_eq!(
+        run(&o.apply(&config), &k, &h, &Drains::default()),
+        vec![
+            Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest),
+            Op::EditDest(key(81), rs("10.0.0.11", 81, 0).dest),
+        ],
+        "drained in every service that holds it"
+    );
+    o.set(set("10.0.0.11:80", Some("s80"), Kind::Disabled, None));
+    assert_eq!(
+        run(&o.apply(&config), &k, &h, &Drains::default()),
+        vec![Op::DelDest(key(80), ip("10.0.0.11"), 80)],
+        "disabled in s80: out at once; still drained in s81"
+    );
+    o.set(set(
+        "10.0.0.12",
+        None,
+        Kind::Weight,
+        Some(WeightSpec::Percent(50)),
+    ));
+    assert_eq!(
+        run(&o.apply(&config), &k, &h, &Drains::default()),
+        vec![Op::EditDest(key(80), rs("10.0.0.12", 80, 2).dest)],
+        "50% of 4"
+    );
+    let target = "10.0.0.11".parse().expect("target");
+    assert_eq!(
+        o.clear(&target, None).len(),
+        2,
+        "enable 10.0.0.11 lifts both"
+    );
+    assert_eq!(
+        run(&o.apply(&config), &k, &h, &Drains::default()),
+        vec![
+            Op::AddDest(key(80), rs("10.0.0.11", 80, 4).dest),
+            Op::EditDest(key(81), rs("10.0.0.11", 81, 4).dest),
+        ]
+    );
+    // A drained server that is down (on_failure = "remove") stays out.
+    let mut removing = config.clone();
+    removing.services[1].on_failure = OnFailure::Remove;
+    o.set(set("10.0.0.11", None, Kind::Drain, None));
+    let mut down = h.clone();
+    down.insert(check("10.0.0.11", 81), Health::Down);
+    let ops = run(&o.apply(&removing), &k, &down, &Drains::default());
+    assert!(
+        ops.contains(&Op::DelDest(key(81), ip("10.0.0.11"), 81)),
+        "{ops:?}"
     );
 }
 

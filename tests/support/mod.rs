@@ -61,6 +61,7 @@ pub fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
+pub mod agents;
 pub mod clients;
 pub mod director;
 pub mod ha;

@@ -1,0 +1,296 @@
+//! The control socket (`[director] control_socket`) and `lvsdr-director ctl`, its
+//! client: operators drain, disable, enable and weigh real servers at runtime.
+//!
+//! One task owns the overrides: it takes requests from the connections, keeps the
+//! overrides file, and publishes the config with the overrides marked on it
+//! ([`lvsdr::admin::Overrides::apply`]) to everyone downstream (the reconciler, the
+//! pusher, the status). An answer goes out once the change is on disk, so an
+//! acknowledged drain survives `kill -9`. A config reload drops the overrides whose
+//! server left it.
+
+pub mod client;
+mod peer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use lvsdr::admin::handle::{handle, Caller};
+use lvsdr::admin::protocol::{Request, Response, MAX_LINE};
+use lvsdr::admin::{file, Overrides};
+use lvsdr::model::Desired;
+use lvsdr::reconcile::driver::ReconcileState;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How many connections are served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 16;
+
+/// A request from a connection, with the peer's uid and where the answer goes.
+struct Asked {
+    request: Request,
+    uid: u32,
+    reply: oneshot::Sender<Response>,
+}
+
+/// The control task's inputs and outputs.
+pub struct Control {
+    /// The config as loaded (without overrides).
+    pub config: watch::Receiver<Arc<Desired>>,
+    /// The reconciler's state (the kernel's connection counts for `conns`).
+    pub state: watch::Receiver<ReconcileState>,
+    /// The config with the overrides marked, for everyone downstream.
+    pub desired: watch::Sender<Arc<Desired>>,
+    /// The overrides in force (as loaded at start).
+    pub overrides: Overrides,
+    /// Where they are kept.
+    pub file: PathBuf,
+}
+
+/// Loads the overrides kept at `path`; a file that cannot be read is reported and
+/// none are in force (the director must start; the next change rewrites the file).
+pub fn load(path: &Path) -> Overrides {
+    match file::load(path) {
+        Ok(o) => {
+            for x in &o.overrides {
+                info!(server = %x.server, service = x.service.as_deref().unwrap_or("*"), state = %x.state, by = x.by, reason = %x.reason, "operator override in force");
+            }
+            o
+        }
+        Err(e) => {
+            warn!("{e}; starting without operator overrides");
+            Overrides::default()
+        }
+    }
+}
+
+/// The config as the planner should see it.
+pub fn effective(config: &Arc<Desired>, o: &Overrides) -> Arc<Desired> {
+    if o.overrides.is_empty() {
+        config.clone() // the common case costs no copy of a large config
+    } else {
+        Arc::new(o.apply(config))
+    }
+}
+
+impl Control {
+    /// Runs until `cancel`: serves `socket` (if it could be bound) and republishes on
+    /// every config change.
+    pub async fn run(
+        mut self,
+        socket: Option<UnixListener>,
+        allowed: peer::Allowed,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (tx, mut rx) = mpsc::channel::<Asked>(MAX_CONNECTIONS);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                changed = self.config.changed() => {
+                    if changed.is_err() {
+                        return Ok(()); // the daemon is shutting down
+                    }
+                    self.new_config().await;
+                }
+                Some(asked) = rx.recv() => self.answer(asked).await,
+                accepted = async { match &socket { Some(l) => l.accept().await, None => std::future::pending().await } } => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let Ok(permit) = slots.clone().acquire_owned().await else { continue };
+                    let (tx, allowed, cancel) = (tx.clone(), allowed.clone(), cancel.clone());
+                    tokio::spawn(async move {
+                        serve(stream, &allowed, tx, cancel).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    async fn new_config(&mut self) {
+        let config = self.config.borrow_and_update().clone();
+        let gone = self.overrides.prune(&config);
+        for o in &gone {
+            info!(target: "lvsdr::audit", server = %o.server, service = o.service.as_deref().unwrap_or("*"), state = %o.state, "operator override dropped: its real server left the config");
+        }
+        if !gone.is_empty() {
+            if let Err(e) = self.save().await {
+                warn!("{e}");
+            }
+        }
+        self.desired
+            .send_replace(effective(&config, &self.overrides));
+    }
+
+    async fn answer(&mut self, asked: Asked) {
+        let Asked {
+            request,
+            uid,
+            reply,
+        } = asked;
+        let op = request.op();
+        let before = self.overrides.clone();
+        let config = self.config.borrow().clone();
+        let observed = self.state.borrow().observed.clone();
+        let caller = Caller {
+            uid,
+            now: lvsdr::status::epoch(std::time::SystemTime::now()) as u64,
+        };
+        let (mut response, changed) = handle(
+            request.clone(),
+            &mut self.overrides,
+            &config,
+            &observed,
+            caller,
+        );
+        if changed {
+            match self.save().await {
+                Ok(()) => {
+                    self.desired
+                        .send_replace(effective(&config, &self.overrides));
+                }
+                Err(e) => {
+                    // Not kept, not done: an acknowledged override must survive a restart.
+                    self.overrides = before;
+                    response = Response::error(format!("not done: {e}"));
+                }
+            }
+        }
+        if op != "list" && op != "conns" {
+            let request = serde_json::to_string(&request).unwrap_or_default();
+            match &response.error {
+                None => {
+                    info!(target: "lvsdr::audit", uid, op, %request, result = response.message.as_deref().unwrap_or(""), "operator command")
+                }
+                Some(e) => {
+                    warn!(target: "lvsdr::audit", uid, op, %request, error = %e, "operator command refused")
+                }
+            }
+        }
+        let _ = reply.send(response);
+    }
+
+    async fn save(&self) -> Result<(), file::FileError> {
+        let (path, o) = (self.file.clone(), self.overrides.clone());
+        match tokio::task::spawn_blocking(move || file::save(&path, &o)).await {
+            Ok(r) => r,
+            Err(e) => Err(file::FileError {
+                path: self.file.clone(),
+                why: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Binds the control socket at `path`. A socket file left by a director that is gone
+/// is replaced; one another process still answers on is left alone (None, with a
+/// warning: this director then runs without a control socket).
+pub fn bind(path: &Path) -> Option<UnixListener> {
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        warn!(socket = %path.display(), "another process answers on the control socket; running without one (set [director] control_socket)");
+        return None;
+    }
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match UnixListener::bind(path) {
+        Ok(l) => {
+            // Who may use it is decided by the peer's credentials, not the file's mode:
+            // a group member must be able to connect to ask.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+            info!(socket = %path.display(), "control socket listening");
+            Some(l)
+        }
+        Err(e) => {
+            warn!(socket = %path.display(), error = %e, "cannot bind the control socket; running without one");
+            None
+        }
+    }
+}
+
+pub use peer::Allowed;
+
+/// One connection: its peer checked once, then a request per line.
+async fn serve(
+    stream: UnixStream,
+    allowed: &Allowed,
+    tx: mpsc::Sender<Asked>,
+    cancel: CancellationToken,
+) {
+    let refused = allowed.check(&stream);
+    let (r, mut w) = stream.into_split();
+    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
+    let uid = match refused {
+        Ok(uid) => uid,
+        Err(why) => {
+            warn!(target: "lvsdr::audit", %why, "control socket: connection refused");
+            // The answer to its first request (read first, bounded: closing before the
+            // client wrote it would meet it with EPIPE instead of the reason).
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lines.next()).await;
+            let _ = write(&mut w, &Response::error(why)).await;
+            return;
+        }
+    };
+    loop {
+        let line = tokio::select! {
+            _ = cancel.cancelled() => return,
+            l = lines.next() => l,
+        };
+        let line = match line {
+            None => return,
+            Some(Ok(line)) => line,
+            Some(Err(e)) => {
+                let _ = write(
+                    &mut w,
+                    &Response::error(format!(
+                        "unreadable request: {e} (at most {MAX_LINE} bytes a line)"
+                    )),
+                )
+                .await;
+                return;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let response = match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response::error(format!("not a request: {e}")),
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                if tx
+                    .send(Asked {
+                        request,
+                        uid,
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match answer.await {
+                    Ok(r) => r,
+                    Err(_) => return,
+                }
+            }
+        };
+        if write(&mut w, &response).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(r).unwrap_or_else(|_| "{\"ok\":false}".into());
+    text.push('\n');
+    w.write_all(text.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests;
