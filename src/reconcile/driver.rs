@@ -37,7 +37,7 @@ use super::stall::unless_stalled;
 use crate::health::HealthMap;
 use crate::ipvs::proc::Block;
 use crate::ipvs::{IpvsError, ServiceKey};
-use crate::model::{Desired, OnExit};
+use crate::model::{AdminState, Desired, OnExit};
 
 /// The first retry delay after a failure; it doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -290,9 +290,34 @@ impl<B: IpvsBackend> Reconciler<B> {
         }
     }
 
-    /// Services draining now (a pass over them should follow soon).
+    /// Services draining now (a pass over them should follow soon): those the config
+    /// left, and those where an operator drained a server that still has connections
+    /// (`ctl drain --wait` follows their counts).
     pub fn draining(&self) -> HashSet<ServiceKey> {
-        self.since.keys().map(|(k, _)| k.clone()).collect()
+        let mut out: HashSet<ServiceKey> = self.since.keys().map(|(k, _)| k.clone()).collect();
+        let (Some((desired, _, _)), Some(cache)) = (&self.last, &self.cache) else {
+            return out;
+        };
+        for svc in &desired.services {
+            let Some(obs) = cache.observed.services.get(&svc.service.key) else {
+                continue;
+            };
+            let busy = svc.real_servers.iter().any(|rs| {
+                let drained = matches!(
+                    rs.admin.as_ref().map(|a| a.state),
+                    Some(AdminState::Drain | AdminState::Weight(0))
+                );
+                drained
+                    && obs
+                        .dests
+                        .get(&(rs.dest.addr, rs.dest.port))
+                        .is_some_and(|d| d.active_conns > 0)
+            });
+            if busy {
+                out.insert(svc.service.key.clone());
+            }
+        }
+        out
     }
 
     /// Services the last pass changed (to be read back).

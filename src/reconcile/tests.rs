@@ -1480,6 +1480,42 @@ mod reconciler {
         );
     }
 
+    /// A server an operator drained is followed like a config drain: its service is
+    /// read again every second while it has connections (`ctl drain --wait`).
+    #[test]
+    fn an_operator_drained_server_with_connections_is_followed() {
+        use crate::admin::{Kind, Override, Overrides};
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        edit(&k, 80, "10.0.0.12", |d| d.active_conns = 5);
+        let mut o = Overrides::default();
+        o.set(Override {
+            server: "10.0.0.12".parse().expect("target"),
+            service: None,
+            state: Kind::Drain,
+            weight: None,
+            reason: String::new(),
+            by: 0,
+            since: 0,
+        });
+        let drained = Arc::new(o.apply(&d));
+        block_on(r.pass(&drained, &h, &Gate::default(), Scope::All));
+        assert_eq!(r.draining(), HashSet::from([key(80)]));
+        edit(&k, 80, "10.0.0.12", |d| d.active_conns = 0);
+        block_on(r.pass(
+            &drained,
+            &h,
+            &Gate::default(),
+            Scope::Services(r.draining()),
+        ));
+        assert!(
+            r.draining().is_empty(),
+            "no connections left: no more polling"
+        );
+    }
+
     #[test]
     fn traffic_counters_of_busy_services_are_read_apart_from_the_pass() {
         use crate::reconcile::counters::Counters;

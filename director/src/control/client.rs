@@ -240,8 +240,8 @@ impl Conn {
     }
 
     /// Prints the servers' active connections as they change, until none is left or
-    /// `timeout`. The counts are the director's last read of the table (every
-    /// `resync_interval`, and after each change), so the end is seen that late.
+    /// `timeout`. The counts are the director's last read of the table (every second
+    /// while a drained server has connections).
     async fn wait_drained(
         &mut self,
         servers: Vec<Target>,
