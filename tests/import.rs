@@ -427,3 +427,23 @@ fn keepalived_defaults_are_read_as_keepalived_reads_them() {
         "Rust debug text in a report: {notes:#?}"
     );
 }
+
+/// Ports by name (ldirectord's `:www`, `ipvsadm -S` without `-n`) come from a table
+/// of well-known services, the same on every host. Before, every such service was
+/// refused: one production ldirectord.cf lost 56 of its 70 services to it.
+#[test]
+fn ports_by_name_are_read_from_a_built_in_table() {
+    let (v, notes) = run(Format::Ldirectord, "names.cf");
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(names(&v).len(), 2, "{v:?}");
+    let web = &v["service"].as_array().expect("services")[0];
+    assert_eq!(int(&web["port"]), 80);
+    assert_eq!(web["real_server"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        int(&v["service"].as_array().expect("services")[1]["port"]),
+        3306
+    );
+    let (v, notes) = run(Format::Ipvsadm, "names.dump");
+    assert!(notes.is_empty(), "{notes:?}");
+    assert_eq!(names(&v), ["tcp-192.0.2.30-80", "udp-192.0.2.31-53"]);
+}

@@ -83,7 +83,7 @@ fn key<'a>(words: &[&'a str]) -> Result<(Key, Vec<&'a str>), String> {
     Ok((key, rest))
 }
 
-/// `1.2.3.4:80`, `[2001:db8::1]:80`.
+/// `1.2.3.4:80`, `[2001:db8::1]:80`, `1.2.3.4:http` (a well-known name).
 pub fn addr_port(s: &str) -> Result<(IpAddr, u16), String> {
     let (a, p) = s
         .rsplit_once(':')
@@ -92,7 +92,9 @@ pub fn addr_port(s: &str) -> Result<(IpAddr, u16), String> {
     let addr = a
         .parse()
         .map_err(|_| format!("{a:?} is not an IP address"))?;
-    let port = p.parse().map_err(|_| format!("{p:?} is not a port"))?;
+    let port = super::ports::port(p).ok_or(format!(
+        "{p:?} is neither a port number nor a well-known service name"
+    ))?;
     Ok((addr, port))
 }
 

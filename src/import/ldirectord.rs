@@ -195,7 +195,7 @@ fn section(d: &mut Draft, s: &Section, keys: &HashMap<String, (String, At)>) {
                     &s.at,
                     Level::Review,
                     format!(
-                        "virtual={}: {e} (host and service names are not resolved)",
+                        "virtual={}: {e} (host names are not resolved; service names from a table of well-known ones)",
                         s.virtual_
                     ),
                 );
@@ -327,7 +327,7 @@ fn parse_real_addr(s: &str) -> Option<(Vec<IpAddr>, Option<u16>)> {
     let (addr, port) = match addr_port(s) {
         Ok((a, p)) => return Some((vec![a], Some(p))),
         Err(_) => match s.rsplit_once(':') {
-            Some((a, p)) if !a.contains(':') => (a, p.parse().ok()),
+            Some((a, p)) if !a.contains(':') => (a, super::ports::port(p)),
             _ => (s, None),
         },
     };

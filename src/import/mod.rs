@@ -12,6 +12,7 @@ pub mod ipvsadm;
 pub mod keepalived;
 pub mod ldirectord;
 pub mod piranha;
+mod ports;
 mod words;
 
 use std::path::{Path, PathBuf};
