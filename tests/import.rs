@@ -447,3 +447,28 @@ fn ports_by_name_are_read_from_a_built_in_table() {
     assert!(notes.is_empty(), "{notes:?}");
     assert_eq!(names(&v), ["tcp-192.0.2.30-80", "udp-192.0.2.31-53"]);
 }
+
+/// A `misc_timeout` (or `connect_timeout`) longer than `delay_loop`: lvsdr's checks do
+/// not overlap, so the timeout is cut to the interval, and the report says so at the
+/// statement. Before, it was cut without a word.
+#[test]
+fn a_timeout_longer_than_the_interval_is_cut_with_a_report_line() {
+    std::fs::write(
+        input("timeout.tmp.conf"),
+        "virtual_server 192.0.2.40 80 {\n  delay_loop 10\n  lb_kind DR\n  \
+         real_server 10.0.0.11 80 {\n    weight 1\n    MISC_CHECK {\n      \
+         misc_path \"/bin/true\"\n      misc_timeout 30\n    }\n  }\n}\n",
+    )
+    .expect("write");
+    let (v, notes) = run(Format::Keepalived, "timeout.tmp.conf");
+    let _ = std::fs::remove_file(input("timeout.tmp.conf"));
+    let check = &service(&v, "tcp-192.0.2.40-80")["check"];
+    assert_eq!(s(&check["timeout"]), "10s", "{v:?}");
+    assert!(
+        notes.iter().any(|n| n.1 == 8
+            && n.2 == Level::Review
+            && n.3
+                .contains("misc_timeout 30s is longer than delay_loop 10s")),
+        "{notes:#?}"
+    );
+}

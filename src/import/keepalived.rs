@@ -634,6 +634,8 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
     };
     let mut retry = def.retry;
     let mut timeout_ms = def.connect_timeout_ms;
+    // Where this checker set its own timeout, and as which statement.
+    let mut timeout_at: Option<(&At, &str)> = None;
     let mut interval_ms = def.delay_loop_ms;
     let mut urls = 0;
     let mut statuses: Vec<String> = Vec::new();
@@ -646,7 +648,10 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
         let a = s.arg();
         match s.head() {
             "connect_port" => c.port = a.and_then(|v| v.parse().ok()),
-            "connect_timeout" => timeout_ms = seconds_ms(a),
+            "connect_timeout" => {
+                timeout_ms = seconds_ms(a);
+                timeout_at = Some((&s.at, "connect_timeout"));
+            }
             "retry" | "nb_get_retry" => retry = a.and_then(|v| v.parse().ok()),
             "delay_before_retry" => {}
             "delay_loop" => interval_ms = seconds_ms(a).filter(|ms| *ms > 0).unwrap_or(interval_ms),
@@ -706,7 +711,10 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
                 }
             }
             "misc_path" => c.command = a.map(str::to_string),
-            "misc_timeout" => timeout_ms = seconds_ms(a),
+            "misc_timeout" => {
+                timeout_ms = seconds_ms(a);
+                timeout_at = Some((&s.at, "misc_timeout"));
+            }
             "misc_dynamic" => d.note(
                 &s.at,
                 Level::Review,
@@ -761,11 +769,24 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
         }
     }
     c.interval_ms = Some(interval_ms);
-    c.timeout_ms = Some(
-        timeout_ms
-            .unwrap_or(CONNECT_TIMEOUT_S * 1000)
-            .min(interval_ms),
-    );
+    let timeout = timeout_ms.unwrap_or(CONNECT_TIMEOUT_S * 1000);
+    // lvsdr's checks never overlap: a timeout is at most the interval. Said when the
+    // config asked for more (a slow check now fails where keepalived waited).
+    if timeout > interval_ms {
+        let (at, what) = timeout_at.unwrap_or((&n.at, "connect_timeout (default)"));
+        d.note(
+            at,
+            Level::Review,
+            format!(
+                "{what} {}s is longer than delay_loop {}s: lvsdr's checks do not overlap, so the \
+                 timeout is {}s (a check slower than that now fails; raise delay_loop to keep it)",
+                timeout as f64 / 1000.0,
+                interval_ms as f64 / 1000.0,
+                interval_ms as f64 / 1000.0
+            ),
+        );
+    }
+    c.timeout_ms = Some(timeout.min(interval_ms));
     c.rise = Some(1);
     c.fall = Some(retry.unwrap_or(RETRY) + 1);
     c
