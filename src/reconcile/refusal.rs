@@ -1,8 +1,9 @@
 //! What an op the kernel refused means, and so what the driver does next. Pure.
 //!
-//! - **Converged**: EEXIST on an add, ENOENT/ESRCH on a delete. Someone else (another
-//!   writer, an operator) got there first; the kernel may already be right. The
-//!   service is read again at once, without backoff.
+//! - **Converged**: EEXIST on an add, ENOENT/ESRCH on a delete or on the edit of a
+//!   destination (it is gone: a server leaving the config is set to weight 0 before its
+//!   delete). Someone else (another writer, an operator) got there first; the kernel
+//!   may already be right. The service is read again at once, without backoff.
 //! - **Permanent**: EINVAL, ERANGE (a value out of the kernel's range), a scheduler or
 //!   persistence engine the kernel does not have, EPERM. Retrying cannot help: the op is held back (reported in `/status` and
 //!   `/metrics`) until the config changes or a full read finds the kernel changed.
@@ -28,7 +29,9 @@ pub fn classify(op: &Op, e: &IpvsError) -> Refusal {
     let delete = matches!(op, Op::DelService(_) | Op::DelDest(..));
     match e {
         IpvsError::Exists { .. } if add => Refusal::Converged,
-        IpvsError::NotFound { .. } if delete => Refusal::Converged,
+        IpvsError::NotFound { .. } if delete || matches!(op, Op::EditDest(..)) => {
+            Refusal::Converged
+        }
         // On an add or edit of a service, ENOENT names a missing scheduler or engine.
         IpvsError::NotFound { .. } if matches!(op, Op::AddService(_) | Op::EditService(_)) => {
             Refusal::Permanent
@@ -86,6 +89,12 @@ mod tests {
                 Op::AddService(svc.clone()),
                 libc::ENOENT,
                 Refusal::Permanent,
+            ),
+            // A leaving server's weight 0 meets a destination another writer deleted.
+            (
+                Op::EditDest(key.clone(), dest),
+                libc::ENOENT,
+                Refusal::Converged,
             ),
             (
                 Op::EditDest(key.clone(), dest),
