@@ -83,6 +83,8 @@ pub struct RealServer {
     pub agent: Option<std::net::IpAddr>,
     /// An operator's override at runtime (`lvsdr-director ctl`), not from the config.
     pub admin: Option<Admin>,
+    /// Coming back into service, its weight rises in steps over this long.
+    pub slow_start: Option<Duration>,
 }
 
 /// What an operator set on a real server at runtime (see [`crate::admin`]).

@@ -177,6 +177,9 @@ pub struct ServerStatus {
     /// The uid that set it.
     #[serde(default)]
     pub admin_by: Option<u32>,
+    /// In a slow start (`target_weight` is its step): seconds until the full weight.
+    #[serde(default)]
+    pub slow_start_left: Option<f64>,
     /// Established connections.
     pub active_conns: u32,
     /// Other connections.
@@ -273,7 +276,16 @@ pub fn build(
                 let entry = obs.and_then(|o| o.dests.get(&(rs.dest.addr, rs.dest.port)));
                 let h = health_of(rs, health);
                 let detail = rs.check.as_ref().and_then(|c| details.get(c));
-                let target = effective_weight(svc, rs, health, gate, entry);
+                let full = effective_weight(svc, rs, health, gate, entry);
+                let ramp = state
+                    .ramps
+                    .get(&(svc.service.key.clone(), rs.dest.addr, rs.dest.port));
+                let target = match (full, ramp) {
+                    (Some(w), Some((since, over))) => {
+                        Some(crate::reconcile::ramp::ramped(w, since.elapsed(), *over))
+                    }
+                    _ => full,
+                };
                 let kernel_weight = entry.map(|e| e.dest.settings.weight);
                 let (admin_state, admin_why) = admin_words(rs.admin.as_ref());
                 let reason = match (h, kernel_weight) {
@@ -301,6 +313,8 @@ pub fn build(
                     admin_reason: rs.admin.as_ref().map(|a| a.reason.clone()),
                     admin_since: rs.admin.as_ref().map(|a| a.since as f64),
                     admin_by: rs.admin.as_ref().map(|a| a.by),
+                    slow_start_left: ramp
+                        .map(|(since, over)| over.saturating_sub(since.elapsed()).as_secs_f64()),
                     target_weight: target,
                     kernel_weight,
                     health: h,
@@ -341,6 +355,7 @@ pub fn build(
                         check: None,
                         agent: None,
                         admin: None,
+                        slow_start: None,
                     };
                     let mut s = server(&rs);
                     s.reason = None;

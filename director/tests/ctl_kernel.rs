@@ -81,10 +81,16 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
         ctl_dir.display(),
         pki.agents_section()
     );
-    let text = web_config(&lab, &[(1, 1), (2, 1)], &extra) + &echo_config(&lab, 7, &[1, 2]);
+    // web: weight 6 and a slow start of 10 s, so that an enable shows its steps.
+    let web = web_config(&lab, &[(1, 6), (2, 6)], &extra).replacen(
+        "scheduler = \"wrr\"\n",
+        "scheduler = \"wrr\"\nslow_start = \"10s\"\n",
+        1,
+    );
+    let text = web + &echo_config(&lab, 7, &[1, 2]);
     let config = write_file(&lab, "d.toml", &text);
     let mut d = start_director(&lab, BIN, &config);
-    wait_weights(&lab, &[(1, 1), (2, 1)], 60, &d);
+    wait_weights(&lab, &[(1, 6), (2, 6)], 60, &d);
     wait_weight(&lab, "echo", 2, Some(1), &d);
     let vip: std::net::SocketAddr = format!("{}:80", lab.vip()).parse().expect("vip");
     let clients = ClientLoop::http(&lab.client, vip, Duration::from_millis(100));
@@ -214,8 +220,26 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
         listed.contains("kernel upgrade") && listed.contains("bigger box"),
         "{listed}"
     );
+    // enable: back from the drain in steps (slow_start), to its full weight.
     ok(ctl(&socket, &["enable", &lab.rip(2)]));
-    wait_weight(&lab, "web", 2, Some(1), &d);
+    let mut steps = std::collections::BTreeSet::new();
+    let full = support::poll(60, || {
+        let w = kernel_weight(&lab, "web", &lab.rip(2));
+        if let Some(w) = w {
+            steps.insert(w);
+        }
+        (w == Some(6)).then_some(())
+    });
+    println!("enable after the drain: kernel weights seen {steps:?}");
+    assert!(
+        full.is_some(),
+        "rs2 never got its weight back: {steps:?}\n{}",
+        d.log()
+    );
+    assert!(
+        steps.iter().any(|w| (1..6).contains(w)),
+        "no step between 0 and 6 (slow_start): {steps:?}"
+    );
     ok(ctl(&socket, &["disable", &lab.rip(2), "--service", "web"]));
     wait_weight(&lab, "web", 2, None, &d);
     wait_weight(&lab, "echo", 2, Some(1), &d);
@@ -223,8 +247,8 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
     assert_eq!(seen.get("rs2"), None, "{seen:?}");
     ok(ctl(&socket, &["enable", &lab.rip(2)]));
     ok(ctl(&socket, &["enable", &lab.rip(1)]));
-    wait_weight(&lab, "web", 2, Some(1), &d);
-    wait_weight(&lab, "web", 1, Some(1), &d);
+    wait_weight(&lab, "web", 2, Some(6), &d);
+    wait_weight(&lab, "web", 1, Some(6), &d);
     let bad = ctl(&socket, &["drain", "10.99.0.1"]);
     assert!(
         !bad.status.success()

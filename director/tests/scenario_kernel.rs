@@ -64,7 +64,7 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
          [agents]\nca = \"{p}/ca.pem\"\ncert = \"{p}/director-hd{i}.pem\"\nkey = \"{p}/director-hd{i}.key\"\n\
          require = true\n\
          [[service]]\nname = \"web\"\nvip = \"{VIP}\"\nport = 80\nscheduler = \"mh\"\n\
-         persistence = \"300s\"\n{http}{}\
+         persistence = \"300s\"\nslow_start = \"5s\"\n{http}{}\
          [[service]]\nname = \"echo\"\nvip = \"{VIP}\"\nport = 7000\nscheduler = \"mh\"\n\
          [service.check]\ntype = \"tcp\"\nvia = \"vip\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
          rise = 1\nfall = 2\n{}\

@@ -19,6 +19,7 @@ fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
         check: None,
         agent: None,
         admin: None,
+        slow_start: None,
     }
 }
 

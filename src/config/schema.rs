@@ -94,6 +94,8 @@ pub struct ServiceSection {
     pub check: Option<Spanned<CheckSection>>,
     /// For fwmark services: the VIPs the real servers' agents must hold.
     pub vips: Option<Spanned<Vec<String>>>,
+    /// A server coming back gets its weight in steps over this long.
+    pub slow_start: Option<Spanned<String>>,
     #[serde(default)]
     pub real_server: Vec<Spanned<RealServerSection>>,
 }
@@ -148,6 +150,8 @@ pub struct RealServerSection {
     /// to push to, when not the real server's own address.
     pub agent: Option<Spanned<AgentField>>,
     pub check: Option<Spanned<CheckSection>>,
+    /// Overrides the service's `slow_start`.
+    pub slow_start: Option<Spanned<String>>,
 }
 
 /// `agent = true | false | "ADDR"`.

@@ -270,6 +270,7 @@ fn dr_path_checks(v: &mut V<'_>, raw: &File, services: &mut Vec<DesiredService>)
                 check: None,
                 agent: None,
                 admin: None,
+                slow_start: None,
             }],
             vips: Vec::new(),
         });
@@ -810,13 +811,17 @@ fn service_body(
     });
     let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
     let mut real_servers = Vec::new();
+    let slow_start = r
+        .slow_start
+        .as_ref()
+        .and_then(|s| v.duration(s, &ctx, "slow_start"));
     for rs in &r.real_server {
         if let Some(x) = real_server(
             v,
             rs,
             r.check.as_ref().map(|c| c.get_ref()),
             &key,
-            fwd,
+            (fwd, slow_start),
             &ctx,
         ) {
             let id = (x.dest.addr, x.dest.port);
@@ -889,11 +894,15 @@ fn real_server(
     rs: &Spanned<RealServerSection>,
     service_check: Option<&CheckSection>,
     key: &ServiceKey,
-    fwd: Forwarding,
+    (fwd, svc_slow_start): (Forwarding, Option<Duration>),
     svc_ctx: &str,
 ) -> Option<RealServer> {
     let r = rs.get_ref();
     let ctx = format!("{svc_ctx}, real_server {}", r.address.get_ref());
+    let slow_start = match &r.slow_start {
+        None => svc_slow_start,
+        Some(s) => v.duration(s, &ctx, "slow_start"),
+    };
     let addr = v.addr(&r.address, &ctx, "address")?;
     let family = key.family();
     let svc_port = match key {
@@ -995,6 +1004,7 @@ fn real_server(
         check,
         agent,
         admin: None,
+        slow_start,
     })
 }
 

@@ -122,6 +122,8 @@ pub struct ReconcileState {
     pub failing: Vec<ServiceKey>,
     /// Whether the last pass could not read the table: trouble for the whole director.
     pub read_failed: bool,
+    /// Servers in a slow start: since when, over how long.
+    pub ramps: HashMap<super::ramp::RampId, (Instant, Duration)>,
 }
 
 /// The driver's inputs.
@@ -187,6 +189,8 @@ pub struct Reconciler<B> {
     managed: HashSet<ServiceKey>,
     retired: HashSet<ServiceKey>,
     since: HashMap<DrainId, Instant>,
+    /// Servers coming back into service with `slow_start`.
+    ramps: super::ramp::Ramps,
     last: Option<(Arc<Desired>, HealthMap, Gate)>,
     /// The sync daemons as the last whole pass found (or left) them.
     daemons: Vec<crate::ipvs::Daemon>,
@@ -218,6 +222,7 @@ impl<B: IpvsBackend> Reconciler<B> {
             managed: keys(desired),
             retired: HashSet::new(),
             since: HashMap::new(),
+            ramps: super::ramp::Ramps::default(),
             last: None,
             daemons: Vec::new(),
             held: HashMap::new(),
@@ -282,10 +287,14 @@ impl<B: IpvsBackend> Reconciler<B> {
         v
     }
 
-    /// Makes every drain seem to have begun `by` earlier (tests: a pass later in time).
+    /// Makes every drain and slow start seem to have begun `by` earlier (tests: a pass
+    /// later in time).
     #[cfg(test)]
     pub fn age_drains(&mut self, by: Duration) {
         for since in self.since.values_mut() {
+            *since = since.checked_sub(by).unwrap_or(*since);
+        }
+        for (since, _) in self.ramps.since.values_mut() {
             *since = since.checked_sub(by).unwrap_or(*since);
         }
     }
@@ -412,6 +421,7 @@ impl<B: IpvsBackend> Reconciler<B> {
                 .collect(),
             since: HashMap::new(),
             now: Some(now),
+            ramps: HashMap::new(),
         };
         let ids: HashSet<DrainId> = draining(desired, observed, &drains).into_iter().collect();
         self.since
@@ -420,6 +430,9 @@ impl<B: IpvsBackend> Reconciler<B> {
             self.since.entry(id).or_insert(now);
         }
         drains.since = self.since.clone();
+        self.ramps
+            .track(desired, observed, health, gate, now, scope == Scope::All);
+        drains.ramps = self.ramps.since.clone();
         let planned = plan(desired, observed, health, gate, &drains);
         // A service whose add is held does not exist: its destinations' ops are held
         // with it (they would only meet ESRCH, and be retried as transient).
@@ -833,6 +846,26 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
                 scope: Scope::Services(draining),
             });
         }
+        // The next step of a slow start: its services, then.
+        if let Some((at, keys)) = r.ramps.next(Instant::now()) {
+            let at = tokio::time::Instant::from_std(at);
+            let scope = Scope::Services(keys.into_iter().collect());
+            wake = Some(match wake.take() {
+                Some(mut w) if w.at <= at => {
+                    w.scope.merge(scope);
+                    w
+                }
+                Some(w) => Wake {
+                    at,
+                    scope: {
+                        let mut s = scope;
+                        s.merge(w.scope);
+                        s
+                    },
+                },
+                None => Wake { at, scope },
+            });
+        }
         if report.read == ReadKind::Nothing && report.read_error.is_none() {
             continue;
         }
@@ -861,6 +894,7 @@ fn publish<B: IpvsBackend>(
     let last_full = r.last_full.map(|(_, t)| t);
     let failing = r.failing();
     let read_failed = report.read_error.is_some();
+    let ramps = r.ramps.since.clone();
     let mut errors = report.errors;
     if let Some(e) = report.read_error {
         errors.push(e);
@@ -884,5 +918,6 @@ fn publish<B: IpvsBackend>(
         s.sync_daemons = daemons;
         s.failing = failing;
         s.read_failed = read_failed;
+        s.ramps = ramps;
     });
 }

@@ -10,6 +10,7 @@ pub mod managed;
 mod observed;
 mod op;
 mod plan;
+pub mod ramp;
 pub mod refusal;
 pub mod scope;
 pub mod stall;

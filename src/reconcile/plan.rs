@@ -13,6 +13,7 @@
 //!   zeroing it before the first push round ends would cut a working server;
 //! - an operator's override (`lvsdr-director ctl`) comes last: `drain` gives weight 0,
 //!   `disable` takes the server out at once, `weight` replaces the configured weight;
+//! - a server in a slow start gets a step of its weight ([`super::ramp`]);
 //! - the sorry server is present exactly while no real server has weight > 0;
 //! - a destination the config no longer names drains: set to weight 0 first, then
 //!   deleted once it has had weight 0 for [`SETTLE`] with no active connections, or
@@ -48,6 +49,8 @@ pub struct Drains {
     pub since: HashMap<(ServiceKey, Option<(IpAddr, u16)>), Instant>,
     /// The time of this pass.
     pub now: Option<Instant>,
+    /// Servers in a slow start: since when, over how long (see [`super::ramp`]).
+    pub ramps: HashMap<super::ramp::RampId, (Instant, Duration)>,
 }
 
 impl Drains {
@@ -246,6 +249,12 @@ fn plan_service(
     for rs in &svc.real_servers {
         let id = (rs.dest.addr, rs.dest.port);
         if let Some(w) = effective_weight(svc, rs, health, gate, observed_dest(id.0, id.1)) {
+            let w = match (drains.ramps.get(&(key.clone(), id.0, id.1)), drains.now) {
+                (Some((since, over)), Some(now)) => {
+                    super::ramp::ramped(w, now.saturating_duration_since(*since), *over)
+                }
+                _ => w,
+            };
             want.insert(id, with_weight(rs.dest, w));
         }
     }

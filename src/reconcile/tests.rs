@@ -47,6 +47,7 @@ fn rs(addr: &str, port: u16, weight: u32) -> RealServer {
         check: Some(check(addr, port)),
         agent: Some(ip(addr)),
         admin: None,
+        slow_start: None,
     }
 }
 
@@ -1478,6 +1479,44 @@ mod reconciler {
             vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
             "drained"
         );
+    }
+
+    /// Slow start: a server that comes back up gets 1/6, 2/6, … of its weight in five
+    /// steps over `slow_start`, then all of it; one seen for the first time (adopted,
+    /// or up from unknown) gets all of it at once.
+    #[test]
+    fn a_server_coming_back_up_ramps_to_its_weight() {
+        let mut d = desired(vec![svc(
+            80,
+            vec![rs("10.0.0.11", 80, 12), rs("10.0.0.12", 80, 12)],
+        )]);
+        d.services[0].real_servers[0].slow_start = Some(Duration::from_secs(30));
+        let d = Arc::new(d);
+        let up = all(&d, Health::Up);
+        let mut r = Reconciler::new(Arc::new(FakeKernel::default()), &d);
+        block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+        let k = r.backend().clone();
+        assert_eq!(weight(&k, 80, "10.0.0.11"), 12, "no ramp when first seen");
+        let mut down = up.clone();
+        down.insert(check("10.0.0.11", 80), Health::Down);
+        block_on(r.pass(&d, &down, &Gate::default(), Scope::All));
+        assert_eq!(weight(&k, 80, "10.0.0.11"), 0);
+        let mut seen = Vec::new();
+        block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+        seen.push(weight(&k, 80, "10.0.0.11"));
+        for _ in 0..5 {
+            r.age_drains(Duration::from_secs(6));
+            block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+            seen.push(weight(&k, 80, "10.0.0.11"));
+        }
+        assert_eq!(seen, [2, 4, 6, 8, 10, 12]);
+        assert_eq!(
+            weight(&k, 80, "10.0.0.12"),
+            12,
+            "the other one never ramped"
+        );
+        let again = block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+        assert!(again.ops.is_empty(), "ramp over: {:?}", again.ops);
     }
 
     /// A server an operator drained is followed like a config drain: its service is
