@@ -177,6 +177,31 @@ pub struct Desired {
     pub announce: Option<AnnounceSettings>,
     /// `[sync]`: the kernel's connection sync daemon, in both roles.
     pub sync: Option<SyncSettings>,
+    /// `[[notify]]`: hooks told of events.
+    pub notify: Vec<NotifySettings>,
+}
+
+/// Where a hook's events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookTarget {
+    /// A program and its arguments (the event on stdin).
+    Exec(Vec<String>),
+    /// An http:// URL (a JSON POST).
+    Url(String),
+}
+
+/// The kinds of events a hook may ask for.
+pub const EVENT_KINDS: [&str; 4] = ["server", "admin", "vip", "config"];
+
+/// One `[[notify]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// Where its events go.
+    pub target: HookTarget,
+    /// The kinds it is told of (from [`EVENT_KINDS`]).
+    pub events: Vec<String>,
+    /// How long one delivery may take.
+    pub timeout: Duration,
 }
 
 /// `[announce]`.

@@ -13,6 +13,19 @@ use crate::model::{Desired, RealServer};
 use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::{effective_weight, health_of, Gate, GateVerdict};
 
+/// A `[[notify]]` hook's deliveries since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookStatus {
+    /// The hook: its program or URL.
+    pub hook: String,
+    /// Events it took (the program exited 0, the URL answered 2xx).
+    pub delivered: u64,
+    /// Events it did not take after every try.
+    pub failed: u64,
+    /// Events dropped because its queue was full (a slow hook).
+    pub dropped: u64,
+}
+
 /// The outcome of the last config load.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ReloadStatus {
@@ -67,6 +80,9 @@ pub struct Status {
     /// descriptors, a fork refused by `TasksMax`); their servers kept their weight.
     #[serde(default)]
     pub checks_local_errors: u64,
+    /// The `[[notify]]` hooks' deliveries.
+    #[serde(default)]
+    pub notify: Vec<HookStatus>,
 }
 
 /// BIRD's view, read over its control socket.
@@ -397,6 +413,7 @@ pub fn build(
         kernel_settings: Vec::new(),
         checks_completed: 0,
         checks_local_errors: 0,
+        notify: Vec::new(),
         sync_daemons: state
             .sync_daemons
             .iter()

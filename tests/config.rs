@@ -678,3 +678,28 @@ fn thresholds_the_kernel_refuses_are_refused() {
     let t = d.services[0].real_servers[0].dest.settings;
     assert_eq!((t.upper_threshold, t.lower_threshold), (20, 10));
 }
+
+/// `[[notify]]`: exactly one of `exec` and `url`, an http:// URL, known event kinds;
+/// every kind by default.
+#[test]
+fn notify_hooks_are_validated() {
+    let d = valid(
+        "[[notify]]\nexec = [\"/usr/local/bin/hook\", \"-v\"]\n\
+         [[notify]]\nurl = \"http://127.0.0.1:9/events\"\nevents = [\"server\", \"admin\"]\ntimeout = \"2s\"\n",
+    );
+    assert_eq!(d.notify.len(), 2);
+    assert_eq!(d.notify[0].events, ["server", "admin", "vip", "config"]);
+    assert_eq!(d.notify[1].timeout, Duration::from_secs(2));
+    let e = errors(
+        "[[notify]]\nexec = [\"/x\"]\nurl = \"http://a/\"\n\
+         [[notify]]\nurl = \"ftp://a/\"\n\
+         [[notify]]\nexec = [\"/x\"]\nevents = [\"reboot\"]\n",
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(e[0].contains("exactly one of exec and url"), "{e:?}");
+    assert!(e[1].contains("not an http:// URL"), "{e:?}");
+    assert!(
+        e[2].contains("\"reboot\" is not one of server, admin, vip, config"),
+        "{e:?}"
+    );
+}

@@ -472,3 +472,71 @@ fn a_timeout_longer_than_the_interval_is_cut_with_a_report_line() {
         "{notes:#?}"
     );
 }
+
+/// keepalived's `notify_up`/`notify_down` become `[[notify]]` hooks that run the script
+/// for that server's event only (lvsdr tells a hook every server event), with a review
+/// line. Shown by running the translated hook on events as lvsdr writes them.
+#[test]
+fn notify_scripts_become_hooks_for_their_own_server() {
+    let dir = std::env::temp_dir().join(format!("lvsdr-import-n-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mark = dir.join("ran");
+    std::fs::write(
+        input("notify.tmp.conf"),
+        format!(
+            "virtual_server 192.0.2.50 80 {{\n  lb_kind DR\n  real_server 10.0.0.11 80 {{\n    \
+             notify_up \"/usr/bin/touch {}\"\n    TCP_CHECK {{\n    }}\n  }}\n}}\n",
+            mark.display()
+        ),
+    )
+    .expect("write");
+    let (v, notes) = run(Format::Keepalived, "notify.tmp.conf");
+    let _ = std::fs::remove_file(input("notify.tmp.conf"));
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.1 == 4 && n.2 == Level::Review && n.3.contains("[[notify]]")),
+        "{notes:#?}"
+    );
+    let hook = &v["notify"].as_array().expect("[[notify]]")[0];
+    assert_eq!(hook["events"].as_array().map(Vec::len), Some(1));
+    let argv: Vec<&str> = hook["exec"]
+        .as_array()
+        .expect("exec")
+        .iter()
+        .map(|a| a.as_str().expect("string"))
+        .collect();
+    let fire = |event: &str| {
+        let _ = std::fs::remove_file(&mark);
+        let mut child = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("hook");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(event.as_bytes())
+            .expect("event");
+        assert!(child.wait().expect("wait").success());
+        mark.exists()
+    };
+    let ev = |server: &str, state: &str| {
+        format!(
+            r#"{{"event":"server","service":"tcp-192.0.2.50-80","server":"{server}","state":"{state}","previous":"down","at":1.0}}"#
+        )
+    };
+    assert!(
+        fire(&ev("10.0.0.11:80", "up")),
+        "its own server up: the script runs"
+    );
+    assert!(!fire(&ev("10.0.0.11:80", "down")), "down: it does not");
+    assert!(
+        !fire(&ev("10.0.0.111:80", "up")),
+        "another server: it does not"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -104,6 +104,17 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (bird_tx, bird_rx) = watch::channel(None);
     let started = std::time::Instant::now();
     let (counters_tx, counters_rx) = watch::channel(Default::default());
+    let (hooks_tx, hooks_rx) = watch::channel(Vec::new());
+    let notify = tokio::spawn(crate::notify::run(
+        crate::notify::Watched {
+            desired: desired_rx.clone(),
+            health: supervisor.health(),
+            announce: announce_rx.clone(),
+            reload: reload_rx.clone(),
+        },
+        Arc::new(hooks_tx),
+        cancel.child_token(),
+    ));
     let control = tokio::spawn(
         crate::control::Control {
             config: config_rx,
@@ -128,6 +139,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         bird: bird_rx,
         started,
         counters: counters_rx,
+        notify: hooks_rx,
         checks: supervisor.tally(),
         renders: Arc::new(tokio::sync::Semaphore::new(1)),
     };
@@ -156,7 +168,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
     let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer, mut counters) =
         (reconciler, pusher, server, sampler, announcer, counters);
-    let mut control = control;
+    let (mut control, mut notify) = (control, notify);
     let mut checks = checks;
 
     let ended = loop {
@@ -186,6 +198,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             r = &mut announcer => break Some(ended("the VIP announcer", r)),
             r = &mut counters => break Some(ended("the traffic counter reader", r)),
             r = &mut control => break Some(ended("the control socket", r)),
+            r = &mut notify => break Some(ended("the notify hooks", r)),
             r = &mut checks => break Some(ended("the health check scheduler", r.map(|()| Ok(())))),
         }
     };
@@ -202,6 +215,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     sampler.await.context("the history sampler task")??;
     counters.await.context("the traffic counter task")??;
     control.await.context("the control task")??;
+    notify.await.context("the notify task")??;
     // Last: it withdraws the VIPs and waits withdraw_grace.
     announcer.await.context("the announcer task")??;
     info!("stopped");
@@ -253,6 +267,9 @@ fn reload(
                     "status_listen changed to {}; it takes effect at the next restart",
                     d.director.status_listen
                 );
+            }
+            if d.notify != desired.borrow().notify {
+                warn!("[[notify]] changed; the hooks change at the next restart");
             }
             supervisor.set_checks(&d.checks());
             warn_config(&d);

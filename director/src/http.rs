@@ -43,6 +43,8 @@ pub struct Sources {
     pub checks: Arc<lvsdr::health::Tally>,
     /// Traffic counters of busy services, read apart from the reconciler.
     pub counters: watch::Receiver<lvsdr::reconcile::counters::Counters>,
+    /// The `[[notify]]` hooks' deliveries.
+    pub notify: watch::Receiver<Vec<lvsdr::status::HookStatus>>,
     /// One render at a time (see [`off_thread`]).
     pub renders: Arc<tokio::sync::Semaphore>,
 }
@@ -69,6 +71,7 @@ impl Sources {
             .checks
             .completed
             .load(std::sync::atomic::Ordering::Relaxed);
+        status.notify = self.notify.borrow().clone();
         status.checks_local_errors = self
             .checks
             .local_errors
@@ -334,6 +337,7 @@ mod tests {
             bird: watch::channel(None).1,
             started: std::time::Instant::now(),
             counters: watch::channel(Default::default()).1,
+            notify: watch::channel(Vec::new()).1,
             checks: Default::default(),
             renders: Arc::new(tokio::sync::Semaphore::new(1)),
         }

@@ -9,6 +9,7 @@ mod daemon;
 mod http;
 mod ipvs_cli;
 mod metrics;
+mod notify;
 mod page;
 mod sampler;
 mod status_cli;

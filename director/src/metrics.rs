@@ -32,6 +32,7 @@ pub const FAMILIES: &[&str] = &[
     "lvsdr_config_last_reload_ok",
     "lvsdr_health_check_local_errors_total",
     "lvsdr_health_checks_completed_total",
+    "lvsdr_notify_events_total",
     "lvsdr_real_server_active_connections",
     "lvsdr_real_server_admin_state",
     "lvsdr_real_server_bytes_in_total",
@@ -271,6 +272,21 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     reload_ok
         .get_or_create(&none)
         .set(f64::from(u8::from(status.config.ok)));
+    let hooks = s.counter(
+        "notify_events",
+        "Events for a [[notify]] hook: delivered, failed (after every try) or dropped (its queue was full)",
+    );
+    for h in &status.notify {
+        for (result, n) in [
+            ("delivered", h.delivered),
+            ("failed", h.failed),
+            ("dropped", h.dropped),
+        ] {
+            hooks
+                .get_or_create(&vec![("hook", value(&h.hook)), ("result", value(result))])
+                .inc_by(n);
+        }
+    }
     let mut out = String::new();
     encode(&mut out, &s.reg)?;
     Ok(out)
@@ -360,6 +376,12 @@ mod tests {
             }],
             error: None,
         });
+        st.notify = vec![lvsdr::status::HookStatus {
+            hook: "/usr/local/bin/page \"ops\"".into(),
+            delivered: 3,
+            failed: 1,
+            dropped: 0,
+        }];
         st
     }
 

@@ -87,7 +87,13 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
         "scheduler = \"wrr\"\nslow_start = \"10s\"\n",
         1,
     );
-    let text = web + &echo_config(&lab, 7, &[1, 2]);
+    // A hook that keeps every event it is told of.
+    let events_file = ctl_dir.join("events.jsonl");
+    let hook = format!(
+        "[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n",
+        events_file.display()
+    );
+    let text = web + &echo_config(&lab, 7, &[1, 2]) + &hook;
     let config = write_file(&lab, "d.toml", &text);
     let mut d = start_director(&lab, BIN, &config);
     wait_weights(&lab, &[(1, 6), (2, 6)], 60, &d);
@@ -263,5 +269,30 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
     );
     assert_eq!(t.failed, 0, "requests failed: {:?}\n{}", t.errors, d.log());
     assert!(t.ok > 0);
+
+    // The hook was told of the drain, and of a server going down: rs2's web server stops.
+    let told = || std::fs::read_to_string(&events_file).unwrap_or_default();
+    let drain = told().lines().any(|l| {
+        l.contains(r#""event":"admin""#)
+            && l.contains(r#""state":"drain""#)
+            && l.contains("kernel upgrade")
+    });
+    assert!(drain, "no drain event: {}", told());
+    let mut running = running;
+    running.servers.remove(2).stop(); // rs2's HTTP server (rs1 http, rs1 echo, rs2 http, …)
+    let down = support::poll(60, || {
+        told()
+            .lines()
+            .any(|l| {
+                l.contains(r#""event":"server""#)
+                    && l.contains(r#""state":"down""#)
+                    && l.contains(&format!("{}:80", lab.rip(2)))
+            })
+            .then_some(())
+    });
+    assert!(down.is_some(), "no down event: {}\n{}", told(), d.log());
+    let hooks = status(&lab)["notify"].clone();
+    assert!(hooks[0]["delivered"].as_u64() >= Some(2), "{hooks}");
+    println!("the hook was told:\n{}", told());
     drop(running);
 }

@@ -14,6 +14,22 @@ pub struct File {
     pub agents: Option<Spanned<AgentsSection>>,
     pub announce: Option<Spanned<AnnounceSection>>,
     pub sync: Option<Spanned<SyncSection>>,
+    #[serde(default)]
+    pub notify: Vec<Spanned<NotifySection>>,
+}
+
+/// `[[notify]]`: a hook told of events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    /// A program and its arguments; the event as JSON on its stdin.
+    pub exec: Option<Spanned<Vec<String>>>,
+    /// An http:// URL the event is POSTed to as JSON.
+    pub url: Option<Spanned<String>>,
+    /// Which kinds: server, admin, vip, config (default: all).
+    pub events: Option<Spanned<Vec<String>>>,
+    /// How long one delivery may take (default 10s).
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `[announce]`.

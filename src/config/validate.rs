@@ -190,6 +190,11 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
         .as_ref()
         .and_then(|a| announce(&mut v, a.get_ref()));
     let sync = raw.sync.as_ref().and_then(|s| sync(&mut v, s.get_ref()));
+    let notify: Vec<_> = raw
+        .notify
+        .iter()
+        .filter_map(|n| notify(&mut v, n))
+        .collect();
     match (director, v.errors.is_empty()) {
         (Some(director), true) => Ok(Desired {
             director,
@@ -197,9 +202,63 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
             agents,
             announce,
             sync,
+            notify,
         }),
         _ => Err(ConfigErrors(v.errors)),
     }
+}
+
+/// One `[[notify]]`: exactly one of `exec` and `url`; known event kinds.
+fn notify(
+    v: &mut V<'_>,
+    n: &Spanned<super::schema::NotifySection>,
+) -> Option<crate::model::NotifySettings> {
+    use crate::model::{HookTarget, NotifySettings, EVENT_KINDS};
+    let ctx = "[[notify]]";
+    let r = n.get_ref();
+    let target = match (&r.exec, &r.url) {
+        (Some(e), None) if !e.get_ref().is_empty() => Some(HookTarget::Exec(e.get_ref().clone())),
+        (Some(e), None) => {
+            v.err(e.span(), ctx, "exec is empty: name a program");
+            None
+        }
+        (None, Some(u)) if u.get_ref().starts_with("http://") => {
+            Some(HookTarget::Url(u.get_ref().clone()))
+        }
+        (None, Some(u)) => {
+            let msg = format!("url {:?} is not an http:// URL", u.get_ref());
+            v.err(u.span(), ctx, msg);
+            None
+        }
+        _ => {
+            v.err(n.span(), ctx, "give exactly one of exec and url");
+            None
+        }
+    };
+    let events = match &r.events {
+        None => EVENT_KINDS.iter().map(|k| k.to_string()).collect(),
+        Some(list) => {
+            let mut out = Vec::new();
+            for e in list.get_ref() {
+                if EVENT_KINDS.contains(&e.as_str()) {
+                    out.push(e.clone());
+                } else {
+                    let msg = format!("event {e:?} is not one of {}", EVENT_KINDS.join(", "));
+                    v.err(list.span(), ctx, msg);
+                }
+            }
+            out
+        }
+    };
+    let timeout = match &r.timeout {
+        None => Some(Duration::from_secs(10)),
+        Some(t) => v.duration(t, ctx, "timeout"),
+    };
+    Some(NotifySettings {
+        target: target?,
+        events,
+        timeout: timeout?,
+    })
 }
 
 /// Checks through the DR path (`via = "vip"`): each real server address that has one

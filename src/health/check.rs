@@ -476,7 +476,7 @@ async fn tail_of(mut r: impl tokio::io::AsyncRead + Unpin) -> Vec<u8> {
 
 /// `setpriv`, where it is: it runs the command with no capabilities inherited from
 /// the director (CAP_NET_ADMIN must not reach an operator's script).
-fn setpriv() -> Option<&'static str> {
+pub fn setpriv() -> Option<&'static str> {
     ["/usr/bin/setpriv", "/bin/setpriv"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())

@@ -15,7 +15,7 @@ mod tcp;
 mod via;
 mod wheel;
 
-pub use check::{Checker, Prepared};
+pub use check::{setpriv, Checker, Prepared};
 pub use failure::CheckFailure;
 pub use spec::{CheckKind, CheckSpec, HttpCheck, StatusSet, Via};
 pub use state::{Health, HealthMap, RiseFall};

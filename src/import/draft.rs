@@ -60,6 +60,8 @@ pub struct Draft {
     pub services: Vec<Service>,
     /// The report.
     pub notes: Vec<Note>,
+    /// `[[notify]]` hooks (their `exec`), told of server events only.
+    pub hooks: Vec<Vec<String>>,
 }
 
 impl Draft {

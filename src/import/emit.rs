@@ -16,6 +16,14 @@ pub fn toml(d: &Draft) -> String {
     for s in &d.services {
         service(&mut out, s);
     }
+    for argv in &d.hooks {
+        let argv: Vec<String> = argv.iter().map(|a| q(a)).collect();
+        let _ = writeln!(
+            out,
+            "\n[[notify]]\nexec = [{}]\nevents = [\"server\"]",
+            argv.join(", ")
+        );
+    }
     out
 }
 

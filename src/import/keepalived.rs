@@ -544,6 +544,44 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
     }
 }
 
+/// `notify_up SCRIPT` / `notify_down SCRIPT` of the real server at `addr`: a
+/// `[[notify]]` hook that runs the script when that server goes up (down). lvsdr tells
+/// every hook of every server event as JSON on stdin: a shell filter picks this one.
+fn notify_hook(d: &mut Draft, c: &Node, addr: IpAddr) {
+    let script = c.args().join(" ");
+    if script.is_empty() {
+        d.note(
+            &c.at,
+            Level::Review,
+            format!("`{}` without a script", c.head()),
+        );
+        return;
+    }
+    let state = if c.head() == "notify_up" {
+        "up"
+    } else {
+        "down"
+    };
+    let server = match addr {
+        IpAddr::V4(a) => format!("{a}:"),
+        IpAddr::V6(a) => format!("[{a}]:"),
+    };
+    let filter = format!(
+        "e=$(cat); case \"$e\" in *'\"server\":\"{server}'*'\",\"state\":\"{state}\"'*) {script} ;; esac"
+    );
+    d.hooks.push(vec!["/bin/sh".into(), "-c".into(), filter]);
+    d.note(
+        &c.at,
+        Level::Review,
+        format!(
+            "`{}` became a [[notify]] hook that runs {script:?} when {addr} goes {state}; it \
+             gets the event as JSON on stdin (keepalived's got nothing) and runs without \
+             capabilities",
+            c.head()
+        ),
+    );
+}
+
 /// A `real_server` block: the server, and whether it has `inhibit_on_failure`.
 fn real_server(d: &mut Draft, n: &Node, def: &Defaults) -> Option<(RealServer, bool)> {
     let args = n.args();
@@ -564,11 +602,7 @@ fn real_server(d: &mut Draft, n: &Node, def: &Defaults) -> Option<(RealServer, b
             "lthreshold" => r.lower_threshold = a.and_then(|v| v.parse().ok()).unwrap_or(0),
             "inhibit_on_failure" => inhibit = true,
             "virtualhost" => host = a.map(str::to_string),
-            "notify_up" | "notify_down" => d.note(
-                &c.at,
-                Level::Review,
-                format!("`{}` script not translated", c.head()),
-            ),
+            "notify_up" | "notify_down" => notify_hook(d, c, addr),
             "alpha" | "delay_loop" | "retry" | "delay_before_retry" | "connect_timeout"
             | "warmup" => d.note(
                 &c.at,

@@ -65,6 +65,7 @@ impl Scope {
                 agents: desired.agents.clone(),
                 announce: desired.announce.clone(),
                 sync: desired.sync.clone(),
+                notify: Vec::new(), // not the planner's concern
                 services: desired
                     .services
                     .iter()

@@ -83,6 +83,7 @@ fn desired(services: Vec<DesiredService>) -> Desired {
         agents: None,
         announce: None,
         sync: None,
+        notify: Vec::new(),
     }
 }
 
