@@ -76,6 +76,11 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
         p = pki.display(),
         d = dir.display(),
     );
+    // A hook that keeps every event this director tells it of.
+    c.push_str(&format!(
+        "[[notify]]\nexec = [\"/bin/sh\", \"-c\", \"cat >> {}/hd{i}-events.jsonl\"]\n",
+        dir.display()
+    ));
     if p.refused {
         c.push_str(&format!(
             "[[service]]\nname = \"refused\"\nvip = \"{VIP}\"\nport = 8080\nscheduler = \"twos\"\n\
@@ -620,6 +625,40 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         },
     );
     no_failure("the announce device deleted", &w, &r);
+
+    // Each director's hook was told of hrs1's web server going down, the operator's
+    // drain of hrs2, the rejected reload and a VIP withdrawn and announced again.
+    for i in 1..=2 {
+        let told = std::fs::read_to_string(w.net.dir.join(format!("hd{i}-events.jsonl")))
+            .unwrap_or_default();
+        let has = |parts: &[&str]| told.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+        let down = format!(r#""server":"{}:80","state":"down""#, rip(1));
+        assert!(
+            has(&[r#""event":"server""#, &down]),
+            "hd{i}: no down event:\n{told}"
+        );
+        assert!(
+            has(&[r#""event":"admin""#, r#""state":"drain""#, "scenario"]),
+            "hd{i}: no drain event:\n{told}"
+        );
+        println!("hd{i}'s hook was told {} events", told.lines().count());
+    }
+    let told1 = std::fs::read_to_string(w.net.dir.join("hd1-events.jsonl")).unwrap_or_default();
+    let told2 = std::fs::read_to_string(w.net.dir.join("hd2-events.jsonl")).unwrap_or_default();
+    let vip = |t: &str| {
+        t.lines()
+            .any(|l| l.contains(r#""event":"vip""#) && l.contains(r#""announced":true"#))
+    };
+    assert!(
+        vip(&told1) || vip(&told2),
+        "no VIP event:\n{told1}\n{told2}"
+    );
+    assert!(
+        told2
+            .lines()
+            .any(|l| l.contains(r#""event":"config""#) && l.contains(r#""ok":false"#)),
+        "hd2: no rejected reload event:\n{told2}"
+    );
 
     println!("\nscenario: {} events", w.rows.len());
     for row in &w.rows {
