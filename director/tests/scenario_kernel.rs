@@ -632,9 +632,9 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         let told = std::fs::read_to_string(w.net.dir.join(format!("hd{i}-events.jsonl")))
             .unwrap_or_default();
         let has = |parts: &[&str]| told.lines().any(|l| parts.iter().all(|p| l.contains(p)));
-        let down = format!(r#""server":"{}:80","state":"down""#, rip(1));
+        let server = format!(r#""server":"{}:80""#, rip(1));
         assert!(
-            has(&[r#""event":"server""#, &down]),
+            has(&[r#""event":"server""#, &server, r#""state":"down""#]),
             "hd{i}: no down event:\n{told}"
         );
         assert!(
