@@ -94,10 +94,12 @@ pub struct Admin {
     pub state: AdminState,
     /// Why, as the operator said.
     pub reason: String,
-    /// The uid that set it.
+    /// The uid that set it (0 when `agent`).
     pub by: u32,
     /// When (seconds since the epoch).
     pub since: u64,
+    /// Set by the real server itself (`lvsdr-agent drain`), not by an operator here.
+    pub agent: bool,
 }
 
 /// An override's effect on the planner.

@@ -190,9 +190,12 @@ pub struct ServerStatus {
     /// Since when (seconds since the epoch).
     #[serde(default)]
     pub admin_since: Option<f64>,
-    /// The uid that set it.
+    /// The uid that set it (none when the real server drained itself).
     #[serde(default)]
     pub admin_by: Option<u32>,
+    /// The real server drained itself (`lvsdr-agent drain`; `ready` lifts it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_agent: bool,
     /// In a slow start (`target_weight` is its step): seconds until the full weight.
     #[serde(default)]
     pub slow_start_left: Option<f64>,
@@ -215,7 +218,10 @@ fn admin_words(a: Option<&crate::model::Admin>) -> (String, Option<String>) {
         return (no_admin(), None);
     };
     let why = |what: &str| {
-        let mut s = format!("{what} by uid {}", a.by);
+        let mut s = match a.agent {
+            true => format!("{what} by its agent (lvsdr-agent drain)"),
+            false => format!("{what} by uid {}", a.by),
+        };
         if !a.reason.is_empty() {
             s.push_str(": ");
             s.push_str(&a.reason);
@@ -328,7 +334,8 @@ pub fn build(
                     admin_state,
                     admin_reason: rs.admin.as_ref().map(|a| a.reason.clone()),
                     admin_since: rs.admin.as_ref().map(|a| a.since as f64),
-                    admin_by: rs.admin.as_ref().map(|a| a.by),
+                    admin_by: rs.admin.as_ref().filter(|a| !a.agent).map(|a| a.by),
+                    admin_agent: rs.admin.as_ref().is_some_and(|a| a.agent),
                     slow_start_left: ramp
                         .map(|(since, over)| over.saturating_sub(since.elapsed()).as_secs_f64()),
                     target_weight: target,

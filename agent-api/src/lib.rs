@@ -1,7 +1,9 @@
 //! The director↔agent wire types, the only code the two binaries share (the agent
 //! carries none of the director's dependencies). JSON over HTTPS with mutual TLS:
 //! `PUT /v1/vips` with a [`PushVips`], answered with an [`AgentStatus`];
-//! `GET /v1/status` answers the same.
+//! `GET /v1/status` answers the same; `POST /v1/drain` with a [`DrainPoll`] (each
+//! director's long poll for the real server's own drain, `lvsdr-agent drain`, carrying
+//! that director's connection counts) answered with a [`DrainAnswer`].
 //!
 //! An agent keeps one VIP set *per director* (keyed by the director's certificate
 //! name) and holds their union, so several directors never fight over one set.
@@ -53,6 +55,65 @@ pub struct AgentStatus {
     /// Every VIP the agent holds (the union of all directors' sets).
     #[serde(default)]
     pub held: Vec<IpAddr>,
+}
+
+/// The real server drained itself (`lvsdr-agent drain`): every director gives it
+/// weight 0 in every service on this host until `lvsdr-agent ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDrain {
+    /// Why, as the deploy script said (may be empty).
+    #[serde(default)]
+    pub reason: String,
+    /// When (seconds since the Unix epoch).
+    pub since: u64,
+}
+
+/// The longest an agent holds a [`DrainPoll`] before it answers (milliseconds).
+pub const MAX_POLL_WAIT_MS: u64 = 30_000;
+
+/// `POST /v1/drain`: a director asks for the agent's drain and tells it its counts.
+/// The agent answers at once when its drain's version is not `known`; otherwise when
+/// it changes, or after `wait_ms` (at most [`MAX_POLL_WAIT_MS`]). A director polls
+/// again as soon as it has the answer: every `wait_ms` while the server is drained
+/// (its counts then reach the agent that often), a long wait otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainPoll {
+    /// The drain version the director has (`None`: it has none yet).
+    #[serde(default)]
+    pub known: Option<u64>,
+    /// How long the agent may hold the answer.
+    pub wait_ms: u64,
+    /// This real server's destinations in the director's kernel, as last read.
+    #[serde(default)]
+    pub servers: Vec<ServerCount>,
+}
+
+/// One destination of this real server in a director's kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerCount {
+    /// The service's name in the director's config.
+    pub service: String,
+    /// The destination (this real server's address and port).
+    pub server: std::net::SocketAddr,
+    /// Its weight in the kernel (`None`: not in the kernel).
+    pub weight: Option<u32>,
+    /// Established connections.
+    pub active: u32,
+    /// Other connections.
+    pub inactive: u32,
+}
+
+/// The answer to a [`DrainPoll`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainAnswer {
+    /// The drain state's version: changes with every drain and ready (and differs
+    /// between runs of the agent, so a restarted agent is never mistaken for known).
+    pub version: u64,
+    /// The drain in force, if any.
+    pub drain: Option<AgentDrain>,
 }
 
 /// One VIP on a real server.
@@ -129,6 +190,19 @@ pub fn vip_problem(vip: &IpAddr, real_ip: Option<IpAddr>) -> Option<&'static str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drain_poll_and_its_answer_round_trip() {
+        let text = r#"{"known":7,"wait_ms":1000,"servers":[{"service":"web","server":"10.0.0.11:80","weight":0,"active":2,"inactive":1}]}"#;
+        let p: DrainPoll = serde_json::from_str(text).expect("parse");
+        assert_eq!(p.servers[0].active, 2);
+        assert_eq!(serde_json::to_string(&p).expect("encode"), text);
+        let first: DrainPoll = serde_json::from_str(r#"{"wait_ms":20000}"#).expect("parse");
+        assert_eq!((first.known, first.servers.len()), (None, 0));
+        let a = r#"{"version":8,"drain":{"reason":"deploy","since":1796300000}}"#;
+        let answer: DrainAnswer = serde_json::from_str(a).expect("parse");
+        assert_eq!(serde_json::to_string(&answer).expect("encode"), a);
+    }
 
     #[test]
     fn the_form_without_an_epoch_still_parses_and_encodes_the_same() {

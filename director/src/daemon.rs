@@ -1,7 +1,7 @@
 //! `lvsdr-director run`: wires the tasks together and handles signals.
 //!
 //! Tasks: the reconciler (the one writer of the kernel), the health checks, the agent
-//! pusher, the HTTP status server, its history sampler, its traffic counter reader and
+//! pusher and the agents' drain polls, the HTTP status server, its history sampler, its traffic counter reader and
 //! the control socket (operators' overrides, marked on the config before anyone else
 //! sees it). They talk through `watch` channels; one
 //! cancellation token reaches them all. SIGHUP reloads the config (a config that fails
@@ -71,6 +71,13 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (config_tx, config_rx) = watch::channel(config);
     let (state_tx, state_rx) = watch::channel(ReconcileState::default());
     let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
+    let (drains_tx, drains_rx) = watch::channel(lvsdr::agents::poll::AgentDrains::new());
+    let drain_polls = tokio::spawn(lvsdr::agents::poll::run(
+        config_rx.clone(),
+        state_rx.clone(),
+        drains_tx,
+        cancel.child_token(),
+    ));
     let pusher = tokio::spawn(lvsdr::agents::run(
         desired_rx.clone(),
         state_rx.clone(),
@@ -122,6 +129,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             desired: desired_tx,
             overrides,
             file: admin_file,
+            agent_drains: drains_rx,
         }
         .run(control_socket, allowed, cancel.child_token()),
     );
@@ -168,7 +176,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
     let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer, mut counters) =
         (reconciler, pusher, server, sampler, announcer, counters);
-    let (mut control, mut notify) = (control, notify);
+    let (mut control, mut notify, mut drain_polls) = (control, notify, drain_polls);
     let mut checks = checks;
 
     let ended = loop {
@@ -193,6 +201,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
             }
             r = &mut reconciler => break Some(ended("the reconciler", r.map(|()| Ok(())))),
             r = &mut pusher => break Some(ended("the agent pusher", r.map(|()| Ok(())))),
+            r = &mut drain_polls => break Some(ended("the agents' drain polls", r.map(|()| Ok(())))),
             r = &mut server => break Some(ended("the HTTP status server", r)),
             r = &mut sampler => break Some(ended("the status history sampler", r)),
             r = &mut announcer => break Some(ended("the VIP announcer", r)),
@@ -211,6 +220,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     }
     reconciler.await.context("the reconciler task")?;
     pusher.await.context("the agent pusher task")?;
+    drain_polls.await.context("the drain poll task")?;
     server.await.context("the HTTP task")??;
     sampler.await.context("the history sampler task")??;
     counters.await.context("the traffic counter task")??;

@@ -305,6 +305,7 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
             &cfg,
             format!(
                 "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"{d}/agent{i}.json\"\n\
+                 control_socket = \"{d}/agent{i}.sock\"\n\
                  [agent.tls]\ncert = \"{p}/agent-{r}.pem\"\nkey = \"{p}/agent-{r}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
                 d = net.dir.display(),
                 p = pki.display()
@@ -540,6 +541,46 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
     );
     no_failure("ctl enable hrs2", &w, &r);
 
+    // 8c. hrs2 drains itself (lvsdr-agent drain, as a deploy script would): both
+    // directors hear it from the agent and give it weight 0; ready brings it back.
+    let agent2_sock = w.net.dir.join("agent2.sock");
+    let agent = |args: &[&str]| {
+        let out = std::process::Command::new(agent_bin())
+            .args(args)
+            .arg("--socket")
+            .arg(&agent2_sock)
+            .output()
+            .expect("lvsdr-agent");
+        assert!(out.status.success(), "lvsdr-agent {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let r = w.event(
+        "lvsdr-agent drain on hrs2",
+        |_| {
+            agent(&["drain", "--reason", "scenario deploy"]);
+        },
+        everywhere(0),
+    );
+    no_failure("lvsdr-agent drain", &w, &r);
+    let shown = support::poll(30, || {
+        let s = agent(&["status"]);
+        (s.matches("weight 0, ").count() == 2).then_some(s)
+    });
+    assert!(
+        shown.is_some(),
+        "hrs2's agent does not show both directors at weight 0"
+    );
+    w.ping()
+        .expect("the long-lived connection across the agent's drain");
+    let r = w.event(
+        "lvsdr-agent ready on hrs2",
+        |_| {
+            agent(&["ready"]);
+        },
+        everywhere(1),
+    );
+    no_failure("lvsdr-agent ready", &w, &r);
+
     // 9. One director gets a service the kernel refuses for good: only that
     // service is held; the VIP stays announced by both (sampled for 20 s).
     let mut refused = plan.clone();
@@ -640,6 +681,10 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         assert!(
             has(&[r#""event":"admin""#, r#""state":"drain""#, "scenario"]),
             "hd{i}: no drain event:\n{told}"
+        );
+        assert!(
+            has(&[r#""state":"drain""#, r#""agent":true"#, "scenario deploy"]),
+            "hd{i}: no agent drain event:\n{told}"
         );
         println!("hd{i}'s hook was told {} events", told.lines().count());
     }

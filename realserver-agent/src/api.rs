@@ -1,7 +1,8 @@
-//! The push API: `PUT /v1/vips` (the complete VIP set of the director pushing) and
-//! `GET /v1/status` (that director's view). Bad input gets a 4xx with a JSON
-//! `{"error": …}` naming the problem and changes nothing; a 422 (some VIPs refused)
-//! also carries the status, since the rest of the set was applied.
+//! The push API: `PUT /v1/vips` (the complete VIP set of the director pushing),
+//! `GET /v1/status` (that director's view) and `POST /v1/drain` (the director's long
+//! poll for this real server's own drain, carrying its counts). Bad input gets a 4xx
+//! with a JSON `{"error": …}` naming the problem and changes nothing; a 422 (some VIPs
+//! refused) also carries the status, since the rest of the set was applied.
 
 use std::net::IpAddr;
 
@@ -9,12 +10,15 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
-use lvsdr_agent_api::{ErrorBody, PushVips};
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+
+use lvsdr_agent_api::{DrainPoll, ErrorBody, PushVips, MAX_POLL_WAIT_MS};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::applier::{Refusal, Request};
+use crate::drain::DrainView;
 
 /// The largest push body accepted (a few thousand VIPs).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -32,16 +36,58 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({ "error": msg.into() }))).into_response()
 }
 
-pub fn router(tx: mpsc::Sender<Request>) -> Router {
+/// What the handlers reach: the applier, and the drain it publishes.
+#[derive(Clone)]
+pub struct Api {
+    /// Requests to the applier.
+    pub tx: mpsc::Sender<Request>,
+    /// The drain.
+    pub drain: watch::Receiver<DrainView>,
+}
+
+pub fn router(api: Api) -> Router {
     Router::new()
         .route("/v1/vips", put(put_vips))
         .route("/v1/status", get(status))
+        .route("/v1/drain", post(poll_drain))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(tx)
+        .with_state(api)
+}
+
+/// A director's drain poll: its counts go to the applier; the answer waits while the
+/// director already knows the drain state (see [`DrainPoll`]).
+async fn poll_drain(
+    State(api): State<Api>,
+    Extension(conn): Extension<ConnInfo>,
+    body: Bytes,
+) -> Response {
+    let poll: DrainPoll = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid drain poll: {e}")),
+    };
+    let report = Request::Report {
+        director: conn.director,
+        servers: poll.servers,
+    };
+    if api.tx.send(report).await.is_err() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the agent is shutting down",
+        );
+    }
+    let mut drain = api.drain;
+    if let Some(known) = poll.known {
+        let wait = Duration::from_millis(poll.wait_ms.min(MAX_POLL_WAIT_MS));
+        // Over at the first change of version (or when the agent stops: the sender
+        // gone), else at the end of the wait: either way the current state answers.
+        let _ = tokio::time::timeout(wait, drain.wait_for(|v| v.version != known)).await;
+    }
+    let answer = drain.borrow().answer();
+    Json(answer).into_response()
 }
 
 async fn put_vips(
-    State(tx): State<mpsc::Sender<Request>>,
+    State(Api { tx, .. }): State<Api>,
     Extension(conn): Extension<ConnInfo>,
     body: Bytes,
 ) -> Response {
@@ -85,7 +131,7 @@ async fn put_vips(
 }
 
 async fn status(
-    State(tx): State<mpsc::Sender<Request>>,
+    State(Api { tx, .. }): State<Api>,
     Extension(conn): Extension<ConnInfo>,
 ) -> Response {
     let (reply, rx) = oneshot::channel();

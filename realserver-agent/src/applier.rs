@@ -14,12 +14,13 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use lvsdr_agent_api::{vip_problem, AgentStatus, PushVips, VipStatus};
-use tokio::sync::{mpsc, oneshot};
+use lvsdr_agent_api::{vip_problem, AgentDrain, AgentStatus, PushVips, ServerCount, VipStatus};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{ArpMode, Config};
+use crate::drain::{DrainView, Report};
 use crate::host::Host;
 use crate::sets;
 use crate::state::{self, DirectorSet, Saver, State};
@@ -50,6 +51,20 @@ pub enum Request {
     Status {
         director: String,
         reply: oneshot::Sender<AgentStatus>,
+    },
+    /// Drain this real server (`lvsdr-agent drain`): kept on disk before the answer.
+    Drain {
+        reason: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Lift the drain (`lvsdr-agent ready`).
+    Ready {
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// What `director` has of this real server in its kernel (with each drain poll).
+    Report {
+        director: String,
+        servers: Vec<ServerCount>,
     },
 }
 
@@ -87,6 +102,8 @@ pub struct Applier<H> {
     /// A state file found corrupt at start: reported as the last error (through
     /// passes that succeed) until a push writes a good one.
     state_problem: Option<String>,
+    /// The drain, published for the directors' polls and the control socket.
+    drain: watch::Sender<DrainView>,
 }
 
 impl<H: Host> Applier<H> {
@@ -106,7 +123,12 @@ impl<H: Host> Applier<H> {
         }
         let now = Instant::now();
         let refreshed = state.sets.keys().map(|k| (k.clone(), now)).collect();
+        if let Some(d) = &state.drain {
+            info!(reason = %d.reason, since = d.since, "this real server is drained (lvsdr-agent ready lifts it)");
+        }
+        let (drain, _) = watch::channel(DrainView::new(state.drain.clone(), now));
         let mut a = Applier {
+            drain,
             saver: Saver::new(cfg.state_file.clone()),
             cfg,
             net,
@@ -119,7 +141,51 @@ impl<H: Host> Applier<H> {
         if a.state == State::default() {
             a.recover().await;
         }
+        a.publish_directors();
         Ok(a)
+    }
+
+    /// The drain as published (for the API's polls and the control socket).
+    pub fn drain_view(&self) -> watch::Receiver<DrainView> {
+        self.drain.subscribe()
+    }
+
+    /// Publishes which directors push to this agent (each must report for a drain).
+    fn publish_directors(&self) {
+        let keys: Vec<String> = self
+            .state
+            .sets
+            .iter()
+            .filter(|(_, s)| !s.provisional)
+            .map(|(k, _)| k.clone())
+            .collect();
+        self.drain.send_if_modified(|v| {
+            let changed = v.directors != keys;
+            v.directors = keys;
+            changed
+        });
+    }
+
+    /// Sets or lifts the drain: on disk first, then published.
+    async fn set_drain(&mut self, drain: Option<AgentDrain>) -> Result<(), String> {
+        if drain.is_none() && self.state.drain.is_none() {
+            return Ok(());
+        }
+        let mut next = self.state.clone();
+        next.drain = drain.clone();
+        self.saver
+            .save(&next)
+            .await
+            .map_err(|e| format!("not done: saving the state file: {e:#}"))?;
+        self.state = next;
+        match &drain {
+            Some(d) => {
+                info!(target: "lvsdr_agent::audit", reason = %d.reason, "drained: every director gives this server weight 0")
+            }
+            None => info!(target: "lvsdr_agent::audit", "ready: the drain is lifted"),
+        }
+        self.drain.send_modify(|v| v.set(drain, Instant::now()));
+        Ok(())
     }
 
     /// Without a state file, the VIPs in the agent's own nft table that are on the
@@ -409,6 +475,7 @@ impl<H: Host> Applier<H> {
         self.refreshed.retain(|k, _| next.sets.contains_key(k));
         self.refreshed.insert(director.clone(), Instant::now());
         self.state = next;
+        self.publish_directors();
         info!(%director, epoch = ?push.epoch, generation = push.generation, vips = ?push.vips, "push accepted");
         self.apply_and_note().await.map_err(Refusal::Failed)?;
         let status = self.status(&director).await;
@@ -477,6 +544,7 @@ impl<H: Host> Applier<H> {
                     self.refreshed.remove(k);
                 }
                 self.state = next;
+                self.publish_directors();
             }
             Err(e) => warn!(error = %format!("{e:#}"), "cannot save the expiry of old VIP sets"),
         }
@@ -514,6 +582,21 @@ impl<H: Host> Applier<H> {
                     }
                     Some(Request::Status { director, reply }) => {
                         let _ = reply.send(self.status(&director).await);
+                    }
+                    Some(Request::Drain { reason, reply }) => {
+                        let since = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs());
+                        let _ = reply.send(self.set_drain(Some(AgentDrain { reason, since })).await);
+                    }
+                    Some(Request::Ready { reply }) => {
+                        let _ = reply.send(self.set_drain(None).await);
+                    }
+                    Some(Request::Report { director, servers }) => {
+                        let at = Instant::now();
+                        self.drain.send_modify(|v| {
+                            v.reports.insert(director, Report { servers, at });
+                        });
                     }
                 }
             }
@@ -676,6 +759,7 @@ mod tests {
             resync_interval: Duration::from_secs(10),
             set_expiry: Duration::from_secs(3600),
             tls: None,
+            control_socket: "/nonexistent/control.sock".into(),
         }
     }
 

@@ -50,6 +50,7 @@ struct AgentSection {
     #[serde(default)]
     insecure_listen_loopback_only: bool,
     tls: Option<TlsSection>,
+    control_socket: Option<PathBuf>,
 }
 
 fn default_device() -> String {
@@ -81,6 +82,8 @@ pub struct Config {
     pub set_expiry: Duration,
     /// `None`: plaintext, only allowed on loopback for tests.
     pub tls: Option<TlsSection>,
+    /// `lvsdr-agent drain | ready | status` talk to the agent here.
+    pub control_socket: PathBuf,
 }
 
 impl Config {
@@ -146,6 +149,9 @@ impl Config {
             resync_interval,
             set_expiry,
             tls: a.tls,
+            control_socket: a
+                .control_socket
+                .unwrap_or_else(|| crate::control::DEFAULT_SOCKET.into()),
         })
     }
 }
@@ -244,6 +250,7 @@ mod unit_tests {
             "AmbientCapabilities=CAP_NET_ADMIN",
             "CapabilityBoundingSet=CAP_NET_ADMIN",
             "StateDirectory=lvsdr",
+            "RuntimeDirectory=lvsdr-agent",
             "LoadCredential=agent.key:/etc/lvsdr/agent.key",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",

@@ -5,12 +5,16 @@
 //! Layout: `config` (agent.toml), `state` (the state file), `sets` (which push a
 //! director's set accepts), `vip` (addresses through rtnetlink), `arp` (nft | sysctl |
 //! arptables), `drift` (kernel events that wake the applier), `applier` (the one
-//! writer), `api` (the HTTP routes), `server` (mutual TLS, bounded connections).
+//! writer), `api` (the HTTP routes), `server` (mutual TLS, bounded connections),
+//! `drain` (the real server's own drain) and `control` (its local socket and the
+//! `drain | ready | status` commands).
 
 mod api;
 mod applier;
 mod arp;
 mod config;
+mod control;
+mod drain;
 mod drift;
 mod host;
 mod server;
@@ -27,17 +31,101 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// LVS-DR real-server agent.
+/// LVS-DR real-server agent. `lvsdr-agent --config FILE` runs it; `drain`, `ready`
+/// and `status` talk to a running agent.
 #[derive(Debug, Parser)]
 #[command(name = "lvsdr-agent", version, about)]
 struct Cli {
     /// The config file.
-    #[arg(long, short, required_unless_present = "generate")]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     /// Print the manual page ("man") or a shell's completions ("bash", "zsh", "fish")
     /// on stdout, for packaging.
     #[arg(long, hide = true, value_name = "WHAT")]
     generate: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Commands to a running agent, over its control socket (root only).
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Every director that pushes to this agent gives this real server weight 0 in
+    /// every service, within a second; kept across restarts until `ready`.
+    Drain {
+        /// Why (shown on the directors' status).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Return once every director reports weight 0 and no active connection to
+        /// this server (printing each director's count as it falls), or fail at
+        /// --timeout.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// The control socket (default: the config's control_socket).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Lifts the drain: the directors put the server back (with its slow start).
+    Ready {
+        /// The control socket (default: the config's control_socket).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Whether this server is drained, and each director's weight and connections.
+    Status {
+        /// The control socket (default: the config's control_socket).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+}
+
+/// Runs a command against the running agent.
+async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
+    use control::Request;
+    let (socket, req, wait) = match cmd {
+        Command::Drain {
+            reason,
+            wait,
+            timeout,
+            socket,
+        } => (socket, Request::Drain { reason }, wait.then_some(timeout)),
+        Command::Ready { socket } => (socket, Request::Ready, None),
+        Command::Status { socket } => (socket, Request::Status, None),
+    };
+    let path = control::socket_of(socket.as_ref(), config)?;
+    let mut client = control::Client::open(&path).await?;
+    let r = client.ask(&req).await?;
+    if let Some(e) = &r.error {
+        eprintln!("lvsdr-agent: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(m) = &r.message {
+        println!("{m}");
+    }
+    match (wait, &r.status) {
+        (Some(timeout), _) => {
+            if control::wait_drained(&mut client, timeout).await? {
+                println!("drained: every director reports no active connection");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "lvsdr-agent: not drained after {}",
+                    humantime::format_duration(timeout)
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        (None, Some(s)) if req == Request::Status => {
+            for l in control::describe(s) {
+                println!("{l}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// `--generate`: see [`Cli::generate`].
@@ -75,6 +163,21 @@ fn main() -> ExitCode {
     if let Some(what) = &cli.generate {
         return generate(what);
     }
+    if let Some(cmd) = cli.command {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        return match rt
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(command(cmd, cli.config.as_ref())))
+        {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("lvsdr-agent: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("LVSDR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: journald and log files get plain text.
@@ -108,7 +211,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let Some(path) = &cli.config else {
-        anyhow::bail!("--config is required");
+        anyhow::bail!("--config FILE is required to run the agent");
     };
     let cfg = config::Config::load(path)?;
     let tls = cfg.tls.as_ref().map(server::tls_config).transpose()?;
@@ -131,16 +234,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "agent ready"
     );
     let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let drain = applier.drain_view();
+    let control = control::bind(&cfg.control_socket).map(|l| {
+        tokio::spawn(control::serve(
+            l,
+            tx.clone(),
+            drain.clone(),
+            cancel.child_token(),
+        ))
+    });
     let applier = tokio::spawn(applier.run(rx, drift, cancel.child_token()));
     let server = tokio::spawn(server::serve(
         listener,
-        api::router(tx),
+        api::router(api::Api { tx, drain }),
         tls,
         server::Limits::default(),
         cancel.child_token(),
     ));
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let (mut applier, mut server) = (applier, server);
+    let mut control = control;
     // Supervised: a task that ends on its own (or panics) ends the agent with an
     // error, so that systemd restarts it; the VIPs stay in place meanwhile.
     let ended = tokio::select! {
@@ -148,6 +261,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ = int.recv() => { info!("SIGINT: stopping; the VIPs stay in place"); None }
         r = &mut applier => Some(format!("the applier task ended: {r:?}")),
         r = &mut server => Some(format!("the push API task ended: {r:?}")),
+        r = async { match &mut control { Some(c) => c.await, None => std::future::pending().await } } => {
+            Some(format!("the control socket task ended: {r:?}"))
+        }
     };
     cancel.cancel();
     if let Some(why) = ended {

@@ -49,6 +49,10 @@ pub struct State {
     pub real_ip: Option<IpAddr>,
     /// sysctl values the agent changed, with what they were before.
     pub saved_sysctls: Vec<(String, String)>,
+    /// The real server's own drain (`lvsdr-agent drain`), kept until `ready`: a
+    /// drained server that reboots stays drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<lvsdr_agent_api::AgentDrain>,
     /// The single set of the format before per-director sets (read, never written).
     #[serde(default, skip_serializing)]
     generation: Option<u64>,

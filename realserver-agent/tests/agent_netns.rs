@@ -121,10 +121,12 @@ impl Site {
             &path,
             format!(
                 "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"{}\"\narp = \"{}\"\n{}\
+                 control_socket = \"{}/agent{i}.sock\"\n\
                  [agent.tls]\ncert = \"{p}/agent-{rip}.pem\"\nkey = \"{p}/agent-{rip}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
                 self.state_file(i).display(),
                 o.arp,
                 o.extra,
+                self.dir.display(),
                 p = pki.display()
             ),
         )

@@ -1,6 +1,8 @@
 //! Operators' runtime overrides of real servers (`lvsdr-director ctl`): drain, disable,
 //! a runtime weight. Each names a real server by address (and port), in every service
-//! or in one; the latest command on a server wins. They are marked on the config's
+//! or in one; the latest command on a server wins. A real server may also drain itself
+//! (`lvsdr-agent drain`, learned from its agent): that drain covers every server of
+//! the agent's host and yields only to an operator's drain or disable. They are marked on the config's
 //! real servers ([`Overrides::apply`]) before the planner sees them, so that the
 //! planner stays a function of its inputs. Kept across restarts ([`file`]); spoken
 //! over the control socket ([`protocol`]).
@@ -10,10 +12,13 @@ pub mod handle;
 pub mod protocol;
 mod target;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent_api::AgentDrain;
 use crate::model::{Admin, AdminState, Desired, RealServer};
 pub use target::{Target, TargetError};
 
@@ -155,6 +160,7 @@ impl Override {
             reason: self.reason.clone(),
             by: self.by,
             since: self.since,
+            agent: false,
         }
     }
 
@@ -173,6 +179,11 @@ impl Override {
 pub struct Overrides {
     /// The overrides.
     pub overrides: Vec<Override>,
+    /// The hosts whose agents said they are drained, by agent address: kept here so
+    /// that a restarted director has them from its first pass, before it hears the
+    /// agents again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agents: BTreeMap<IpAddr, AgentDrain>,
 }
 
 impl Overrides {
@@ -204,9 +215,41 @@ impl Overrides {
         for svc in &mut d.services {
             for rs in &mut svc.real_servers {
                 rs.admin = self.for_server(&svc.name, rs).map(|o| o.mark(rs));
+                if let Some(drain) = rs.agent.and_then(|a| self.agents.get(&a)) {
+                    // The host's own drain wins over a runtime weight; an operator's
+                    // drain or disable stays (a disable is stronger, and lifting the
+                    // host's drain must not lift the operator's).
+                    let stronger = matches!(
+                        rs.admin.as_ref().map(|a| a.state),
+                        Some(AdminState::Drain | AdminState::Disabled)
+                    );
+                    if !stronger {
+                        rs.admin = Some(Admin {
+                            state: AdminState::Drain,
+                            reason: drain.reason.clone(),
+                            by: 0,
+                            since: drain.since,
+                            agent: true,
+                        });
+                    }
+                }
             }
         }
         d
+    }
+
+    /// Whether none is in force (the planner then sees the config as loaded).
+    pub fn is_empty(&self) -> bool {
+        self.overrides.is_empty() && self.agents.is_empty()
+    }
+
+    /// Records what the agent at `agent` said of its drain; whether that changed
+    /// anything.
+    pub fn set_agent(&mut self, agent: IpAddr, drain: Option<AgentDrain>) -> bool {
+        match drain {
+            Some(d) => self.agents.insert(agent, d.clone()) != Some(d),
+            None => self.agents.remove(&agent).is_some(),
+        }
     }
 
     /// Drops the overrides that cover no real server of `desired` (their server or
@@ -219,6 +262,12 @@ impl Overrides {
                 .any(|s| s.real_servers.iter().any(|rs| o.covers(&s.name, rs)))
         });
         self.overrides = kept;
+        let agents: std::collections::HashSet<IpAddr> = desired
+            .services
+            .iter()
+            .flat_map(|s| s.real_servers.iter().filter_map(|rs| rs.agent))
+            .collect();
+        self.agents.retain(|a, _| agents.contains(a));
         gone
     }
 }

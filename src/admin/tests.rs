@@ -86,7 +86,10 @@ fn overrides_round_trip_through_json_and_refuse_unknown_fields() {
         by: 1000,
         since: 1_700_000_000,
     };
-    let all = Overrides { overrides: vec![o] };
+    let all = Overrides {
+        overrides: vec![o],
+        ..Overrides::default()
+    };
     let text = serde_json::to_string(&all).expect("json");
     assert!(text.contains("\"weight\":\"25%\""), "{text}");
     assert_eq!(serde_json::from_str::<Overrides>(&text).expect("back"), all);

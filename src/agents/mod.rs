@@ -30,6 +30,7 @@ use crate::model::{AgentSettings, Desired};
 use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::Gate;
 
+pub mod poll;
 mod sets;
 pub use sets::{vip_sets, Former};
 

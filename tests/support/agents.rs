@@ -45,7 +45,8 @@ impl Pki {
             lab,
             &format!("agent{i}.toml"),
             &format!(
-                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"/tmp/lvsdr-e2e-{}/state{i}.json\"\n\
+                "[agent]\nlisten = \"0.0.0.0:9181\"\nstate_file = \"/tmp/lvsdr-e2e-{0}/state{i}.json\"\n\
+                 control_socket = \"/tmp/lvsdr-e2e-{0}/agent{i}.sock\"\n\
                  [agent.tls]\ncert = \"{p}/agent-{rip}.pem\"\nkey = \"{p}/agent-{rip}.key\"\nclient_ca = \"{p}/ca.pem\"\n",
                 lab.tag,
                 p = self.0.display()

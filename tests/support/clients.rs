@@ -15,7 +15,8 @@ use super::lab::in_ns;
 pub struct Tally {
     /// Requests answered.
     pub ok: u64,
-    /// Requests that failed, with why (the first 20).
+    /// Requests that failed, with when (UTC, to match against the logs) and why (the
+    /// first 20).
     pub failed: u64,
     pub errors: Vec<String>,
     /// The longest time between two answered requests.
@@ -37,7 +38,8 @@ impl Tally {
             Err(e) => {
                 self.failed += 1;
                 if self.errors.len() < 20 {
-                    self.errors.push(e);
+                    let at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+                    self.errors.push(format!("{at} {e}"));
                 }
             }
         }

@@ -6,7 +6,8 @@
 //! ([`lvsdr::admin::Overrides::apply`]) to everyone downstream (the reconciler, the
 //! pusher, the status). An answer goes out once the change is on disk, so an
 //! acknowledged drain survives `kill -9`. A config reload drops the overrides whose
-//! server left it.
+//! server left it. The drains the agents report (`lvsdr-agent drain`, heard by
+//! [`lvsdr::agents::poll`]) are kept and marked here too.
 
 pub mod client;
 mod peer;
@@ -18,6 +19,7 @@ use futures_util::StreamExt;
 use lvsdr::admin::handle::{handle, Caller};
 use lvsdr::admin::protocol::{Request, Response, MAX_LINE};
 use lvsdr::admin::{file, Overrides};
+use lvsdr::agents::poll::{self, AgentDrains};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::ReconcileState;
 use tokio::io::AsyncWriteExt;
@@ -49,6 +51,8 @@ pub struct Control {
     pub overrides: Overrides,
     /// Where they are kept.
     pub file: PathBuf,
+    /// What the agents say of their own drains.
+    pub agent_drains: watch::Receiver<AgentDrains>,
 }
 
 /// Loads the overrides kept at `path`; a file that cannot be read is reported and
@@ -70,7 +74,7 @@ pub fn load(path: &Path) -> Overrides {
 
 /// The config as the planner should see it.
 pub fn effective(config: &Arc<Desired>, o: &Overrides) -> Arc<Desired> {
-    if o.overrides.is_empty() {
+    if o.is_empty() {
         config.clone() // the common case costs no copy of a large config
     } else {
         Arc::new(o.apply(config))
@@ -97,6 +101,12 @@ impl Control {
                     }
                     self.new_config().await;
                 }
+                changed = self.agent_drains.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    self.agents_heard().await;
+                }
                 Some(asked) = rx.recv() => self.answer(asked).await,
                 accepted = async { match &socket { Some(l) => l.accept().await, None => std::future::pending().await } } => {
                     let Ok((stream, _)) = accepted else { continue };
@@ -111,13 +121,42 @@ impl Control {
         }
     }
 
+    /// An agent said it drained its server, or that it is ready again: kept, then
+    /// marked. Not kept (the file cannot be written) it is marked all the same: the
+    /// agent keeps its drain, and says so again to a restarted director.
+    async fn agents_heard(&mut self) {
+        let heard = self.agent_drains.borrow_and_update().clone();
+        let changes = poll::changes(&self.overrides.agents, &heard);
+        if changes.is_empty() {
+            return;
+        }
+        for (agent, drain) in changes {
+            match &drain {
+                Some(d) => {
+                    info!(target: "lvsdr::audit", %agent, reason = %d.reason, "the real server drained itself (lvsdr-agent drain): weight 0 in every service on that host")
+                }
+                None => {
+                    info!(target: "lvsdr::audit", %agent, "the real server is ready (lvsdr-agent ready): its drain is lifted")
+                }
+            }
+            self.overrides.set_agent(agent, drain);
+        }
+        if let Err(e) = self.save().await {
+            warn!("{e}");
+        }
+        let config = self.config.borrow().clone();
+        self.desired
+            .send_replace(effective(&config, &self.overrides));
+    }
+
     async fn new_config(&mut self) {
         let config = self.config.borrow_and_update().clone();
+        let agents = self.overrides.agents.len();
         let gone = self.overrides.prune(&config);
         for o in &gone {
             info!(target: "lvsdr::audit", server = %o.server, service = o.service.as_deref().unwrap_or("*"), state = %o.state, "operator override dropped: its real server left the config");
         }
-        if !gone.is_empty() {
+        if !gone.is_empty() || agents != self.overrides.agents.len() {
             if let Err(e) = self.save().await {
                 warn!("{e}");
             }

@@ -40,6 +40,7 @@ struct Running {
     socket: PathBuf,
     desired: watch::Receiver<Arc<Desired>>,
     config: watch::Sender<Arc<Desired>>,
+    agents: watch::Sender<AgentDrains>,
     cancel: CancellationToken,
 }
 
@@ -49,6 +50,7 @@ fn start(dir: &Path, file: PathBuf) -> Running {
     let (config_tx, config_rx) = watch::channel(config());
     let (desired_tx, desired_rx) = watch::channel(config());
     let (_state_tx, state_rx) = watch::channel(ReconcileState::default());
+    let (agents_tx, agent_drains) = watch::channel(AgentDrains::new());
     let cancel = CancellationToken::new();
     let control = Control {
         config: config_rx,
@@ -56,12 +58,14 @@ fn start(dir: &Path, file: PathBuf) -> Running {
         desired: desired_tx,
         overrides: Overrides::default(),
         file,
+        agent_drains,
     };
     tokio::spawn(control.run(Some(listener), Allowed { gid: None }, cancel.clone()));
     Running {
         socket,
         desired: desired_rx,
         config: config_tx,
+        agents: agents_tx,
         cancel,
     }
 }
@@ -134,6 +138,83 @@ async fn an_override_that_cannot_be_kept_is_refused_and_changes_nothing() {
     assert_eq!(state_of(&r.desired.borrow(), 0), None);
     let listed = ask(&r.socket, r#"{"op":"list"}"#).await;
     assert!(listed.ok && listed.overrides.is_empty(), "{listed:?}");
+    r.cancel.cancel();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A real server's own drain, heard from its agent: marked on every server of that
+/// host, kept in the file (a restarted director has it before it hears the agent
+/// again), yielding to an operator's drain, lifted by the agent's ready.
+#[tokio::test]
+async fn an_agents_drain_is_marked_kept_and_lifted() {
+    let dir = std::env::temp_dir().join(format!("lvsdr-control-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("admin.json");
+    let mut r = start(&dir, file.clone());
+    let text = "[agents]\nca = \"/ca.pem\"\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\
+                [[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
+                [service.check]\ntype = \"none\"\n\
+                [[service.real_server]]\naddress = \"10.0.0.11\"\n\
+                [[service.real_server]]\naddress = \"10.0.0.12\"\n";
+    r.config.send_replace(Arc::new(
+        lvsdr::config::parse(text, "d.toml").expect("config"),
+    ));
+    r.desired.changed().await.expect("published");
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+    let deploy = lvsdr::agent_api::AgentDrain {
+        reason: "deploy 4711".into(),
+        since: 7,
+    };
+    r.agents.send_replace(AgentDrains::from([
+        (ip("10.0.0.11"), Some(deploy.clone())),
+        (ip("10.0.0.12"), None),
+    ]));
+    r.desired.changed().await.expect("published");
+    {
+        let d = r.desired.borrow_and_update();
+        let a = d.services[0].real_servers[0].admin.clone().expect("marked");
+        assert_eq!(
+            (a.state, a.agent, a.reason.as_str()),
+            (AdminState::Drain, true, "deploy 4711")
+        );
+        assert_eq!(state_of(&d, 1), None);
+    }
+    assert_eq!(
+        load(&file).agents.get(&ip("10.0.0.11")),
+        Some(&deploy),
+        "not kept"
+    );
+    // An operator's drain of the same server stays its own (and outlives the agent's).
+    let a = ask(
+        &r.socket,
+        r#"{"op":"drain","servers":["10.0.0.11"],"reason":"disk"}"#,
+    )
+    .await;
+    assert!(a.ok, "{a:?}");
+    let operator = |d: &Desired| d.services[0].real_servers[0].admin.clone().expect("marked");
+    assert!(!operator(&r.desired.borrow_and_update()).agent);
+    r.agents
+        .send_replace(AgentDrains::from([(ip("10.0.0.11"), None)]));
+    let lifted = support_poll(|| load(&file).agents.is_empty().then_some(())).await;
+    assert!(lifted.is_some(), "ready did not lift the kept drain");
+    let d = r.desired.borrow_and_update().clone();
+    assert_eq!(
+        operator(&d).reason,
+        "disk",
+        "ready lifted the operator's drain"
+    );
+    // Not heard (absent from the map) is not ready: a kept drain stays.
+    r.agents
+        .send_replace(AgentDrains::from([(ip("10.0.0.12"), Some(deploy.clone()))]));
+    let kept = support_poll(|| load(&file).agents.get(&ip("10.0.0.12")).cloned()).await;
+    assert_eq!(kept, Some(deploy));
+    r.agents.send_replace(AgentDrains::new());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert!(
+        load(&file).agents.contains_key(&ip("10.0.0.12")),
+        "an agent not heard lost its drain"
+    );
     r.cancel.cancel();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -29,7 +29,11 @@ pub enum Event {
         state: String,
         weight: Option<u32>,
         reason: String,
+        /// The operator's uid (`None` for the host's own drain).
         by: Option<u32>,
+        /// Set by the real server's agent (`lvsdr-agent drain | ready`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        agent: bool,
     },
     /// A VIP announced or withdrawn.
     Vip {
@@ -128,7 +132,8 @@ pub fn admin(before: &Desired, after: &Desired) -> Vec<Event> {
             state,
             weight,
             reason: from.map(|x| x.reason.clone()).unwrap_or_default(),
-            by: from.map(|x| x.by),
+            by: from.filter(|x| !x.agent).map(|x| x.by),
+            agent: from.is_some_and(|x| x.agent),
         });
     }
     out
@@ -175,6 +180,7 @@ mod tests {
             reason: "kernel upgrade".into(),
             by: 0,
             since: 1,
+            agent: false,
         });
         d
     }
