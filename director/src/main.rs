@@ -17,7 +17,7 @@ mod status_cli;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use lvsdr::reconcile::{plan, Drains, Gate, IpvsBackend, Kernel, Observed};
 
 /// LVS Direct Routing director.
@@ -26,15 +26,9 @@ use lvsdr::reconcile::{plan, Drains, Gate, IpvsBackend, Kernel, Observed};
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", global = true)]
-    log_format: LogFormat,
+    log_format: lvsdr_daemon::log::LogFormat,
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,27 +115,13 @@ enum PkiCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    lvsdr_daemon::log::init(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("lvsdr-director: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LVSDR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal: journald and log files get plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -187,15 +167,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ctl(args) => return rt.block_on(control::client::run(args)),
         Command::Import { format, file } => return Ok(import(format, &file)),
         Command::Man => {
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
-                .render(&mut std::io::stdout())?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            lvsdr_daemon::docs::man(cmd, &mut std::io::stdout())?;
         }
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "lvsdr-director", &mut buf);
-            std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let out = &mut std::io::stdout();
+            lvsdr_daemon::docs::completions(shell, cmd, "lvsdr-director", out)?;
         }
         Command::Pki {
             command:

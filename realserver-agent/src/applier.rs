@@ -61,6 +61,10 @@ pub enum Request {
     Ready {
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// What the agent holds, for `lvsdr-agent status`.
+    Overview {
+        reply: oneshot::Sender<crate::overview::Overview>,
+    },
     /// What `director` has of this real server in its kernel (with each drain poll).
     Report {
         director: String,
@@ -104,6 +108,13 @@ pub struct Applier<H> {
     state_problem: Option<String>,
     /// The drain, published for the directors' polls and the control socket.
     drain: watch::Sender<DrainView>,
+    /// When each director last pushed (in this run).
+    last_push: HashMap<String, Instant>,
+    /// The VIPs on the device after the last pass: one missing at the next pass was
+    /// taken away (by hand, a network restart) and is a repair when put back.
+    placed: Vec<IpAddr>,
+    /// Such repairs since the start.
+    repairs: u64,
 }
 
 impl<H: Host> Applier<H> {
@@ -129,6 +140,9 @@ impl<H: Host> Applier<H> {
         let (drain, _) = watch::channel(DrainView::new(state.drain.clone(), now));
         let mut a = Applier {
             drain,
+            last_push: HashMap::new(),
+            placed: Vec::new(),
+            repairs: 0,
             saver: Saver::new(cfg.state_file.clone()),
             cfg,
             net,
@@ -317,12 +331,26 @@ impl<H: Host> Applier<H> {
             .context("saving the state file before adding the VIPs")?;
 
         // 4. Add.
+        let mut placed: Vec<IpAddr> = wanted
+            .iter()
+            .filter(|v| present.contains(v))
+            .copied()
+            .collect();
         for v in to_add {
             match self.net.add(index, v).await {
-                Ok(()) => info!(vip = %v, device = %self.cfg.vip_device, "VIP added"),
+                Ok(()) if self.placed.contains(&v) => {
+                    self.repairs += 1;
+                    warn!(vip = %v, device = %self.cfg.vip_device, "VIP was missing from the device: put back");
+                    placed.push(v);
+                }
+                Ok(()) => {
+                    info!(vip = %v, device = %self.cfg.vip_device, "VIP added");
+                    placed.push(v);
+                }
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
+        self.placed = placed;
         if let Some(e) = errors.first() {
             return Err(anyhow!("{e}"));
         }
@@ -373,6 +401,31 @@ impl<H: Host> Applier<H> {
             }
         }
         removed
+    }
+
+    /// Every director's set, read back from the kernel (`lvsdr-agent status`).
+    async fn overview(&self) -> crate::overview::Overview {
+        let mut directors = Vec::new();
+        let mut last_error = self.last_error.clone();
+        for (key, set) in &self.state.sets {
+            let st = self.status(key).await;
+            last_error = last_error.or(st.last_error);
+            directors.push(crate::overview::DirectorView {
+                director: key.clone(),
+                generation: set.generation,
+                last_push_s: self.last_push.get(key).map(|t| t.elapsed().as_secs_f64()),
+                provisional: set.provisional,
+                vips: st.vips,
+            });
+        }
+        crate::overview::Overview {
+            arp_mode: self.cfg.arp.name().to_string(),
+            vip_device: self.cfg.vip_device.clone(),
+            real_ip: self.real_ip(),
+            directors,
+            vip_repairs: self.repairs,
+            last_error,
+        }
     }
 
     /// `director`'s view, read back from the kernel.
@@ -474,6 +527,7 @@ impl<H: Host> Applier<H> {
         self.state_problem = None;
         self.refreshed.retain(|k, _| next.sets.contains_key(k));
         self.refreshed.insert(director.clone(), Instant::now());
+        self.last_push.insert(director.clone(), Instant::now());
         self.state = next;
         self.publish_directors();
         info!(%director, epoch = ?push.epoch, generation = push.generation, vips = ?push.vips, "push accepted");
@@ -588,6 +642,9 @@ impl<H: Host> Applier<H> {
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_secs());
                         let _ = reply.send(self.set_drain(Some(AgentDrain { reason, since })).await);
+                    }
+                    Some(Request::Overview { reply }) => {
+                        let _ = reply.send(self.overview().await);
                     }
                     Some(Request::Ready { reply }) => {
                         let _ = reply.send(self.set_drain(None).await);
@@ -830,6 +887,54 @@ mod tests {
                 assert_eq!(on_lo(&a), vec![ip("192.0.2.1")], "{tag}");
             });
         }
+    }
+
+    /// A VIP taken off the device by hand is put back and counted as a repair (what
+    /// `lvsdr-agent status` shows); a first add, or a new VIP, is not a repair. The drain
+    /// is kept in the state file.
+    #[test]
+    fn a_vip_put_back_after_it_went_missing_is_a_repair_and_a_drain_is_kept() {
+        let path = scratch("repairs");
+        rt().block_on(async {
+            let mut a = Applier::new(config(path.clone()), world(&path))
+                .await
+                .expect("new");
+            a.push("d1".into(), push(1, &["192.0.2.1"]), ip("10.0.0.11"))
+                .await
+                .expect("push");
+            a.push(
+                "d1".into(),
+                push(2, &["192.0.2.1", "192.0.2.2"]),
+                ip("10.0.0.11"),
+            )
+            .await
+            .expect("push");
+            assert_eq!(a.overview().await.vip_repairs, 0);
+            a.net
+                .0
+                .borrow_mut()
+                .addrs
+                .retain(|(_, v, _)| *v != ip("192.0.2.1"));
+            a.apply().await.expect("apply");
+            let mut held = on_lo(&a);
+            held.sort();
+            assert_eq!(held, vec![ip("192.0.2.1"), ip("192.0.2.2")]);
+            let o = a.overview().await;
+            assert_eq!(o.vip_repairs, 1);
+            assert_eq!(o.directors.len(), 1);
+            assert!(o.directors[0].vips.iter().all(VipStatus::ok), "{o:?}");
+            assert!(o.directors[0].last_push_s.is_some());
+            a.set_drain(Some(AgentDrain {
+                reason: "deploy".into(),
+                since: 1,
+            }))
+            .await
+            .expect("drain");
+            let (kept, _) = state::load(&path).expect("load");
+            assert_eq!(kept.drain.map(|d| d.reason).as_deref(), Some("deploy"));
+            a.set_drain(None).await.expect("ready");
+            assert_eq!(state::load(&path).expect("load").0.drain, None);
+        });
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! → {"op":"drain","reason":"deploy 4711"}
 //! ← {"ok":true,"message":"drained: …","status":{"drain":{…},"drained":false,"directors":[…]}}
 //! → {"op":"status"}
+//! ← {"ok":true,"status":{…},"holds":{"directors":[{"director":…,"vips":[…]}],"vip_repairs":0,…}}
 //! → {"op":"ready"}
 //! ```
 //!
@@ -17,18 +18,15 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use crate::applier::Request as ApplierRequest;
 use crate::drain::{DrainStatus, DrainView};
+use crate::overview::Overview;
 
 /// Where the socket is unless the config says (the unit's `RuntimeDirectory=`).
 pub const DEFAULT_SOCKET: &str = "/run/lvsdr-agent/control.sock";
@@ -67,6 +65,9 @@ pub struct Response {
     /// The drain, director by director.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DrainStatus>,
+    /// With `status`: what the agent holds, read back from the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<Overview>,
 }
 
 impl Response {
@@ -76,31 +77,14 @@ impl Response {
             message: None,
             error: Some(e.into()),
             status: None,
+            holds: None,
         }
     }
 }
 
-/// Binds the socket at `path` (a file left by an agent that is gone is replaced; one
-/// another process answers on is left alone: `None`, with a warning).
+/// Binds the socket at `path` (see [`lvsdr_daemon::lines::bind`]).
 pub fn bind(path: &Path) -> Option<UnixListener> {
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        warn!(socket = %path.display(), "another process answers on the control socket; running without one (set [agent] control_socket)");
-        return None;
-    }
-    let _ = std::fs::remove_file(path);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match UnixListener::bind(path) {
-        Ok(l) => {
-            info!(socket = %path.display(), "control socket listening");
-            Some(l)
-        }
-        Err(e) => {
-            warn!(socket = %path.display(), error = %e, "cannot bind the control socket; running without one");
-            None
-        }
-    }
+    lvsdr_daemon::lines::bind(path, None)
 }
 
 /// Serves `listener` until `cancel`.
@@ -152,39 +136,15 @@ async fn connection(
     cancel: CancellationToken,
 ) {
     let peer = check_peer(&stream);
-    let (r, mut w) = stream.into_split();
-    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
-    if let Err(why) = peer {
+    if let Err(why) = &peer {
         warn!(target: "lvsdr_agent::audit", %why, "control socket: connection refused");
-        let _ = tokio::time::timeout(Duration::from_secs(5), lines.next()).await;
-        let _ = write(&mut w, &Response::error(why)).await;
-        return;
     }
-    loop {
-        let line = tokio::select! {
-            _ = cancel.cancelled() => return,
-            l = lines.next() => l,
-        };
-        let line = match line {
-            None => return,
-            Some(Ok(l)) => l,
-            Some(Err(e)) => {
-                let why = format!("unreadable request: {e} (at most {MAX_LINE} bytes a line)");
-                let _ = write(&mut w, &Response::error(why)).await;
-                return;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::error(format!("not a request: {e}")),
-            Ok(req) => answer(req, &applier, &drain).await,
-        };
-        if write(&mut w, &response).await.is_err() {
-            return;
-        }
-    }
+    let ask = |req: Request, _uid: u32| {
+        let (applier, drain) = (applier.clone(), drain.clone());
+        async move { Some(answer(req, &applier, &drain).await) }
+    };
+    let refuse = |why: String| Response::error(why);
+    lvsdr_daemon::lines::serve(stream, peer, MAX_LINE, cancel, refuse, ask).await;
 }
 
 async fn answer(
@@ -194,7 +154,26 @@ async fn answer(
 ) -> Response {
     let (reply, rx) = oneshot::channel();
     let (asked, message) = match req {
-        Request::Status => (None, None),
+        Request::Status => {
+            let (reply, rx) = oneshot::channel();
+            if applier
+                .send(ApplierRequest::Overview { reply })
+                .await
+                .is_err()
+            {
+                return Response::error("the agent is shutting down");
+            }
+            let Ok(holds) = rx.await else {
+                return Response::error("the agent is shutting down");
+            };
+            return Response {
+                ok: true,
+                message: None,
+                error: None,
+                status: Some(drain.borrow().status(Instant::now())),
+                holds: Some(holds),
+            };
+        }
         Request::Drain { reason } => (
             Some(ApplierRequest::Drain { reason, reply }),
             Some("drained: every director that pushes to this agent gives it weight 0"),
@@ -220,52 +199,24 @@ async fn answer(
         message: message.map(str::to_string),
         error: None,
         status: Some(status),
+        holds: None,
     }
 }
 
-async fn write(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
-    let mut text = serde_json::to_string(r).unwrap_or_else(|_| "{\"ok\":false}".into());
-    text.push('\n');
-    w.write_all(text.as_bytes()).await
-}
-
 /// A client connection (`lvsdr-agent drain | ready | status`).
-pub struct Client {
-    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    w: tokio::net::unix::OwnedWriteHalf,
-}
+pub struct Client(lvsdr_daemon::lines::Client);
 
 impl Client {
     /// Connects to `socket`.
     pub async fn open(socket: &Path) -> anyhow::Result<Client> {
-        let s = UnixStream::connect(socket).await.with_context(|| {
-            format!(
-                "connecting to the agent's control socket {} (is lvsdr-agent running?)",
-                socket.display()
-            )
-        })?;
-        let (r, w) = s.into_split();
-        Ok(Client {
-            lines: BufReader::new(r).lines(),
-            w,
-        })
+        Ok(Client(
+            lvsdr_daemon::lines::Client::open(socket, "lvsdr-agent").await?,
+        ))
     }
 
     /// Sends `req` and reads its answer.
     pub async fn ask(&mut self, req: &Request) -> anyhow::Result<Response> {
-        let mut line = serde_json::to_string(req)?;
-        line.push('\n');
-        let sent = self.w.write_all(line.as_bytes()).await;
-        let answer = self
-            .lines
-            .next_line()
-            .await
-            .context("reading the answer")?
-            .with_context(|| match &sent {
-                Err(e) => format!("sending the request: {e}"),
-                Ok(()) => "the agent closed the connection without an answer".into(),
-            })?;
-        serde_json::from_str(&answer).with_context(|| format!("not an answer: {answer}"))
+        Ok(self.0.ask(req).await?)
     }
 }
 
@@ -385,6 +336,16 @@ mod tests {
                         view_tx.send_modify(|v| v.set(None, Instant::now()));
                         let _ = reply.send(Ok(()));
                     }
+                    ApplierRequest::Overview { reply } => {
+                        let _ = reply.send(Overview {
+                            arp_mode: "nft".into(),
+                            vip_device: "lo".into(),
+                            real_ip: None,
+                            directors: vec![],
+                            vip_repairs: 0,
+                            last_error: None,
+                        });
+                    }
                     _ => {}
                 }
             }
@@ -423,10 +384,11 @@ mod tests {
         );
         let r = c.ask(&Request::Ready).await.expect("ready");
         assert!(r.ok && r.status.is_some_and(|s| s.drain.is_none()));
-        let bad = {
-            c.w.write_all(b"{\"op\":\"nope\"}\n").await.expect("write");
-            c.lines.next_line().await.expect("read").expect("line")
-        };
+        let bad =
+            c.0.raw("{\"op\":\"nope\"}")
+                .await
+                .expect("read")
+                .expect("line");
         assert!(bad.contains("not a request"), "{bad}");
         cancel.cancel();
         let _ = std::fs::remove_dir_all(dir);

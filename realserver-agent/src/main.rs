@@ -17,6 +17,7 @@ mod control;
 mod drain;
 mod drift;
 mod host;
+mod overview;
 mod server;
 mod sets;
 mod state;
@@ -43,6 +44,9 @@ struct Cli {
     /// on stdout, for packaging.
     #[arg(long, hide = true, value_name = "WHAT")]
     generate: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: lvsdr_daemon::log::LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -74,7 +78,9 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
-    /// Whether this server is drained, and each director's weight and connections.
+    /// Whether this server is drained, each director's weight and connections, and what
+    /// the agent holds, read from the kernel: each director's VIPs, their suppression,
+    /// its last push, and the VIPs put back after they went missing.
     Status {
         /// The control socket (default: the config's control_socket).
         #[arg(long)]
@@ -122,6 +128,9 @@ async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitC
             for l in control::describe(s) {
                 println!("{l}");
             }
+            for l in r.holds.iter().flat_map(overview::describe) {
+                println!("{l}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         _ => Ok(ExitCode::SUCCESS),
@@ -130,29 +139,22 @@ async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitC
 
 /// `--generate`: see [`Cli::generate`].
 fn generate(what: &str) -> ExitCode {
-    let mut cmd = <Cli as clap::CommandFactory>::command();
+    let cmd = <Cli as clap::CommandFactory>::command();
     let out = &mut std::io::stdout();
-    if what == "man" {
-        return match clap_mangen::Man::new(cmd).render(out) {
-            Ok(()) => ExitCode::SUCCESS,
+    let written = match what {
+        "man" => lvsdr_daemon::docs::man(cmd, out),
+        shell => match shell.parse::<clap_complete::Shell>() {
+            Ok(shell) => lvsdr_daemon::docs::completions(shell, cmd, "lvsdr-agent", out),
             Err(e) => {
-                eprintln!("lvsdr-agent: {e}");
-                ExitCode::FAILURE
+                eprintln!("lvsdr-agent: --generate {what}: {e}");
+                return ExitCode::FAILURE;
             }
-        };
-    }
-    match what.parse::<clap_complete::Shell>() {
-        Ok(shell) => {
-            // Into a buffer first: clap_complete panics on a write error (a closed pipe).
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "lvsdr-agent", &mut buf);
-            match std::io::Write::write_all(out, &buf) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(_) => ExitCode::FAILURE,
-            }
-        }
+        },
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lvsdr-agent: --generate {what}: {e}");
+            eprintln!("lvsdr-agent: {e}");
             ExitCode::FAILURE
         }
     }
@@ -178,14 +180,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LVSDR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal: journald and log files get plain text.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    lvsdr_daemon::log::init(cli.log_format);
     // One thread for the agent; a few for the state file's fsyncs (TasksMax in the unit).
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -619,6 +619,23 @@ fn drift_is_repaired_when_it_happens_not_at_the_next_tick() {
     );
     site.assert_only_the_director_answers("after the repairs");
 
+    // `lvsdr-agent status` (as root, over the agent's control socket) shows what it
+    // holds, read from the kernel, and the VIP it put back.
+    let out = std::process::Command::new(BIN)
+        .args(["status", "--socket"])
+        .arg(site.dir.join("agent1.sock"))
+        .output()
+        .expect("lvsdr-agent status");
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        shown.contains("not drained")
+            && shown.contains("1 VIPs repaired")
+            && shown.contains(&format!("{vip}: held, ARP suppressed")),
+        "{shown}"
+    );
+    println!("lvsdr-agent status:\n{shown}");
+
     // The watch itself dies: `nft monitor` is started again, and the next ruleset
     // drift is still repaired when it happens (it was left dead, and drift waited for
     // the timer).

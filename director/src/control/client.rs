@@ -6,12 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use lvsdr::admin::protocol::{Request, Response};
 use lvsdr::admin::{Target, WeightSpec};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
 /// `ctl`'s arguments.
 #[derive(Debug, Args)]
@@ -201,42 +198,17 @@ fn print_list(r: &Response) {
 }
 
 /// A connection to the control socket.
-struct Conn {
-    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
-    w: tokio::net::unix::OwnedWriteHalf,
-}
+struct Conn(lvsdr_daemon::lines::Client);
 
 impl Conn {
     async fn open(socket: &std::path::Path) -> anyhow::Result<Conn> {
-        let s = UnixStream::connect(socket).await.with_context(|| {
-            format!(
-                "connecting to the control socket {} (is the director running?)",
-                socket.display()
-            )
-        })?;
-        let (r, w) = s.into_split();
-        Ok(Conn {
-            lines: BufReader::new(r).lines(),
-            w,
-        })
+        Ok(Conn(
+            lvsdr_daemon::lines::Client::open(socket, "the director").await?,
+        ))
     }
 
     async fn ask(&mut self, request: &Request) -> anyhow::Result<Response> {
-        let mut line = serde_json::to_string(request)?;
-        line.push('\n');
-        // A refused peer may find the connection closed as it writes: the director's
-        // answer, the reason, is still there to read.
-        let sent = self.w.write_all(line.as_bytes()).await;
-        let answer = self
-            .lines
-            .next_line()
-            .await
-            .context("reading the answer")?
-            .with_context(|| match &sent {
-                Err(e) => format!("sending the request: {e}"),
-                Ok(()) => "the director closed the connection without an answer".into(),
-            })?;
-        serde_json::from_str(&answer).with_context(|| format!("not an answer: {answer}"))
+        Ok(self.0.ask(request).await?)
     }
 
     /// Prints the servers' active connections as they change, until none is left or

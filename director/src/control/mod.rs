@@ -15,17 +15,14 @@ mod peer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use lvsdr::admin::handle::{handle, Caller};
 use lvsdr::admin::protocol::{Request, Response, MAX_LINE};
 use lvsdr::admin::{file, Overrides};
 use lvsdr::agents::poll::{self, AgentDrains};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::ReconcileState;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -225,110 +222,42 @@ impl Control {
     }
 }
 
-/// Binds the control socket at `path`. A socket file left by a director that is gone
-/// is replaced; one another process still answers on is left alone (None, with a
-/// warning: this director then runs without a control socket).
+/// Binds the control socket at `path` (see [`lvsdr_daemon::lines::bind`]). Who may use
+/// it is decided by the peer's credentials, not the file's mode: a group member must be
+/// able to connect to ask, so the file is open to all.
 pub fn bind(path: &Path) -> Option<UnixListener> {
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        warn!(socket = %path.display(), "another process answers on the control socket; running without one (set [director] control_socket)");
-        return None;
-    }
-    let _ = std::fs::remove_file(path);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match UnixListener::bind(path) {
-        Ok(l) => {
-            // Who may use it is decided by the peer's credentials, not the file's mode:
-            // a group member must be able to connect to ask.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
-            info!(socket = %path.display(), "control socket listening");
-            Some(l)
-        }
-        Err(e) => {
-            warn!(socket = %path.display(), error = %e, "cannot bind the control socket; running without one");
-            None
-        }
-    }
+    lvsdr_daemon::lines::bind(path, Some(0o666))
 }
 
 pub use peer::Allowed;
 
-/// One connection: its peer checked once, then a request per line.
+/// One connection: its peer checked once, then a request per line, each answered by
+/// the control task.
 async fn serve(
     stream: UnixStream,
     allowed: &Allowed,
     tx: mpsc::Sender<Asked>,
     cancel: CancellationToken,
 ) {
-    let refused = allowed.check(&stream);
-    let (r, mut w) = stream.into_split();
-    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(MAX_LINE));
-    let uid = match refused {
-        Ok(uid) => uid,
-        Err(why) => {
-            warn!(target: "lvsdr::audit", %why, "control socket: connection refused");
-            // The answer to its first request (read first, bounded: closing before the
-            // client wrote it would meet it with EPIPE instead of the reason).
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lines.next()).await;
-            let _ = write(&mut w, &Response::error(why)).await;
-            return;
+    let peer = allowed.check(&stream);
+    if let Err(why) = &peer {
+        warn!(target: "lvsdr::audit", %why, "control socket: connection refused");
+    }
+    let ask = |request: Request, uid: u32| {
+        let tx = tx.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            let asked = Asked {
+                request,
+                uid,
+                reply,
+            };
+            tx.send(asked).await.ok()?;
+            answer.await.ok()
         }
     };
-    loop {
-        let line = tokio::select! {
-            _ = cancel.cancelled() => return,
-            l = lines.next() => l,
-        };
-        let line = match line {
-            None => return,
-            Some(Ok(line)) => line,
-            Some(Err(e)) => {
-                let _ = write(
-                    &mut w,
-                    &Response::error(format!(
-                        "unreadable request: {e} (at most {MAX_LINE} bytes a line)"
-                    )),
-                )
-                .await;
-                return;
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let response = match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response::error(format!("not a request: {e}")),
-            Ok(request) => {
-                let (reply, answer) = oneshot::channel();
-                if tx
-                    .send(Asked {
-                        request,
-                        uid,
-                        reply,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                match answer.await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
-            }
-        };
-        if write(&mut w, &response).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn write(w: &mut tokio::net::unix::OwnedWriteHalf, r: &Response) -> std::io::Result<()> {
-    let mut text = serde_json::to_string(r).unwrap_or_else(|_| "{\"ok\":false}".into());
-    text.push('\n');
-    w.write_all(text.as_bytes()).await
+    let refuse = |why: String| Response::error(why);
+    lvsdr_daemon::lines::serve(stream, peer, MAX_LINE, cancel, refuse, ask).await;
 }
 
 #[cfg(test)]
