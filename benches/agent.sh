@@ -55,6 +55,6 @@ rss_after=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' /proc/$pid/status)
 {
   echo "| agent | idle RSS | RSS after 100-VIP pushes | push → applied, 1 VIP | push → applied, 100 VIPs | target |"
   echo "| --- | --- | --- | --- | --- | --- |"
-  echo "| lvsdr-agent (release, arp = nft) | $rss_idle MB | $rss_after MB | ${lat[1]} ms | ${lat[100]} ms | idle RSS ≤ 10 MB |"
+  echo "| lvsdr-agent ($(basename "$(dirname "$agent")") build, arp = nft) | $rss_idle MB | $rss_after MB | ${lat[1]} ms | ${lat[100]} ms | idle RSS ≤ 10 MB |"
 } >"$out"
 cat "$out"

@@ -1,6 +1,7 @@
 //! The director under abuse, in the test VM: 200 reloads (valid and invalid in turn)
-//! and 20 `kill -9`s while clients make new connections and a long-lived one stays
-//! open. (The large tables: `large_kernel.rs`.)
+//! and 10 `kill -9`s (one every 20 reloads; each start under emulation takes seconds,
+//! and CI's time is bounded) while clients make new connections and a long-lived one
+//! stays open. (The large tables: `large_kernel.rs`.)
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -17,7 +18,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_lvsdr-director");
 
 #[test]
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
-fn two_hundred_reloads_and_twenty_kill_9s_lose_no_request() {
+fn two_hundred_reloads_and_ten_kill_9s_lose_no_request() {
     let lab = Lab::new("s", 58, 2);
     let _servers = web_and_echo(&lab, 2);
     // Valid configs move rs2's weight between 1 and 2 (both servers keep traffic);
@@ -94,7 +95,7 @@ fn two_hundred_reloads_and_twenty_kill_9s_lose_no_request() {
         }
         d.signal("HUP");
         std::thread::sleep(Duration::from_millis(30));
-        if i % 10 == 9 {
+        if i % 20 == 19 {
             // The config on disk may be the invalid one: a restart needs a valid one,
             // as systemd's ExecStartPre check-config would insist.
             std::fs::write(&config, valid(last_valid)).expect("write");
@@ -118,7 +119,7 @@ fn two_hundred_reloads_and_twenty_kill_9s_lose_no_request() {
         "soak: 200 reloads, {restarts} kill -9 and restarts in {:.1} s; {ok} requests ok, {failed} failed",
         t0.elapsed().as_secs_f64()
     );
-    assert_eq!(restarts, 20);
+    assert_eq!(restarts, 10);
     assert!(ok > 100, "the client loop hardly ran: {ok}");
     assert_eq!(
         failed,
