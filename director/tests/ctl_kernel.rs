@@ -348,6 +348,15 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
     drop(running);
 }
 
+/// The director's drain polls the agent has counted (`lvsdr-agent status`).
+fn polls(agent: &Path) -> u64 {
+    let o = agent_cmd(agent, &["status"]).output().expect("status");
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    text.split_once(" polls since")
+        .and_then(|(before, _)| before.rsplit('(').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no poll count in:\n{text}"))
+}
+
 /// `lvsdr-agent ARGS --config CONFIG` as root.
 fn agent_cmd(config: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(support::agents::agent_bin(BIN));
@@ -367,6 +376,7 @@ fn a_real_server_drains_itself_through_its_agent_and_ready_brings_it_back() {
     let mut running = AgentLab::start(&lab, BIN);
     let (config, _, events_file) = ctl_config(&lab, &running);
     let mut d = start_director(&lab, BIN, &config);
+    let started = Instant::now();
     let mut before = String::new();
     wait_weights(&lab, &[(1, 6), (2, 6)], 60, &d);
     wait_weight(&lab, "echo", 2, Some(1), &d);
@@ -378,6 +388,9 @@ fn a_real_server_drains_itself_through_its_agent_and_ready_brings_it_back() {
     for c in &mut conns {
         c.ping().expect("a fresh connection echoes");
     }
+    // What the long poll costs: the director's polls, idle until now.
+    let (idle_polls, idle_for) = (polls(&agent2), started.elapsed());
+    let drain_began = Instant::now();
     let args = ["drain", "--reason", "deploy 4711", "--wait"];
     let mut wait = agent_cmd(&agent2, &args)
         .stdout(Stdio::piped())
@@ -440,6 +453,13 @@ fn a_real_server_drains_itself_through_its_agent_and_ready_brings_it_back() {
     );
     assert!(printed.contains("active connections"), "{printed}");
     println!("lvsdr-agent drain --wait printed:\n{printed}");
+    let (all_polls, drained_for) = (polls(&agent2), drain_began.elapsed());
+    println!(
+        "drain polls of the director: {idle_polls} in {:.1} s before the drain (idle), {} in the {:.1} s of the drain",
+        idle_for.as_secs_f64(),
+        all_polls.saturating_sub(idle_polls),
+        drained_for.as_secs_f64()
+    );
 
     // The agent restarts: still drained, and the director, having heard it again,
     // keeps weight 0.

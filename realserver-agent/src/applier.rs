@@ -652,7 +652,8 @@ impl<H: Host> Applier<H> {
                     Some(Request::Report { director, servers }) => {
                         let at = Instant::now();
                         self.drain.send_modify(|v| {
-                            v.reports.insert(director, Report { servers, at });
+                            let polls = v.reports.get(&director).map_or(0, |r| r.polls) + 1;
+                            v.reports.insert(director, Report { servers, at, polls });
                         });
                     }
                 }

@@ -220,8 +220,9 @@ impl Client {
     }
 }
 
-/// The lines `status` and `drain --wait` print: one per director.
-pub fn describe(s: &DrainStatus) -> Vec<String> {
+/// The lines `status` and `drain --wait` print: one per director (with `polls`, how
+/// many drain polls each made: `--wait` prints a line when it changes, so not there).
+pub fn describe(s: &DrainStatus, polls: bool) -> Vec<String> {
     let mut out = Vec::new();
     match &s.drain {
         None => out.push("not drained".to_string()),
@@ -238,8 +239,16 @@ pub fn describe(s: &DrainStatus) -> Vec<String> {
                 format!("  {}: no report since the drain yet", d.director)
             }
             Some(_) => format!(
-                "  {}: weight {}, {} active connections, {} inactive",
-                d.director, d.weight, d.active, d.inactive
+                "  {}: weight {}, {} active connections, {} inactive{}",
+                d.director,
+                d.weight,
+                d.active,
+                d.inactive,
+                if polls {
+                    format!(" ({} polls since the agent started)", d.polls)
+                } else {
+                    String::new()
+                }
             ),
         };
         out.push(line);
@@ -263,7 +272,7 @@ pub async fn wait_drained(client: &mut Client, timeout: Duration) -> anyhow::Res
         if s.drain.is_none() {
             anyhow::bail!("the drain was lifted (lvsdr-agent ready) while waiting");
         }
-        let lines = describe(&s);
+        let lines = describe(&s, false);
         for l in lines.iter().skip(1) {
             if !last.contains(l) {
                 println!("{l}");
@@ -378,7 +387,8 @@ mod tests {
                     .await
                     .expect("st")
                     .status
-                    .expect("s")
+                    .expect("s"),
+                true
             )[0],
             "drained: deploy"
         );

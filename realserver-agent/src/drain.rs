@@ -21,6 +21,8 @@ pub struct Report {
     pub servers: Vec<ServerCount>,
     /// When it came.
     pub at: Instant,
+    /// The director's polls since the agent started (what the long poll costs).
+    pub polls: u64,
 }
 
 /// The applier's published drain state.
@@ -110,6 +112,7 @@ impl DrainView {
             weight,
             active,
             inactive: sum(|s| s.inactive),
+            polls: r.map_or(0, |r| r.polls),
             done: since_drain && weight == 0 && active == 0,
         }
     }
@@ -142,6 +145,9 @@ pub struct DirectorCounts {
     pub active: u64,
     /// Other connections.
     pub inactive: u64,
+    /// Its drain polls since the agent started.
+    #[serde(default)]
+    pub polls: u64,
     /// Weight 0 and no active connection, reported since the drain.
     pub done: bool,
 }
@@ -168,7 +174,11 @@ mod tests {
         let mut v = DrainView::new(None, t0);
         v.directors = vec!["d1 at 10.0.0.1".into(), "d2 at 10.0.0.2".into()];
         let before = v.version;
-        let report = |servers, at| Report { servers, at };
+        let report = |servers, at| Report {
+            servers,
+            at,
+            polls: 1,
+        };
         // A report from before the drain: d1 had not applied it yet.
         v.reports
             .insert("d1 at 10.0.0.1".into(), report(vec![count(Some(0), 0)], t0));
@@ -232,6 +242,7 @@ mod tests {
             Report {
                 servers: vec![count(Some(1), 0)],
                 at: t0 + Duration::from_secs(1),
+                polls: 1,
             },
         );
         assert!(!v.status(t0).drained);

@@ -125,7 +125,7 @@ async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitC
             }
         }
         (None, Some(s)) if req == Request::Status => {
-            for l in control::describe(s) {
+            for l in control::describe(s, true) {
                 println!("{l}");
             }
             for l in r.holds.iter().flat_map(overview::describe) {
