@@ -149,6 +149,24 @@ fn drained_in_kernel(lab: &Lab, d: &Proc, what: &str) {
     );
 }
 
+/// Stops the client loop and asserts none of its requests failed (with both directors'
+/// logs, the one killed and the one running, when some did).
+fn no_request_failed(clients: ClientLoop, before: &str, d: &Proc) {
+    let t = clients.stop();
+    println!(
+        "client loop: {} ok, {} failed, longest gap {:?}",
+        t.ok, t.failed, t.longest_gap
+    );
+    assert_eq!(
+        t.failed,
+        0,
+        "requests failed: {:?}\nthe director before its restart:\n{before}\nafter:\n{}",
+        t.errors,
+        d.log()
+    );
+    assert!(t.ok > 0, "the client loop never got an answer");
+}
+
 /// Waits until web's rs2 is back at its full weight 6, through the steps of its slow
 /// start; returns the kernel weights seen on the way.
 fn ramp_back(lab: &Lab, d: &Proc) -> std::collections::BTreeSet<u64> {
@@ -307,19 +325,7 @@ fn an_operator_drains_disables_and_weighs_servers_over_the_control_socket() {
         "{bad:?}"
     );
 
-    let t = clients.stop();
-    println!(
-        "client loop: {} ok, {} failed, longest gap {:?}",
-        t.ok, t.failed, t.longest_gap
-    );
-    assert_eq!(
-        t.failed,
-        0,
-        "requests failed: {:?}\nthe director before its restart:\n{before}\nafter:\n{}",
-        t.errors,
-        d.log()
-    );
-    assert!(t.ok > 0);
+    no_request_failed(clients, &before, &d);
 
     // The hook was told of the drain, and of a server going down: rs2's web server stops.
     let told = || std::fs::read_to_string(&events_file).unwrap_or_default();
@@ -491,18 +497,7 @@ fn a_real_server_drains_itself_through_its_agent_and_ready_brings_it_back() {
     );
     wait_weight(&lab, "echo", 2, Some(1), &d);
 
-    let t = clients.stop();
-    println!(
-        "client loop: {} ok, {} failed, longest gap {:?}",
-        t.ok, t.failed, t.longest_gap
-    );
-    assert_eq!(
-        t.failed,
-        0,
-        "requests failed: {:?}\nthe director before its restart:\n{before}\nafter:\n{}",
-        t.errors,
-        d.log()
-    );
+    no_request_failed(clients, &before, &d);
     let told = std::fs::read_to_string(&events_file).unwrap_or_default();
     let agent_drain = told.lines().any(|l| {
         l.contains(r#""state":"drain""#) && l.contains(r#""agent":true"#) && l.contains("deploy")
