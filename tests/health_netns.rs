@@ -237,3 +237,171 @@ fn a_check_this_host_cannot_run_is_counted_and_takes_no_server_down() {
         cancel.cancel();
     });
 }
+
+/// A flood of TCP segments to the tcp-syn prober's own port (learnt, as an attacker
+/// would, from its SYNs), with three shares of one CPU against the prober's one. The
+/// prober must still send its probes and settle them: a listener stays up throughout,
+/// a closed port stays down (its RSTs still read), and checks keep completing. (The
+/// flood this machine can make never outran the prober, before the socket filter
+/// dropped non-answers in the kernel or after: the test shows the bound, it did not
+/// catch a failure.)
+#[test]
+#[ignore = "needs root and network namespaces: runs in tests/run"]
+fn the_syn_prober_keeps_checking_through_a_flood_to_its_port() {
+    use lvsdr::health::{Health, Supervisor};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    // One CPU for the prober and the flooders (threads inherit it): the flood gets three
+    // shares of it to the prober's one, as a flood from other machines would outrun it.
+    let mut one = nix::sched::CpuSet::new();
+    one.set(0).expect("cpu 0");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).expect("affinity");
+    sh("ip link set lo up");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let check = |target: SocketAddr| {
+        Arc::new(CheckSpec {
+            via: None,
+            target,
+            kind: CheckKind::TcpSyn,
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+            rise: 1,
+            fall: 1,
+        })
+    };
+    let (up, refused) = (check(listener.local_addr().expect("addr")), check(closed));
+    let snoop = Snoop::open();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut flooders = Vec::new();
+    runtime().block_on(async {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut sup = Supervisor::new(
+            Checker::new(cancel.clone()).expect("checker"),
+            cancel.clone(),
+        );
+        sup.set_checks(&[up.clone(), refused.clone()]);
+        let mut health = sup.health();
+        let tally = sup.tally();
+        let details = sup.details();
+        let settled = |h: &lvsdr::health::HealthMap| {
+            h.get(&up) == Some(&Health::Up) && h.get(&refused) == Some(&Health::Down)
+        };
+        tokio::time::timeout(Duration::from_secs(30), health.wait_for(settled))
+            .await
+            .expect("the listener up and the closed port down within 30 s")
+            .expect("channel");
+        let lp = up_port(&listener);
+        let port = tokio::task::spawn_blocking(move || snoop.prober_port(lp))
+            .await
+            .expect("snoop");
+
+        // Flooder threads inherit this thread's namespace.
+        for i in 0..3u16 {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            flooders.push(std::thread::spawn(move || flood(i, port, &stop, &sent)));
+        }
+        // Through a good stretch of flood, every change is watched: none may be a
+        // transition, and checks must go on completing.
+        let done0 = tally.completed.load(Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
+        let mut changes = Vec::new();
+        while t0.elapsed() < Duration::from_secs(6) {
+            if let Ok(Ok(())) =
+                tokio::time::timeout(Duration::from_millis(200), health.changed()).await
+            {
+                let h = health.borrow_and_update().clone();
+                if !settled(&h) {
+                    let d = details.borrow().clone();
+                    changes.push(format!("{:?}: {h:?} {d:?}", t0.elapsed()));
+                }
+            }
+        }
+        let done = tally.completed.load(Ordering::Relaxed) - done0;
+        let flooded = sent.load(Ordering::Relaxed);
+        println!(
+            "flood to port {port}: {flooded} segments in {:?}; {done} checks completed; {} transitions",
+            t0.elapsed(),
+            changes.len()
+        );
+        assert!(flooded > 10_000, "the flood sent only {flooded} segments");
+        assert!(changes.is_empty(), "health changed under the flood: {changes:#?}");
+        // Two checks every 200 ms for 6 s: about 60.
+        assert!(done >= 30, "only {done} checks completed under the flood");
+        cancel.cancel();
+    });
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().expect("flooder");
+    }
+}
+
+fn up_port(l: &TcpListener) -> u16 {
+    l.local_addr().expect("addr").port()
+}
+
+/// A raw socket that reads every TCP segment in this namespace.
+struct Snoop(socket2::Socket);
+
+impl Snoop {
+    fn open() -> Snoop {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("raw socket");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        Snoop(s)
+    }
+
+    /// The source port of the prober's SYNs to `to`.
+    fn prober_port(self, to: u16) -> u16 {
+        use std::io::Read;
+        let mut buf = [0u8; 1500];
+        loop {
+            let n = (&self.0).read(&mut buf).expect("a SYN within 30 s");
+            let b = &buf[..n];
+            let Ok(ip) = etherparse::Ipv4HeaderSlice::from_slice(b) else {
+                continue;
+            };
+            let Ok(t) = etherparse::TcpHeaderSlice::from_slice(&b[ip.slice().len()..]) else {
+                continue;
+            };
+            if t.syn() && !t.ack() && t.destination_port() == to {
+                return t.source_port();
+            }
+        }
+    }
+}
+
+/// Sends bare ACK segments (valid checksums, nothing a probe waits for) to 127.0.0.1:
+/// `port` from a raw socket until `stop`.
+fn flood(
+    i: u16,
+    port: u16,
+    stop: &std::sync::atomic::AtomicBool,
+    sent: &std::sync::atomic::AtomicU64,
+) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    use std::sync::atomic::Ordering;
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("raw socket");
+    let to = SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let mut n: u32 = 0;
+    let mut buf = Vec::with_capacity(20);
+    while !stop.load(Ordering::Relaxed) {
+        n = n.wrapping_add(1);
+        let mut t = etherparse::TcpHeader::new(40_000 + i, port, n, 1024);
+        t.ack = true;
+        t.acknowledgment_number = n;
+        t.checksum = t
+            .calc_checksum_ipv4_raw([127, 0, 0, 1], [127, 0, 0, 1], &[])
+            .expect("checksum");
+        buf.clear();
+        t.write(&mut buf).expect("header");
+        if s.send_to(&buf, &to).is_ok() {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

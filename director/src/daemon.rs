@@ -24,6 +24,7 @@ use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::{self, Inputs, ReconcileState};
 use lvsdr::reconcile::{Gate, Kernel};
 use lvsdr::status::ReloadStatus;
+use lvsdr_daemon::tasks::Tasks;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -72,35 +73,46 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (state_tx, state_rx) = watch::channel(ReconcileState::default());
     let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
     let (drains_tx, drains_rx) = watch::channel(lvsdr::agents::poll::AgentDrains::new());
-    let drain_polls = tokio::spawn(lvsdr::agents::poll::run(
-        config_rx.clone(),
-        state_rx.clone(),
-        drains_tx,
-        cancel.child_token(),
-    ));
-    let pusher = tokio::spawn(lvsdr::agents::run(
-        desired_rx.clone(),
-        state_rx.clone(),
-        gate_tx,
-        agents_tx,
-        cancel.child_token(),
-    ));
+    let mut tasks = Tasks::new();
+    tasks.spawn("health check scheduler", checks);
+    tasks.spawn_infallible(
+        "agents' drain polls",
+        lvsdr::agents::poll::run(
+            config_rx.clone(),
+            state_rx.clone(),
+            drains_tx,
+            cancel.child_token(),
+        ),
+    );
+    tasks.spawn_infallible(
+        "agent pusher",
+        lvsdr::agents::run(
+            desired_rx.clone(),
+            state_rx.clone(),
+            gate_tx,
+            agents_tx,
+            cancel.child_token(),
+        ),
+    );
     let (reload_tx, reload_rx) = watch::channel(ReloadStatus {
         generation: 1,
         at: now(),
         ok: true,
         errors: Vec::new(),
     });
-    let reconciler = tokio::spawn(driver::run(
-        kernel,
-        Inputs {
-            desired: desired_rx.clone(),
-            health: supervisor.health(),
-            gate: gate_rx.clone(),
-            cancel: cancel.child_token(),
-        },
-        state_tx,
-    ));
+    tasks.spawn_infallible(
+        "reconciler",
+        driver::run(
+            kernel,
+            Inputs {
+                desired: desired_rx.clone(),
+                health: supervisor.health(),
+                gate: gate_rx.clone(),
+                cancel: cancel.child_token(),
+            },
+            state_tx,
+        ),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding the status endpoint to {listen}"))?;
@@ -112,17 +124,21 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (counters_tx, counters_rx) = watch::channel(Default::default());
     let (hooks_tx, hooks_rx) = watch::channel(Vec::new());
-    let notify = tokio::spawn(crate::notify::run(
-        crate::notify::Watched {
-            desired: desired_rx.clone(),
-            health: supervisor.health(),
-            announce: announce_rx.clone(),
-            reload: reload_rx.clone(),
-        },
-        Arc::new(hooks_tx),
-        cancel.child_token(),
-    ));
-    let control = tokio::spawn(
+    tasks.spawn(
+        "notify hooks",
+        crate::notify::run(
+            crate::notify::Watched {
+                desired: desired_rx.clone(),
+                health: supervisor.health(),
+                announce: announce_rx.clone(),
+                reload: reload_rx.clone(),
+            },
+            Arc::new(hooks_tx),
+            cancel.child_token(),
+        ),
+    );
+    tasks.spawn(
+        "control socket",
         crate::control::Control {
             config: config_rx,
             state: state_rx.clone(),
@@ -151,33 +167,33 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         checks: supervisor.tally(),
         renders: Arc::new(tokio::sync::Semaphore::new(1)),
     };
-    let server = tokio::spawn(http::serve(listener, sources.clone(), cancel.child_token()));
-    let announcer = tokio::spawn(crate::announcer::run(
-        sources.desired.clone(),
-        sources.state.clone(),
-        announce_tx,
-        held_tx,
-        bird_tx,
-        started,
-        cancel.child_token(),
-    ));
-    let sampler = tokio::spawn(crate::sampler::run(
-        sources.clone(),
-        Arc::new(history_tx),
-        cancel.child_token(),
-    ));
-    let counters = tokio::spawn(crate::counters::run(
-        sources.state.clone(),
-        counters_tx,
-        cancel.child_token(),
-    ));
+    tasks.spawn(
+        "HTTP status server",
+        http::serve(listener, sources.clone(), cancel.child_token()),
+    );
+    tasks.spawn(
+        "VIP announcer",
+        crate::announcer::run(
+            sources.desired.clone(),
+            sources.state.clone(),
+            announce_tx,
+            held_tx,
+            bird_tx,
+            started,
+            cancel.child_token(),
+        ),
+    );
+    tasks.spawn(
+        "status history sampler",
+        crate::sampler::run(sources.clone(), Arc::new(history_tx), cancel.child_token()),
+    );
+    tasks.spawn(
+        "traffic counter reader",
+        crate::counters::run(sources.state.clone(), counters_tx, cancel.child_token()),
+    );
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let mut watchdog = watchdog_interval().map(tokio::time::interval);
-    let (mut reconciler, mut pusher, mut server, mut sampler, mut announcer, mut counters) =
-        (reconciler, pusher, server, sampler, announcer, counters);
-    let (mut control, mut notify, mut drain_polls) = (control, notify, drain_polls);
-    let mut checks = checks;
 
     let ended = loop {
         tokio::select! {
@@ -199,16 +215,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
                     Err(why) => error!("not telling the watchdog we are alive: {why}"),
                 }
             }
-            r = &mut reconciler => break Some(ended("the reconciler", r.map(|()| Ok(())))),
-            r = &mut pusher => break Some(ended("the agent pusher", r.map(|()| Ok(())))),
-            r = &mut drain_polls => break Some(ended("the agents' drain polls", r.map(|()| Ok(())))),
-            r = &mut server => break Some(ended("the HTTP status server", r)),
-            r = &mut sampler => break Some(ended("the status history sampler", r)),
-            r = &mut announcer => break Some(ended("the VIP announcer", r)),
-            r = &mut counters => break Some(ended("the traffic counter reader", r)),
-            r = &mut control => break Some(ended("the control socket", r)),
-            r = &mut notify => break Some(ended("the notify hooks", r)),
-            r = &mut checks => break Some(ended("the health check scheduler", r.map(|()| Ok(())))),
+            e = tasks.ended() => break Some(e),
         }
     };
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -216,30 +223,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     if let Some(why) = ended {
         // The others stop through the token; the table stays as it is.
         error!("{why}; exiting so that the service manager restarts the director");
-        return Err(anyhow::anyhow!(why));
+        return Err(why.into());
     }
-    reconciler.await.context("the reconciler task")?;
-    pusher.await.context("the agent pusher task")?;
-    drain_polls.await.context("the drain poll task")?;
-    server.await.context("the HTTP task")??;
-    sampler.await.context("the history sampler task")??;
-    counters.await.context("the traffic counter task")??;
-    control.await.context("the control task")??;
-    notify.await.context("the notify task")??;
-    // Last: it withdraws the VIPs and waits withdraw_grace.
-    announcer.await.context("the announcer task")??;
+    // The announcer withdraws the VIPs and waits withdraw_grace: joined with the rest.
+    tasks.join_all().await?;
     info!("stopped");
     Ok(())
-}
-
-/// Why a task that should run until shutdown ended.
-fn ended(name: &str, r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
-    match r {
-        Ok(Ok(())) => format!("{name} task ended on its own"),
-        Ok(Err(e)) => format!("{name} task failed: {e:#}"),
-        Err(e) if e.is_panic() => format!("{name} task panicked: {e}"),
-        Err(e) => format!("{name} task was cancelled: {e}"),
-    }
 }
 
 /// Half systemd's watchdog period, when it set one.
@@ -339,20 +328,5 @@ mod tests {
         let bad = accept(config::parse("[director]\nnope = 1\n", "d.toml")).expect_err("invalid");
         assert!(bad.iter().any(|e| e.contains("d.toml")), "{bad:?}");
         assert!(accept(config::parse("", "d.toml")).is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_task_that_ends_or_panics_is_named_with_its_reason() {
-        let t = tokio::spawn(async { panic!("boom") });
-        let why = ended("the reconciler", t.await.map(|()| Ok(())));
-        assert!(
-            why.contains("the reconciler task panicked") && why.contains("boom"),
-            "{why}"
-        );
-        let t = tokio::spawn(async {});
-        assert_eq!(
-            ended("the agent pusher", t.await.map(|()| Ok(()))),
-            "the agent pusher task ended on its own"
-        );
     }
 }

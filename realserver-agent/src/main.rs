@@ -230,42 +230,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let drain = applier.drain_view();
-    let control = control::bind(&cfg.control_socket).map(|l| {
-        tokio::spawn(control::serve(
-            l,
-            tx.clone(),
-            drain.clone(),
-            cancel.child_token(),
-        ))
-    });
-    let applier = tokio::spawn(applier.run(rx, drift, cancel.child_token()));
-    let server = tokio::spawn(server::serve(
-        listener,
-        api::router(api::Api { tx, drain }),
-        tls,
-        server::Limits::default(),
-        cancel.child_token(),
-    ));
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    let (mut applier, mut server) = (applier, server);
-    let mut control = control;
     // Supervised: a task that ends on its own (or panics) ends the agent with an
     // error, so that systemd restarts it; the VIPs stay in place meanwhile.
+    let mut tasks = lvsdr_daemon::tasks::Tasks::new();
+    if let Some(l) = control::bind(&cfg.control_socket) {
+        tasks.spawn_infallible(
+            "control socket",
+            control::serve(l, tx.clone(), drain.clone(), cancel.child_token()),
+        );
+    }
+    tasks.spawn_infallible("applier", applier.run(rx, drift, cancel.child_token()));
+    tasks.spawn_infallible(
+        "push API",
+        server::serve(
+            listener,
+            api::router(api::Api { tx, drain }),
+            tls,
+            server::Limits::default(),
+            cancel.child_token(),
+        ),
+    );
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let ended = tokio::select! {
         _ = term.recv() => { info!("SIGTERM: stopping; the VIPs stay in place"); None }
         _ = int.recv() => { info!("SIGINT: stopping; the VIPs stay in place"); None }
-        r = &mut applier => Some(format!("the applier task ended: {r:?}")),
-        r = &mut server => Some(format!("the push API task ended: {r:?}")),
-        r = async { match &mut control { Some(c) => c.await, None => std::future::pending().await } } => {
-            Some(format!("the control socket task ended: {r:?}"))
-        }
+        e = tasks.ended() => Some(e),
     };
     cancel.cancel();
     if let Some(why) = ended {
         tracing::error!("{why}; exiting so that the service manager restarts the agent");
-        anyhow::bail!(why);
+        return Err(why.into());
     }
-    let _ = applier.await;
-    let _ = server.await;
+    tasks.join_all().await?;
     Ok(())
 }

@@ -86,7 +86,7 @@ impl SynProber {
         let (reserve, port) = reserve_port().map_err(|e| format!("tcp-syn source port: {e}"))?;
         let raw = |d: Domain| -> std::io::Result<tokio::net::UdpSocket> {
             let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
-            s.attach_filter(&only_to_port(port, d == Domain::IPV4))?;
+            s.attach_filter(&only_answers_to(port, d == Domain::IPV4))?;
             // Room for bursts of answers while the task is busy (the kernel caps it at
             // net.core.rmem_max).
             s.set_recv_buffer_size(RECV_BUFFER)?;
@@ -146,24 +146,41 @@ impl SynProber {
     }
 }
 
-/// A socket filter (classic BPF) that keeps TCP segments to `port` only: a raw TCP
-/// socket otherwise gets a copy of every TCP segment the host receives. An IPv4 raw
-/// socket sees the IP header first; an IPv6 one, the TCP header.
-fn only_to_port(port: u16, ip_header: bool) -> Vec<socket2::SockFilter> {
+/// A socket filter (classic BPF) that keeps only what can answer a probe: a SYN-ACK or
+/// a RST to `port`. A raw TCP socket otherwise gets a copy of every TCP segment the host
+/// receives; and a flood of anything else to the prober's port (bare ACKs, data) filled
+/// its receive buffer, so that real answers were dropped and up servers went down. An
+/// IPv4 raw socket sees the IP header first; an IPv6 one, the TCP header.
+fn only_answers_to(port: u16, ip_header: bool) -> Vec<socket2::SockFilter> {
     use libc::{
-        BPF_ABS, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_MSH, BPF_RET,
+        BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IND, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K,
+        BPF_LD, BPF_LDX, BPF_MSH, BPF_RET,
     };
+    const SYN_ACK: u32 = 0x12;
+    const RST: u32 = 0x04;
     let op = |code: u32, jt, jf, k| socket2::SockFilter::new(code as u16, jt, jf, k);
-    let mut f = Vec::with_capacity(5);
+    // Loads at an offset into the TCP header: past X (the IPv4 header), or absolute.
+    let at = |size: u32, k: u32| {
+        if ip_header {
+            op(BPF_LD | size | BPF_IND, 0, 0, k)
+        } else {
+            op(BPF_LD | size | BPF_ABS, 0, 0, k)
+        }
+    };
+    let mut f = Vec::with_capacity(9);
     if ip_header {
         f.push(op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0)); // X = IPv4 header length
-        f.push(op(BPF_LD | BPF_H | BPF_IND, 0, 0, 2)); // A = TCP destination port
-    } else {
-        f.push(op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 2));
     }
-    f.push(op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(port)));
-    f.push(op(BPF_RET | BPF_K, 0, 0, u32::MAX)); // keep it whole
-    f.push(op(BPF_RET | BPF_K, 0, 0, 0)); // drop
+    f.extend([
+        at(BPF_H, 2),                                         // A = destination port
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 5, u32::from(port)), // else drop
+        at(BPF_B, 13),                                        // A = flags
+        op(BPF_JMP | BPF_JSET | BPF_K, 2, 0, RST),            // a RST: keep
+        op(BPF_ALU | BPF_AND | BPF_K, 0, 0, SYN_ACK),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, SYN_ACK), // a SYN-ACK: keep, else drop
+        op(BPF_RET | BPF_K, 0, 0, u32::MAX),          // keep it whole
+        op(BPF_RET | BPF_K, 0, 0, 0),                 // drop
+    ]);
     f
 }
 
