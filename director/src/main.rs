@@ -24,9 +24,10 @@ use lvsdr::reconcile::{plan, Drains, Gate, IpvsBackend, Kernel, Observed};
 #[derive(Debug, Parser)]
 #[command(name = "lvsdr-director", version, about)]
 struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text", global = true)]
-    log_format: lvsdr_daemon::log::LogFormat,
+    /// Log format (default: journald when stderr is the journal, as under systemd;
+    /// text otherwise).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<lvsdr_daemon::log::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,7 +116,7 @@ enum PkiCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    lvsdr_daemon::log::init(cli.log_format);
+    lvsdr_daemon::log::init(lvsdr_daemon::log::LogFormat::choose(cli.log_format));
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -146,6 +147,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 for w in lvsdr::config::warnings(&d) {
                     println!("warning: {w}");
+                }
+                // The TLS files load, as a reload would require (under systemd: the
+                // credentials, whose fallback text names a file that is missing).
+                if let Some(a) = &d.agents {
+                    if let Err(e) = lvsdr::agents::client(a) {
+                        let why = lvsdr_daemon::creds::first_not_pem([
+                            a.ca.as_path(),
+                            a.cert.as_path(),
+                            a.key.as_path(),
+                        ])
+                        .unwrap_or(e);
+                        eprintln!("{}: [agents]: {why}", file.display());
+                        return Ok(ExitCode::FAILURE);
+                    }
                 }
             }
             Err(e) => {

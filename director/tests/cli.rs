@@ -62,6 +62,61 @@ fn check_config_accepts_the_example_and_names_every_error() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `check-config` (the unit's ExecStartPre=) loads the `[agents]` TLS files as a reload
+/// would. Under systemd a credential that `LoadCredential=` could not read is the
+/// drop-in's `SetCredential=` text; the error quotes it, so it names the missing file.
+#[test]
+fn check_config_names_a_tls_file_that_is_missing_or_a_credential_fallback() {
+    let dir = std::env::temp_dir().join(format!("lvsdr-cli-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    let out = run(&[
+        "pki",
+        "init",
+        &dir.display().to_string(),
+        "--agent",
+        "10.0.0.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let config = dir.join("director.toml");
+    std::fs::write(
+        &config,
+        "[agents]\nca = \"ca.pem\"\ncert = \"director.pem\"\nkey = \"director.key\"\n",
+    )
+    .expect("write");
+    let check = || run(&["check-config", &config.display().to_string()]);
+    let out = check();
+    assert!(out.status.success(), "{out:?}");
+    // What the drop-in's SetCredential= puts in place of a file it could not load.
+    std::fs::write(
+        dir.join("director.key"),
+        "missing: LoadCredential= could not read /etc/lvsdr/director.key",
+    )
+    .expect("write");
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[agents]: ")
+            && err.contains("director.key: not a PEM file; it reads: missing: LoadCredential= could not read /etc/lvsdr/director.key"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join("director.key")).expect("rm");
+    let out = check();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("director.key") && err.contains("No such file"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn the_systemd_unit_runs_what_the_binary_offers() {
     let unit = include_str!("../../conf/lvsdr-director.service");
@@ -90,12 +145,13 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
             "RestrictAddressFamilies",
             "AF_UNIX AF_NETLINK AF_INET AF_INET6",
         ),
-        ("SystemCallFilter", "@system-service"),
         ("LimitNOFILE", "65536"),
         ("TasksMax", "256"),
     ] {
         assert_eq!(line(k), [v], "{k}");
     }
+    // Exec checks drop their capabilities with setpriv (capset, in @privileged).
+    assert_eq!(line("SystemCallFilter"), ["@system-service", "~@resources"]);
     // No credential in the unit (systemd fails a unit whose credential file is
     // missing; the shipped config has no [agents]): the [agents] drop-in has them.
     assert!(
@@ -107,6 +163,14 @@ fn the_systemd_unit_runs_what_the_binary_offers() {
     for cred in ["ca.pem", "director.pem", "director.key"] {
         assert!(
             drop_in.contains(&format!("LoadCredential={cred}:/etc/lvsdr/{cred}")),
+            "{cred}"
+        );
+        // Its fallback names the file, for check-config to quote (systemd alone would
+        // fail the unit with 243/CREDENTIALS and no file named).
+        assert!(
+            drop_in.contains(&format!(
+                "SetCredential={cred}:missing: LoadCredential= could not read /etc/lvsdr/{cred}"
+            )),
             "{cred}"
         );
     }

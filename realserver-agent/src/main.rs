@@ -44,9 +44,10 @@ struct Cli {
     /// on stdout, for packaging.
     #[arg(long, hide = true, value_name = "WHAT")]
     generate: Option<String>,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text", global = true)]
-    log_format: lvsdr_daemon::log::LogFormat,
+    /// Log format (default: journald when stderr is the journal, as under systemd;
+    /// text otherwise).
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<lvsdr_daemon::log::LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -180,7 +181,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    lvsdr_daemon::log::init(cli.log_format);
+    lvsdr_daemon::log::init(lvsdr_daemon::log::LogFormat::choose(cli.log_format));
     // One thread for the agent; a few for the state file's fsyncs (TasksMax in the unit).
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

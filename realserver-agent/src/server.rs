@@ -35,6 +35,15 @@ use crate::sets;
 
 /// A rustls server config that requires client certificates from `client_ca`.
 pub fn tls_config(t: &TlsSection) -> anyhow::Result<Arc<ServerConfig>> {
+    // Under systemd a credential that could not be loaded is its fallback text, which
+    // names the missing file.
+    if let Some(why) = lvsdr_daemon::creds::first_not_pem([
+        t.cert.as_path(),
+        t.key.as_path(),
+        t.client_ca.as_path(),
+    ]) {
+        anyhow::bail!("[agent.tls]: {why}");
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.cert)
         .with_context(|| format!("reading {}", t.cert.display()))?

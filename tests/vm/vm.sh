@@ -4,6 +4,9 @@
 #
 #   tests/vm/vm.sh setup               install host packages, fetch the kernel, build the initramfs
 #   tests/vm/vm.sh run SCRIPT [ARG…]   boot, run `bash SCRIPT ARG…` in the guest, exit with its code
+#   tests/vm/vm.sh run --systemd SCRIPT [ARG…]
+#                                      the same with systemd as PID 1 (the host's root under a
+#                                      writable overlay), SCRIPT run as a service of it
 #
 # How the guest sees the world: the host's / is shared read-only over virtio-9p and the
 # guest chroots into it, so every host binary (ip, ipvsadm, nft, the project's cargo-built
@@ -31,7 +34,7 @@ modules=virtio_net,overlay,ip_vs,ip_vs_mh,ip_vs_rr,ip_vs_wrr,ip_vs_wlc,veth,brid
 log() { printf '[vm %(%T)T] %s\n' -1 "$*" >&2; }
 
 host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute2 curl keepalived
-  xz-utils kmod strace procps ca-certificates socat bird2)
+  xz-utils kmod strace procps ca-certificates socat bird2 systemd jq)
 
 install_packages() {
   if dpkg -s "${host_packages[@]}" >/dev/null 2>&1; then return; fi
@@ -54,7 +57,9 @@ fetch_kernel() {
   (cd "$k" && apt-get download -q "$pkg" >/dev/null && dpkg -x ./"$pkg"_*.deb root && rm -f ./*.deb)
   local kver
   kver=$(ls "$k/root/lib/modules")
-  busybox depmod -b "$k/root" "$kver" # the .deb ships no modules.dep
+  # The .deb ships no modules.dep: kmod's depmod writes it and the binary indexes that
+  # kmod's modprobe needs (systemd units run it; busybox's reads the text form).
+  depmod -b "$k/root" "$kver"
   # PVH boot of the uncompressed ELF skips BIOS and the decompressor: 2-3x faster under TCG.
   local off
   off=$(grep -abo $'\xfd7zXZ\x00' "$k/root/boot/vmlinuz-$kver" | head -1 | cut -d: -f1)
@@ -98,6 +103,8 @@ setup() {
 }
 
 run() {
+  local systemd=0
+  if [ "$1" = --systemd ]; then systemd=1 && shift; fi
   local script=$1
   shift
   setup
@@ -126,7 +133,7 @@ run() {
   timeout "$vm_timeout" qemu-system-x86_64 -accel "$accel" "${cpu[@]}" -m "$mem" -smp 2 \
     -nodefaults -display none -no-reboot -serial stdio "${nic[@]}" -pidfile "$work/qemu.pid" \
     -kernel "$(kernel_image)" -initrd "$dir/initrd.cpio.gz" \
-    -append "console=ttyS0 quiet panic=-1 VM_WORK=$work VM_REPO=$repo VM_KMODS=$dir/kernel/root/lib/modules VM_MODULES=$modules" \
+    -append "console=ttyS0 quiet panic=-1 VM_WORK=$work VM_REPO=$repo VM_KMODS=$dir/kernel/root/lib/modules VM_MODULES=$modules VM_SYSTEMD=$systemd" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$repo",mount_tag=repo,security_model=none,readonly=on,multidevs=remap \
     -virtfs local,path="$work",mount_tag=work,security_model=none </dev/null || true
