@@ -1,5 +1,6 @@
 //! What the two daemons, `lvsdr-director` and `lvsdr-agent`, share and nothing else
-//! does: logging set-up ([`log`]), TLS files as systemd credentials ([`creds`]), the manual page and shell completions ([`docs`]),
+//! does: logging set-up ([`log`]), TLS files as systemd credentials ([`creds`]), escaped
+//! Prometheus label values ([`metrics`]), the manual page and shell completions ([`docs`]),
 //! the control socket's JSON-line protocol, client and server loop ([`lines`]), and
 //! the supervision of their long-lived tasks ([`tasks`]).
 //! The agent depends on this crate and the wire types only, none of the director's
@@ -9,4 +10,5 @@ pub mod creds;
 pub mod docs;
 pub mod lines;
 pub mod log;
+pub mod metrics;
 pub mod tasks;

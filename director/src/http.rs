@@ -172,19 +172,10 @@ async fn metrics_text(
         Err(resp) => return resp,
     };
     match rendered {
-        Ok(text) if openmetrics => (
-            [(
-                CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Ok(text) => (
-            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            metrics::text_format(&text),
-        )
-            .into_response(),
+        Ok(text) => {
+            let (kind, body) = lvsdr_daemon::metrics::negotiated(openmetrics, text);
+            ([(CONTENT_TYPE, kind)], body).into_response()
+        }
         Err(e) => (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             format!("metrics: {e}\n"),

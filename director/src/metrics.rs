@@ -58,20 +58,8 @@ pub const FAMILIES: &[&str] = &[
     "lvsdr_vip_announced",
 ];
 
-/// A label value as the text format wants it: `\`, `"` and a line feed escaped.
-fn value(v: impl ToString) -> String {
-    let v = v.to_string();
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use lvsdr_daemon::metrics::label_value as value;
+
 type G = Family<Labels, Gauge<f64, AtomicU64>>;
 type C = Family<Labels, Counter<u64>>;
 
@@ -292,40 +280,8 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     Ok(out)
 }
 
-/// The same samples in Prometheus's text format (0.0.4), for a scraper that does not
-/// ask for OpenMetrics (`promtool check metrics`, curl, older Prometheus): a counter's
-/// family is named with its `_total`, and there is no `# EOF` or `# UNIT`.
-pub fn text_format(openmetrics: &str) -> String {
-    let counters: std::collections::HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(openmetrics.len());
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let comment = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| Some((p, line.strip_prefix(p)?)));
-        match comment {
-            Some((p, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                if counters.contains(name) {
-                    out.push_str(&format!("{p}{name}_total {tail}\n"));
-                } else {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
-            None => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
+#[cfg(test)]
+use lvsdr_daemon::metrics::text_format;
 
 #[cfg(test)]
 mod tests {
@@ -443,19 +399,82 @@ mod tests {
             text.contains(r#"service="we\"b\\x\ny""#),
             "the name was not escaped: {text}"
         );
-        // The README and the shipped alert rules name only what is served.
-        for file in ["README.md", "conf/prometheus/lvsdr-alerts.yml"] {
+        // The README names only what the director or the agent serves; the shipped
+        // alert rules and dashboard, only what the director serves.
+        let agent: BTreeSet<&str> = lvsdr_daemon::metrics::AGENT_FAMILIES
+            .iter()
+            .copied()
+            .collect();
+        let both: BTreeSet<&str> = want.union(&agent).copied().collect();
+        for (file, served) in [
+            ("README.md", &both),
+            ("conf/prometheus/lvsdr-alerts.yml", &want),
+            ("conf/grafana/lvsdr-director.json", &want),
+        ] {
             let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
             let text = std::fs::read_to_string(&path).expect(file);
-            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if word.starts_with("lvsdr_") && word.len() > "lvsdr_".len() {
-                    assert!(
-                        want.contains(word) || want.contains(format!("{word}_total").as_str()),
-                        "{file} names {word}, which /metrics does not serve"
-                    );
-                }
+            for word in metric_names(&text) {
+                assert!(
+                    served.contains(word) || served.contains(format!("{word}_total").as_str()),
+                    "{file} names {word}, which /metrics does not serve"
+                );
             }
         }
+    }
+
+    fn metric_names(text: &str) -> impl Iterator<Item = &str> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("lvsdr_") && w.len() > "lvsdr_".len())
+    }
+
+    /// The dashboard (conf/grafana): valid JSON whose every query names a metric the
+    /// director serves, and whose panels cover what an operator watches.
+    #[test]
+    fn every_dashboard_query_names_a_served_metric() {
+        let text = include_str!("../../conf/grafana/lvsdr-director.json");
+        let d: serde_json::Value = serde_json::from_str(text).expect("JSON");
+        let want: BTreeSet<&str> = FAMILIES.iter().copied().collect();
+        let mut exprs = Vec::new();
+        for p in d["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                exprs.push(t["expr"].as_str().expect("expr").to_string());
+            }
+        }
+        for v in d["templating"]["list"].as_array().expect("variables") {
+            if let Some(q) = v["query"].as_str().filter(|q| q.contains("lvsdr_")) {
+                exprs.push(q.to_string());
+            }
+        }
+        assert!(exprs.len() >= 20, "{} queries", exprs.len());
+        let mut used = BTreeSet::new();
+        for e in &exprs {
+            let names: Vec<&str> = metric_names(e).collect();
+            assert!(!names.is_empty(), "a query that names no lvsdr metric: {e}");
+            for n in names {
+                assert!(
+                    want.contains(n) || want.contains(format!("{n}_total").as_str()),
+                    "the dashboard's query {e:?} names {n}, which /metrics does not serve"
+                );
+                used.insert(n);
+            }
+        }
+        let titles: Vec<&str> = d["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .filter(|p| p["type"] == "row")
+            .filter_map(|p| p["title"].as_str())
+            .collect();
+        for row in [
+            "Services and real servers",
+            "Health checks",
+            "Reconcile and config",
+            "Agents",
+            "Several directors",
+        ] {
+            assert!(titles.contains(&row), "no {row:?} row: {titles:?}");
+        }
+        assert!(used.len() >= 20, "the dashboard shows only {used:?}");
     }
 
     #[test]

@@ -818,6 +818,7 @@ mod tests {
             set_expiry: Duration::from_secs(3600),
             tls: None,
             control_socket: "/nonexistent/control.sock".into(),
+            metrics_listen: None,
         }
     }
 

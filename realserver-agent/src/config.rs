@@ -51,6 +51,7 @@ struct AgentSection {
     insecure_listen_loopback_only: bool,
     tls: Option<TlsSection>,
     control_socket: Option<PathBuf>,
+    metrics_listen: Option<String>,
 }
 
 fn default_device() -> String {
@@ -84,7 +85,12 @@ pub struct Config {
     pub tls: Option<TlsSection>,
     /// `lvsdr-agent drain | ready | status` talk to the agent here.
     pub control_socket: PathBuf,
+    /// Where `/metrics` is served (plain HTTP: keep it local); `None`: "off".
+    pub metrics_listen: Option<SocketAddr>,
 }
+
+/// The default `metrics_listen`.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9182";
 
 impl Config {
     /// Reads the config file. Relative paths in `[agent.tls]` resolve against
@@ -140,7 +146,16 @@ impl Config {
         if a.vip_device.is_empty() || a.vip_device.len() > 15 {
             bail!("vip_device {:?} is not an interface name", a.vip_device);
         }
+        let metrics_listen = match a.metrics_listen.as_deref() {
+            Some("off") => None,
+            m => Some(
+                m.unwrap_or(DEFAULT_METRICS_LISTEN)
+                    .parse()
+                    .with_context(|| format!("metrics_listen {m:?}: an address:port or \"off\""))?,
+            ),
+        };
         Ok(Config {
+            metrics_listen,
             listen: a.listen,
             state_file: a.state_file,
             vip_device: a.vip_device,
@@ -204,6 +219,22 @@ mod tests {
         assert_eq!(c.arp, ArpMode::Nft);
         assert_eq!(c.vip_device, "lo");
         assert!(c.tls.is_some());
+        assert_eq!(
+            c.metrics_listen.map(|a| a.to_string()).as_deref(),
+            Some(DEFAULT_METRICS_LISTEN)
+        );
+    }
+
+    #[test]
+    fn metrics_listen_takes_an_address_or_off() {
+        let base = "[agent]\nstate_file = \"/tmp/x\"\nlisten = \"127.0.0.1:1\"\n\
+                    insecure_listen_loopback_only = true\n";
+        let c = Config::parse(&format!("{base}metrics_listen = \"off\"\n")).expect("off");
+        assert_eq!(c.metrics_listen, None);
+        let c = Config::parse(&format!("{base}metrics_listen = \"[::1]:9999\"\n")).expect("v6");
+        assert_eq!(c.metrics_listen, Some("[::1]:9999".parse().expect("addr")));
+        let e = Config::parse(&format!("{base}metrics_listen = \"9182\"\n")).expect_err("bad");
+        assert!(format!("{e:#}").contains("metrics_listen"), "{e:#}");
     }
 
     #[test]

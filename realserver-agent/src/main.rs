@@ -6,8 +6,8 @@
 //! director's set accepts), `vip` (addresses through rtnetlink), `arp` (nft | sysctl |
 //! arptables), `drift` (kernel events that wake the applier), `applier` (the one
 //! writer), `api` (the HTTP routes), `server` (mutual TLS, bounded connections),
-//! `drain` (the real server's own drain) and `control` (its local socket and the
-//! `drain | ready | status` commands).
+//! `drain` (the real server's own drain), `control` (its local socket and the
+//! `drain | ready | status` commands) and `metrics` (its own `/metrics`).
 
 mod api;
 mod applier;
@@ -17,6 +17,7 @@ mod control;
 mod drain;
 mod drift;
 mod host;
+mod metrics;
 mod overview;
 mod server;
 mod sets;
@@ -238,6 +239,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tasks.spawn_infallible(
             "control socket",
             control::serve(l, tx.clone(), drain.clone(), cancel.child_token()),
+        );
+    }
+    if let Some(l) = match cfg.metrics_listen {
+        Some(addr) => metrics::bind(addr).await,
+        None => None,
+    } {
+        tasks.spawn(
+            "metrics listener",
+            metrics::serve(l, tx.clone(), drain.clone(), cancel.child_token()),
         );
     }
     tasks.spawn_infallible("applier", applier.run(rx, drift, cancel.child_token()));

@@ -992,3 +992,87 @@ fn bad_pushes_are_refused_and_change_nothing() {
     }
     site.assert_only_the_director_answers("after the refusals");
 }
+
+/// The agent's own `/metrics` (127.0.0.1:9182 by default): what it holds, by full
+/// name, clean for `promtool check metrics`; a VIP removed by hand shows as a repair,
+/// and a drain as `lvsdr_agent_drained 1`.
+#[test]
+#[ignore = "needs root and network namespaces: runs in tests/run"]
+fn the_agent_serves_what_it_holds_as_metrics() {
+    let site = Site::new("an", 75, 1);
+    let vip = site.lab.vip();
+    let _agent = site.start(1, "nft");
+    let (code, body) = site.push(1, &vips(1, None, &[&vip]));
+    assert_eq!(code, 200, "{body}");
+    let director = format!("lvsdr-director at 10.{}.0.1", site.lab.net);
+    let metrics = || {
+        sh(&format!(
+            "ip netns exec {} curl -sS --max-time 5 http://127.0.0.1:9182/metrics",
+            site.ns(1)
+        ))
+    };
+    let text = metrics();
+    for line in [
+        format!("lvsdr_agent_vips{{director=\"{director}\"}} 1"),
+        format!("lvsdr_agent_vip_in_place{{director=\"{director}\",vip=\"{vip}\"}} 1"),
+        format!("lvsdr_agent_vip_arp_suppressed{{director=\"{director}\",vip=\"{vip}\"}} 1"),
+        format!("lvsdr_agent_vip_refused{{director=\"{director}\",vip=\"{vip}\"}} 0"),
+        "lvsdr_agent_vip_repairs_total 0".into(),
+        "lvsdr_agent_apply_error 0".into(),
+        "lvsdr_agent_drained 0".into(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "lvsdr_agent_last_push_age_seconds{{director=\"{director}\"}} "
+        )),
+        "{text}"
+    );
+    // Prometheus's own checker (Debian's prometheus package; tests/vm/vm.sh setup
+    // installs it): a missing promtool fails the test, it does not skip it.
+    let checked = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .map(|mut i| i.write_all(text.as_bytes()))
+                .transpose()?;
+            c.wait_with_output()
+        })
+        .expect("promtool (Debian's prometheus package) must be installed");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // A VIP removed by hand is put back, and counted.
+    sh(&format!("ip -n {} addr del {vip}/32 dev lo", site.ns(1)));
+    let repaired = poll(20, || {
+        let t = metrics();
+        (t.lines().any(|l| l == "lvsdr_agent_vip_repairs_total 1")
+            && t.lines().any(|l| {
+                l == format!("lvsdr_agent_vip_in_place{{director=\"{director}\",vip=\"{vip}\"}} 1")
+            }))
+        .then_some(())
+    });
+    assert!(repaired.is_some(), "no repair counted:\n{}", metrics());
+    // The real server's own drain.
+    let socket = site.dir.join("agent1.sock");
+    let out = Command::new(BIN)
+        .args(["drain", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("lvsdr-agent drain");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        metrics().lines().any(|l| l == "lvsdr_agent_drained 1"),
+        "{}",
+        metrics()
+    );
+}

@@ -8,8 +8,8 @@
 #   - a director that stops answering (SIGSTOP) misses the watchdog and is restarted;
 #   - with [agents] and its credentials in place it starts and pushes to an agent; with a
 #     credential missing the failure names the file;
-#   - the agent's unit starts, re-applies its saved VIPs at start, is restarted after a
-#     crash.
+#   - the agent's unit starts, serves its /metrics, re-applies its saved VIPs at start,
+#     is restarted after a crash.
 set -euo pipefail
 t0=$SECONDS
 say() { printf '[systemd-guest %4ss] %s\n' "$((SECONDS - t0))" "$*"; }
@@ -129,6 +129,8 @@ systemctl daemon-reload
 systemctl start lvsdr-director || fail "systemctl start lvsdr-director with [agents]"
 wait_for "the VIP pushed to the agent (on lo)" 90 sh -c "ip -4 addr show dev lo | grep -q '10.99.1.10/32'"
 say "the agent holds 10.99.1.10/32 on lo, pushed by the director"
+wait_for "the agent's /metrics to show the VIP in place" 30 sh -c \
+  "curl -sf http://127.0.0.1:9182/metrics | grep -q '^lvsdr_agent_vip_in_place{.*vip=\"10.99.1.10\"} 1$'"
 
 say "the agent restarts after a crash and re-applies its VIPs at start"
 systemctl stop lvsdr-director # no pushes from here: what comes back comes from the state file
