@@ -38,19 +38,7 @@ host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute
   prometheus) # promtool, for the agent's /metrics (netns test) and the director's (tests/page)
 
 install_packages() {
-  if dpkg -s "${host_packages[@]}" >/dev/null 2>&1; then return; fi
-  log "installing host packages: ${host_packages[*]}"
-  apt-get update -qq
-  # A policy that keeps the packages' own daemons (prometheus, bird, keepalived) from
-  # starting on this host.
-  local policy=
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    policy=made
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${host_packages[@]}" >/dev/null
-  [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
+  "$repo"/tests/install-debs "${host_packages[@]}"
 }
 
 # Debian's kernel package, unpacked into $dir/kernel (the host's /boot is untouched).
