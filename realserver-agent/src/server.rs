@@ -35,15 +35,22 @@ use crate::sets;
 
 /// A rustls server config that requires client certificates from `client_ca`.
 pub fn tls_config(t: &TlsSection) -> anyhow::Result<Arc<ServerConfig>> {
-    // Under systemd a credential that could not be loaded is its fallback text, which
-    // names the missing file.
-    if let Some(why) = lvsdr_daemon::creds::first_not_pem([
-        t.cert.as_path(),
-        t.key.as_path(),
-        t.client_ca.as_path(),
-    ]) {
-        anyhow::bail!("[agent.tls]: {why}");
-    }
+    load_tls(t).map_err(|e| {
+        // Under systemd a credential that could not be loaded is its fallback text,
+        // which names the missing file: that says more than a PEM parse error. Looked
+        // at only when loading failed, so the files are read once at start.
+        match lvsdr_daemon::creds::first_not_pem([
+            t.cert.as_path(),
+            t.key.as_path(),
+            t.client_ca.as_path(),
+        ]) {
+            Some(why) => anyhow::anyhow!("[agent.tls]: {why}"),
+            None => e,
+        }
+    })
+}
+
+fn load_tls(t: &TlsSection) -> anyhow::Result<Arc<ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&t.cert)
         .with_context(|| format!("reading {}", t.cert.display()))?
@@ -278,6 +285,29 @@ enum Io {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The TLS files load as they are; a credential's fallback text where the key
+    /// should be is quoted, whatever the PEM loader would have said of it.
+    #[test]
+    fn tls_files_load_and_a_credential_fallback_is_named() {
+        let dir = std::env::temp_dir().join(format!("lvsdr-agent-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        lvsdr::pki::init(&dir, &["192.0.2.7".to_string()]).expect("pki");
+        let t = TlsSection {
+            cert: dir.join("agent-192.0.2.7.pem"),
+            key: dir.join("agent-192.0.2.7.key"),
+            client_ca: dir.join("ca.pem"),
+        };
+        assert!(tls_config(&t).is_ok());
+        let why = "missing: LoadCredential= could not read /etc/lvsdr/agent.key";
+        std::fs::write(&t.key, format!("{why}\n")).expect("write");
+        let e = format!("{:#}", tls_config(&t).expect_err("no key"));
+        assert!(e.starts_with("[agent.tls]: ") && e.contains(why), "{e}");
+        std::fs::write(&t.key, [0u8, 159, 146, 150]).expect("write");
+        let e = format!("{:#}", tls_config(&t).expect_err("no key"));
+        assert!(e.contains("reading the key"), "the loader's own error: {e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn one_address_gets_its_share_and_a_full_table_evicts_the_oldest() {
