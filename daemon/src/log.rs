@@ -31,10 +31,15 @@ pub const JOURNAL_FIELD_PREFIX: &str = "LVSDR";
 impl LogFormat {
     /// `--log-format` if given; else journald when stderr is the journal, else text.
     pub fn choose(given: Option<LogFormat>) -> LogFormat {
-        given.unwrap_or_else(|| match (journal_stream(), stderr_identity()) {
+        given.unwrap_or_else(|| Self::by_stream(journal_stream(), stderr_identity()))
+    }
+
+    /// Journald when stderr (device, inode) is the stream `JOURNAL_STREAM` names.
+    fn by_stream(journal: Option<(u64, u64)>, stderr: Option<(u64, u64)>) -> LogFormat {
+        match (journal, stderr) {
             (Some(j), Some(e)) if j == e => LogFormat::Journald,
             _ => LogFormat::Text,
-        })
+        }
     }
 }
 
@@ -99,10 +104,19 @@ mod tests {
     #[test]
     fn a_given_format_wins_and_a_terminal_or_pipe_gets_text() {
         assert_eq!(LogFormat::choose(Some(LogFormat::Json)), LogFormat::Json);
-        // The test's stderr is not the stream JOURNAL_STREAM names (it is unset here,
-        // or names systemd's stream of another process).
-        if journal_stream().is_none() || journal_stream() != stderr_identity() {
-            assert_eq!(LogFormat::choose(None), LogFormat::Text);
-        }
+        assert_eq!(LogFormat::choose(Some(LogFormat::Text)), LogFormat::Text);
+        let stream = Some((8, 4711));
+        assert_eq!(LogFormat::by_stream(stream, stream), LogFormat::Journald);
+        assert_eq!(
+            LogFormat::by_stream(stream, Some((8, 4712))),
+            LogFormat::Text,
+            "JOURNAL_STREAM inherited from a parent, stderr redirected elsewhere"
+        );
+        assert_eq!(LogFormat::by_stream(None, Some((8, 4711))), LogFormat::Text);
+        assert_eq!(LogFormat::by_stream(stream, None), LogFormat::Text);
+        assert!(
+            stderr_identity().is_some(),
+            "this test's stderr has an inode"
+        );
     }
 }

@@ -39,7 +39,7 @@ type Labels = Vec<(&'static str, String)>;
 type G = Family<Labels, Gauge>;
 type F = Family<Labels, Gauge<f64, AtomicU64>>;
 
-fn gauge<T: Default + Clone + prometheus_client::registry::Metric>(
+fn register<T: Default + Clone + prometheus_client::registry::Metric>(
     reg: &mut Registry,
     name: &str,
     help: &str,
@@ -56,39 +56,39 @@ fn flag(b: bool) -> i64 {
 /// The Prometheus text for what the agent holds.
 pub fn render(o: &Overview, drained: bool) -> Result<String, std::fmt::Error> {
     let mut reg = Registry::with_prefix("lvsdr_agent");
-    let vips: G = gauge(&mut reg, "vips", "VIPs in each director's set");
-    let in_place: G = gauge(
+    let vips: G = register(&mut reg, "vips", "VIPs in each director's set");
+    let in_place: G = register(
         &mut reg,
         "vip_in_place",
         "1 if the VIP is on the VIP device and ARP for it is suppressed",
     );
-    let on_device: G = gauge(
+    let on_device: G = register(
         &mut reg,
         "vip_on_device",
         "1 if the VIP is on the VIP device",
     );
-    let arp: G = gauge(
+    let arp: G = register(
         &mut reg,
         "vip_arp_suppressed",
         "1 if ARP for the VIP is suppressed (always 1 for IPv6)",
     );
-    let refused: G = gauge(
+    let refused: G = register(
         &mut reg,
         "vip_refused",
         "1 if the agent refused to hold the VIP (the rest of the set is held)",
     );
-    let age: F = gauge(
+    let age: F = register(
         &mut reg,
         "last_push_age_seconds",
         "Seconds since the director's last push (absent until it pushes)",
     );
-    let repairs: Counter = gauge(
+    let repairs: Counter = register(
         &mut reg,
         "vip_repairs",
         "VIPs found missing from the device and put back since the agent started",
     );
-    let error: Gauge = gauge(&mut reg, "apply_error", "1 while the last apply failed");
-    let drain: Gauge = gauge(
+    let error: Gauge = register(&mut reg, "apply_error", "1 while the last apply failed");
+    let drain: Gauge = register(
         &mut reg,
         "drained",
         "1 while this real server is drained (lvsdr-agent drain)",
