@@ -276,6 +276,17 @@ fn no_failure(name: &str, w: &World, (tcp, udp): &(Tally, Tally)) {
     );
 }
 
+/// The agent's `/metrics` in `ns` (its default listen, 127.0.0.1:9182) once `want`
+/// holds of it (30 s at most); else the last scrape or error.
+fn agent_metrics(ns: &str, want: impl Fn(&str) -> bool) -> Result<String, String> {
+    let mut last = Err("not scraped".to_string());
+    let got = poll(30, || {
+        last = get_in(ns, "127.0.0.1:9182", "/metrics");
+        last.as_deref().ok().filter(|m| want(m)).map(str::to_string)
+    });
+    got.ok_or_else(|| format!("{last:?}"))
+}
+
 fn both_settled(servers: usize) -> impl Fn(&World) -> bool {
     move |_| settled("hd1", servers).is_some() && settled("hd2", servers).is_some()
 }
@@ -570,6 +581,19 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         shown.is_some(),
         "hrs2's agent does not show both directors at weight 0"
     );
+    // Its /metrics says the same to a scraper: drained, the VIP still in place for
+    // both directors (a drain keeps the VIP: connections go on).
+    let drained = agent_metrics("hrs2", |m| {
+        m.lines().any(|l| l == "lvsdr_agent_drained 1")
+            && m.lines()
+                .filter(|l| l.starts_with("lvsdr_agent_vip_in_place{") && l.ends_with(" 1"))
+                .count()
+                == 2
+    });
+    assert!(
+        drained.is_ok(),
+        "hrs2's agent metrics during its drain: {drained:?}"
+    );
     w.ping()
         .expect("the long-lived connection across the agent's drain");
     let r = w.event(
@@ -580,6 +604,8 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         everywhere(1),
     );
     no_failure("lvsdr-agent ready", &w, &r);
+    let ready = agent_metrics("hrs2", |m| m.lines().any(|l| l == "lvsdr_agent_drained 0"));
+    assert!(ready.is_ok(), "hrs2's agent metrics after ready: {ready:?}");
 
     // 9. One director gets a service the kernel refuses for good: only that
     // service is held; the VIP stays announced by both (sampled for 20 s).
