@@ -80,6 +80,13 @@ pub struct Status {
     /// descriptors, a fork refused by `TasksMax`); their servers kept their weight.
     #[serde(default)]
     pub checks_local_errors: u64,
+    /// Timeouts not counted against their server: this director stalled for a
+    /// quarter of the check's timeout or more meanwhile.
+    #[serde(default)]
+    pub checks_inconclusive: u64,
+    /// How long, in all, the director's thread was seen stalled since the start.
+    #[serde(default)]
+    pub stalled_seconds: f64,
     /// The `[[notify]]` hooks' deliveries.
     #[serde(default)]
     pub notify: Vec<HookStatus>,
@@ -420,6 +427,8 @@ pub fn build(
         kernel_settings: Vec::new(),
         checks_completed: 0,
         checks_local_errors: 0,
+        checks_inconclusive: 0,
+        stalled_seconds: 0.0,
         notify: Vec::new(),
         sync_daemons: state
             .sync_daemons

@@ -76,6 +76,15 @@ impl Sources {
             .checks
             .local_errors
             .load(std::sync::atomic::Ordering::Relaxed);
+        status.checks_inconclusive = self
+            .checks
+            .inconclusive
+            .load(std::sync::atomic::Ordering::Relaxed);
+        status.stalled_seconds = self
+            .checks
+            .stalled_us
+            .load(std::sync::atomic::Ordering::Relaxed) as f64
+            / 1e6;
         status
     }
 }

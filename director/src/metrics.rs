@@ -30,6 +30,8 @@ pub const FAMILIES: &[&str] = &[
     "lvsdr_check_latency_seconds",
     "lvsdr_config_generation",
     "lvsdr_config_last_reload_ok",
+    "lvsdr_director_stalled_seconds_total",
+    "lvsdr_health_check_inconclusive_total",
     "lvsdr_health_check_local_errors_total",
     "lvsdr_health_checks_completed_total",
     "lvsdr_notify_events_total",
@@ -62,6 +64,7 @@ use lvsdr_daemon::metrics::label_value as value;
 
 type G = Family<Labels, Gauge<f64, AtomicU64>>;
 type C = Family<Labels, Counter<u64>>;
+type Cf = Family<Labels, Counter<f64, AtomicU64>>;
 
 struct Sets {
     reg: Registry,
@@ -75,6 +78,11 @@ impl Sets {
     }
     fn counter(&mut self, name: &str, help: &str) -> C {
         let c = C::default();
+        self.reg.register(name, help, c.clone());
+        c
+    }
+    fn seconds(&mut self, name: &str, help: &str) -> Cf {
+        let c = Cf::default();
         self.reg.register(name, help, c.clone());
         c
     }
@@ -154,6 +162,14 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     let checks_local = s.counter(
         "health_check_local_errors",
         "Health check runs this host could not carry out (out of file descriptors, a fork refused by TasksMax, no route); their servers keep their weight",
+    );
+    let checks_inconclusive = s.counter(
+        "health_check_inconclusive",
+        "Health check timeouts not counted against their server: this director stalled for a quarter of the timeout or more while the check ran",
+    );
+    let stalled = s.seconds(
+        "director_stalled_seconds",
+        "How long, in all, the director's thread was seen stalled (its ticks came late: the host short of CPU, the writer busy in the kernel, a paused VM)",
     );
     let ops = s.counter("reconcile_ops", "Kernel changes applied");
     let failures = s.counter(
@@ -247,6 +263,10 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     checks_local
         .get_or_create(&none)
         .inc_by(status.checks_local_errors);
+    checks_inconclusive
+        .get_or_create(&none)
+        .inc_by(status.checks_inconclusive);
+    stalled.get_or_create(&none).inc_by(status.stalled_seconds);
     ops.get_or_create(&none)
         .inc_by(status.reconcile.ops_applied);
     failures

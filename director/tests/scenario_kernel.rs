@@ -731,6 +731,18 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         "hd2: no rejected reload event:\n{told2}"
     );
 
+    // How often each director's own thread stalled, and the check timeouts that were
+    // not counted for it (the VM under emulation stalls; see health::lag).
+    for d in ["hd1", "hd2"] {
+        if let Some(s) = st(d) {
+            println!(
+                "{d}: stalled {:.1} s in all, {} check timeouts inconclusive, {} checks completed",
+                s["stalled_seconds"].as_f64().unwrap_or_default(),
+                s["checks_inconclusive"],
+                s["checks_completed"]
+            );
+        }
+    }
     println!("\nscenario: {} events", w.rows.len());
     for row in &w.rows {
         println!("  {row}");

@@ -190,10 +190,7 @@ impl Checker {
         let spec = &p.spec;
         match tokio::time::timeout(spec.timeout, self.run_unbounded(p)).await {
             Ok(r) => r,
-            Err(_) => Err(CheckFailure::Down(format!(
-                "timed out after {:?}",
-                spec.timeout
-            ))),
+            Err(_) => Err(CheckFailure::TimedOut(spec.timeout)),
         }
     }
 

@@ -12,6 +12,9 @@ pub enum CheckFailure {
     Down(String),
     /// This host could not run the check.
     Local(String),
+    /// No answer within the timeout. Down, unless this director stalled meanwhile
+    /// (the supervisor decides, from [`super::lag::Stalls`]).
+    TimedOut(std::time::Duration),
 }
 
 impl fmt::Display for CheckFailure {
@@ -19,6 +22,7 @@ impl fmt::Display for CheckFailure {
         match self {
             CheckFailure::Down(m) => f.write_str(m),
             CheckFailure::Local(m) => write!(f, "unknown (local error): {m}"),
+            CheckFailure::TimedOut(d) => write!(f, "timed out after {d:?}"),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub(crate) mod check;
 mod failure;
 mod http1;
+pub mod lag;
 mod roots;
 mod spec;
 mod state;

@@ -27,6 +27,8 @@ pub struct RiseFall {
     fall: u32,
     successes: u32,
     failures: u32,
+    /// Timeouts in a row not counted (this director stalled meanwhile).
+    forgiven: u32,
     state: Health,
 }
 
@@ -38,6 +40,7 @@ impl RiseFall {
             fall: fall.max(1),
             successes: 0,
             failures: 0,
+            forgiven: 0,
             state: Health::Unknown,
         }
     }
@@ -50,6 +53,7 @@ impl RiseFall {
     /// The check could not run (a local error): the state is unknown until the
     /// server's answers count again; returns the new state if it changed.
     pub fn unknown(&mut self) -> Option<Health> {
+        self.forgiven = 0;
         self.successes = 0;
         self.failures = 0;
         (self.state != Health::Unknown).then(|| {
@@ -60,6 +64,24 @@ impl RiseFall {
 
     /// Records one result; returns the new state if it changed.
     pub fn record(&mut self, ok: bool) -> Option<Health> {
+        self.forgiven = 0;
+        self.count(ok)
+    }
+
+    /// A timeout this director cannot vouch for: it stalled for a good part of the
+    /// check's time. Not counted, up to `fall` in a row; after that each counts as a
+    /// failure, so that a director that always stalls still takes a dead server out
+    /// (in about twice the time). Returns the new state if it changed.
+    pub fn inconclusive(&mut self) -> Option<Health> {
+        self.forgiven = self.forgiven.saturating_add(1);
+        if self.forgiven > self.fall {
+            self.count(false)
+        } else {
+            None
+        }
+    }
+
+    fn count(&mut self, ok: bool) -> Option<Health> {
         if ok {
             self.successes = self.successes.saturating_add(1);
             self.failures = 0;
@@ -107,5 +129,30 @@ mod tests {
             Some(Health::Down),
             "unknown falls to down"
         );
+    }
+
+    #[test]
+    fn timeouts_during_a_stall_are_forgiven_fall_times_in_a_row() {
+        let mut rf = RiseFall::new(1, 2);
+        assert_eq!(rf.record(true), Some(Health::Up));
+        assert_eq!(rf.inconclusive(), None);
+        assert_eq!(rf.inconclusive(), None);
+        assert_eq!(rf.record(true), None, "an answer ends the run of stalls");
+        assert_eq!(rf.inconclusive(), None);
+        assert_eq!(rf.inconclusive(), None, "up to fall (2) in a row forgiven");
+        assert_eq!(rf.inconclusive(), None, "the 3rd counts: 1 failure");
+        assert_eq!(
+            rf.inconclusive(),
+            Some(Health::Down),
+            "the 4th: 2 failures, down: a director that always stalls still sees a dead server"
+        );
+        assert_eq!(rf.record(true), Some(Health::Up));
+        assert_eq!(rf.record(false), None);
+        assert_eq!(
+            rf.inconclusive(),
+            None,
+            "forgiven: the failure before stays at 1"
+        );
+        assert_eq!(rf.record(false), Some(Health::Down));
     }
 }

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 
 use super::check::{Checker, Prepared};
 use super::failure::CheckFailure;
+use super::lag::Stalls;
 use super::spec::{CheckKind, CheckSpec};
 use super::state::{Health, HealthMap, RiseFall};
 use super::syn::{SynProber, Tagged};
@@ -57,6 +58,11 @@ pub struct Tally {
     /// Runs this host could not carry out (a local error: out of file descriptors,
     /// a fork refused by `TasksMax`, no route). Their servers keep their weight.
     pub local_errors: AtomicU64,
+    /// Timeouts not counted against their server: this director stalled for a
+    /// quarter of the timeout or more while the check ran ([`super::lag`]).
+    pub inconclusive: AtomicU64,
+    /// How long, in all, this director's thread was seen stalled (microseconds).
+    pub stalled_us: AtomicU64,
 }
 
 /// Hands the set of checks to the scheduler task.
@@ -97,6 +103,7 @@ impl Supervisor {
                 finished: Vec::new(),
                 due: Vec::new(),
                 tally: tally.clone(),
+                stalls: Stalls::default(),
             }
             .run(checks_rx, syn_rx, cancel),
         );
@@ -216,6 +223,8 @@ struct Scheduler {
     finished: Vec<Finished>,
     due: Vec<Event>,
     tally: Arc<Tally>,
+    /// When this thread could not run: a timeout across a stall is not the server's.
+    stalls: Stalls,
 }
 
 impl Scheduler {
@@ -228,6 +237,7 @@ impl Scheduler {
         let set = checks.borrow_and_update().clone();
         self.set(&set).await;
         loop {
+            let look = self.stalls.next_look();
             let wake = self.wheel.next_at();
             let tcp_ready = async {
                 match &self.tcp {
@@ -250,11 +260,15 @@ impl Scheduler {
                         None => std::future::pending().await,
                     }
                 } => {
+                    // Answers already in are taken before the deadlines: after a
+                    // stall both are there, and the answer came first.
+                    self.take_ready(&mut syn_rx);
                     self.start_due();
                     // Connects that ended at once (a near server) are taken now,
                     // not after another trip through the reactor.
                     self.drain_tcp();
                 }
+                _ = tokio::time::sleep_until(look) => self.look(Instant::now()),
                 _ = tcp_ready => self.drain_tcp(),
                 Some((slot, run, outcome)) = syn_rx.recv() => {
                     let now = Instant::now();
@@ -277,6 +291,21 @@ impl Scheduler {
     }
 
     /// Takes in the tcp connects that ended.
+    /// Records every outcome that is in already: tcp connects, half-open probes and
+    /// runs that have ended.
+    fn take_ready(&mut self, syn_rx: &mut mpsc::UnboundedReceiver<Tagged>) {
+        self.drain_tcp();
+        let now = Instant::now();
+        while let Ok((slot, run, outcome)) = syn_rx.try_recv() {
+            self.record(slot, run, outcome, now);
+        }
+        while let Some(Some((slot, tag, outcome))) =
+            futures_util::FutureExt::now_or_never(self.runs.next())
+        {
+            self.record(slot, tag, outcome, now);
+        }
+    }
+
     fn drain_tcp(&mut self) {
         let mut finished = std::mem::take(&mut self.finished);
         match &mut self.tcp {
@@ -391,8 +420,7 @@ impl Scheduler {
                     };
                     if overdue {
                         let timeout = self.check(slot).map(|c| c.spec.timeout).unwrap_or_default();
-                        let e = CheckFailure::Down(format!("timed out after {timeout:?}"));
-                        self.record(slot, tag, Err(e), now);
+                        self.record(slot, tag, Err(CheckFailure::TimedOut(timeout)), now);
                     }
                 }
             }
@@ -465,8 +493,18 @@ impl Scheduler {
         }
     }
 
+    /// Notes a stall of this thread, if the look due came late.
+    fn look(&mut self, now: Instant) {
+        if let Some(l) = self.stalls.look(now) {
+            let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX);
+            self.tally.stalled_us.fetch_add(us, Ordering::Relaxed);
+        }
+    }
+
     /// Takes in the outcome of run `run` of check `slot`.
     fn record(&mut self, slot: usize, run: u64, outcome: Result<(), CheckFailure>, now: Instant) {
+        // A stall that ends with this wake-up is known before the outcome is judged.
+        self.look(now);
         let Some((_, c)) = self.slab.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -480,6 +518,7 @@ impl Scheduler {
         self.tally.completed.fetch_add(1, Ordering::Relaxed);
         // A local failure says nothing about the server: unknown, which keeps the
         // weight the kernel has; only the server's own answers count for rise/fall.
+        let mut spoilt = None;
         let flipped = match &outcome {
             Err(CheckFailure::Local(e)) => {
                 let n = self.tally.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
@@ -489,6 +528,15 @@ impl Scheduler {
                     warn!(check = %c.spec.label(), error = %e, local_errors = n, "a check could not run on this host; its server keeps its weight");
                 }
                 c.rf.unknown()
+            }
+            Err(CheckFailure::TimedOut(_)) if self.stalls.spoilt(started, now, c.spec.timeout) => {
+                let n = self.tally.inconclusive.fetch_add(1, Ordering::Relaxed) + 1;
+                let lost = self.stalls.within(started, now);
+                if n.is_power_of_two() {
+                    warn!(check = %c.spec.label(), ?lost, inconclusive = n, "a check timed out while this director stalled; not counted against its server");
+                }
+                spoilt = Some(lost);
+                c.rf.inconclusive()
             }
             r => c.rf.record(r.is_ok()),
         };
@@ -501,7 +549,12 @@ impl Scheduler {
             health: c.rf.state(),
             last_check: Some(wall),
             latency: Some(now.saturating_duration_since(started)),
-            error: outcome.err().map(|e| e.to_string()),
+            error: outcome.err().map(|e| match spoilt {
+                Some(lost) => {
+                    format!("{e} (not counted: this director stalled {lost:?} meanwhile)")
+                }
+                None => e.to_string(),
+            }),
             since: Some(c.since),
             transitions: c.transitions,
         };
@@ -563,6 +616,112 @@ async fn load_roots(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::HttpCheck;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP server on the test's own thread: it stalls when the director does, as
+    /// a server in a paused VM would. Each request gets `200` after 150 ms (so that a
+    /// check is always in flight when the thread stalls), then the close.
+    async fn same_thread_http() -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                    let _ = s.write_all(ok).await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// The director's thread stalls twice in a row (a task blocks it, as the writer
+    /// busy in the kernel or a paused VM would) for longer than the checks' timeout;
+    /// its servers answer as soon as they can. No server goes down: a connect that
+    /// completed during the stall counts, and an HTTP check that timed out across
+    /// the stall is inconclusive, not a failure. Before the stall tracker, both
+    /// checks fell (fall 2) in the first such stall pair.
+    #[tokio::test]
+    async fn a_stalled_director_takes_no_server_down() {
+        let http = same_thread_http().await;
+        // The kernel completes connects to this one without the thread.
+        let tcp_l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let spec = |target, kind| {
+            Arc::new(CheckSpec {
+                via: None,
+                target,
+                kind,
+                interval: Duration::from_millis(100),
+                timeout: Duration::from_millis(400),
+                rise: 1,
+                fall: 2,
+            })
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut get = HttpCheck::get("/");
+        get.keepalive = false;
+        let http = spec(http, CheckKind::Http(get));
+        let tcp = spec(tcp_l.local_addr().expect("addr"), CheckKind::Tcp);
+        let cancel = CancellationToken::new();
+        let mut sup = Supervisor::new(
+            Checker::new(cancel.clone()).expect("checker"),
+            cancel.clone(),
+        );
+        sup.set_checks(&[http.clone(), tcp.clone()]);
+        let mut health = sup.health();
+        let both_up = |h: &HealthMap| [&http, &tcp].iter().all(|c| h.get(*c) == Some(&Health::Up));
+        tokio::time::timeout(Duration::from_secs(30), health.wait_for(both_up))
+            .await
+            .expect("both up within 30 s")
+            .expect("channel");
+        let details = sup.details();
+        let transitions = |c: &Arc<CheckSpec>| details.borrow().get(c).map(|d| d.transitions);
+        assert_eq!((transitions(&http), transitions(&tcp)), (Some(1), Some(1)));
+        for _ in 0..3 {
+            // The HTTP check is in flight; the thread stops for 800 ms (timeout 400 ms).
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        // Time for the runs after the stalls to end.
+        let tally = sup.tally();
+        let completed = tally.completed.load(Ordering::Relaxed);
+        let t0 = std::time::Instant::now();
+        while tally.completed.load(Ordering::Relaxed) < completed + 6 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no check ends after the stalls"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let d = details.borrow().clone();
+        assert_eq!(
+            (transitions(&http), transitions(&tcp)),
+            (Some(1), Some(1)),
+            "a stall of the director took a server down: {d:?}"
+        );
+        let stalled = Duration::from_micros(tally.stalled_us.load(Ordering::Relaxed));
+        assert!(
+            stalled >= Duration::from_millis(1500),
+            "stalls seen: {stalled:?}"
+        );
+        assert!(
+            tally.inconclusive.load(Ordering::Relaxed) >= 1,
+            "the HTTP check across a stall was not inconclusive: {d:?}"
+        );
+        cancel.cancel();
+    }
 
     /// Many HTTPS checks with one CA load it once per set of checks: the second
     /// check's settings come from the first's load (the file is gone by then).

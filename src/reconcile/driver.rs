@@ -658,6 +658,7 @@ impl<B: IpvsBackend> Reconciler<B> {
             info!(
                 applied = out.applied,
                 refused = ops.len() as u64 - out.applied,
+                ops = %shown(ops),
                 "ops applied"
             );
         }
@@ -741,7 +742,11 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wake: Option<Wake> = None;
     let mut backoff: Option<Duration> = None;
-    let mut verifying = false;
+    // The ops the last pass applied, which this pass's read-back checks: planned
+    // again means the kernel did not take them. Other ops are new work (a health
+    // change, a slow start's step), not a failure to converge.
+    // (By hash: a first pass may apply 100,000 ops.)
+    let mut verifying: HashSet<u64> = HashSet::new();
     let mut converged_again = false;
     loop {
         let at = wake.as_ref().map(|w| w.at);
@@ -813,10 +818,11 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
                 }
             });
         } else if !report.ops.is_empty() {
-            if verifying {
-                // The last pass applied everything, yet the kernel still differs.
+            if report.ops.iter().any(|op| verifying.contains(&op_hash(op))) {
+                // The last pass applied these, yet the kernel still differs.
                 warn!(
-                    ops = report.ops.len(),
+                    count = report.ops.len(),
+                    ops = %shown(&report.ops),
                     "the table did not converge; retrying with backoff"
                 );
                 wake = Some(retry(&mut backoff));
@@ -835,10 +841,14 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
             backoff = None;
         }
         converged_again = !report.converged.is_empty();
-        verifying = !report.ops.is_empty()
-            && report.errors.is_empty()
+        verifying = if report.errors.is_empty()
             && report.converged.is_empty()
-            && report.read_error.is_none();
+            && report.read_error.is_none()
+        {
+            report.ops.iter().map(op_hash).collect()
+        } else {
+            HashSet::new()
+        };
         let draining = r.draining();
         if wake.is_none() && !draining.is_empty() {
             wake = Some(Wake {
@@ -920,4 +930,29 @@ fn publish<B: IpvsBackend>(
         s.read_failed = read_failed;
         s.ramps = ramps;
     });
+}
+
+/// An op's fingerprint, to know it again in the next pass.
+fn op_hash(op: &Op) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    op.hash(&mut h);
+    h.finish()
+}
+
+/// How many ops a log line names; the rest are counted.
+const OPS_SHOWN: usize = 6;
+
+/// The first [`OPS_SHOWN`] of `ops` for a log line ("add …; edit …; and 3 more"): an
+/// operator reading the journal sees what changed, not only how much.
+pub(crate) fn shown(ops: &[Op]) -> String {
+    let mut text: Vec<String> = ops
+        .iter()
+        .take(OPS_SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    if ops.len() > OPS_SHOWN {
+        text.push(format!("and {} more", ops.len() - OPS_SHOWN));
+    }
+    text.join("; ")
 }

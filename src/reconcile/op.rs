@@ -7,7 +7,7 @@ use crate::ipvs::wire::{DestAttrs, Request};
 use crate::ipvs::{fmt_addr_port, Dest, Service, ServiceKey};
 
 /// One change to the kernel's IPVS table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Op {
     /// Add a service.
     AddService(Service),

@@ -1732,3 +1732,19 @@ mod cache_reads {
         assert!(p.ops.is_empty(), "{:?}", p.ops);
     }
 }
+
+/// The journal line of an applied batch names its first ops and counts the rest.
+#[test]
+fn an_applied_batch_is_named_in_the_log_line() {
+    let ops: Vec<Op> = (1..=8)
+        .map(|i| Op::DelDest(key(80), ip(&format!("10.0.0.{i}")), 80))
+        .collect();
+    let line = super::driver::shown(&ops);
+    assert!(line.starts_with("remove real server 10.0.0.1:80"), "{line}");
+    assert!(
+        line.contains("10.0.0.6:80") && !line.contains("10.0.0.7:80"),
+        "{line}"
+    );
+    assert!(line.ends_with("; and 2 more"), "{line}");
+    assert_eq!(super::driver::shown(&ops[..1]).matches(';').count(), 0);
+}

@@ -1,0 +1,134 @@
+//! When this director's own thread could not run: a stall (the writer busy inside the
+//! kernel, the host short of CPU, a paused VM). The checks share the thread, so a
+//! check that times out across a stall may only show that the director was not
+//! looking: its server's answer can sit unread, or its request unsent. The scheduler
+//! expects to look at the clock every [`PERIOD`] (it sleeps until [`Stalls::next_look`]);
+//! whenever it wakes, for that or anything else, [`Stalls::look`] notes how late the
+//! look came, before any result is recorded. [`Stalls::within`] says how much of a
+//! check's time was lost that way.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How often the scheduler looks at the clock while it has checks.
+pub const PERIOD: Duration = Duration::from_millis(50);
+
+/// A tick later than this is a stall; below it is the timer's own granularity.
+const NOTED: Duration = Duration::from_millis(10);
+
+/// How long stalls are remembered: longer than any check's timeout that matters.
+const KEPT: Duration = Duration::from_secs(120);
+
+/// The stalls of the last [`KEPT`], oldest first: when each began and ended.
+#[derive(Debug, Default)]
+pub struct Stalls {
+    recent: VecDeque<(Instant, Instant)>,
+    /// When the next look is due.
+    next: Option<Instant>,
+}
+
+impl Stalls {
+    /// When the next look is due (now, at the first call).
+    pub fn next_look(&mut self) -> Instant {
+        *self.next.get_or_insert_with(Instant::now)
+    }
+
+    /// The thread runs at `now`: if a look was due before, and is late, the thread was
+    /// stalled since it was due. Returns the stall, if there was one. Cheap: called
+    /// before every result is recorded, so that a result that comes in with a stall
+    /// is judged with it.
+    pub fn look(&mut self, now: Instant) -> Option<Duration> {
+        let due = self.next_look();
+        if now < due {
+            return None;
+        }
+        self.next = Some(now + PERIOD);
+        self.note(due, now)
+    }
+
+    /// A look due at `due` came at `now`: if it came late, the thread was stalled in
+    /// between.
+    fn note(&mut self, due: Instant, now: Instant) -> Option<Duration> {
+        let late = now.saturating_duration_since(due);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&(_, end)| now.saturating_duration_since(end) > KEPT)
+        {
+            self.recent.pop_front();
+        }
+        (late > NOTED).then(|| {
+            self.recent.push_back((due, now));
+            late
+        })
+    }
+
+    /// How long the thread was stalled between `from` and `to`.
+    pub fn within(&self, from: Instant, to: Instant) -> Duration {
+        self.recent
+            .iter()
+            .map(|&(begin, end)| end.min(to).saturating_duration_since(begin.max(from)))
+            .sum()
+    }
+
+    /// Whether a check that ran from `started` to `now` with `timeout` lost a quarter
+    /// of its time or more to stalls: then its timeout says nothing of its server.
+    pub fn spoilt(&self, started: Instant, now: Instant, timeout: Duration) -> bool {
+        let lost = self.within(started, now);
+        !lost.is_zero() && lost >= timeout / 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_late_tick_is_a_stall_and_counts_where_it_overlaps() {
+        let t = Instant::now();
+        let mut s = Stalls::default();
+        assert_eq!(s.note(at(t, 50), at(t, 55)), None, "5 ms late is the timer");
+        assert_eq!(
+            s.note(at(t, 100), at(t, 700)),
+            Some(Duration::from_millis(600))
+        );
+        assert_eq!(s.within(at(t, 0), at(t, 1000)), Duration::from_millis(600));
+        assert_eq!(
+            s.within(at(t, 400), at(t, 1000)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(s.within(at(t, 700), at(t, 1000)), Duration::ZERO);
+        // A 500 ms check: spoilt if 125 ms or more of it were stalled.
+        assert!(s.spoilt(at(t, 200), at(t, 700), Duration::from_millis(500)));
+        assert!(!s.spoilt(at(t, 650), at(t, 1150), Duration::from_millis(500)));
+        assert!(!s.spoilt(at(t, 800), at(t, 1300), Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn a_look_notes_the_stall_since_the_one_due_and_sets_the_next() {
+        let mut s = Stalls::default();
+        let t = s.next_look();
+        assert_eq!(s.look(at(t, 0)), None);
+        assert_eq!(s.next_look(), at(t, 50));
+        assert_eq!(s.look(at(t, 20)), None, "before it is due: nothing");
+        assert_eq!(s.look(at(t, 450)), Some(Duration::from_millis(400)));
+        assert_eq!(s.next_look(), at(t, 500));
+        assert_eq!(s.within(at(t, 0), at(t, 1000)), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn old_stalls_are_forgotten() {
+        let t = Instant::now();
+        let mut s = Stalls::default();
+        s.note(at(t, 0), at(t, 500));
+        s.note(at(t, 200_000), at(t, 200_020));
+        assert_eq!(s.recent.len(), 1);
+        assert_eq!(s.within(at(t, 0), at(t, 1000)), Duration::ZERO);
+    }
+}
