@@ -100,13 +100,17 @@ impl Net {
             "protocol bfd {{ interface \"eth0\" {{ min rx interval {bfd_ms} ms; \
              min tx interval {bfd_ms} ms; multiplier {multiplier}; }}; }}\n"
         );
+        // A session BFD takes down (a link cut, or the emulated VM stalled past the
+        // BFD time) comes back within seconds: BIRD's defaults wait 60 s after an
+        // error and retry a connect every 120 s, longer than any wait here.
+        let timers = "connect delay time 1; connect retry time 2; error wait time 1, 5;";
         self.bird(
             "hrouter",
             &format!(
                 "router id 10.81.0.1;\nprotocol device {{}}\n\
                  protocol kernel {{ ipv4 {{ export all; }}; merge paths on; }}\n{bfd}\
-                 protocol bgp d1 {{ local 10.81.0.1 as 65000; neighbor 10.81.0.11 as 65001; bfd on; ipv4 {{ import all; export none; }}; }}\n\
-                 protocol bgp d2 {{ local 10.81.0.1 as 65000; neighbor 10.81.0.12 as 65001; bfd on; ipv4 {{ import all; export none; }}; }}\n"
+                 protocol bgp d1 {{ local 10.81.0.1 as 65000; neighbor 10.81.0.11 as 65001; bfd on; {timers} ipv4 {{ import all; export none; }}; }}\n\
+                 protocol bgp d2 {{ local 10.81.0.1 as 65000; neighbor 10.81.0.12 as 65001; bfd on; {timers} ipv4 {{ import all; export none; }}; }}\n"
             ),
         );
         for i in 1..=2u32 {
@@ -116,7 +120,7 @@ impl Net {
                 &format!(
                     "router id 10.81.0.1{i};\nprotocol device {{}}\n\
                      protocol direct {{ ipv4; interface \"lvsdr0\"; }}\n{bfd}\
-                     protocol bgp up {{ local 10.81.0.1{i} as 65001; neighbor 10.81.0.1 as 65000; bfd on; \
+                     protocol bgp up {{ local 10.81.0.1{i} as 65001; neighbor 10.81.0.1 as 65000; bfd on; {timers} \
                      ipv4 {{ import none; export where source = RTS_DEVICE; }}; }}\n"
                 ),
             );
