@@ -87,6 +87,10 @@ pub struct Status {
     /// How long, in all, the director's thread was seen stalled since the start.
     #[serde(default)]
     pub stalled_seconds: f64,
+    /// How late the health checks' scheduler looked at the clock: counts per bucket
+    /// of `health::lag::LATENESS_BUCKETS` (seconds, the last +Inf), and their sum.
+    #[serde(default)]
+    pub check_lateness: crate::health::lag::LatenessCounts,
     /// The `[[notify]]` hooks' deliveries.
     #[serde(default)]
     pub notify: Vec<HookStatus>,
@@ -429,6 +433,7 @@ pub fn build(
         checks_local_errors: 0,
         checks_inconclusive: 0,
         stalled_seconds: 0.0,
+        check_lateness: Default::default(),
         notify: Vec::new(),
         sync_daemons: state
             .sync_daemons

@@ -85,6 +85,7 @@ impl Sources {
             .stalled_us
             .load(std::sync::atomic::Ordering::Relaxed) as f64
             / 1e6;
+        status.check_lateness = self.checks.lateness.snapshot();
         status
     }
 }

@@ -8,13 +8,16 @@
 
 use std::sync::atomic::AtomicU64;
 
+use lvsdr::health::lag::{LatenessCounts, LATENESS_BUCKETS};
 use lvsdr::health::Health;
 use lvsdr::ipvs::Stats;
 use lvsdr::status::Status;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -28,6 +31,7 @@ pub const FAMILIES: &[&str] = &[
     "lvsdr_agent_reachable",
     "lvsdr_bird_bgp_established",
     "lvsdr_check_latency_seconds",
+    "lvsdr_check_scheduler_lateness_seconds",
     "lvsdr_config_generation",
     "lvsdr_config_last_reload_ok",
     "lvsdr_director_stalled_seconds_total",
@@ -127,11 +131,36 @@ impl Traffic {
     }
 }
 
+/// A histogram given as its counts (the scheduler keeps them; a scrape only reads).
+#[derive(Debug)]
+struct CountedHistogram(LatenessCounts);
+
+impl EncodeMetric for CountedHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = LATENESS_BUCKETS
+            .iter()
+            .copied()
+            .zip(self.0.counts.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        let count = self.0.counts.iter().sum();
+        encoder.encode_histogram::<NoLabelSet>(self.0.sum_seconds, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 /// Renders the status as Prometheus text.
 pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     let mut s = Sets {
         reg: Registry::with_prefix("lvsdr"),
     };
+    s.reg.register(
+        "check_scheduler_lateness_seconds",
+        "How late the health checks' scheduler looked at the clock (every 50 ms): its thread held up by the host (short of CPU, a paused VM); target p99 under 50 ms",
+        CountedHistogram(status.check_lateness.clone()),
+    );
     let up = s.gauge(
         "real_server_up",
         "1 if the real server's check passes, 0 if it fails, -1 while unknown",
@@ -169,7 +198,7 @@ pub fn render(status: &Status) -> Result<String, std::fmt::Error> {
     );
     let stalled = s.seconds(
         "director_stalled_seconds",
-        "How long, in all, the director's thread was seen stalled (its ticks came late: the host short of CPU, the writer busy in the kernel, a paused VM)",
+        "How long, in all, the health checks' thread was seen stalled (its looks at the clock came late: the host short of CPU, a paused VM)",
     );
     let ops = s.counter("reconcile_ops", "Kernel changes applied");
     let failures = s.counter(
@@ -410,10 +439,17 @@ mod tests {
             std::fs::write(path, text_format(&text)).expect("write");
         }
         let mut names = BTreeSet::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            names.insert(sample(line).unwrap_or_else(|e| panic!("{e}\n{text}")));
-        }
         let want: BTreeSet<&str> = FAMILIES.iter().copied().collect();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample(line).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            // A histogram's samples carry a suffix its family's name does not.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| name.strip_suffix(s))
+                .find(|f| want.contains(f))
+                .unwrap_or(name);
+            names.insert(family);
+        }
         assert_eq!(names, want, "{text}");
         assert!(
             text.contains(r#"service="we\"b\\x\ny""#),

@@ -8,15 +8,17 @@
 //! check's time was lost that way.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 /// How often the scheduler looks at the clock while it has checks.
 pub const PERIOD: Duration = Duration::from_millis(50);
 
-/// A tick later than this is a stall; below it is the timer's own granularity.
-const NOTED: Duration = Duration::from_millis(10);
+/// A look later than this is a stall; below it is the timer's own granularity.
+pub const NOTED: Duration = Duration::from_millis(10);
 
 /// How long stalls are remembered: longer than any check's timeout that matters.
 const KEPT: Duration = Duration::from_secs(120);
@@ -35,17 +37,17 @@ impl Stalls {
         *self.next.get_or_insert_with(Instant::now)
     }
 
-    /// The thread runs at `now`: if a look was due before, and is late, the thread was
-    /// stalled since it was due. Returns the stall, if there was one. Cheap: called
-    /// before every result is recorded, so that a result that comes in with a stall
-    /// is judged with it.
+    /// The thread runs at `now`: if a look was due, returns how late it came (a stall
+    /// since it was due, if more than [`NOTED`]). Cheap: called before every result is
+    /// recorded, so that a result that comes in with a stall is judged with it.
     pub fn look(&mut self, now: Instant) -> Option<Duration> {
         let due = self.next_look();
         if now < due {
             return None;
         }
         self.next = Some(now + PERIOD);
-        self.note(due, now)
+        self.note(due, now);
+        Some(now.saturating_duration_since(due))
     }
 
     /// A look due at `due` came at `now`: if it came late, the thread was stalled in
@@ -78,6 +80,83 @@ impl Stalls {
     pub fn spoilt(&self, started: Instant, now: Instant, timeout: Duration) -> bool {
         let lost = self.within(started, now);
         !lost.is_zero() && lost >= timeout / 4
+    }
+}
+
+/// Upper bounds (seconds) of the buckets of how late the looks came; the last is
+/// +Inf. The target of a check thread that is never held up: p99 ≤ 50 ms.
+pub const LATENESS_BUCKETS: [f64; 11] = [
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    f64::INFINITY,
+];
+
+/// How late the looks came, counted by bucket: the scheduler writes, the status
+/// endpoint reads.
+#[derive(Debug, Default)]
+pub struct Lateness {
+    counts: [AtomicU64; LATENESS_BUCKETS.len()],
+    sum_us: AtomicU64,
+}
+
+impl Lateness {
+    /// Counts one look, `late` after it was due.
+    pub fn observe(&self, late: Duration) {
+        let secs = late.as_secs_f64();
+        let i = LATENESS_BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(LATENESS_BUCKETS.len() - 1);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// The counts so far.
+    pub fn snapshot(&self) -> LatenessCounts {
+        LatenessCounts {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum_seconds: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// Looks counted per bucket of [`LATENESS_BUCKETS`] (not cumulative), and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatenessCounts {
+    pub counts: Vec<u64>,
+    pub sum_seconds: f64,
+}
+
+impl LatenessCounts {
+    /// The bucket bound under which a share `q` of the looks came (`None`: no looks;
+    /// +Inf: beyond the last finite bound).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (n, le) in self.counts.iter().zip(LATENESS_BUCKETS) {
+            seen += n;
+            if seen >= want {
+                return Some(le);
+            }
+        }
+        Some(f64::INFINITY)
     }
 }
 
@@ -114,12 +193,37 @@ mod tests {
     fn a_look_notes_the_stall_since_the_one_due_and_sets_the_next() {
         let mut s = Stalls::default();
         let t = s.next_look();
-        assert_eq!(s.look(at(t, 0)), None);
+        assert_eq!(s.look(at(t, 0)), Some(Duration::ZERO));
         assert_eq!(s.next_look(), at(t, 50));
         assert_eq!(s.look(at(t, 20)), None, "before it is due: nothing");
-        assert_eq!(s.look(at(t, 450)), Some(Duration::from_millis(400)));
-        assert_eq!(s.next_look(), at(t, 500));
+        assert_eq!(s.look(at(t, 55)), Some(Duration::from_millis(5)));
+        assert_eq!(
+            s.within(at(t, 0), at(t, 100)),
+            Duration::ZERO,
+            "5 ms is no stall"
+        );
+        assert_eq!(s.look(at(t, 505)), Some(Duration::from_millis(400)));
+        assert_eq!(s.next_look(), at(t, 555));
         assert_eq!(s.within(at(t, 0), at(t, 1000)), Duration::from_millis(400));
+    }
+
+    #[test]
+    fn lateness_is_counted_by_bucket_and_read_as_quantiles() {
+        let l = Lateness::default();
+        assert_eq!(l.snapshot().quantile(0.5), None);
+        for _ in 0..98 {
+            l.observe(Duration::from_micros(300));
+        }
+        l.observe(Duration::from_millis(40));
+        l.observe(Duration::from_secs(3));
+        let s = l.snapshot();
+        assert_eq!(s.counts[0], 98);
+        assert_eq!(s.counts[5], 1, "40 ms: the 50 ms bucket");
+        assert_eq!(s.counts[10], 1, "3 s: +Inf");
+        assert_eq!(s.quantile(0.5), Some(0.001));
+        assert_eq!(s.quantile(0.99), Some(0.05));
+        assert_eq!(s.quantile(1.0), Some(f64::INFINITY));
+        assert!((s.sum_seconds - 3.0694).abs() < 1e-9, "{}", s.sum_seconds);
     }
 
     #[test]
