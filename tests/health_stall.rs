@@ -1,6 +1,7 @@
 //! Health checks and a director that cannot run: its other work blocking its main
 //! thread, or the whole process stopped (as a paused VM or a host short of CPU stops
-//! it). A binary of its own: the second test stops this whole process.
+//! it). A binary of its own, its tests one at a time ([`SERIAL`]): the second test
+//! stops this whole process, which would starve the first one's checks.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -10,6 +11,9 @@ use std::time::Duration;
 
 use lvsdr::health::{CheckKind, CheckSpec, Checker, Health, HealthMap, HttpCheck, Supervisor};
 use tokio_util::sync::CancellationToken;
+
+/// Held by each test for its whole run: the tests of this binary never overlap.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn spec(target: SocketAddr, kind: CheckKind) -> Arc<CheckSpec> {
     Arc::new(CheckSpec {
@@ -77,6 +81,7 @@ fn transitions(sup: &Supervisor, check: &Arc<CheckSpec>) -> Option<u32> {
 /// page), checks go on being run. On one thread, none ended meanwhile.
 #[tokio::test]
 async fn checks_go_on_while_the_directors_thread_is_blocked() {
+    let _one_at_a_time = SERIAL.lock().await;
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let tcp = spec(l.local_addr().expect("addr"), CheckKind::Tcp);
     let (sup, cancel) = started(std::slice::from_ref(&tcp)).await;
@@ -98,6 +103,7 @@ async fn checks_go_on_while_the_directors_thread_is_blocked() {
 /// the stop is inconclusive. Before the stall tracker the HTTP check fell.
 #[tokio::test]
 async fn a_stopped_director_takes_no_server_down() {
+    let _one_at_a_time = SERIAL.lock().await;
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let tcp = spec(l.local_addr().expect("addr"), CheckKind::Tcp);
     let mut get = HttpCheck::get("/");

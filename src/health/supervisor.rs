@@ -305,7 +305,6 @@ impl Scheduler {
         }
     }
 
-    /// Takes in the tcp connects that ended.
     /// Records every outcome that is in already: tcp connects, half-open probes and
     /// runs that have ended.
     fn take_ready(&mut self, syn_rx: &mut mpsc::UnboundedReceiver<Tagged>) {
@@ -321,6 +320,7 @@ impl Scheduler {
         }
     }
 
+    /// Takes in the tcp connects that ended.
     fn drain_tcp(&mut self) {
         let mut finished = std::mem::take(&mut self.finished);
         match &mut self.tcp {
