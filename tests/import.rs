@@ -540,3 +540,212 @@ fn notify_scripts_become_hooks_for_their_own_server() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Asserts a review line at `file:line` whose message holds `words`.
+fn said(notes: &[(String, usize, Level, String)], file: &str, line: usize, words: &str) {
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.0 == file && n.1 == line && n.2 == Level::Review && n.3.contains(words)),
+        "no review line at {file}:{line} with {words:?}: {notes:#?}"
+    );
+}
+
+fn addresses(s: &Value) -> Vec<&str> {
+    s["real_server"]
+        .as_array()
+        .expect("real servers")
+        .iter()
+        .map(|r| r["address"].as_str().expect("address"))
+        .collect()
+}
+
+/// A service given twice is one service, a real server given twice (or by DR on two
+/// ports) one destination, the VIP as a real server is left out, a port-less
+/// `virtual_server` is port 0, and an empty group (which panicked) is no service; each
+/// with a report line at the construct. Before, the first three wrote a config
+/// check-config refused, and the last aborted the import.
+#[test]
+fn keepalived_duplicates_merge_and_each_odd_construct_is_reported_at_its_line() {
+    let (v, notes) = run(Format::Keepalived, "merge.conf");
+    let f = "merge.conf";
+    assert_eq!(
+        names(&v),
+        ["tcp-192.0.2.60-80", "tcp-192.0.2.61-0", "tcp-192.0.2.62-80"]
+    );
+    let web = service(&v, "tcp-192.0.2.60-80");
+    assert_eq!(s(&web["scheduler"]), "rr", "the first block's");
+    assert_eq!(
+        addresses(web),
+        ["10.0.0.61", "10.0.0.62", "10.0.0.63", "10.0.0.64"]
+    );
+    // A note about a real server is at the real server's line.
+    said(
+        &notes,
+        f,
+        25,
+        "real server 10.0.0.64 port 8080: dr forwards to the service's port 80",
+    );
+    said(&notes, f, 19, "given again (first at ");
+    said(
+        &notes,
+        f,
+        19,
+        "its own scheduler (not the first's) is not used",
+    );
+    said(&notes, f, 9, "10.0.0.61 is given again (first at ");
+    said(&notes, f, 15, "given on ports 80 and 8080");
+    let any = service(&v, "tcp-192.0.2.61-0");
+    assert_eq!((int(&any["port"]), s(&any["persistence"])), (0, "300s"));
+    said(&notes, f, 29, "without a port: keepalived takes port 0");
+    let nat = service(&v, "tcp-192.0.2.62-80");
+    assert_eq!(addresses(nat), ["10.0.0.65"]);
+    said(&notes, f, 38, "real server 192.0.2.62 is the service's VIP");
+    said(&notes, f, 47, "\"EMPTY\" has no member");
+}
+
+/// ldirectord: a `virtual=` given twice is one service, a `real=` twice one server, and
+/// a forwarding method ldirectord does not know leaves its server out in words (it
+/// was DR, with a debug-quoted name).
+#[test]
+fn ldirectord_duplicates_merge_and_an_unknown_method_is_never_dr() {
+    let (v, notes) = run(Format::Ldirectord, "merge.cf");
+    assert_eq!(names(&v), ["tcp-192.0.2.70-80"]);
+    let web = service(&v, "tcp-192.0.2.70-80");
+    assert_eq!(addresses(web), ["10.0.0.71", "10.0.0.72"]);
+    said(&notes, "merge.cf", 7, "given again (first at ");
+    said(&notes, "merge.cf", 5, "10.0.0.71 is given again");
+    said(
+        &notes,
+        "merge.cf",
+        9,
+        "real=10.0.0.73:80 fnat: not a forwarding method ldirectord knows",
+    );
+}
+
+/// Piranha: a fwmark `virtual` with `port = 21` or `port = http` keeps that port for
+/// its check (a fwmark service has no port of its own).
+#[test]
+fn piranha_fwmark_virtuals_keep_their_check_port() {
+    let (v, notes) = run(Format::Piranha, "fwmark.cf");
+    assert!(at(&notes, Level::Review).is_empty(), "{notes:#?}");
+    let port_of = |name: &str| {
+        let svc = service(&v, name);
+        let c = svc.get("check").unwrap_or_else(|| &rs(svc, 0)["check"]);
+        int(&c["port"])
+    };
+    assert_eq!((port_of("ftp"), port_of("web")), (21, 80));
+}
+
+/// A template (Jinja2, ERB) is named as such in one line, and nothing of it imported.
+#[test]
+fn an_unrendered_template_is_named_in_one_line() {
+    for (format, name, line) in [
+        (Format::Keepalived, "template.conf", 2),
+        (Format::Ldirectord, "template.cf", 3),
+    ] {
+        let d = import::import(format, &input(name)).expect("import");
+        assert!(d.services.is_empty(), "{d:?}");
+        assert_eq!(d.notes.len(), 1, "{:#?}", d.notes);
+        assert_eq!(d.notes[0].at.line, line);
+        assert!(
+            d.notes[0].message.contains("unrendered template")
+                && d.notes[0].message.contains("render it first"),
+            "{:?}",
+            d.notes[0]
+        );
+    }
+}
+
+/// An `ipvsadm -Ln` listing or `/proc/net/ip_vs` given to `import ipvsadm`: one line
+/// that says what to give (it was one "not an -A or -a line" per line).
+#[test]
+fn a_listing_is_named_in_one_line() {
+    for name in ["listing.txt", "proc.txt"] {
+        let d = import::import(Format::Ipvsadm, &input(name)).expect("import");
+        assert!(d.services.is_empty());
+        assert_eq!(d.notes.len(), 1, "{:#?}", d.notes);
+        assert!(d.notes[0].message.contains("give `ipvsadm -Sn` output"));
+    }
+}
+
+/// ipvsadm's "(null)" forwarder (FULLNAT): said in words, the server left out, never DR.
+#[test]
+fn an_ipvsadm_forwarder_without_a_name_is_said_in_words_and_left_out() {
+    let (v, notes) = run(Format::Ipvsadm, "fnat.dump");
+    assert_eq!(addresses(service(&v, "tcp-192.0.2.90-80")), ["10.0.0.92"]);
+    said(&notes, "fnat.dump", 2, "FULLNAT");
+}
+
+/// Hostile includes: a file that includes itself four times (4^8 reads before), an
+/// include of `/dev/zero` (read for ever before) and of a FIFO (blocked for ever), and
+/// one of a file of secrets, whose words must not reach the report.
+#[test]
+fn hostile_includes_are_bounded_and_never_echoed() {
+    let dir = std::env::temp_dir().join(format!("lvsdr-import-h-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    for f in ["fanout.conf", "secret.txt"] {
+        std::fs::copy(input("hostile").join(f), dir.join(f)).expect("copy");
+    }
+    let fifo = dir.join("fifo.conf");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let mut text = std::fs::read_to_string(dir.join("fanout.conf")).expect("read");
+    text.push_str("include fifo.conf\n");
+    std::fs::write(dir.join("fanout.conf"), text).expect("write");
+
+    let d = import::import(Format::Keepalived, &dir.join("fanout.conf")).expect("import");
+    let report = d.report().join("\n");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        !report.contains("hunter2") && !report.contains("$6$"),
+        "{report}"
+    );
+    for words in [
+        "read already (a loop, or included twice); read once (and 3 more times",
+        "include \"/dev/zero\" names no regular file",
+        "include \"fifo.conf\" names no regular file",
+        "2 statements of this included file not keepalived's (not shown)",
+    ] {
+        assert!(report.contains(words), "no {words:?} in:\n{report}");
+    }
+}
+
+/// 100,000 `{` (a stack overflow before): a clear line, and what can be read is read.
+#[test]
+fn deep_nesting_is_an_error_not_an_abort() {
+    let name = "deep.tmp.conf";
+    std::fs::write(
+        input(name),
+        format!("virtual_server 192.0.2.99 80 {}\n", "{".repeat(100_000)),
+    )
+    .expect("write");
+    let d = import::import(Format::Keepalived, &input(name)).expect("import");
+    let _ = std::fs::remove_file(input(name));
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.message.contains("blocks nested deeper than 32")),
+        "{:#?}",
+        d.notes
+    );
+}
+
+/// What lvsdr would refuse is left out with the reason, and the rest imported: the
+/// import never writes a config check-config refuses (before, the whole output did
+/// not validate).
+#[test]
+fn a_service_lvsdr_refuses_is_left_out_with_the_reason() {
+    let (v, notes) = run(Format::Keepalived, "refused.conf");
+    assert_eq!(names(&v), ["tcp-192.0.2.101-80"]);
+    said(
+        &notes,
+        "refused.conf",
+        3,
+        "service tcp-192.0.2.100-80 is left out: lvsdr refuses it: service \"tcp-192.0.2.100-80\": persistence_netmask",
+    );
+}

@@ -218,8 +218,8 @@ fn import(format: lvsdr::import::Format, file: &std::path::Path) -> ExitCode {
     };
     let text = lvsdr::import::emit::toml(&draft);
     print!("{text}");
-    for n in &draft.notes {
-        eprintln!("{n}");
+    for line in draft.report() {
+        eprintln!("{line}");
     }
     // What was written must be a config lvsdr accepts; if not, a person must look.
     let valid = match lvsdr::config::parse(&text, "<imported>") {

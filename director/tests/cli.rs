@@ -256,3 +256,93 @@ fn import_exits_0_when_all_translated_2_when_a_person_must_look_1_when_unreadabl
     assert!(!bad.status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Every import test input and the format it is written in. A new input must be named
+/// here (the test below fails on one it does not know).
+const IMPORT_INPUTS: &[(&str, &str)] = &[
+    ("keepalived.conf", "keepalived"),
+    ("keepalived.d/mail.conf", "keepalived"),
+    ("merge.conf", "keepalived"),
+    ("refused.conf", "keepalived"),
+    ("template.conf", "keepalived"),
+    ("hostile/fanout.conf", "keepalived"),
+    ("hostile/secret.txt", "keepalived"),
+    ("ldirectord.cf", "ldirectord"),
+    ("names.cf", "ldirectord"),
+    ("merge.cf", "ldirectord"),
+    ("template.cf", "ldirectord"),
+    ("lvs.cf", "piranha"),
+    ("fwmark.cf", "piranha"),
+    ("ipvsadm.dump", "ipvsadm"),
+    ("names.dump", "ipvsadm"),
+    ("fnat.dump", "ipvsadm"),
+    ("listing.txt", "ipvsadm"),
+    ("proc.txt", "ipvsadm"),
+];
+
+fn files_under(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("entry").path();
+        if p.is_dir() {
+            files_under(&p, base, out);
+        } else {
+            let rel = p.strip_prefix(base).expect("under").display().to_string();
+            // Other tests' scratch files come and go.
+            if !rel.contains(".tmp.") {
+                out.push(rel);
+            }
+        }
+    }
+}
+
+/// The import's promise: it never writes a config `check-config` refuses (what cannot
+/// be represented is a review line, and left out). Every test input, read as its own
+/// format and as each of the others, through the binary as an operator runs it.
+#[test]
+fn check_config_accepts_what_import_writes_from_every_test_input_in_every_format() {
+    let base = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/import"));
+    let mut found = Vec::new();
+    files_under(&base, &base, &mut found);
+    for f in &found {
+        assert!(
+            IMPORT_INPUTS.iter().any(|(name, _)| name == f),
+            "tests/import/{f} is not in IMPORT_INPUTS"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("lvsdr-import-all-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let out = dir.join("imported.toml");
+    let mut runs = 0;
+    for (name, own) in IMPORT_INPUTS {
+        for format in ["keepalived", "ldirectord", "piranha", "ipvsadm"] {
+            let input = base.join(name);
+            let import = std::process::Command::new(BIN)
+                .args(["import", format, &input.display().to_string()])
+                .output()
+                .expect("run import");
+            let err = String::from_utf8_lossy(&import.stderr);
+            assert!(
+                matches!(import.status.code(), Some(0 | 2)),
+                "import {format} {name}: {:?}\n{err}",
+                import.status
+            );
+            if format == *own {
+                assert!(!err.contains("does not validate"), "{name}: {err}");
+            }
+            std::fs::write(&out, &import.stdout).expect("write");
+            let check = std::process::Command::new(BIN)
+                .args(["check-config", &out.display().to_string()])
+                .output()
+                .expect("run check-config");
+            assert!(
+                check.status.success(),
+                "check-config refuses import {format} {name}:\n{}\n{}",
+                String::from_utf8_lossy(&check.stderr),
+                String::from_utf8_lossy(&import.stdout)
+            );
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, IMPORT_INPUTS.len() * 4);
+    let _ = std::fs::remove_dir_all(dir);
+}

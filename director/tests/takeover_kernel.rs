@@ -1,7 +1,9 @@
 //! Migration, end to end in the VM: a table programmed by keepalived 2.2 (Debian's
 //! package) or restored with `ipvsadm -R` is imported and taken over by lvsdr with no
 //! change at all: `plan` says there is nothing to do, `run` applies 0 ops, and a
-//! long-lived connection through the VIP stays up throughout.
+//! long-lived connection through the VIP stays up throughout. keepalived's table has a
+//! service that leaves `lb_kind` and `lb_algo` out: the import must read keepalived's
+//! defaults (NAT, wlc) as keepalived does, or the takeover would change it.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -132,7 +134,10 @@ fn a_keepalived_table_is_taken_over_with_no_change() {
              virtual_server {vip} 9000 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  \
              protocol TCP\n  inhibit_on_failure\n\
              real_server {r1} 9000 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n\
-             real_server {r2} 9000 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n}}\n"
+             real_server {r2} 9000 {{\n    weight 1\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n}}\n\
+             virtual_server {vip} 8080 {{\n  delay_loop 1\n  protocol TCP\n\
+             real_server {r1} 80 {{\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n\
+             real_server {r2} 80 {{\n    TCP_CHECK {{\n      connect_timeout 1\n    }}\n  }}\n}}\n"
         ),
     );
     let dir = conf.parent().expect("dir").to_path_buf();
@@ -155,7 +160,7 @@ fn a_keepalived_table_is_taken_over_with_no_change() {
     );
     let programmed = poll(30, || {
         let t = lab.ipvsadm("-Sn");
-        (t.lines().filter(|l| l.starts_with("-a")).count() == 4).then_some(t)
+        (t.lines().filter(|l| l.starts_with("-a")).count() == 6).then_some(t)
     });
     let before = programmed.unwrap_or_else(|| {
         panic!(
@@ -180,7 +185,22 @@ fn a_keepalived_table_is_taken_over_with_no_change() {
 
     let imported = dir.join("imported.toml");
     let (code, report) = import("keepalived", &conf, &imported);
-    assert_eq!(code, 0, "the import needs review:\n{report}");
+    // keepalived's defaults, as keepalived read them: the third service has no lb_kind
+    // (NAT) and no lb_algo (wlc), and the kernel shows it (-m, -s wlc).
+    assert!(
+        before.contains(&format!("-A -t {vip}:8080 -s wlc"))
+            && before.contains(&format!("-a -t {vip}:8080 -r {r1}:80 -m -w 1")),
+        "keepalived's defaults are not NAT and wlc:\n{before}"
+    );
+    let review: Vec<&str> = report
+        .lines()
+        .filter(|l| l.contains(": review: "))
+        .collect();
+    assert!(
+        code == 2 && review.len() == 1 && review[0].contains("no lb_kind: keepalived uses NAT"),
+        "the import's report (exit {code}) should hold one review line, for the missing \
+         lb_kind:\n{report}"
+    );
     take_over(&lab, &imported, &before, &mut echo);
     k.kill();
 }

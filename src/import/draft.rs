@@ -21,7 +21,7 @@ impl fmt::Display for At {
 }
 
 /// How much a note matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Left out because it has no bearing on the IPVS table or the checks (logging,
     /// e-mail, the daemon's own settings).
@@ -72,6 +72,34 @@ impl Draft {
             level,
             message: message.into(),
         });
+    }
+
+    /// The report's lines: a note repeated word for word at other places is one line
+    /// that counts them and names the first few places.
+    pub fn report(&self) -> Vec<String> {
+        let mut groups: Vec<(&Note, Vec<&At>)> = Vec::new();
+        let mut index: std::collections::HashMap<(Level, &str), usize> =
+            std::collections::HashMap::new();
+        for n in &self.notes {
+            match index.get(&(n.level, n.message.as_str())) {
+                Some(&i) => groups[i].1.push(&n.at),
+                None => {
+                    index.insert((n.level, n.message.as_str()), groups.len());
+                    groups.push((n, Vec::new()));
+                }
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(n, more)| match more.len() {
+                0 => n.to_string(),
+                k => {
+                    let shown: Vec<String> = more.iter().take(5).map(|a| a.to_string()).collect();
+                    let rest = if k > 5 { ", …" } else { "" };
+                    format!("{n} (and {k} more times: {}{rest})", shown.join(", "))
+                }
+            })
+            .collect()
     }
 
     /// Whether a person must look at something.
@@ -178,12 +206,15 @@ pub struct RealServer {
     pub check: Option<Check>,
     /// Comments written above it.
     pub comments: Vec<String>,
+    /// Where it was given (a note about it points here).
+    pub at: At,
 }
 
 impl RealServer {
-    /// A real server with weight 1 and no limits.
-    pub fn new(address: IpAddr) -> RealServer {
+    /// A real server given at `at`, with weight 1 and no limits.
+    pub fn new(address: IpAddr, at: At) -> RealServer {
         RealServer {
+            at,
             address,
             port: None,
             weight: 1,

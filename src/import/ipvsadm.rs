@@ -16,6 +16,9 @@ pub fn import(src: &Source) -> Draft {
         ],
         ..Draft::default()
     };
+    if super::template::refuse(&mut d, &src.text, &src.name) || listing(&mut d, src) {
+        return d;
+    }
     for (n, line) in src.text.lines().enumerate() {
         let at = At {
             file: src.name.clone(),
@@ -156,6 +159,27 @@ fn add_service(d: &mut Draft, words: &[&str], at: &At) -> Result<(), String> {
     Ok(())
 }
 
+/// An `ipvsadm -Ln` listing or a `/proc/net/ip_vs` dump in place of `-Sn` output: one
+/// line that says what to give instead (not one line per line of it).
+fn listing(d: &mut Draft, src: &Source) -> bool {
+    let Some(n) = src.text.lines().position(|l| {
+        l.starts_with("IP Virtual Server version") || l.starts_with("Prot LocalAddress")
+    }) else {
+        return false;
+    };
+    let at = At {
+        file: src.name.clone(),
+        line: n + 1,
+    };
+    d.note(
+        &at,
+        Level::Review,
+        "this is a listing (ipvsadm -Ln or /proc/net/ip_vs), which leaves settings out; give \
+         `ipvsadm -Sn` output instead; nothing was imported",
+    );
+    true
+}
+
 fn add_server(d: &mut Draft, words: &[&str], at: &At) -> Result<(), String> {
     let (key, rest) = key(words)?;
     // `ipvsadm -Sn` may leave `-6` off a fwmark service's `-a` lines: the mark and
@@ -194,7 +218,7 @@ fn add_server(d: &mut Draft, words: &[&str], at: &At) -> Result<(), String> {
                         0,
                     ),
                 };
-                let mut r = RealServer::new(addr);
+                let mut r = RealServer::new(addr, at.clone());
                 if port != s.port() && port != 0 {
                     r.port = Some(port);
                 }
@@ -204,6 +228,9 @@ fn add_server(d: &mut Draft, words: &[&str], at: &At) -> Result<(), String> {
             "-g" | "--gatewaying" => forwarding = "dr",
             "-m" | "--masquerading" => forwarding = "nat",
             "-i" | "--ipip" => forwarding = "tun",
+            // ipvsadm prints a forwarding method it has no name for (FULLNAT, from a
+            // patched kernel) as "(null)".
+            "(null)" => forwarding = "(null)",
             "-w" | "--weight" | "-x" | "--u-threshold" | "-y" | "--l-threshold" => {
                 let v = need()?;
                 let n: u32 = v.parse().map_err(|_| format!("{w} {v:?}"))?;
@@ -220,6 +247,14 @@ fn add_server(d: &mut Draft, words: &[&str], at: &At) -> Result<(), String> {
         i += 1;
     }
     let r = rs.ok_or("no -r")?;
+    if forwarding == "(null)" {
+        return Err(format!(
+            "real server {}: forwarding \"(null)\" is a method ipvsadm has no name for, such \
+             as FULLNAT from a patched kernel; lvsdr forwards by DR, NAT or tunnel, so this \
+             real server is left out",
+            r.address
+        ));
+    }
     if s.real_servers.is_empty() {
         s.forwarding = forwarding.into();
     } else if s.forwarding != forwarding {

@@ -4,18 +4,31 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 
 use super::draft::{regex_ok, At, Check, Draft, Key, Level, RealServer, Service};
-use super::words::{parse, Node};
+use super::include::Loader;
+use super::words::Node;
 use super::{ImportError, Source};
+
+/// "unknown statement `x`", with the word shown only when it has a keyword's shape:
+/// a config may hold secrets, and a report line is no place to copy them.
+fn unknown(word: &str) -> String {
+    let keyword = !word.is_empty()
+        && word.len() <= 40
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if keyword {
+        format!("unknown statement `{word}`")
+    } else {
+        "a line that is no keepalived statement (not shown)".into()
+    }
+}
 
 /// keepalived's defaults, where they differ from lvsdr's.
 const DELAY_LOOP_S: u64 = 60;
 const CONNECT_TIMEOUT_S: u64 = 5;
 const RETRY: u32 = 1;
-/// Includes nested deeper than this are a loop.
-const MAX_INCLUDE_DEPTH: usize = 8;
 
 /// Imports a keepalived.conf and the files it includes.
 pub fn import(src: &Source) -> Result<Draft, ImportError> {
@@ -29,7 +42,9 @@ pub fn import(src: &Source) -> Result<Draft, ImportError> {
         ],
         ..Draft::default()
     };
-    let nodes = load(src, &mut d, 0)?;
+    let (nodes, loader) = Loader::load(src, &mut d)?;
+    // Lines of an included file that are no statement: counted, never shown.
+    let mut foreign: Vec<(At, usize)> = Vec::new();
     let mut groups: HashMap<String, Vec<(Key, At)>> = HashMap::new();
     for n in &nodes {
         if n.head() == "virtual_server_group" {
@@ -66,56 +81,21 @@ pub fn import(src: &Source) -> Result<Draft, ImportError> {
                     n.head()
                 ),
             ),
-            other => d.note(&n.at, Level::Review, format!("unknown statement `{other}`")),
+            _ if n.at.file != loader.main => match foreign.last_mut() {
+                Some((at, k)) if at.file == n.at.file => *k += 1,
+                _ => foreign.push((n.at.clone(), 1)),
+            },
+            other => d.note(&n.at, Level::Review, unknown(other)),
         }
+    }
+    for (at, k) in foreign {
+        let m = format!(
+            "{k} statement{} of this included file not keepalived's (not shown)",
+            if k == 1 { "" } else { "s" }
+        );
+        d.note(&at, Level::Review, m);
     }
     Ok(d)
-}
-
-/// Parses `src` and splices in what its `include`s name.
-fn load(src: &Source, d: &mut Draft, depth: usize) -> Result<Vec<Node>, ImportError> {
-    let (nodes, problems) = parse(&src.text, &src.name);
-    for (at, p) in problems {
-        d.note(&at, Level::Review, p);
-    }
-    expand(nodes, src, d, depth)
-}
-
-fn expand(
-    nodes: Vec<Node>,
-    src: &Source,
-    d: &mut Draft,
-    depth: usize,
-) -> Result<Vec<Node>, ImportError> {
-    let mut out = Vec::new();
-    for mut n in nodes {
-        if n.head() == "include" {
-            if depth >= MAX_INCLUDE_DEPTH {
-                d.note(&n.at, Level::Review, "includes nested too deep (a loop?)");
-                continue;
-            }
-            let pattern = n.arg().unwrap_or_default().to_string();
-            let base = src.path.parent().unwrap_or(Path::new("."));
-            let files = glob(base, &pattern);
-            if files.is_empty() {
-                d.note(
-                    &n.at,
-                    Level::Review,
-                    format!("include {pattern:?} names no file"),
-                );
-            }
-            for f in files {
-                let inc = Source::read(&f)?;
-                out.extend(load(&inc, d, depth + 1)?);
-            }
-            continue;
-        }
-        if let Some(c) = n.children.take() {
-            n.children = Some(expand(c, src, d, depth)?);
-        }
-        out.push(n);
-    }
-    Ok(out)
 }
 
 /// `lb_algo` / `lvs_sched`: the scheduler, lower-cased. One that is no IPVS scheduler
@@ -200,47 +180,6 @@ fn net_namespace(d: &mut Draft, n: &Node) {
     );
 }
 
-/// The files `pattern` names (`*` and `?` in the last part), relative to `base`,
-/// sorted.
-fn glob(base: &Path, pattern: &str) -> Vec<PathBuf> {
-    let p = base.join(pattern);
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if !name.contains(['*', '?']) {
-        return if p.is_file() { vec![p] } else { Vec::new() };
-    }
-    let dir = p.parent().unwrap_or(Path::new("."));
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|f| {
-                    f.is_file()
-                        && f.file_name()
-                            .is_some_and(|n| wildcard(&name, &n.to_string_lossy()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-fn wildcard(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
-    go(&p, &n)
-}
-
 /// A `virtual_server_group`'s members: `IP PORT`, `IP-LAST PORT` (a range in the last
 /// byte), `fwmark N`.
 fn group(d: &mut Draft, n: &Node) -> Vec<(Key, At)> {
@@ -322,12 +261,49 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
             }
         },
         [_, "group", name] => match groups.get(*name) {
-            Some(k) => k.clone(),
+            Some(k) if !k.is_empty() => k.clone(),
+            Some(_) => {
+                d.note(
+                    &n.at,
+                    Level::Review,
+                    format!("virtual_server_group {name:?} has no member: no service"),
+                );
+                return;
+            }
             None => {
                 d.note(
                     &n.at,
                     Level::Review,
                     format!("no virtual_server_group {name:?}"),
+                );
+                return;
+            }
+        },
+        // keepalived 2.x reads a port-less `virtual_server IP` as port 0.
+        [_, addr] => match addr.parse::<IpAddr>() {
+            Ok(vip) => {
+                d.note(
+                    &n.at,
+                    Level::Review,
+                    format!(
+                        "virtual_server {addr} without a port: keepalived takes port 0 \
+                         (every port, with persistence); written as port 0"
+                    ),
+                );
+                vec![(
+                    Key::Addr {
+                        protocol: "tcp".into(),
+                        vip,
+                        port: 0,
+                    },
+                    n.at.clone(),
+                )]
+            }
+            Err(_) => {
+                d.note(
+                    &n.at,
+                    Level::Review,
+                    format!("virtual_server {addr}: not an address"),
                 );
                 return;
             }
@@ -359,7 +335,10 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
             return;
         }
     };
-    let mut t = Service::new(String::new(), keys[0].0.clone(), n.at.clone());
+    let Some((first, _)) = keys.first() else {
+        return;
+    };
+    let mut t = Service::new(String::new(), first.clone(), n.at.clone());
     // keepalived takes a failed real server out of the table unless told to inhibit.
     t.on_failure = Some("remove".into());
     let mut protocol = "tcp".to_string();
@@ -589,7 +568,7 @@ fn real_server(d: &mut Draft, n: &Node, def: &Defaults) -> Option<(RealServer, b
         d.note(&n.at, Level::Review, "real_server without an IP address");
         return None;
     };
-    let mut r = RealServer::new(addr);
+    let mut r = RealServer::new(addr, n.at.clone());
     let port = args.get(1).and_then(|p| p.parse::<u16>().ok());
     let mut inhibit = def.inhibit;
     let mut host = def.host.clone();
@@ -831,10 +810,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wildcards_and_ranges() {
-        assert!(wildcard("*.conf", "a.conf"));
-        assert!(!wildcard("*.conf", "a.confx"));
-        assert!(wildcard("vs-?.conf", "vs-1.conf"));
+    fn ranges() {
         assert_eq!(range("192.0.2.1-3").map(|v| v.len()), Some(3));
         assert_eq!(range("192.0.2.3-1"), None);
     }

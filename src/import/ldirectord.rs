@@ -79,6 +79,9 @@ pub fn import(src: &Source) -> Draft {
         ],
         ..Draft::default()
     };
+    if super::template::refuse(&mut d, &src.text, &src.name) {
+        return d;
+    }
     let mut globals: HashMap<String, (String, At)> = HashMap::new();
     let mut sections: Vec<Section> = Vec::new();
     for (n, raw) in src.text.lines().enumerate() {
@@ -290,8 +293,12 @@ fn real(d: &mut Draft, line: &str, at: &At, service_port: u16) -> Vec<Real> {
         Some("masq") => "nat",
         Some("ipip") => "tun",
         Some(other) => {
-            d.note(at, Level::Review, format!("forwarding method {other:?}"));
-            "dr"
+            let m = format!(
+                "real={first} {other}: not a forwarding method ldirectord knows (gate, masq, \
+                 ipip); this real server is left out"
+            );
+            d.note(at, Level::Review, m);
+            return Vec::new();
         }
     };
     let weight = words.get(2).and_then(|w| w.parse().ok()).unwrap_or(1);
@@ -313,7 +320,7 @@ fn real(d: &mut Draft, line: &str, at: &At, service_port: u16) -> Vec<Real> {
     addrs
         .into_iter()
         .map(|a| {
-            let mut r = RealServer::new(a);
+            let mut r = RealServer::new(a, at.clone());
             r.weight = weight;
             if let Some(p) = port.filter(|p| *p != service_port && service_port != 0) {
                 r.port = Some(p);

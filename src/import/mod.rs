@@ -8,16 +8,22 @@
 
 pub mod draft;
 pub mod emit;
+mod include;
 pub mod ipvsadm;
 pub mod keepalived;
 pub mod ldirectord;
 pub mod piranha;
 mod ports;
+mod template;
+mod tidy;
+mod valid;
 mod words;
 
 use std::path::{Path, PathBuf};
 
 pub use draft::{Draft, Level, Note};
+pub use tidy::finish;
+pub use valid::keep_valid;
 
 /// The formats `import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,70 +102,6 @@ pub fn import(format: Format, path: &Path) -> Result<Draft, ImportError> {
         Format::Ipvsadm => ipvsadm::import(&src),
     };
     finish(&mut d);
+    keep_valid(&mut d);
     Ok(d)
-}
-
-/// What holds for every format: a real server forwarded by DR or tunnel goes to the
-/// service's port (a fwmark service's have none), and names are unique.
-pub fn finish(d: &mut Draft) {
-    let mut notes = Vec::new();
-    let mut names = std::collections::HashSet::new();
-    for s in &mut d.services {
-        let port = s.port();
-        if port == 0 {
-            checks_get_ports(s);
-        }
-        for r in &mut s.real_servers {
-            match r.port {
-                Some(p) if p == port => r.port = None,
-                Some(_) if port == 0 && s.forwarding != "nat" => r.port = None,
-                Some(p) if s.forwarding != "nat" => {
-                    notes.push((
-                        s.at.clone(),
-                        format!(
-                            "real server {} port {p}: {} forwards to the service's port {port}",
-                            r.address, s.forwarding
-                        ),
-                    ));
-                    r.port = None;
-                }
-                _ => {}
-            }
-        }
-        let base = s.name.clone();
-        let mut n = 1;
-        while !names.insert(s.name.clone()) {
-            n += 1;
-            s.name = format!("{base}-{n}");
-        }
-    }
-    for (at, m) in notes {
-        d.note(&at, Level::Review, m);
-    }
-}
-
-/// A fwmark service's checks connect to the port each real server was given (the
-/// real servers themselves have none in the kernel).
-fn checks_get_ports(s: &mut draft::Service) {
-    let needs = |c: &draft::Check| !["exec", "none"].contains(&c.kind.as_str()) && c.port.is_none();
-    if let Some(c) = s.check.clone().filter(|c| needs(c)) {
-        let ports: std::collections::BTreeSet<u16> =
-            s.real_servers.iter().filter_map(|r| r.port).collect();
-        if ports.len() == 1 {
-            s.check = Some(draft::Check {
-                port: ports.first().copied(),
-                ..c
-            });
-        } else {
-            s.check = None;
-            for r in &mut s.real_servers {
-                r.check = Some(c.clone());
-            }
-        }
-    }
-    for r in &mut s.real_servers {
-        if let Some(c) = r.check.as_mut().filter(|c| needs(c)) {
-            c.port = r.port;
-        }
-    }
 }

@@ -37,6 +37,9 @@ pub fn import(src: &Source) -> Draft {
         ],
         ..Draft::default()
     };
+    if super::template::refuse(&mut d, &src.text, &src.name) {
+        return d;
+    }
     let (nodes, problems) = parse(&src.text, &src.name);
     for (at, p) in problems {
         d.note(&at, Level::Review, p);
@@ -145,7 +148,8 @@ fn virtual_(d: &mut Draft, n: &Node, keepalive: u64, network: &str) {
         return;
     }
     let vip: Option<IpAddr> = val("address").and_then(|a| a.parse().ok());
-    let port: Option<u16> = val("port").and_then(|p| p.parse().ok());
+    // A number or a name (`port = http`), as nanny reads it.
+    let port: Option<u16> = val("port").as_deref().and_then(super::ports::port);
     let protocol = val("protocol")
         .unwrap_or_else(|| "tcp".into())
         .to_lowercase();
@@ -292,10 +296,11 @@ fn virtual_(d: &mut Draft, n: &Node, keepalive: u64, network: &str) {
             );
             continue;
         };
-        let mut r = RealServer::new(addr);
+        let mut r = RealServer::new(addr, c.at.clone());
         r.comments.push(format!("server {sname}"));
         r.weight = val("weight").and_then(|w| w.parse().ok()).unwrap_or(1);
-        if let Some(p) = val("port").and_then(|p| p.parse::<u16>().ok()) {
+        let own_port = val("port").as_deref().and_then(super::ports::port);
+        if let Some(p) = own_port {
             if p != s.port() && s.port() != 0 {
                 r.port = Some(p);
             }
@@ -310,6 +315,13 @@ fn virtual_(d: &mut Draft, n: &Node, keepalive: u64, network: &str) {
             }
         }
         r.check = Some(check.clone());
+        // A fwmark service has no port: nanny checked the virtual's `port` (or the
+        // server's own), and so does the check.
+        if let (Key::Fwmark { .. }, Some(c)) = (&s.key, r.check.as_mut()) {
+            if c.kind != "exec" {
+                c.port = own_port.or(port);
+            }
+        }
         s.real_servers.push(r);
     }
     s.hoist_checks();

@@ -100,16 +100,59 @@ pub fn parse(text: &str, file: &str) -> (Vec<Node>, Vec<(At, String)>) {
     let toks = tokens(text, file);
     let mut problems = Vec::new();
     let mut i = 0;
-    let nodes = block(&toks, &mut i, false, &mut problems);
+    let nodes = block(&toks, &mut i, 0, &mut problems);
     (nodes, problems)
+}
+
+/// Blocks nested deeper than this are skipped: no config nests more than four or five,
+/// and a file of `{` alone must not take the stack.
+pub const MAX_DEPTH: usize = 32;
+
+/// Skips a block opened just before `*i` and whatever it holds, without recursion.
+fn skip(toks: &[(Tok, At)], i: &mut usize) {
+    let mut open = 1usize;
+    while let Some((tok, _)) = toks.get(*i) {
+        *i += 1;
+        match tok {
+            Tok::Open => open += 1,
+            Tok::Close => {
+                open -= 1;
+                if open == 0 {
+                    return;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads the block opened just before `*i` (at `depth`), or skips it with a problem
+/// when it is nested too deep.
+fn inner(
+    toks: &[(Tok, At)],
+    i: &mut usize,
+    depth: usize,
+    at: &At,
+    problems: &mut Vec<(At, String)>,
+) -> Vec<Node> {
+    if depth > MAX_DEPTH {
+        problems.push((
+            at.clone(),
+            format!("blocks nested deeper than {MAX_DEPTH}: this block is skipped"),
+        ));
+        skip(toks, i);
+        return Vec::new();
+    }
+    block(toks, i, depth, problems)
 }
 
 fn block(
     toks: &[(Tok, At)],
     i: &mut usize,
-    nested: bool,
+    depth: usize,
     problems: &mut Vec<(At, String)>,
 ) -> Vec<Node> {
+    let nested = depth > 0;
     let mut nodes = Vec::new();
     loop {
         while matches!(toks.get(*i), Some((Tok::End, _))) {
@@ -121,7 +164,11 @@ fn block(
                     file: String::new(),
                     line: 0,
                 });
-                problems.push((at, "a block is not closed (missing `}`)".into()));
+                // Once, for the innermost: the blocks around it end at the same place.
+                let m = "a block is not closed (missing `}`)";
+                if !problems.iter().any(|(_, p)| p == m) {
+                    problems.push((at, m.into()));
+                }
             }
             return nodes;
         };
@@ -137,7 +184,7 @@ fn block(
             Tok::Open => {
                 // A block with no statement before it: read and keep its place.
                 *i += 1;
-                let children = block(toks, i, true, problems);
+                let children = inner(toks, i, depth + 1, at, problems);
                 nodes.push(Node {
                     words: Vec::new(),
                     at: at.clone(),
@@ -160,7 +207,7 @@ fn block(
         }
         let children = if matches!(toks.get(j), Some((Tok::Open, _))) {
             *i = j + 1;
-            Some(block(toks, i, true, problems))
+            Some(inner(toks, i, depth + 1, &at, problems))
         } else {
             None
         };
@@ -190,6 +237,19 @@ mod tests {
         assert_eq!(n[1].words, ["e"]);
         assert_eq!(n[1].children.as_ref().expect("e")[0].words, ["f"]);
         assert_eq!(n[1].at.line, 6);
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_with_a_problem_not_a_stack_overflow() {
+        let text = format!("a {}\nb\n", "{".repeat(100_000));
+        let (n, p) = parse(&text, "f");
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(p[0].1.contains("nested deeper than 32"), "{p:?}");
+        // And once that blocks are left open.
+        assert_eq!(p.len(), 2, "{p:?}");
+        let (n, p) = parse("a { b { c { d } } }\ne\n", "f");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(n.len(), 2);
     }
 
     #[test]
