@@ -1,8 +1,9 @@
 //! Every decoder of outside input, as one function over arbitrary bytes: netlink
 //! replies and requests, the `/proc/net/ip_vs` listing, raw TCP segments (the
-//! `tcp-syn` prober), DNS answers, the director↔agent JSON, and the config. None may
-//! panic, whatever the bytes: the property tests (`tests/decoders.rs`) and the longer
-//! run in `benches/decoders.rs` call these.
+//! `tcp-syn` prober), DNS answers, the director↔agent JSON, the config, and the four
+//! importers. None may panic, whatever the bytes, and an importer's output must be a
+//! config lvsdr accepts: the property tests (`tests/decoders.rs`), the longer run in
+//! `benches/decoders.rs` and the coverage-guided targets (`fuzz/`) call these.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -48,6 +49,45 @@ pub fn config(bytes: &[u8]) {
     let _ = crate::config::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
 }
 
+/// An importer's input: it must not panic, and what it writes must validate (the
+/// import's promise; a panic here is how a fuzzer reports the promise broken).
+/// `include`s are looked for beside a path that does not exist.
+pub fn import(format: crate::import::Format, bytes: &[u8]) {
+    let src = crate::import::Source {
+        name: "fuzz".into(),
+        path: "/nonexistent/lvsdr-fuzz/input".into(),
+        text: String::from_utf8_lossy(bytes).into_owned(),
+    };
+    let Ok(d) = crate::import::import_source(format, &src) else {
+        return;
+    };
+    let text = crate::import::emit::toml(&d);
+    if let Err(e) = crate::config::parse(&text, "imported.toml") {
+        panic!("the import wrote a config lvsdr refuses: {e}\n{text}");
+    }
+    let _ = d.report();
+}
+
+/// keepalived.conf.
+pub fn import_keepalived(bytes: &[u8]) {
+    import(crate::import::Format::Keepalived, bytes);
+}
+
+/// ldirectord.cf.
+pub fn import_ldirectord(bytes: &[u8]) {
+    import(crate::import::Format::Ldirectord, bytes);
+}
+
+/// Piranha's lvs.cf.
+pub fn import_piranha(bytes: &[u8]) {
+    import(crate::import::Format::Piranha, bytes);
+}
+
+/// `ipvsadm -Sn` output.
+pub fn import_ipvsadm(bytes: &[u8]) {
+    import(crate::import::Format::Ipvsadm, bytes);
+}
+
 /// A decoder: its name, the function, and a valid input to mutate.
 pub type Decoder = (&'static str, fn(&[u8]), Vec<u8>);
 
@@ -65,6 +105,22 @@ pub fn all() -> Vec<Decoder> {
             br#"{"generation":1,"epoch":2,"director":"d","arp_mode":"nft","real_ip":"10.0.0.11","vip_device":"lo","vips":[{"vip":"192.0.2.1","on_device":true,"arp_suppressed":true}],"in_place":true,"last_error":null,"held":[]}"#.to_vec(),
         ),
         ("config", config, include_bytes!("../conf/director.toml").to_vec()),
+        (
+            "import-keepalived",
+            import_keepalived,
+            include_bytes!("../tests/import/keepalived.conf").to_vec(),
+        ),
+        (
+            "import-ldirectord",
+            import_ldirectord,
+            include_bytes!("../tests/import/ldirectord.cf").to_vec(),
+        ),
+        ("import-piranha", import_piranha, include_bytes!("../tests/import/lvs.cf").to_vec()),
+        (
+            "import-ipvsadm",
+            import_ipvsadm,
+            include_bytes!("../tests/import/ipvsadm.dump").to_vec(),
+        ),
     ]
 }
 

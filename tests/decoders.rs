@@ -81,10 +81,65 @@ fn the_config() {
 }
 
 #[test]
+fn the_keepalived_importer() {
+    check("import-keepalived", 300);
+}
+
+#[test]
+fn the_ldirectord_importer() {
+    check("import-ldirectord", 300);
+}
+
+#[test]
+fn the_piranha_importer() {
+    check("import-piranha", 300);
+}
+
+#[test]
+fn the_ipvsadm_importer() {
+    check("import-ipvsadm", 300);
+}
+
+#[test]
 fn every_decoder_is_covered() {
     let names: Vec<&str> = fuzz::all().iter().map(|(n, _, _)| *n).collect();
     assert_eq!(
         names,
-        ["netlink", "proc", "tcp", "dns", "agent-json", "config"]
+        [
+            "netlink",
+            "proc",
+            "tcp",
+            "dns",
+            "agent-json",
+            "config",
+            "import-keepalived",
+            "import-ldirectord",
+            "import-piranha",
+            "import-ipvsadm"
+        ]
     );
+    // And each has a coverage-guided target of the same name (fuzz/fuzz_targets/).
+    let targets = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/fuzz_targets");
+    for n in names {
+        let file = format!("{targets}/{}.rs", n.replace('-', "_"));
+        assert!(std::path::Path::new(&file).is_file(), "no {file}");
+    }
+}
+
+/// Inputs a fuzzer once crashed (fuzz/regressions/TARGET/*) stay fixed.
+#[test]
+fn the_fuzzers_crashes_stay_fixed() {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions"));
+    let mut n = 0;
+    for (name, decode, _) in fuzz::all() {
+        let Ok(entries) = std::fs::read_dir(dir.join(name.replace('-', "_"))) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.expect("entry").path();
+            decode(&std::fs::read(&path).expect("read"));
+            n += 1;
+        }
+    }
+    assert!(n > 0, "no regression inputs under {}", dir.display());
 }

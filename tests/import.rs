@@ -678,8 +678,8 @@ fn an_ipvsadm_forwarder_without_a_name_is_said_in_words_and_left_out() {
 }
 
 /// Hostile includes: a file that includes itself four times (4^8 reads before), an
-/// include of `/dev/zero` (read for ever before) and of a FIFO (blocked for ever), and
-/// one of a file of secrets, whose words must not reach the report.
+/// include of `/dev/zero` (read for ever before), of a FIFO (blocked for ever) and of a
+/// kernel file, and one of a file of secrets, whose words must not reach the report.
 #[test]
 fn hostile_includes_are_bounded_and_never_echoed() {
     let dir = std::env::temp_dir().join(format!("lvsdr-import-h-{}", std::process::id()));
@@ -709,6 +709,7 @@ fn hostile_includes_are_bounded_and_never_echoed() {
         "read already (a loop, or included twice); read once (and 3 more times",
         "include \"/dev/zero\" names no regular file",
         "include \"fifo.conf\" names no regular file",
+        "include \"/proc/self/status\": a kernel file, not a config; not read",
         "2 statements of this included file not keepalived's (not shown)",
     ] {
         assert!(report.contains(words), "no {words:?} in:\n{report}");

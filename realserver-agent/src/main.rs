@@ -87,12 +87,18 @@ enum Command {
         /// The control socket (default: the config's control_socket).
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// One JSON object, for scripts: `status` (the drain, each director's
+        /// weight and connections) and `holds` (what the agent holds, read from the
+        /// kernel), as the control socket answers them.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 /// Runs a command against the running agent.
 async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitCode> {
     use control::Request;
+    let mut json = false;
     let (socket, req, wait) = match cmd {
         Command::Drain {
             reason,
@@ -101,7 +107,10 @@ async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitC
             socket,
         } => (socket, Request::Drain { reason }, wait.then_some(timeout)),
         Command::Ready { socket } => (socket, Request::Ready, None),
-        Command::Status { socket } => (socket, Request::Status, None),
+        Command::Status { socket, json: j } => {
+            json = j;
+            (socket, Request::Status, None)
+        }
     };
     let path = control::socket_of(socket.as_ref(), config)?;
     let mut client = control::Client::open(&path).await?;
@@ -125,6 +134,11 @@ async fn command(cmd: Command, config: Option<&PathBuf>) -> anyhow::Result<ExitC
                 );
                 Ok(ExitCode::FAILURE)
             }
+        }
+        (None, Some(s)) if req == Request::Status && json => {
+            let v = serde_json::json!({ "status": s, "holds": r.holds });
+            println!("{v}");
+            Ok(ExitCode::SUCCESS)
         }
         (None, Some(s)) if req == Request::Status => {
             for l in control::describe(s, true) {

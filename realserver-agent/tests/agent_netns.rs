@@ -635,6 +635,22 @@ fn drift_is_repaired_when_it_happens_not_at_the_next_tick() {
         "{shown}"
     );
     println!("lvsdr-agent status:\n{shown}");
+    // The same for scripts: one JSON object.
+    let out = std::process::Command::new(BIN)
+        .args(["status", "--json", "--socket"])
+        .arg(site.dir.join("agent1.sock"))
+        .output()
+        .expect("lvsdr-agent status --json");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["status"]["drained"], false, "{v}");
+    assert_eq!(v["holds"]["vip_repairs"], 1, "{v}");
+    assert!(
+        v["holds"]["directors"]
+            .to_string()
+            .contains(&vip.to_string()),
+        "{v}"
+    );
 
     // The watch itself dies: `nft monitor` is started again, and the next ruleset
     // drift is still repaired when it happens (it was left dead, and drift waited for

@@ -75,11 +75,12 @@ impl Stalls {
             .sum()
     }
 
-    /// Whether a check that ran from `started` to `now` with `timeout` lost a quarter
-    /// of its time or more to stalls: then its timeout says nothing of its server.
-    pub fn spoilt(&self, started: Instant, now: Instant, timeout: Duration) -> bool {
+    /// What a check that ran from `started` to `now` with `timeout` lost to stalls,
+    /// when it is a quarter of its time or more: then its timeout says nothing of its
+    /// server.
+    pub fn spoilt(&self, started: Instant, now: Instant, timeout: Duration) -> Option<Duration> {
         let lost = self.within(started, now);
-        !lost.is_zero() && lost >= timeout / 4
+        (!lost.is_zero() && lost >= timeout / 4).then_some(lost)
     }
 }
 
@@ -184,9 +185,15 @@ mod tests {
         );
         assert_eq!(s.within(at(t, 700), at(t, 1000)), Duration::ZERO);
         // A 500 ms check: spoilt if 125 ms or more of it were stalled.
-        assert!(s.spoilt(at(t, 200), at(t, 700), Duration::from_millis(500)));
-        assert!(!s.spoilt(at(t, 650), at(t, 1150), Duration::from_millis(500)));
-        assert!(!s.spoilt(at(t, 800), at(t, 1300), Duration::from_millis(500)));
+        assert!(s
+            .spoilt(at(t, 200), at(t, 700), Duration::from_millis(500))
+            .is_some());
+        assert!(s
+            .spoilt(at(t, 650), at(t, 1150), Duration::from_millis(500))
+            .is_none());
+        assert!(s
+            .spoilt(at(t, 800), at(t, 1300), Duration::from_millis(500))
+            .is_none());
     }
 
     #[test]

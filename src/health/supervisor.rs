@@ -285,20 +285,15 @@ impl Scheduler {
                 }
                 _ = tokio::time::sleep_until(look) => self.look(Instant::now()),
                 _ = tcp_ready => self.drain_tcp(),
+                // One outcome woke the loop; others that came in meanwhile, of any
+                // kind, are taken in the same batch.
                 Some((slot, run, outcome)) = syn_rx.recv() => {
-                    let now = Instant::now();
-                    self.record(slot, run, outcome, now);
-                    while let Ok((slot, run, outcome)) = syn_rx.try_recv() {
-                        self.record(slot, run, outcome, now);
-                    }
+                    self.record(slot, run, outcome, Instant::now());
+                    self.take_ready(&mut syn_rx);
                 }
                 Some((slot, tag, outcome)) = self.runs.next(), if !self.runs.is_empty() => {
-                    let now = Instant::now();
-                    self.record(slot, tag, outcome, now);
-                    // Others that finished meanwhile, in the same batch.
-                    while let Some(Some((slot, tag, outcome))) = futures_util::FutureExt::now_or_never(self.runs.next()) {
-                        self.record(slot, tag, outcome, now);
-                    }
+                    self.record(slot, tag, outcome, Instant::now());
+                    self.take_ready(&mut syn_rx);
                 }
             }
             self.publish();
@@ -536,9 +531,13 @@ impl Scheduler {
         self.tally.completed.fetch_add(1, Ordering::Relaxed);
         // A local failure says nothing about the server: unknown, which keeps the
         // weight the kernel has; only the server's own answers count for rise/fall.
-        let mut spoilt = None;
-        let flipped = match &outcome {
-            Err(CheckFailure::Local(e)) => {
+        // Only a timeout can be the director's fault rather than the server's.
+        let spoilt = match &outcome {
+            Err(CheckFailure::TimedOut(_)) => self.stalls.spoilt(started, now, c.spec.timeout),
+            _ => None,
+        };
+        let flipped = match (&outcome, spoilt) {
+            (Err(CheckFailure::Local(e)), _) => {
                 let n = self.tally.local_errors.fetch_add(1, Ordering::Relaxed) + 1;
                 // Said at the 1st, 2nd, 4th, 8th… so a host out of resources does not
                 // also flood its log.
@@ -547,16 +546,14 @@ impl Scheduler {
                 }
                 c.rf.unknown()
             }
-            Err(CheckFailure::TimedOut(_)) if self.stalls.spoilt(started, now, c.spec.timeout) => {
+            (_, Some(lost)) => {
                 let n = self.tally.inconclusive.fetch_add(1, Ordering::Relaxed) + 1;
-                let lost = self.stalls.within(started, now);
                 if n.is_power_of_two() {
                     warn!(check = %c.spec.label(), ?lost, inconclusive = n, "a check timed out while this director stalled; not counted against its server");
                 }
-                spoilt = Some(lost);
                 c.rf.inconclusive()
             }
-            r => c.rf.record(r.is_ok()),
+            (r, None) => c.rf.record(r.is_ok()),
         };
         let wall = SystemTime::now();
         if flipped.is_some() {

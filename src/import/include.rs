@@ -1,7 +1,8 @@
 //! keepalived's `include FILE|GLOB`: the files it names are read and their statements
 //! spliced in where the `include` stands. A config may come from anyone, so reading is
 //! bounded: each file once (a loop or a diamond is read once), regular files only (not
-//! `/dev/zero`, not a FIFO), nesting, count and bytes capped. What an included file
+//! `/dev/zero`, not a FIFO, nothing under /proc, /sys or /dev), nesting, count and
+//! bytes capped. What an included file
 //! holds is reported by its place, never echoed (it may be any file on the host).
 
 use std::collections::HashSet;
@@ -120,6 +121,15 @@ impl Loader {
             source: e,
         };
         let canonical = f.canonicalize().map_err(io)?;
+        // Kernel files look regular but may block for ever (/proc/kmsg) or never end.
+        if ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|k| canonical.starts_with(k))
+        {
+            let m = format!("include {name:?}: a kernel file, not a config; not read");
+            d.note(&n.at, Level::Review, m);
+            return Ok(None);
+        }
         if self.seen.contains(&canonical) {
             let m =
                 format!("include {name:?}: read already (a loop, or included twice); read once");

@@ -94,12 +94,17 @@ impl Source {
 
 /// Reads `path` as `format`.
 pub fn import(format: Format, path: &Path) -> Result<Draft, ImportError> {
-    let src = Source::read(path)?;
+    import_source(format, &Source::read(path)?)
+}
+
+/// Reads `src` (already in memory; keepalived's `include`s are found beside its
+/// path) as `format`: the draft, whose config [`emit`] writes and lvsdr accepts.
+pub fn import_source(format: Format, src: &Source) -> Result<Draft, ImportError> {
     let mut d = match format {
-        Format::Keepalived => keepalived::import(&src)?,
-        Format::Ldirectord => ldirectord::import(&src),
-        Format::Piranha => piranha::import(&src),
-        Format::Ipvsadm => ipvsadm::import(&src),
+        Format::Keepalived => keepalived::import(src)?,
+        Format::Ldirectord => ldirectord::import(src),
+        Format::Piranha => piranha::import(src),
+        Format::Ipvsadm => ipvsadm::import(src),
     };
     finish(&mut d);
     keep_valid(&mut d);
