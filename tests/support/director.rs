@@ -150,6 +150,13 @@ pub fn status(lab: &Lab) -> serde_json::Value {
     serde_json::from_str(&body).expect("status JSON")
 }
 
+/// The status, or `None` while the director cannot answer (it is starting: a poll
+/// after a restart waits for it instead of failing on a slow first answer).
+pub fn try_status(lab: &Lab) -> Option<serde_json::Value> {
+    let body = lab.director_get(STATUS, "/status").ok()?;
+    serde_json::from_str(&body).ok()
+}
+
 pub fn find_server<'a>(
     st: &'a serde_json::Value,
     svc: &str,
