@@ -86,7 +86,6 @@ done | median_of)
 # CPU per poll: N polls answered at once, on one kept connection (as reqwest keeps
 # the director's), from the agent's utime + stime.
 n=2000
-v=$(version)
 printf '{"known": null, "wait_ms": 0, "servers": [{"service": "web", "server": "10.81.0.11:80", "weight": 1, "active": 3, "inactive": 10}]}' >"$w/pollbody"
 for i in $(seq $n); do
   # (--next starts each transfer afresh: the TLS files go with each.)

@@ -694,8 +694,14 @@ fn hostile_includes_are_bounded_and_never_echoed() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
+    // Not text: left out with a line, the rest imported (it ended the import before).
+    std::fs::write(
+        dir.join("binary.conf"),
+        [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0],
+    )
+    .expect("write");
     let mut text = std::fs::read_to_string(dir.join("fanout.conf")).expect("read");
-    text.push_str("include fifo.conf\n");
+    text.push_str("include fifo.conf\ninclude binary.conf\n");
     std::fs::write(dir.join("fanout.conf"), text).expect("write");
 
     let d = import::import(Format::Keepalived, &dir.join("fanout.conf")).expect("import");
@@ -711,6 +717,7 @@ fn hostile_includes_are_bounded_and_never_echoed() {
         "include \"fifo.conf\" names no regular file",
         "include \"/proc/self/status\": a kernel file, not a config; not read",
         "2 statements of this included file not keepalived's (not shown)",
+        "binary.conf\": not UTF-8 text (a binary file?); left out",
     ] {
         assert!(report.contains(words), "no {words:?} in:\n{report}");
     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::draft::{Draft, Level};
 use super::words::{parse, Node};
-use super::{ImportError, Source};
+use super::Source;
 
 /// Includes nested deeper than this are refused.
 pub const MAX_DEPTH: usize = 8;
@@ -32,7 +32,7 @@ pub struct Loader {
 
 impl Loader {
     /// Reads `src` (already read) and everything it includes.
-    pub fn load(src: &Source, d: &mut Draft) -> Result<(Vec<Node>, Loader), ImportError> {
+    pub fn load(src: &Source, d: &mut Draft) -> (Vec<Node>, Loader) {
         let mut l = Loader {
             seen: HashSet::new(),
             bytes: src.text.len() as u64,
@@ -41,19 +41,14 @@ impl Loader {
         if let Ok(p) = src.path.canonicalize() {
             l.seen.insert(p);
         }
-        let nodes = l.file(src, d, 0)?;
-        Ok((nodes, l))
+        let nodes = l.file(src, d, 0);
+        (nodes, l)
     }
 
-    fn file(
-        &mut self,
-        src: &Source,
-        d: &mut Draft,
-        depth: usize,
-    ) -> Result<Vec<Node>, ImportError> {
+    fn file(&mut self, src: &Source, d: &mut Draft, depth: usize) -> Vec<Node> {
         if let Some(at) = super::template::marker(&src.text, &src.name) {
             super::template::report(d, &at);
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let (nodes, problems) = parse(&src.text, &src.name);
         for (at, p) in problems {
@@ -62,40 +57,28 @@ impl Loader {
         self.expand(nodes, src, d, depth)
     }
 
-    fn expand(
-        &mut self,
-        nodes: Vec<Node>,
-        src: &Source,
-        d: &mut Draft,
-        depth: usize,
-    ) -> Result<Vec<Node>, ImportError> {
+    fn expand(&mut self, nodes: Vec<Node>, src: &Source, d: &mut Draft, depth: usize) -> Vec<Node> {
         let mut out = Vec::new();
         for mut n in nodes {
             if n.head() == "include" {
-                out.extend(self.include(&n, src, d, depth)?);
+                out.extend(self.include(&n, src, d, depth));
                 continue;
             }
             if let Some(c) = n.children.take() {
-                n.children = Some(self.expand(c, src, d, depth)?);
+                n.children = Some(self.expand(c, src, d, depth));
             }
             out.push(n);
         }
-        Ok(out)
+        out
     }
 
     /// The statements of the files an `include` names.
-    fn include(
-        &mut self,
-        n: &Node,
-        src: &Source,
-        d: &mut Draft,
-        depth: usize,
-    ) -> Result<Vec<Node>, ImportError> {
+    fn include(&mut self, n: &Node, src: &Source, d: &mut Draft, depth: usize) -> Vec<Node> {
         let pattern = n.arg().unwrap_or_default().to_string();
         if depth >= MAX_DEPTH {
             let m = format!("include {pattern:?}: includes nested deeper than {MAX_DEPTH}");
             d.note(&n.at, Level::Review, m);
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let base = src.path.parent().unwrap_or(Path::new("."));
         let files = glob(base, &pattern);
@@ -105,68 +88,64 @@ impl Loader {
         }
         let mut out = Vec::new();
         for f in files {
-            let Some(inc) = self.read(&f, n, d)? else {
+            let Some(inc) = self.read(&f, n, d) else {
                 continue;
             };
-            out.extend(self.file(&inc, d, depth + 1)?);
+            out.extend(self.file(&inc, d, depth + 1));
         }
-        Ok(out)
+        out
     }
 
-    /// Reads `f` unless it was read before or a bound is reached (then a note).
-    fn read(&mut self, f: &Path, n: &Node, d: &mut Draft) -> Result<Option<Source>, ImportError> {
+    /// Reads `f` unless it was read before, a bound is reached, or it cannot be read
+    /// as text (then a note, and the import goes on without it).
+    fn read(&mut self, f: &Path, n: &Node, d: &mut Draft) -> Option<Source> {
         let name = f.display().to_string();
-        let io = |e| ImportError::Read {
-            file: name.clone(),
-            source: e,
+        let skip = |d: &mut Draft, why: String| {
+            d.note(&n.at, Level::Review, format!("include {name:?}: {why}"));
+            None
         };
-        let canonical = f.canonicalize().map_err(io)?;
+        // Between the glob and here the file may have gone.
+        let canonical = match f.canonicalize() {
+            Ok(c) => c,
+            Err(e) => return skip(d, format!("cannot be read ({e}); left out")),
+        };
         // Kernel files look regular but may block for ever (/proc/kmsg) or never end.
         if ["/proc", "/sys", "/dev"]
             .iter()
             .any(|k| canonical.starts_with(k))
         {
-            let m = format!("include {name:?}: a kernel file, not a config; not read");
-            d.note(&n.at, Level::Review, m);
-            return Ok(None);
+            return skip(d, "a kernel file, not a config; not read".into());
         }
         if self.seen.contains(&canonical) {
-            let m =
-                format!("include {name:?}: read already (a loop, or included twice); read once");
-            d.note(&n.at, Level::Review, m);
-            return Ok(None);
+            return skip(
+                d,
+                "read already (a loop, or included twice); read once".into(),
+            );
         }
         if self.seen.len() >= MAX_FILES {
-            let m = format!("include {name:?}: more than {MAX_FILES} files in all; not read");
-            d.note(&n.at, Level::Review, m);
-            return Ok(None);
+            return skip(d, format!("more than {MAX_FILES} files in all; not read"));
         }
         let left = MAX_BYTES.saturating_sub(self.bytes);
         let mut bytes = Vec::new();
-        std::fs::File::open(&canonical)
-            .and_then(|file| file.take(left + 1).read_to_end(&mut bytes))
-            .map_err(io)?;
+        let read = std::fs::File::open(&canonical)
+            .and_then(|file| file.take(left + 1).read_to_end(&mut bytes));
+        if let Err(e) = read {
+            return skip(d, format!("cannot be read ({e}); left out"));
+        }
         if bytes.len() as u64 > left {
-            let m = format!(
-                "include {name:?}: more than {} MiB in all; not read",
-                MAX_BYTES >> 20
-            );
-            d.note(&n.at, Level::Review, m);
-            return Ok(None);
+            let mib = MAX_BYTES >> 20;
+            return skip(d, format!("more than {mib} MiB in all; not read"));
         }
         self.seen.insert(canonical);
         self.bytes += bytes.len() as u64;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            io(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "not UTF-8 text",
-            ))
-        })?;
-        Ok(Some(Source {
+        let Ok(text) = String::from_utf8(bytes) else {
+            return skip(d, "not UTF-8 text (a binary file?); left out".into());
+        };
+        Some(Source {
             name,
             path: f.to_path_buf(),
             text,
-        }))
+        })
     }
 }
 

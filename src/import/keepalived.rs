@@ -42,7 +42,7 @@ pub fn import(src: &Source) -> Result<Draft, ImportError> {
         ],
         ..Draft::default()
     };
-    let (nodes, loader) = Loader::load(src, &mut d)?;
+    let (nodes, loader) = Loader::load(src, &mut d);
     // Lines of an included file that are no statement: counted, never shown.
     let mut foreign: Vec<(At, usize)> = Vec::new();
     let mut groups: HashMap<String, Vec<(Key, At)>> = HashMap::new();
