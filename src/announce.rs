@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ipvs::ServiceKey;
 use crate::model::Desired;
-use crate::reconcile::driver::ReconcileState;
+use crate::reconcile::ReconcileState;
 
 /// One VIP's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +70,9 @@ pub fn decide(
             "the last reconcile pass could not read the table: {e}"
         ))
     } else {
-        crate::status::liveness(state, desired.director.resync_interval, started, now).err()
+        crate::reconcile::liveness(state, desired.director.resync_interval, started, now)
+            .err()
+            .map(|e| e.to_string())
     };
     vips(desired)
         .into_iter()

@@ -5,6 +5,7 @@
 //!   all the agent shares with the director).
 //! - [`announce`]: which VIPs this director announces (`[announce]`, BIRD's direct protocol).
 //! - [`bird`]: BIRD's control-socket replies (sessions, exported routes) for `/status`.
+//! - [`clock`]: times as the documents carry them (seconds since the epoch).
 //! - [`agents`]: the director pushing VIPs to agents; their confirmations gate weight.
 //! - [`ipvs`]: the kernel's IPVS table over generic netlink: typed model, wire codec,
 //!   pipelined socket handle.
@@ -24,6 +25,7 @@ pub mod admin;
 pub mod agents;
 pub mod announce;
 pub mod bird;
+pub mod clock;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzz;

@@ -2,15 +2,17 @@
 //! reload state joined per service and real server. A pure function of its inputs.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::clock::epoch;
 
 use crate::agents::{AgentMap, AgentState};
 use crate::health::{DetailMap, Health, HealthMap};
 use crate::ipvs::{ServiceKey, Stats};
 use crate::model::{Desired, RealServer};
-use crate::reconcile::driver::ReconcileState;
+use crate::reconcile::ReconcileState;
 use crate::reconcile::{effective_weight, health_of, Gate, GateVerdict};
 
 /// A `[[notify]]` hook's deliveries since start.
@@ -247,43 +249,6 @@ fn admin_words(a: Option<&crate::model::Admin>) -> (String, Option<String>) {
     }
 }
 
-/// Whether the one writer is alive: its last pass, or the last answer the kernel gave
-/// the pass in progress (or, before either, the start) is no older than twice
-/// `resync_interval` plus [`PASS_DEADLINE`] (a pass that stops moving is abandoned at
-/// the deadline and publishes; one that moves may take any time). `Err` says why not,
-/// for `/healthz`, the announcer and the systemd watchdog.
-///
-/// [`PASS_DEADLINE`]: crate::reconcile::driver::PASS_DEADLINE
-pub fn liveness(
-    state: &ReconcileState,
-    resync_interval: Duration,
-    started: Instant,
-    now: Instant,
-) -> Result<(), String> {
-    let limit = resync_interval * 2 + crate::reconcile::driver::PASS_DEADLINE;
-    let (since, what) = match (state.last_pass_at, state.progress_at) {
-        (Some(p), Some(m)) if m > p => (m, "the last progress of a reconcile pass"),
-        (None, Some(m)) => (m, "the last progress of the first reconcile pass"),
-        (Some(p), _) => (p, "the last reconcile pass"),
-        (None, None) => (started, "start, with no reconcile pass yet,"),
-    };
-    let age = now.saturating_duration_since(since);
-    if age > limit {
-        return Err(format!(
-            "{what} was {:.0} s ago (more than {:.0} s): the reconciler is stuck",
-            age.as_secs_f64(),
-            limit.as_secs_f64()
-        ));
-    }
-    Ok(())
-}
-
-/// Seconds since the Unix epoch, as the status documents carry times.
-pub fn epoch(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -313,12 +278,13 @@ pub fn build(
                 let ramp = state
                     .ramps
                     .get(&(svc.service.key.clone(), rs.dest.addr, rs.dest.port));
-                let target = match (full, ramp) {
-                    (Some(w), Some((since, over))) => {
-                        Some(crate::reconcile::ramp::ramped(w, since.elapsed(), *over))
-                    }
-                    _ => full,
-                };
+                let target =
+                    match (full, ramp) {
+                        (Some(w), Some((since, over))) => Some(
+                            crate::reconcile::slow_start::ramped(w, since.elapsed(), *over),
+                        ),
+                        _ => full,
+                    };
                 let kernel_weight = entry.map(|e| e.dest.settings.weight);
                 let (admin_state, admin_why) = admin_words(rs.admin.as_ref());
                 let reason = match (h, kernel_weight) {
@@ -440,50 +406,5 @@ pub fn build(
             .iter()
             .map(|d| format!("{} on {}, sync id {}", d.state, d.ifname, d.sync_id))
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod liveness_tests {
-    use super::*;
-
-    #[test]
-    fn a_pass_older_than_twice_the_resync_plus_the_deadline_is_stuck() {
-        let t0 = Instant::now();
-        let resync = Duration::from_secs(30);
-        let limit = resync * 2 + crate::reconcile::driver::PASS_DEADLINE;
-        let mut st = ReconcileState::default();
-        assert!(liveness(&st, resync, t0, t0 + limit).is_ok(), "starting");
-        let e = liveness(&st, resync, t0, t0 + limit + Duration::from_secs(1));
-        assert!(e.is_err_and(|e| e.contains("no reconcile pass yet")));
-        st.last_pass_at = Some(t0 + Duration::from_secs(100));
-        // The wall clock says nothing: stepped a day back or forward, same answer.
-        st.last_pass = Some(SystemTime::UNIX_EPOCH);
-        assert!(liveness(&st, resync, t0, t0 + Duration::from_secs(100) + limit).is_ok());
-        let e = liveness(&st, resync, t0, t0 + Duration::from_secs(101) + limit);
-        assert!(e.is_err_and(|e| e.contains("the reconciler is stuck")));
-        assert!(liveness(&st, resync, t0, t0).is_ok());
-    }
-
-    /// A first pass of minutes (10,000 services under emulation) is alive while the
-    /// kernel answers it; it was judged stuck, so the watchdog restarted the director
-    /// in the middle of programming, and the announcer withdrew every VIP.
-    #[test]
-    fn a_long_pass_that_moves_is_alive() {
-        let t0 = Instant::now();
-        let resync = Duration::from_secs(30);
-        let limit = resync * 2 + crate::reconcile::driver::PASS_DEADLINE;
-        let mut st = ReconcileState::default();
-        let later = t0 + limit * 5;
-        assert!(liveness(&st, resync, t0, later).is_err());
-        st.progress_at = Some(later - Duration::from_secs(5));
-        assert!(liveness(&st, resync, t0, later).is_ok());
-        // After passes: a pass that moved last long ago is stuck again.
-        st.last_pass_at = Some(t0 + limit * 2);
-        st.progress_at = Some(t0 + limit);
-        let e = liveness(&st, resync, t0, later);
-        assert!(e.is_err_and(|e| e.contains("the last reconcile pass")));
-        st.progress_at = Some(later);
-        assert!(liveness(&st, resync, t0, later).is_ok());
     }
 }

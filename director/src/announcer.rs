@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use lvsdr::announce::{decide, Verdict};
 use lvsdr::model::Desired;
-use lvsdr::reconcile::driver::ReconcileState;
+use lvsdr::reconcile::ReconcileState;
 use lvsdr_netdev::{Net, Repair};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -3,8 +3,8 @@
 //! [`EVERY`], never a write.
 
 use lvsdr::reconcile::counters::{Counters, EVERY};
-use lvsdr::reconcile::driver::ReconcileState;
 use lvsdr::reconcile::Kernel;
+use lvsdr::reconcile::ReconcileState;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};

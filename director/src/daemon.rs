@@ -14,14 +14,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::Context;
 use lvsdr::agents::AgentMap;
 use lvsdr::config;
 use lvsdr::health::{Checker, Supervisor};
 use lvsdr::model::Desired;
-use lvsdr::reconcile::driver::{self, Inputs, ReconcileState};
+use lvsdr::reconcile::driver::{self, Inputs};
+use lvsdr::reconcile::ReconcileState;
 use lvsdr::reconcile::{Gate, Kernel};
 use lvsdr::status::ReloadStatus;
 use lvsdr_daemon::tasks::Tasks;
@@ -33,7 +33,7 @@ use tracing::{error, info, warn};
 use crate::http::{self, Sources};
 
 fn now() -> f64 {
-    lvsdr::status::epoch(SystemTime::now())
+    lvsdr::clock::now()
 }
 
 /// Runs the director until SIGTERM or SIGINT.

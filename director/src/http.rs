@@ -10,8 +10,8 @@ use axum::Router;
 use lvsdr::agents::AgentMap;
 use lvsdr::health::{DetailMap, HealthMap};
 use lvsdr::model::Desired;
-use lvsdr::reconcile::driver::ReconcileState;
 use lvsdr::reconcile::Gate;
+use lvsdr::reconcile::ReconcileState;
 use lvsdr::status::{self, ReloadStatus, Status};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -100,11 +100,11 @@ pub fn router(sources: Sources) -> Router {
 }
 
 impl Sources {
-    /// Whether the reconciler is alive (see `lvsdr::status::liveness`).
-    pub fn alive(&self) -> Result<(), String> {
+    /// Whether the reconciler is alive (see [`lvsdr::reconcile::liveness`]).
+    pub fn alive(&self) -> Result<(), lvsdr::reconcile::Stuck> {
         let resync = self.desired.borrow().director.resync_interval;
         let state = self.state.borrow();
-        status::liveness(&state, resync, self.started, std::time::Instant::now())
+        lvsdr::reconcile::liveness(&state, resync, self.started, std::time::Instant::now())
     }
 }
 

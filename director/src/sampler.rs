@@ -29,7 +29,7 @@ pub async fn run(
             let observed = s.counters.borrow().overlay(&s.state.borrow().observed);
             let health = s.health.borrow().clone();
             let points = lvsdr::history::points(&desired, &observed, &health);
-            let at = lvsdr::status::epoch(std::time::SystemTime::now());
+            let at = lvsdr::clock::now();
             h.send_modify(|h| h.record_points(points, at));
         })
         .await?;

@@ -19,8 +19,8 @@ use neli::nl::{NlPayload, NlmsghdrBuilder};
 use neli::ToBytes;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::error::kernel_error;
 use super::error::IpvsError;
-use super::handle::kernel_error;
 use super::progress::Progress;
 use super::wire::{GenlMsg, Request};
 

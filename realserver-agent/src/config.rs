@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+/// Where the control socket is unless the config says (the unit's `RuntimeDirectory=`).
+pub const DEFAULT_SOCKET: &str = "/run/lvsdr-agent/control.sock";
+
 /// How ARP for the VIPs is suppressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,9 +167,7 @@ impl Config {
             resync_interval,
             set_expiry,
             tls: a.tls,
-            control_socket: a
-                .control_socket
-                .unwrap_or_else(|| crate::control::DEFAULT_SOCKET.into()),
+            control_socket: a.control_socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
         })
     }
 }

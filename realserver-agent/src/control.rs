@@ -28,8 +28,7 @@ use crate::applier::Request as ApplierRequest;
 use crate::drain::{DrainStatus, DrainView};
 use crate::overview::Overview;
 
-/// Where the socket is unless the config says (the unit's `RuntimeDirectory=`).
-pub const DEFAULT_SOCKET: &str = "/run/lvsdr-agent/control.sock";
+pub use crate::config::DEFAULT_SOCKET;
 /// The longest request line read.
 const MAX_LINE: usize = 4096;
 /// Connections served at once.

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::agent_api::{AgentStatus, ErrorBody, PushVips};
+use crate::clock::now;
 use crate::model::{AgentSettings, Desired};
-use crate::reconcile::driver::ReconcileState;
-use crate::reconcile::Gate;
+use crate::reconcile::{Gate, ReconcileState};
 
 pub mod poll;
 mod sets;
@@ -83,14 +83,6 @@ pub fn client(s: &AgentSettings) -> Result<reqwest::Client, String> {
         .timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| format!("building the agent client: {e}"))
-}
-
-fn now() -> f64 {
-    // Seconds since the Unix epoch (the status module renders the same way; it depends
-    // on this one, not the other way round).
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What one push came to.

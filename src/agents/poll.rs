@@ -23,8 +23,8 @@ use tracing::{info, warn};
 
 use crate::agent_api::{AgentDrain, DrainAnswer, DrainPoll, ServerCount};
 use crate::model::Desired;
-use crate::reconcile::driver::ReconcileState;
 use crate::reconcile::Observed;
+use crate::reconcile::ReconcileState;
 
 /// How long an agent may hold a poll while its server is not drained.
 pub const IDLE_WAIT: Duration = Duration::from_secs(20);

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use crate::ipvs::ServiceKey;
 use crate::model::Desired;
-use crate::reconcile::driver::ReconcileState;
+use crate::reconcile::ReconcileState;
 
 /// The agents of earlier configs that the config in force has no more: a real
 /// server's address → its agent's. Each gets an empty set once its destinations have

@@ -34,6 +34,7 @@ use super::plan::{draining, plan, Drains, Gate};
 use super::refusal::{classify, Refusal};
 use super::scope::{config_change, gate_change, health_change, Scope};
 use super::stall::unless_stalled;
+pub use super::state::{ReadKind, ReconcileState, PASS_DEADLINE};
 use crate::health::HealthMap;
 use crate::ipvs::proc::Block;
 use crate::ipvs::{IpvsError, ServiceKey};
@@ -45,86 +46,6 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often draining services are read again (connection counts are polled).
 pub const DRAIN_POLL: Duration = Duration::from_secs(1);
-
-/// How a pass read the kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReadKind {
-    /// It had nothing to look at.
-    #[default]
-    Nothing,
-    /// Every service over netlink.
-    Full {
-        /// Services read.
-        services: usize,
-    },
-    /// `/proc/net/ip_vs`, then netlink for the services whose listing changed.
-    Proc {
-        /// Services read again over netlink.
-        reread: usize,
-    },
-    /// Netlink, for the services in scope.
-    Services {
-        /// Services read.
-        read: usize,
-    },
-}
-
-impl std::fmt::Display for ReadKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ReadKind::Nothing => write!(f, "nothing to read"),
-            ReadKind::Full { services } => write!(f, "full read ({services} services)"),
-            ReadKind::Proc { reread } => {
-                write!(f, "/proc/net/ip_vs, {reread} services read again")
-            }
-            ReadKind::Services { read } => write!(f, "{read} services in scope"),
-        }
-    }
-}
-
-/// What the driver publishes after each pass.
-#[derive(Debug, Clone, Default)]
-pub struct ReconcileState {
-    /// The kernel's table as the driver last knew it.
-    pub observed: Arc<Observed>,
-    /// When the last pass ran.
-    pub last_pass: Option<SystemTime>,
-    /// The same on the monotonic clock: what liveness is judged by, so that a step
-    /// of the wall clock neither makes the reconciler look stuck nor hides it.
-    pub last_pass_at: Option<Instant>,
-    /// When the pass in progress last saw the kernel answer (monotonic): a pass of
-    /// minutes (10,000 services under emulation) is alive while this moves.
-    pub progress_at: Option<Instant>,
-    /// How long it took.
-    pub last_pass_duration: Duration,
-    /// How it read the kernel.
-    pub last_read: ReadKind,
-    /// When the table was last read in full over netlink.
-    pub last_full_read: Option<SystemTime>,
-    /// Passes run.
-    pub passes: u64,
-    /// Ops applied successfully.
-    pub ops_applied: u64,
-    /// Ops the kernel refused, and failed reads.
-    pub failures: u64,
-    /// The errors of the last pass (empty when it went through).
-    pub errors: Vec<String>,
-    /// Ops held back after a permanent refusal (EINVAL, a missing scheduler, EPERM),
-    /// with the refusal: not retried until the config or the kernel changes.
-    pub held: Vec<String>,
-    /// Services left from an earlier config, draining before deletion.
-    pub retired: Vec<ServiceKey>,
-    /// The connection sync daemons running (with `[sync]`).
-    pub sync_daemons: Vec<crate::ipvs::Daemon>,
-    /// The services with an op the kernel refused (transient, at the last pass that
-    /// covered them) or holds back: what the announcer withdraws per VIP. Sync daemon
-    /// trouble and other services' refusals are not in here.
-    pub failing: Vec<ServiceKey>,
-    /// Whether the last pass could not read the table: trouble for the whole director.
-    pub read_failed: bool,
-    /// Servers in a slow start: since when, over how long.
-    pub ramps: HashMap<super::ramp::RampId, (Instant, Duration)>,
-}
 
 /// The driver's inputs.
 pub struct Inputs {
@@ -717,11 +638,6 @@ fn ipvs_modules() -> Vec<String> {
 fn proc_failed(e: &IpvsError) {
     warn!(error = %e, "the proc listing failed; reading the whole table over netlink this pass");
 }
-
-/// A pass during which the kernel answers nothing for this long is abandoned (a
-/// reply the kernel never sent, a socket gone bad) and retried with backoff: the one
-/// writer never hangs. A long pass that moves is never cut (see [`super::stall`]).
-pub const PASS_DEADLINE: Duration = super::stall::STALL;
 
 /// When the loop runs its next pass on its own, and over what.
 struct Wake {

@@ -6,6 +6,8 @@ pub mod backend;
 pub mod cache;
 pub mod counters;
 pub mod driver;
+#[cfg(test)]
+pub mod fake;
 pub mod managed;
 mod observed;
 mod op;
@@ -13,14 +15,19 @@ mod plan;
 pub mod ramp;
 pub mod refusal;
 pub mod scope;
+pub mod slow_start;
 pub mod stall;
+pub mod state;
 pub mod sync;
 
 #[cfg(test)]
 mod tests;
 
-pub use backend::{FakeKernel, IpvsBackend, Kernel};
+pub use backend::{IpvsBackend, Kernel};
+#[cfg(test)]
+pub use fake::FakeKernel;
 pub use observed::{Observed, ObservedService};
 pub use op::Op;
 pub use plan::{draining, effective_weight, health_of, plan, Drains, Gate, GateVerdict};
 pub use scope::Scope;
+pub use state::{liveness, ReconcileState, Stuck};

@@ -50,7 +50,7 @@ pub struct Drains {
     /// The time of this pass.
     pub now: Option<Instant>,
     /// Servers in a slow start: since when, over how long (see [`super::ramp`]).
-    pub ramps: HashMap<super::ramp::RampId, (Instant, Duration)>,
+    pub ramps: HashMap<super::slow_start::RampId, (Instant, Duration)>,
 }
 
 impl Drains {
@@ -251,7 +251,7 @@ fn plan_service(
         if let Some(w) = effective_weight(svc, rs, health, gate, observed_dest(id.0, id.1)) {
             let w = match (drains.ramps.get(&(key.clone(), id.0, id.1)), drains.now) {
                 (Some((since, over)), Some(now)) => {
-                    super::ramp::ramped(w, now.saturating_duration_since(*since), *over)
+                    super::slow_start::ramped(w, now.saturating_duration_since(*since), *over)
                 }
                 _ => w,
             };

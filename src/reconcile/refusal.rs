@@ -47,7 +47,7 @@ pub fn classify(op: &Op, e: &IpvsError) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipvs::handle::kernel_error;
+    use crate::ipvs::error::kernel_error;
     use crate::ipvs::{
         Dest, DestSettings, Protocol, Scheduler, Service, ServiceKey, ServiceSettings,
     };

@@ -20,7 +20,7 @@ use lvsdr::admin::protocol::{Request, Response, MAX_LINE};
 use lvsdr::admin::{file, Overrides};
 use lvsdr::agents::poll::{self, AgentDrains};
 use lvsdr::model::Desired;
-use lvsdr::reconcile::driver::ReconcileState;
+use lvsdr::reconcile::ReconcileState;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
