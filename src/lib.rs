@@ -12,9 +12,7 @@
 //! - [`config`]: the director's TOML config, parsed and validated (every error, with
 //!   its place) into a [`model::Desired`].
 //! - [`model`]: the desired state shared by config and planner.
-//! - [`pki`]: a small CA and certificates for the director and its agents.
 //! - [`health`]: health checks and their rise/fall state.
-//! - [`import`]: keepalived, ldirectord, Piranha and ipvsadm configs turned into lvsdr's.
 //! - [`reconcile`]: the pure planner, the kernel backend (real and fake), the driver.
 //! - [`sysctl`]: the kernel settings a config needs (`lvsdr-director prepare`).
 //! - [`status`]: the snapshot the HTTP status endpoint renders; [`history`]: its last
@@ -27,14 +25,10 @@ pub mod announce;
 pub mod bird;
 pub mod clock;
 pub mod config;
-#[doc(hidden)]
-pub mod fuzz;
 pub mod health;
 pub mod history;
-pub mod import;
 pub use lvsdr_ipvs as ipvs;
 pub mod model;
-pub mod pki;
 pub mod reconcile;
 pub mod status;
 pub mod sysctl;

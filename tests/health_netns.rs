@@ -1,7 +1,7 @@
 //! Health checks against real listeners, in a network namespace of the test's own
 //! (no IPVS needed). Needs root; `tests/run` runs these.
 
-mod support;
+use lvsdr_test_support as support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

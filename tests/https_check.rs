@@ -88,7 +88,7 @@ async fn sni_verifies_the_name_while_connecting_to_the_address() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("lvsdr-https-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    lvsdr::pki::init(&dir, &["web.test".to_string()]).expect("pki");
+    lvsdr_pki::init(&dir, &["web.test".to_string()]).expect("pki");
     // The body is larger than what is read: the match needs only its start.
     let mut body = b"ok, healthy\n".to_vec();
     body.resize(8 * 1024 * 1024, b'x');

@@ -2,7 +2,7 @@
 //! boots it); on an ordinary `cargo test` they are ignored, with the reason shown.
 //! Each test works in a network namespace of its own, so each has its own IPVS table.
 
-mod support;
+use lvsdr_test_support as support;
 
 use std::net::{IpAddr, Ipv4Addr};
 

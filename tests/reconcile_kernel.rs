@@ -3,7 +3,7 @@
 //! an add and ENOENT to a delete. Those refusals mean "already done": the service is
 //! read again and the pass converges, with no error, no backoff and no op held back.
 
-mod support;
+use lvsdr_test_support as support;
 
 use std::sync::{Arc, Mutex};
 

@@ -76,7 +76,7 @@ enum Command {
     /// translated, 2 when something needs a person, 1 when the input cannot be read.
     Import {
         /// keepalived, ldirectord, piranha or ipvsadm (`ipvsadm -Sn` output).
-        format: lvsdr::import::Format,
+        format: lvsdr_import::Format,
         /// The file (keepalived's `include`s are followed).
         file: PathBuf,
     },
@@ -199,7 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     directors,
                 },
         } => {
-            for f in lvsdr::pki::init_with(&dir, &agents, &directors)? {
+            for f in lvsdr_pki::init_with(&dir, &agents, &directors)? {
                 println!("{}", f.display());
             }
         }
@@ -208,15 +208,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `import`: see [`Command::Import`].
-fn import(format: lvsdr::import::Format, file: &std::path::Path) -> ExitCode {
-    let draft = match lvsdr::import::import(format, file) {
+fn import(format: lvsdr_import::Format, file: &std::path::Path) -> ExitCode {
+    let draft = match lvsdr_import::import(format, file) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("lvsdr-director import: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let text = lvsdr::import::emit::toml(&draft);
+    let text = lvsdr_import::emit::toml(&draft);
     print!("{text}");
     for line in draft.report() {
         eprintln!("{line}");
@@ -232,7 +232,7 @@ fn import(format: lvsdr::import::Format, file: &std::path::Path) -> ExitCode {
     let review = draft
         .notes
         .iter()
-        .filter(|n| n.level == lvsdr::import::Level::Review)
+        .filter(|n| n.level == lvsdr_import::Level::Review)
         .count();
     eprintln!(
         "{}: {}",

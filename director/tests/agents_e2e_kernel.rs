@@ -5,8 +5,7 @@
 //! no request; and a real server that leaves every service of its VIP keeps the VIP
 //! while the kernel drains its connections.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::time::Duration;
 

@@ -223,7 +223,7 @@ fn logs_to_a_file_or_pipe_carry_no_colour_codes() {
 
 #[test]
 fn import_exits_0_when_all_translated_2_when_a_person_must_look_1_when_unreadable() {
-    let input = |f: &str| format!("{}/../tests/import/{f}", env!("CARGO_MANIFEST_DIR"));
+    let input = |f: &str| format!("{}/../import/tests/inputs/{f}", env!("CARGO_MANIFEST_DIR"));
     let run = |args: &[&str]| {
         std::process::Command::new(BIN)
             .args(args)
@@ -300,13 +300,16 @@ fn files_under(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<Stri
 /// format and as each of the others, through the binary as an operator runs it.
 #[test]
 fn check_config_accepts_what_import_writes_from_every_test_input_in_every_format() {
-    let base = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/import"));
+    let base = std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../import/tests/inputs"
+    ));
     let mut found = Vec::new();
     files_under(&base, &base, &mut found);
     for f in &found {
         assert!(
             IMPORT_INPUTS.iter().any(|(name, _)| name == f),
-            "tests/import/{f} is not in IMPORT_INPUTS"
+            "import/tests/inputs/{f} is not in IMPORT_INPUTS"
         );
     }
     let dir = std::env::temp_dir().join(format!("lvsdr-import-all-{}", std::process::id()));

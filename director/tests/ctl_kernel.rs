@@ -5,8 +5,7 @@
 //! in the table; uid 65534 is refused; a runtime weight, a disable and an enable each
 //! reach the kernel. A client loop through the VIP counts failed requests throughout.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

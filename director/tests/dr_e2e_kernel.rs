@@ -2,8 +2,7 @@
 //! network namespaces; `lvsdr-director run` programs IPVS; traffic goes through the
 //! VIP. The test sets the VIP and ARP suppression on the real servers itself.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};

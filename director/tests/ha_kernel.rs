@@ -7,8 +7,7 @@
 //! director whose real servers all fail withdraws the VIP, and announces it again when
 //! they come back.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -1,8 +1,7 @@
 //! `lvsdr-director ipvs list` against `ipvsadm -Ln` on the same kernel table (written by
 //! ipvsadm itself). Runs in the test VM; ignored on an ordinary `cargo test`.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use support::{fresh_netns, ipvsadm, sh};
 

@@ -4,8 +4,7 @@
 //! mutex is one for every namespace), so they do not run beside the latency-sensitive
 //! soak.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 //! It must replace its socket, resolve the family again and program the table anew.
 //! In a test binary of its own: unloading needs every other IPVS user gone.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use support::director::*;
 use support::lab::{Lab, Server};

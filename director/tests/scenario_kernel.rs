@@ -9,8 +9,7 @@
 //! connection. Each event prints its figures. Every feature joins this test: it is how
 //! the next bug where two features meet gets caught.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -296,7 +295,7 @@ fn both_settled(servers: usize) -> impl Fn(&World) -> bool {
 fn everything_on_through_restarts_reloads_failures_and_refusals() {
     let net = Net::new(3, false);
     let pki = net.dir.join("pki");
-    lvsdr::pki::init_with(
+    lvsdr_pki::init_with(
         &pki,
         &[rip(1), rip(2), rip(3)],
         &["hd1".into(), "hd2".into()],

@@ -3,8 +3,7 @@
 //! and CI's time is bounded) while clients make new connections and a long-lived one
 //! stays open. (The large tables: `large_kernel.rs`.)
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

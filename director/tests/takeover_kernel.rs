@@ -5,8 +5,7 @@
 //! service that leaves `lb_kind` and `lb_algo` out: the import must read keepalived's
 //! defaults (NAT, wlc) as keepalived does, or the takeover would change it.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -4,8 +4,7 @@
 //! takes the VIP, `/status` says it holds it, and a long-lived connection goes on
 //! through the sync daemon's copy.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

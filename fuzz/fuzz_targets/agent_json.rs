@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::agent_json`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::agent_json`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::agent_json(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::agent_json(data));

@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::config`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::config`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::config(data));

@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::dns`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::dns`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::dns(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::dns(data));

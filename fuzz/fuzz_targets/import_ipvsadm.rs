@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::import_ipvsadm`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::import_ipvsadm`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::import_ipvsadm(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::import_ipvsadm(data));

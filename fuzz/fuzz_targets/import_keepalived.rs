@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::import_keepalived`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::import_keepalived`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::import_keepalived(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::import_keepalived(data));

@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::import_ldirectord`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::import_ldirectord`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::import_ldirectord(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::import_ldirectord(data));

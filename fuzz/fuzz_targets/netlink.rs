@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::netlink`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::netlink`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::netlink(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::netlink(data));

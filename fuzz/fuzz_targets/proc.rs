@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::proc_listing`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::proc_listing`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::proc_listing(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::proc_listing(data));

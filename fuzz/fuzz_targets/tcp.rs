@@ -1,4 +1,4 @@
-//! libFuzzer target: [`lvsdr::fuzz::tcp_segment`].
+//! libFuzzer target: [`lvsdr_fuzz_harness::tcp_segment`].
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr::fuzz::tcp_segment(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lvsdr_fuzz_harness::tcp_segment(data));

@@ -292,7 +292,7 @@ mod tests {
     fn tls_files_load_and_a_credential_fallback_is_named() {
         let dir = std::env::temp_dir().join(format!("lvsdr-agent-tls-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        lvsdr::pki::init(&dir, &["192.0.2.7".to_string()]).expect("pki");
+        lvsdr_pki::init(&dir, &["192.0.2.7".to_string()]).expect("pki");
         let t = TlsSection {
             cert: dir.join("agent-192.0.2.7.pem"),
             key: dir.join("agent-192.0.2.7.key"),

@@ -7,8 +7,7 @@
 //! missing capability fails here, not in production. The safety property checked
 //! throughout: **only the director answers ARP for the VIP**.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use lvsdr_test_support as support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -96,7 +95,7 @@ impl Site {
         let dir = PathBuf::from(format!("/tmp/lvsdr-agent-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let agents: Vec<String> = (1..=n).map(|i| lab.rip(i)).collect();
-        lvsdr::pki::init_with(&dir.join("pki"), &agents, &["d2".to_string()]).expect("pki init");
+        lvsdr_pki::init_with(&dir.join("pki"), &agents, &["d2".to_string()]).expect("pki init");
         for i in 1..=n {
             std::fs::create_dir_all(dir.join(format!("state{i}"))).expect("state dir");
         }
@@ -927,7 +926,7 @@ fn bad_pushes_are_refused_and_change_nothing() {
     let (code, _, _) = site.curl(1, "PUT", "/v1/vips", Some(&good), None);
     assert_eq!(code, 0, "a push without a client certificate got an answer");
     let other = site.dir.join("other");
-    lvsdr::pki::init(&other, &[]).expect("other CA");
+    lvsdr_pki::init(&other, &[]).expect("other CA");
     let (code, _, _) = site.curl(
         1,
         "PUT",

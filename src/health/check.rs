@@ -394,7 +394,7 @@ fn dns_query(id: u16, name: &str) -> Vec<u8> {
 
 /// What an answer to query `id` says: `None` if it is not one (someone else's, or
 /// malformed), else whether its rcode is the one expected.
-pub(crate) fn dns_answer(buf: &[u8], id: u16, expect: u8) -> Option<Result<(), String>> {
+pub fn dns_answer(buf: &[u8], id: u16, expect: u8) -> Option<Result<(), String>> {
     // A full header, our id, the QR (response) bit.
     if buf.len() < 12 || buf[..2] != id.to_be_bytes() || buf[2] & 0x80 == 0 {
         return None;

@@ -16,7 +16,7 @@ mod tcp;
 mod via;
 mod wheel;
 
-pub use check::{setpriv, Checker, Prepared};
+pub use check::{dns_answer, setpriv, Checker, Prepared};
 pub use failure::CheckFailure;
 pub use spec::{CheckKind, CheckSpec, HttpCheck, StatusSet, Via};
 pub use state::{Health, HealthMap, RiseFall};

@@ -64,7 +64,7 @@ mod tests {
     fn a_ca_file_is_loaded_and_a_file_without_a_certificate_is_refused() {
         let dir = std::env::temp_dir().join(format!("lvsdr-roots-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        crate::pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
+        lvsdr_pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
         assert!(load(&Some(dir.join("ca.pem"))).is_ok());
         let empty = dir.join("empty.pem");
         std::fs::write(&empty, "").expect("write");

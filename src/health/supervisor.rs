@@ -638,7 +638,7 @@ mod tests {
     async fn a_ca_file_is_loaded_once_for_every_check_that_names_it() {
         let dir = std::env::temp_dir().join(format!("lvsdr-sup-roots-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        crate::pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
+        lvsdr_pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
         let ca = Some(dir.join("ca.pem"));
         let mut loaded = HashMap::new();
         assert!(load_roots(&mut loaded, ca.clone()).await.is_ok());
@@ -666,7 +666,7 @@ mod tests {
         let first = load_roots(&mut loaded, ca.clone())
             .await
             .expect_err("no file");
-        crate::pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
+        lvsdr_pki::init(&dir, &["192.0.2.1".to_string()]).expect("pki");
         let second = load_roots(&mut loaded, ca.clone())
             .await
             .expect_err("the first failure, not a second read");

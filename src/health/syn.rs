@@ -267,7 +267,7 @@ fn syn_segment(src: IpAddr, sport: u16, dst: SocketAddr, seq: u32) -> Result<[u8
 }
 
 /// What a received IPv4 packet (header included, as a raw IPv4 socket gets it) says.
-pub(crate) fn answer_v4(packet: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
+pub fn answer_v4(packet: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
     let ip = Ipv4HeaderSlice::from_slice(packet).ok()?;
     let from = IpAddr::V4(ip.source_addr());
     let tcp = packet.get(usize::from(ip.ihl()) * 4..).unwrap_or_default();
@@ -275,7 +275,7 @@ pub(crate) fn answer_v4(packet: &[u8], port: u16) -> Option<(SocketAddr, u32, Ou
 }
 
 /// What a received segment says: (from, the sequence number it acknowledges, outcome).
-pub(crate) fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
+pub fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, Outcome)> {
     let t = TcpHeaderSlice::from_slice(tcp).ok()?;
     if t.destination_port() != port {
         return None;

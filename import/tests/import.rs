@@ -1,14 +1,14 @@
-//! The importers on inputs of our own writing (tests/import/), one per format, covering
+//! The importers on inputs of our own writing (import/tests/inputs/), one per format, covering
 //! the constructs each format has: the config written must validate, carry what the
 //! input said, and every construct not translated must be reported at its line.
 
 use std::path::PathBuf;
 
-use lvsdr::import::{self, Format, Level};
+use lvsdr_import::{self as import, Format, Level};
 use toml::Value;
 
 fn input(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/import")).join(name)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/inputs")).join(name)
 }
 
 /// The imported TOML (validated by lvsdr's own parser) and the notes as

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use lvsdr::fuzz::{self, Rng};
+use lvsdr_fuzz_harness::{self as fuzz, Rng};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -1,6 +1,5 @@
 //! Real-server agents in the lab: their certificates and configs, and long-lived
 //! connections through the VIP to watch while servers drain.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -28,7 +27,7 @@ impl Pki {
         let pki = PathBuf::from(format!("/tmp/lvsdr-e2e-{}", lab.tag)).join("pki");
         let _ = std::fs::remove_dir_all(&pki);
         let agents: Vec<String> = (1..=lab.servers.len()).map(|i| lab.rip(i)).collect();
-        lvsdr::pki::init(&pki, &agents).expect("pki");
+        lvsdr_pki::init(&pki, &agents).expect("pki");
         // The director runs as nobody: its key is readable to it, as LoadCredential
         // makes it.
         super::sh(&format!(

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use lvsdr::fuzz;
+use lvsdr_fuzz_harness as fuzz;
 
 fn mutated(sample: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     let len = sample.len().max(1);
@@ -119,7 +119,7 @@ fn every_decoder_is_covered() {
         ]
     );
     // And each has a coverage-guided target of the same name (fuzz/fuzz_targets/).
-    let targets = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/fuzz_targets");
+    let targets = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/fuzz_targets");
     for n in names {
         let file = format!("{targets}/{}.rs", n.replace('-', "_"));
         assert!(std::path::Path::new(&file).is_file(), "no {file}");
@@ -129,7 +129,7 @@ fn every_decoder_is_covered() {
 /// Inputs a fuzzer once crashed (fuzz/regressions/TARGET/*) stay fixed.
 #[test]
 fn the_fuzzers_crashes_stay_fixed() {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/regressions"));
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/regressions"));
     let mut n = 0;
     for (name, decode, _) in fuzz::all() {
         let Ok(entries) = std::fs::read_dir(dir.join(name.replace('-', "_"))) else {

@@ -1,6 +1,5 @@
 //! Running `lvsdr-director run` (and agents) in a lab's namespaces, and reading its
 //! status, for the end-to-end tests.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,9 +87,7 @@ pub fn start_director_within(lab: &Lab, bin: &str, config: &Path, secs: u64) -> 
 /// [`start_director`] in namespace `ns` (a topology of its own).
 pub fn start_director_in(ns: &str, bin: &str, config: &Path, secs: u64) -> Proc {
     let p = spawn_director(ns, bin, config);
-    let up = poll(secs, || {
-        crate::support::lab::get_in(ns, STATUS, "/healthz").ok()
-    });
+    let up = poll(secs, || crate::lab::get_in(ns, STATUS, "/healthz").ok());
     assert!(
         up.is_some(),
         "the status endpoint did not come up:\n{}",

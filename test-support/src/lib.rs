@@ -1,6 +1,5 @@
 //! Helpers for tests that need the IPVS kernel (they run inside the test VM, see
 //! tests/vm/) or root and namespaces.
-#![allow(dead_code)]
 
 use std::process::Command;
 

@@ -2,13 +2,14 @@
 //! replies and requests, the `/proc/net/ip_vs` listing, raw TCP segments (the
 //! `tcp-syn` prober), DNS answers, the director↔agent JSON, the config, and the four
 //! importers. None may panic, whatever the bytes, and an importer's output must be a
-//! config lvsdr accepts: the property tests (`tests/decoders.rs`), the longer run in
-//! `benches/decoders.rs` and the coverage-guided targets (`fuzz/`) call these.
+//! config lvsdr accepts: the property tests (`tests/decoders.rs` here), the longer run in
+//! `benches/decoders.rs` here and the coverage-guided targets (`../fuzz/`) call these.
+//! A crate of its own so that none of this is in the product's public API.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::agent_api::{AgentStatus, ErrorBody, PushVips};
-use crate::ipvs::wire::{self, Reply, Request};
+use lvsdr::agent_api::{AgentStatus, ErrorBody, PushVips};
+use lvsdr::ipvs::wire::{self, Reply, Request};
 
 /// A netlink message as the kernel (or anyone on the socket) might send it.
 pub fn netlink(bytes: &[u8]) {
@@ -22,19 +23,19 @@ pub fn netlink(bytes: &[u8]) {
 
 /// The proc listing.
 pub fn proc_listing(bytes: &[u8]) {
-    let _ = crate::ipvs::proc::parse(&String::from_utf8_lossy(bytes));
+    let _ = lvsdr::ipvs::proc::parse(&String::from_utf8_lossy(bytes));
 }
 
 /// A raw packet on the `tcp-syn` prober's sockets: an IPv4 packet, or a bare TCP
 /// segment (IPv6 raw sockets get no IP header).
 pub fn tcp_segment(bytes: &[u8]) {
-    let _ = crate::health::syn::answer_v4(bytes, 4321);
-    let _ = crate::health::syn::answer(IpAddr::V4(Ipv4Addr::LOCALHOST), bytes, 4321);
+    let _ = lvsdr::health::syn::answer_v4(bytes, 4321);
+    let _ = lvsdr::health::syn::answer(IpAddr::V4(Ipv4Addr::LOCALHOST), bytes, 4321);
 }
 
 /// A DNS answer to a `udp-dns` check.
 pub fn dns(bytes: &[u8]) {
-    let _ = crate::health::check::dns_answer(bytes, 0x1234, 0);
+    let _ = lvsdr::health::dns_answer(bytes, 0x1234, 0);
 }
 
 /// The agents' answers and the pushes they take.
@@ -46,23 +47,23 @@ pub fn agent_json(bytes: &[u8]) {
 
 /// The director's config.
 pub fn config(bytes: &[u8]) {
-    let _ = crate::config::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
+    let _ = lvsdr::config::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
 }
 
 /// An importer's input: it must not panic, and what it writes must validate (the
 /// import's promise; a panic here is how a fuzzer reports the promise broken).
 /// `include`s are looked for beside a path that does not exist.
-pub fn import(format: crate::import::Format, bytes: &[u8]) {
-    let src = crate::import::Source {
+pub fn import(format: lvsdr_import::Format, bytes: &[u8]) {
+    let src = lvsdr_import::Source {
         name: "fuzz".into(),
         path: "/nonexistent/lvsdr-fuzz/input".into(),
         text: String::from_utf8_lossy(bytes).into_owned(),
     };
-    let Ok(d) = crate::import::import_source(format, &src) else {
+    let Ok(d) = lvsdr_import::import_source(format, &src) else {
         return;
     };
-    let text = crate::import::emit::toml(&d);
-    if let Err(e) = crate::config::parse(&text, "imported.toml") {
+    let text = lvsdr_import::emit::toml(&d);
+    if let Err(e) = lvsdr::config::parse(&text, "imported.toml") {
         panic!("the import wrote a config lvsdr refuses: {e}\n{text}");
     }
     let _ = d.report();
@@ -70,22 +71,22 @@ pub fn import(format: crate::import::Format, bytes: &[u8]) {
 
 /// keepalived.conf.
 pub fn import_keepalived(bytes: &[u8]) {
-    import(crate::import::Format::Keepalived, bytes);
+    import(lvsdr_import::Format::Keepalived, bytes);
 }
 
 /// ldirectord.cf.
 pub fn import_ldirectord(bytes: &[u8]) {
-    import(crate::import::Format::Ldirectord, bytes);
+    import(lvsdr_import::Format::Ldirectord, bytes);
 }
 
 /// Piranha's lvs.cf.
 pub fn import_piranha(bytes: &[u8]) {
-    import(crate::import::Format::Piranha, bytes);
+    import(lvsdr_import::Format::Piranha, bytes);
 }
 
 /// `ipvsadm -Sn` output.
 pub fn import_ipvsadm(bytes: &[u8]) {
-    import(crate::import::Format::Ipvsadm, bytes);
+    import(lvsdr_import::Format::Ipvsadm, bytes);
 }
 
 /// A decoder: its name, the function, and a valid input to mutate.
@@ -96,7 +97,7 @@ pub type Decoder = (&'static str, fn(&[u8]), Vec<u8>);
 pub fn all() -> Vec<Decoder> {
     vec![
         ("netlink", netlink, sample_netlink()),
-        ("proc", proc_listing, include_bytes!("../ipvs/src/vectors/proc_net_ip_vs.txt").to_vec()),
+        ("proc", proc_listing, include_bytes!("../../ipvs/src/vectors/proc_net_ip_vs.txt").to_vec()),
         ("tcp", tcp_segment, sample_syn_ack()),
         ("dns", dns, vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]),
         (
@@ -104,36 +105,36 @@ pub fn all() -> Vec<Decoder> {
             agent_json,
             br#"{"generation":1,"epoch":2,"director":"d","arp_mode":"nft","real_ip":"10.0.0.11","vip_device":"lo","vips":[{"vip":"192.0.2.1","on_device":true,"arp_suppressed":true}],"in_place":true,"last_error":null,"held":[]}"#.to_vec(),
         ),
-        ("config", config, include_bytes!("../conf/director.toml").to_vec()),
+        ("config", config, include_bytes!("../../conf/director.toml").to_vec()),
         (
             "import-keepalived",
             import_keepalived,
-            include_bytes!("../tests/import/keepalived.conf").to_vec(),
+            include_bytes!("../../import/tests/inputs/keepalived.conf").to_vec(),
         ),
         (
             "import-ldirectord",
             import_ldirectord,
-            include_bytes!("../tests/import/ldirectord.cf").to_vec(),
+            include_bytes!("../../import/tests/inputs/ldirectord.cf").to_vec(),
         ),
-        ("import-piranha", import_piranha, include_bytes!("../tests/import/lvs.cf").to_vec()),
+        ("import-piranha", import_piranha, include_bytes!("../../import/tests/inputs/lvs.cf").to_vec()),
         (
             "import-ipvsadm",
             import_ipvsadm,
-            include_bytes!("../tests/import/ipvsadm.dump").to_vec(),
+            include_bytes!("../../import/tests/inputs/ipvsadm.dump").to_vec(),
         ),
     ]
 }
 
 fn sample_netlink() -> Vec<u8> {
-    let dest = crate::ipvs::Dest {
+    let dest = lvsdr::ipvs::Dest {
         addr: "10.0.0.11"
             .parse()
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         port: 80,
-        settings: crate::ipvs::DestSettings::route(1),
+        settings: lvsdr::ipvs::DestSettings::route(1),
     };
-    let key = crate::ipvs::ServiceKey::Addr {
-        protocol: crate::ipvs::Protocol::Tcp,
+    let key = lvsdr::ipvs::ServiceKey::Addr {
+        protocol: lvsdr::ipvs::Protocol::Tcp,
         addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
         port: 80,
     };

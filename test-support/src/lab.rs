@@ -3,7 +3,6 @@
 //! test process serves HTTP and echo from inside the real servers' namespaces
 //! (threads that `setns` into them), so a test can stop and start a server at will,
 //! and it makes client requests the same way.
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -70,7 +70,7 @@ fn together(d: &mut Draft) {
 /// Why lvsdr refuses `d`'s config, in one line, or `None` when it accepts it.
 fn refusal(d: &Draft) -> Option<String> {
     let text = emit::toml(d);
-    let errors = crate::config::parse(&text, "<imported>").err()?;
+    let errors = lvsdr::config::parse(&text, "<imported>").err()?;
     let first = errors.0.first()?;
     Some(if first.context.is_empty() {
         first.message.clone()
