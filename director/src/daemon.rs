@@ -15,15 +15,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::agents::AgentMap;
+use crate::status::ReloadStatus;
 use anyhow::Context;
-use lvsdr::agents::AgentMap;
 use lvsdr::config;
 use lvsdr::health::{Checker, Supervisor};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::driver::{self, Inputs};
 use lvsdr::reconcile::ReconcileState;
 use lvsdr::reconcile::{Gate, Kernel};
-use lvsdr::status::ReloadStatus;
 use lvsdr_daemon::tasks::Tasks;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
@@ -72,12 +72,12 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     let (config_tx, config_rx) = watch::channel(config);
     let (state_tx, state_rx) = watch::channel(ReconcileState::default());
     let (agents_tx, agents_rx) = watch::channel(AgentMap::new());
-    let (drains_tx, drains_rx) = watch::channel(lvsdr::agents::poll::AgentDrains::new());
+    let (drains_tx, drains_rx) = watch::channel(crate::agents::poll::AgentDrains::new());
     let mut tasks = Tasks::new();
     tasks.spawn("health check scheduler", checks);
     tasks.spawn_infallible(
         "agents' drain polls",
-        lvsdr::agents::poll::run(
+        crate::agents::poll::run(
             config_rx.clone(),
             state_rx.clone(),
             drains_tx,
@@ -86,7 +86,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     );
     tasks.spawn_infallible(
         "agent pusher",
-        lvsdr::agents::run(
+        crate::agents::run(
             desired_rx.clone(),
             state_rx.clone(),
             gate_tx,
@@ -117,7 +117,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the status endpoint to {listen}"))?;
     info!(%listen, "status endpoint listening");
-    let (history_tx, history_rx) = watch::channel(lvsdr::history::History::default());
+    let (history_tx, history_rx) = watch::channel(crate::status::history::History::default());
     let (announce_tx, announce_rx) = watch::channel(Vec::new());
     let (held_tx, held_rx) = watch::channel(Vec::new());
     let (bird_tx, bird_rx) = watch::channel(None);
@@ -173,7 +173,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     );
     tasks.spawn(
         "VIP announcer",
-        crate::announcer::run(
+        crate::announce::device::run(
             sources.desired.clone(),
             sources.state.clone(),
             announce_tx,
@@ -185,11 +185,11 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     );
     tasks.spawn(
         "status history sampler",
-        crate::sampler::run(sources.clone(), Arc::new(history_tx), cancel.child_token()),
+        crate::status::sampler::run(sources.clone(), Arc::new(history_tx), cancel.child_token()),
     );
     tasks.spawn(
         "traffic counter reader",
-        crate::counters::run(sources.state.clone(), counters_tx, cancel.child_token()),
+        crate::status::counters::run(sources.state.clone(), counters_tx, cancel.child_token()),
     );
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
@@ -307,7 +307,7 @@ fn reload(
 fn accept(loaded: Result<Desired, config::ConfigErrors>) -> Result<Desired, Vec<String>> {
     let d = loaded.map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     if let Some(a) = &d.agents {
-        lvsdr::agents::client(a).map_err(|e| vec![format!("[agents]: {e}")])?;
+        crate::agents::client(a).map_err(|e| vec![format!("[agents]: {e}")])?;
     }
     Ok(d)
 }

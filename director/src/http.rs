@@ -2,22 +2,22 @@
 //! `/healthz` (liveness) and `/` (a page for people). Every response is rendered from
 //! the latest published state; nothing here touches the kernel.
 
+use crate::agents::AgentMap;
+use crate::status::{self, ReloadStatus, Status};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use axum::Router;
-use lvsdr::agents::AgentMap;
 use lvsdr::health::{DetailMap, HealthMap};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::Gate;
 use lvsdr::reconcile::ReconcileState;
-use lvsdr::status::{self, ReloadStatus, Status};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{metrics, page};
+use crate::status::{metrics, page};
 
 /// Where the endpoint reads from.
 #[derive(Clone)]
@@ -30,13 +30,13 @@ pub struct Sources {
     pub gate: watch::Receiver<Gate>,
     pub agents: watch::Receiver<AgentMap>,
     /// The last 15 minutes per service, for the page.
-    pub history: watch::Receiver<lvsdr::history::History>,
+    pub history: watch::Receiver<crate::status::history::History>,
     /// The announcer's verdict per VIP (`[announce]`).
-    pub announce: watch::Receiver<Vec<lvsdr::announce::Verdict>>,
+    pub announce: watch::Receiver<Vec<crate::announce::Verdict>>,
     /// The config's VIPs this host holds on an interface ARP answers for.
     pub held: watch::Receiver<Vec<std::net::IpAddr>>,
     /// BIRD's view (`[announce] bird_socket`).
-    pub bird: watch::Receiver<Option<lvsdr::status::BirdStatus>>,
+    pub bird: watch::Receiver<Option<crate::status::BirdStatus>>,
     /// When the director started (liveness before the first pass).
     pub started: std::time::Instant,
     /// Health check runs completed, and local errors among them.
@@ -44,7 +44,7 @@ pub struct Sources {
     /// Traffic counters of busy services, read apart from the reconciler.
     pub counters: watch::Receiver<lvsdr::reconcile::counters::Counters>,
     /// The `[[notify]]` hooks' deliveries.
-    pub notify: watch::Receiver<Vec<lvsdr::status::HookStatus>>,
+    pub notify: watch::Receiver<Vec<crate::status::HookStatus>>,
     /// One render at a time (see [`off_thread`]).
     pub renders: Arc<tokio::sync::Semaphore>,
 }
@@ -198,7 +198,7 @@ async fn index(State(s): State<Sources>) -> axum::response::Response {
     match off_thread(&s.renders.clone(), move || {
         let status = s.status();
         let history = s.history.borrow();
-        let now = lvsdr::status::epoch(std::time::SystemTime::now());
+        let now = crate::status::epoch(std::time::SystemTime::now());
         Html(page::render(&status, &history, now)).into_response()
     })
     .await
@@ -332,7 +332,7 @@ mod tests {
             .1,
             gate: watch::channel(Gate::default()).1,
             agents: watch::channel(AgentMap::new()).1,
-            history: watch::channel(lvsdr::history::History::default()).1,
+            history: watch::channel(crate::status::history::History::default()).1,
             announce: watch::channel(Vec::new()).1,
             held: watch::channel(Vec::new()).1,
             bird: watch::channel(None).1,

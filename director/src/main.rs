@@ -1,17 +1,15 @@
 //! `lvsdr-director`: the LVS-DR director. This binary is a thin shell over the `lvsdr`
 //! library: argument parsing, the runtime, logging and printing.
 
-mod announcer;
-mod bird_client;
+mod agents;
+mod announce;
+mod bird;
 mod control;
-mod counters;
 mod daemon;
 mod http;
 mod ipvs_cli;
-mod metrics;
 mod notify;
-mod page;
-mod sampler;
+mod status;
 mod status_cli;
 
 use std::path::PathBuf;
@@ -152,7 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // The TLS files load, as a reload would require (under systemd: the
                 // credentials, whose fallback text names a file that is missing).
                 if let Some(a) = &d.agents {
-                    if let Err(e) = lvsdr::agents::client(a) {
+                    if let Err(e) = crate::agents::client(a) {
                         let why = lvsdr_daemon::creds::first_not_pem([
                             a.ca.as_path(),
                             a.cert.as_path(),

@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
+use crate::status::Status;
 use anyhow::Context;
 use lvsdr::health::Health;
-use lvsdr::status::Status;
 
 /// Fetches `/status` from `url` (e.g. `http://127.0.0.1:9180`) and renders it.
 pub async fn run(url: &str) -> anyhow::Result<()> {

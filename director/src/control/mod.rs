@@ -7,7 +7,7 @@
 //! pusher, the status). An answer goes out once the change is on disk, so an
 //! acknowledged drain survives `kill -9`. A config reload drops the overrides whose
 //! server left it. The drains the agents report (`lvsdr-agent drain`, heard by
-//! [`lvsdr::agents::poll`]) are kept and marked here too.
+//! [`crate::agents::poll`]) are kept and marked here too.
 
 pub mod client;
 mod peer;
@@ -15,10 +15,10 @@ mod peer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::agents::poll::{self, AgentDrains};
 use lvsdr::admin::handle::{handle, Caller};
 use lvsdr::admin::protocol::{Request, Response, MAX_LINE};
 use lvsdr::admin::{file, Overrides};
-use lvsdr::agents::poll::{self, AgentDrains};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::ReconcileState;
 use tokio::net::{UnixListener, UnixStream};
@@ -174,7 +174,7 @@ impl Control {
         let observed = self.state.borrow().observed.clone();
         let caller = Caller {
             uid,
-            now: lvsdr::status::epoch(std::time::SystemTime::now()) as u64,
+            now: crate::status::epoch(std::time::SystemTime::now()) as u64,
         };
         let (mut response, changed) = handle(
             request.clone(),

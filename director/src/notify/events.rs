@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use lvsdr::announce::Verdict;
+use crate::announce::Verdict;
+use crate::status::ReloadStatus;
 use lvsdr::health::{Health, HealthMap};
 use lvsdr::model::{AdminState, Desired};
-use lvsdr::status::ReloadStatus;
 use serde::Serialize;
 
 /// One event, as a hook receives it (one JSON object).

@@ -11,10 +11,10 @@ pub mod events;
 
 use std::sync::Arc;
 
-use lvsdr::announce::Verdict;
+use crate::announce::Verdict;
+use crate::status::{HookStatus, ReloadStatus};
 use lvsdr::health::HealthMap;
 use lvsdr::model::Desired;
-use lvsdr::status::{HookStatus, ReloadStatus};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -115,7 +115,7 @@ fn envelope(e: &Event) -> String {
     if let Some(o) = v.as_object_mut() {
         o.insert(
             "at".into(),
-            serde_json::json!(lvsdr::status::epoch(std::time::SystemTime::now())),
+            serde_json::json!(crate::status::epoch(std::time::SystemTime::now())),
         );
     }
     v.to_string()

@@ -6,9 +6,9 @@
 
 use std::fmt::Write;
 
+use crate::status::history::{History, Sample, KEPT};
+use crate::status::{ServerStatus, ServiceStatus, Status};
 use lvsdr::health::Health;
-use lvsdr::history::{History, Sample, KEPT};
-use lvsdr::status::{ServerStatus, ServiceStatus, Status};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -6,6 +6,8 @@
 //! ends with a line `CODE text` (a space after the code: `0000` for success, 8xxx/9xxx
 //! for errors).
 
+pub mod client;
+
 use serde::{Deserialize, Serialize};
 
 /// One reply: its lines with their codes, and the final code.

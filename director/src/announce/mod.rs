@@ -8,15 +8,17 @@
 //! BIRD's `direct` protocol turns the address on the device into a route; the director
 //! needs no BIRD-specific code. Pure: the director's announcer task applies it.
 
+pub mod device;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ipvs::ServiceKey;
-use crate::model::Desired;
-use crate::reconcile::ReconcileState;
+use lvsdr::ipvs::ServiceKey;
+use lvsdr::model::Desired;
+use lvsdr::reconcile::ReconcileState;
 
 /// One VIP's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +72,7 @@ pub fn decide(
             "the last reconcile pass could not read the table: {e}"
         ))
     } else {
-        crate::reconcile::liveness(state, desired.director.resync_interval, started, now)
+        lvsdr::reconcile::liveness(state, desired.director.resync_interval, started, now)
             .err()
             .map(|e| e.to_string())
     };
@@ -147,8 +149,8 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipvs::{DestEntry, ServiceEntry, Stats};
-    use crate::reconcile::Observed;
+    use lvsdr::ipvs::{DestEntry, ServiceEntry, Stats};
+    use lvsdr::reconcile::Observed;
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
@@ -159,7 +161,7 @@ mod tests {
     }
 
     fn config() -> Desired {
-        crate::config::parse(
+        lvsdr::config::parse(
             "[announce]\nmin_up = 2\n\
              [[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
              [service.check]\ntype = \"none\"\n\

@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use crate::health::{Health, HealthMap};
-use crate::model::Desired;
-use crate::reconcile::{health_of, Observed};
+use lvsdr::health::{Health, HealthMap};
+use lvsdr::model::Desired;
+use lvsdr::reconcile::{health_of, Observed};
 
 /// How often a sample is taken.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -146,7 +146,7 @@ mod tests {
         let text = "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
                     [[service.real_server]]\naddress = \"10.0.0.11\"\n\
                     [[service.real_server]]\naddress = \"10.0.0.12\"\n";
-        let d = crate::config::parse(text, "t.toml").expect("config");
+        let d = lvsdr::config::parse(text, "t.toml").expect("config");
         let checks = d.checks();
         let health: HealthMap = [
             (checks[0].clone(), Health::Up),

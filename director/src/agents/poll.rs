@@ -21,10 +21,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::agent_api::{AgentDrain, DrainAnswer, DrainPoll, ServerCount};
-use crate::model::Desired;
-use crate::reconcile::Observed;
-use crate::reconcile::ReconcileState;
+use lvsdr::agent_api::{AgentDrain, DrainAnswer, DrainPoll, ServerCount};
+use lvsdr::model::Desired;
+use lvsdr::reconcile::Observed;
+use lvsdr::reconcile::ReconcileState;
 
 /// How long an agent may hold a poll while its server is not drained.
 pub const IDLE_WAIT: Duration = Duration::from_secs(20);
@@ -279,7 +279,7 @@ mod tests {
                     [[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
                     [[service.real_server]]\naddress = \"10.0.0.11\"\n\
                     [[service.real_server]]\naddress = \"10.0.0.12\"\n";
-        let d = crate::config::parse(text, "d.toml").expect("config");
+        let d = lvsdr::config::parse(text, "d.toml").expect("config");
         let agent: IpAddr = "10.0.0.11".parse().expect("ip");
         let c = counts_for(&d, &Observed::default(), agent);
         assert_eq!(c.len(), 1, "{c:?}");

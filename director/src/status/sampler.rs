@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use lvsdr::history::{History, SAMPLE_EVERY};
+use crate::status::history::{History, SAMPLE_EVERY};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ pub async fn run(
             let desired = s.desired.borrow().clone();
             let observed = s.counters.borrow().overlay(&s.state.borrow().observed);
             let health = s.health.borrow().clone();
-            let points = lvsdr::history::points(&desired, &observed, &health);
+            let points = crate::status::history::points(&desired, &observed, &health);
             let at = lvsdr::clock::now();
             h.send_modify(|h| h.record_points(points, at));
         })

@@ -1,4 +1,4 @@
-//! `[announce]`: keeps the VIPs that [`lvsdr::announce::decide`] says are announced on
+//! `[announce]`: keeps the VIPs that [`crate::announce::decide`] says are announced on
 //! the director's own dummy device (created when missing), and no others; BIRD's
 //! `direct` protocol announces what is there. It owns that device only. At start it
 //! adopts what the device holds and changes nothing until the reconciler's first pass;
@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lvsdr::announce::{decide, Verdict};
+use crate::announce::{decide, Verdict};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::ReconcileState;
 use lvsdr_netdev::{Net, Repair};
@@ -38,7 +38,7 @@ async fn publish_held(
     device: Option<u32>,
     held: &watch::Sender<Vec<IpAddr>>,
 ) {
-    let vips = lvsdr::announce::all_vips(d);
+    let vips = crate::announce::all_vips(d);
     if let Ok(all) = net.all_addresses().await {
         let mut h: Vec<IpAddr> = all
             .into_iter()
@@ -90,7 +90,7 @@ pub async fn run(
     mut state: watch::Receiver<ReconcileState>,
     verdicts: watch::Sender<Vec<Verdict>>,
     held: watch::Sender<Vec<IpAddr>>,
-    bird: watch::Sender<Option<lvsdr::status::BirdStatus>>,
+    bird: watch::Sender<Option<crate::status::BirdStatus>>,
     started: Instant,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -141,18 +141,18 @@ pub async fn run(
         ticks += 1;
         if let Some(path) = &a.bird_socket {
             if ticks % 5 == 1 {
-                let vips = lvsdr::announce::all_vips(&d);
-                let view = match crate::bird_client::ask(path, &vips).await {
+                let vips = crate::announce::all_vips(&d);
+                let view = match crate::bird::client::ask(path, &vips).await {
                     Ok((sessions, ex)) => {
                         exports = ex;
-                        lvsdr::status::BirdStatus {
+                        crate::status::BirdStatus {
                             sessions,
                             error: None,
                         }
                     }
                     Err(e) => {
                         exports.clear();
-                        lvsdr::status::BirdStatus {
+                        crate::status::BirdStatus {
                             sessions: Vec::new(),
                             error: Some(e),
                         }

@@ -25,10 +25,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::agent_api::{AgentStatus, ErrorBody, PushVips};
-use crate::clock::now;
-use crate::model::{AgentSettings, Desired};
-use crate::reconcile::{Gate, ReconcileState};
+use lvsdr::agent_api::{AgentStatus, ErrorBody, PushVips};
+use lvsdr::clock::now;
+use lvsdr::model::{AgentSettings, Desired};
+use lvsdr::reconcile::{Gate, ReconcileState};
 
 pub mod poll;
 mod sets;
@@ -551,7 +551,7 @@ impl Pushing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent_api::VipStatus;
+    use lvsdr::agent_api::VipStatus;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use lvsdr::bird::{exported, parse_reply, sessions, Reply, Session};
+use crate::bird::{exported, parse_reply, sessions, Reply, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 

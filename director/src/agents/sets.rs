@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
-use crate::ipvs::ServiceKey;
-use crate::model::Desired;
-use crate::reconcile::ReconcileState;
+use lvsdr::ipvs::ServiceKey;
+use lvsdr::model::Desired;
+use lvsdr::reconcile::ReconcileState;
 
 /// The agents of earlier configs that the config in force has no more: a real
 /// server's address → its agent's. Each gets an empty set once its destinations have
@@ -109,7 +109,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::reconcile::Observed;
+    use lvsdr::reconcile::Observed;
 
     fn config(a_has_server: bool, with_a: bool) -> Desired {
         let server = |addr: &str| {
@@ -136,7 +136,7 @@ mod tests {
             text.push_str(&service("a", "192.0.2.10", a));
         }
         text.push_str(&service("b", "192.0.2.20", &["10.0.0.11"]));
-        crate::config::parse(&text, "t.toml").expect("config")
+        lvsdr::config::parse(&text, "t.toml").expect("config")
     }
 
     /// The kernel as the given config programmed it, with an unmanaged service (VIP
@@ -148,7 +148,7 @@ mod tests {
                 .real_servers
                 .iter()
                 .map(|r| {
-                    let entry = crate::ipvs::DestEntry {
+                    let entry = lvsdr::ipvs::DestEntry {
                         dest: r.dest,
                         active_conns: 1,
                         inactive_conns: 0,
@@ -158,7 +158,7 @@ mod tests {
                     ((r.dest.addr, r.dest.port), entry)
                 })
                 .collect();
-            let o = crate::reconcile::ObservedService {
+            let o = lvsdr::reconcile::ObservedService {
                 settings: s.service.settings.clone(),
                 stats: Default::default(),
                 dests,

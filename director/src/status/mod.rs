@@ -1,19 +1,25 @@
 //! The read-only snapshot the HTTP endpoint renders: config, kernel table, health and
 //! reload state joined per service and real server. A pure function of its inputs.
 
+pub mod counters;
+pub mod history;
+pub mod metrics;
+pub mod page;
+pub mod sampler;
+
 use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::clock::epoch;
+pub use lvsdr::clock::epoch;
 
 use crate::agents::{AgentMap, AgentState};
-use crate::health::{DetailMap, Health, HealthMap};
-use crate::ipvs::{ServiceKey, Stats};
-use crate::model::{Desired, RealServer};
-use crate::reconcile::ReconcileState;
-use crate::reconcile::{effective_weight, health_of, Gate, GateVerdict};
+use lvsdr::health::{DetailMap, Health, HealthMap};
+use lvsdr::ipvs::{ServiceKey, Stats};
+use lvsdr::model::{Desired, RealServer};
+use lvsdr::reconcile::ReconcileState;
+use lvsdr::reconcile::{effective_weight, health_of, Gate, GateVerdict};
 
 /// A `[[notify]]` hook's deliveries since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +98,7 @@ pub struct Status {
     /// How late the health checks' scheduler looked at the clock: counts per bucket
     /// of `health::lag::LATENESS_BUCKETS` (seconds, the last +Inf), and their sum.
     #[serde(default)]
-    pub check_lateness: crate::health::lag::LatenessCounts,
+    pub check_lateness: lvsdr::health::lag::LatenessCounts,
     /// The `[[notify]]` hooks' deliveries.
     #[serde(default)]
     pub notify: Vec<HookStatus>,
@@ -225,8 +231,8 @@ fn no_admin() -> String {
 }
 
 /// The `admin_state` word and, when the override takes its traffic, why.
-fn admin_words(a: Option<&crate::model::Admin>) -> (String, Option<String>) {
-    use crate::model::AdminState;
+fn admin_words(a: Option<&lvsdr::model::Admin>) -> (String, Option<String>) {
+    use lvsdr::model::AdminState;
     let Some(a) = a else {
         return (no_admin(), None);
     };
@@ -281,7 +287,7 @@ pub fn build(
                 let target =
                     match (full, ramp) {
                         (Some(w), Some((since, over))) => Some(
-                            crate::reconcile::slow_start::ramped(w, since.elapsed(), *over),
+                            lvsdr::reconcile::slow_start::ramped(w, since.elapsed(), *over),
                         ),
                         _ => full,
                     };

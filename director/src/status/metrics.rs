@@ -8,10 +8,10 @@
 
 use std::sync::atomic::AtomicU64;
 
+use crate::status::Status;
 use lvsdr::health::lag::{LatenessCounts, LATENESS_BUCKETS};
 use lvsdr::health::Health;
 use lvsdr::ipvs::Stats;
-use lvsdr::status::Status;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
@@ -345,13 +345,13 @@ mod tests {
                     [service.check]\ntype = \"tcp\"\n\
                     [[service.real_server]]\naddress = \"10.0.0.11\"\n";
         let desired = lvsdr::config::parse(text, "t.toml").expect("config");
-        let reload = lvsdr::status::ReloadStatus {
+        let reload = crate::status::ReloadStatus {
             generation: 1,
             at: 0.0,
             ok: true,
             errors: vec![],
         };
-        let mut st = lvsdr::status::build(
+        let mut st = crate::status::build(
             &desired,
             &Default::default(),
             &Default::default(),
@@ -367,21 +367,21 @@ mod tests {
             "confirmed": true, "generation": 1, "last_push": 1.0, "last_error": null
         }))
         .expect("agent")];
-        st.announce = vec![lvsdr::announce::Verdict {
+        st.announce = vec![crate::announce::Verdict {
             vip: "192.0.2.10".parse().expect("ip"),
             announced: true,
             why: String::new(),
             exported_to: vec![],
         }];
-        st.bird = Some(lvsdr::status::BirdStatus {
-            sessions: vec![lvsdr::bird::Session {
+        st.bird = Some(crate::status::BirdStatus {
+            sessions: vec![crate::bird::Session {
                 name: "up\"link".into(),
                 state: "up".into(),
                 info: "Established".into(),
             }],
             error: None,
         });
-        st.notify = vec![lvsdr::status::HookStatus {
+        st.notify = vec![crate::status::HookStatus {
             hook: "/usr/local/bin/page \"ops\"".into(),
             delivered: 3,
             failed: 1,
@@ -489,7 +489,7 @@ mod tests {
     /// director serves, and whose panels cover what an operator watches.
     #[test]
     fn every_dashboard_query_names_a_served_metric() {
-        let text = include_str!("../../conf/grafana/lvsdr-director.json");
+        let text = include_str!("../../../conf/grafana/lvsdr-director.json");
         let d: serde_json::Value = serde_json::from_str(text).expect("JSON");
         let want: BTreeSet<&str> = FAMILIES.iter().copied().collect();
         let mut exprs = Vec::new();
