@@ -9,10 +9,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 use axum::Router;
-use lvsdr::health::{DetailMap, HealthMap};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::Gate;
 use lvsdr::reconcile::ReconcileState;
+use lvsdr_checks::{DetailMap, HealthMap};
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +40,7 @@ pub struct Sources {
     /// When the director started (liveness before the first pass).
     pub started: std::time::Instant,
     /// Health check runs completed, and local errors among them.
-    pub checks: Arc<lvsdr::health::Tally>,
+    pub checks: Arc<lvsdr_checks::Tally>,
     /// Traffic counters of busy services, read apart from the reconciler.
     pub counters: watch::Receiver<lvsdr::reconcile::counters::Counters>,
     /// The `[[notify]]` hooks' deliveries.

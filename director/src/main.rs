@@ -128,7 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // TLS for https checks: ring, installed once, before any client is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // One thread for all but the health checks (which get a thread of their own, see
-    // lvsdr::health::supervisor): the director's work is many small waits (netlink
+    // lvsdr_checks::supervisor): the director's work is many small waits (netlink
     // answers, pushes), and cross-thread wake-ups would cost more than they give.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use crate::status::Status;
 use anyhow::Context;
-use lvsdr::health::Health;
+use lvsdr_checks::Health;
 
 /// Fetches `/status` from `url` (e.g. `http://127.0.0.1:9180`) and renders it.
 pub async fn run(url: &str) -> anyhow::Result<()> {

@@ -29,13 +29,13 @@ pub fn proc_listing(bytes: &[u8]) {
 /// A raw packet on the `tcp-syn` prober's sockets: an IPv4 packet, or a bare TCP
 /// segment (IPv6 raw sockets get no IP header).
 pub fn tcp_segment(bytes: &[u8]) {
-    let _ = lvsdr::health::syn::answer_v4(bytes, 4321);
-    let _ = lvsdr::health::syn::answer(IpAddr::V4(Ipv4Addr::LOCALHOST), bytes, 4321);
+    let _ = lvsdr_checks::syn::answer_v4(bytes, 4321);
+    let _ = lvsdr_checks::syn::answer(IpAddr::V4(Ipv4Addr::LOCALHOST), bytes, 4321);
 }
 
 /// A DNS answer to a `udp-dns` check.
 pub fn dns(bytes: &[u8]) {
-    let _ = lvsdr::health::dns_answer(bytes, 0x1234, 0);
+    let _ = lvsdr_checks::dns_answer(bytes, 0x1234, 0);
 }
 
 /// The agents' answers and the pushes they take.

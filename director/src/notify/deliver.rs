@@ -64,7 +64,7 @@ pub async fn run(
 
 async fn exec(argv: &[String], event: &str, timeout: Duration) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("no program")?;
-    let mut cmd = match lvsdr::health::setpriv() {
+    let mut cmd = match lvsdr_checks::setpriv() {
         Some(sp) => {
             let mut c = tokio::process::Command::new(sp);
             c.args(["--inh-caps=-all", "--ambient-caps=-all", "--", program]);

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use crate::announce::Verdict;
 use crate::status::ReloadStatus;
-use lvsdr::health::{Health, HealthMap};
 use lvsdr::model::{AdminState, Desired};
+use lvsdr_checks::{Health, HealthMap};
 use serde::Serialize;
 
 /// One event, as a hook receives it (one JSON object).

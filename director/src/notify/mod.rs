@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::announce::Verdict;
 use crate::status::{HookStatus, ReloadStatus};
-use lvsdr::health::HealthMap;
 use lvsdr::model::Desired;
+use lvsdr_checks::HealthMap;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 

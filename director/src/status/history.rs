@@ -5,9 +5,9 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use lvsdr::health::{Health, HealthMap};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::{health_of, Observed};
+use lvsdr_checks::{Health, HealthMap};
 
 /// How often a sample is taken.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);

@@ -9,9 +9,9 @@
 use std::sync::atomic::AtomicU64;
 
 use crate::status::Status;
-use lvsdr::health::lag::{LatenessCounts, LATENESS_BUCKETS};
-use lvsdr::health::Health;
 use lvsdr::ipvs::Stats;
+use lvsdr_checks::lag::{LatenessCounts, LATENESS_BUCKETS};
+use lvsdr_checks::Health;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;

@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 pub use lvsdr::clock::epoch;
 
 use crate::agents::{AgentMap, AgentState};
-use lvsdr::health::{DetailMap, Health, HealthMap};
 use lvsdr::ipvs::{ServiceKey, Stats};
 use lvsdr::model::{Desired, RealServer};
 use lvsdr::reconcile::ReconcileState;
 use lvsdr::reconcile::{effective_weight, health_of, Gate, GateVerdict};
+use lvsdr_checks::{DetailMap, Health, HealthMap};
 
 /// A `[[notify]]` hook's deliveries since start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ pub struct Status {
     /// How late the health checks' scheduler looked at the clock: counts per bucket
     /// of `health::lag::LATENESS_BUCKETS` (seconds, the last +Inf), and their sum.
     #[serde(default)]
-    pub check_lateness: lvsdr::health::lag::LatenessCounts,
+    pub check_lateness: lvsdr_checks::lag::LatenessCounts,
     /// The `[[notify]]` hooks' deliveries.
     #[serde(default)]
     pub notify: Vec<HookStatus>,

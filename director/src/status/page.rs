@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use crate::status::history::{History, Sample, KEPT};
 use crate::status::{ServerStatus, ServiceStatus, Status};
-use lvsdr::health::Health;
+use lvsdr_checks::Health;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -12,7 +12,7 @@
 //! through a channel and wait on a oneshot for the outcome (their own timeout bounds
 //! the wait).
 
-use super::failure::{io_failure, CheckFailure};
+use crate::failure::{io_failure, CheckFailure};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvsdr::health::{CheckKind, CheckSpec, Checker, Health, HealthMap, HttpCheck, Supervisor};
+use lvsdr_checks::{CheckKind, CheckSpec, Checker, Health, HealthMap, HttpCheck, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 /// Held by each test for its whole run: the tests of this binary never overlap.

@@ -13,7 +13,7 @@ pub enum CheckFailure {
     /// This host could not run the check.
     Local(String),
     /// No answer within the timeout. Down, unless this director stalled meanwhile
-    /// (the supervisor decides, from [`super::lag::Stalls`]).
+    /// (the supervisor decides, from [`crate::lag::Stalls`]).
     TimedOut(std::time::Duration),
 }
 

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use regex::Regex;
 use tokio::net::TcpStream;
 
-use super::failure::{io_failure, CheckFailure};
-use super::spec::{HttpCheck, Via};
+use crate::failure::{io_failure, CheckFailure};
+use lvsdr::health::{HttpCheck, Via};
 
 /// The director's own address on the way to `rs`: the route's source (a UDP "connect"
 /// only looks the route up; nothing is sent).
@@ -70,11 +70,11 @@ pub async fn http(
             via.vip, h.path, via.mark
         )
     };
-    let (mut sender, conn) = super::http1::handshake(stream, &what).await?;
+    let (mut sender, conn) = crate::http1::handshake(stream, &what).await?;
     // The connection is driven beside the request; it ends with it.
     let conn = tokio::spawn(conn);
     let host = h.host.clone().unwrap_or_else(|| via.vip.to_string());
-    let result = super::http1::exchange(&mut sender, h, host, true, body, limit, &what)
+    let result = crate::http1::exchange(&mut sender, h, host, true, body, limit, &what)
         .await
         .map(|_| ());
     conn.abort();

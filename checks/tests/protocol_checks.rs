@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvsdr::health::{CheckKind, CheckSpec, Checker, HttpCheck, Prepared, StatusSet};
+use lvsdr_checks::{CheckKind, CheckSpec, Checker, HttpCheck, Prepared, StatusSet};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Accepts connections; each gets `greeting` at once, then `reply(what it read)`,

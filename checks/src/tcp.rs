@@ -16,7 +16,7 @@ use std::os::fd::AsFd;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use super::failure::{io_failure, CheckFailure};
+use crate::failure::{io_failure, CheckFailure};
 
 /// A connect in flight.
 struct InFlight {

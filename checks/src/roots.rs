@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use super::spec::HttpCheck;
+use lvsdr::health::HttpCheck;
 
 /// Which roots a check verifies against: its CA file, or the system's (`None`).
 pub type Roots = Option<PathBuf>;

@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvsdr::health::{CheckKind, CheckSpec, Checker, Health, Supervisor};
+use lvsdr_checks::{CheckKind, CheckSpec, Checker, Health, Supervisor};
 use tokio_util::sync::CancellationToken;
 
 fn target(i: usize) -> SocketAddr {
@@ -234,13 +234,13 @@ fn main() {
             "tcp" => (CheckKind::Tcp, "tcp (connect, then RST)"),
             "tcp-syn" => (CheckKind::TcpSyn, "tcp-syn (half-open)"),
             "http" => (
-                CheckKind::Http(lvsdr::health::HttpCheck::get("/")),
+                CheckKind::Http(lvsdr_checks::HttpCheck::get("/")),
                 "http (GET /, connection kept alive)",
             ),
             "http-close" => (
-                CheckKind::Http(lvsdr::health::HttpCheck {
+                CheckKind::Http(lvsdr_checks::HttpCheck {
                     keepalive: false,
-                    ..lvsdr::health::HttpCheck::get("/")
+                    ..lvsdr_checks::HttpCheck::get("/")
                 }),
                 "http, keepalive = false (a new connection each check)",
             ),

@@ -5,11 +5,11 @@
 //! The task has a thread of its own (a runtime of its own on it): the director's other
 //! work (the writer inside the kernel's `sendmsg`, a plan of 100,000 services, a big
 //! status page) never delays a check past its timeout. What can still stall it (the
-//! host short of CPU, a paused VM) is noted by [`super::lag`].
+//! host short of CPU, a paused VM) is noted by [`crate::lag`].
 //!
-//! One scheduler, not a task per check: a timer wheel ([`super::wheel`]) says which
-//! checks are due; `tcp` checks go to the epoll prober ([`super::tcp`]) and `tcp-syn`
-//! checks to the half-open prober ([`super::syn`]), with no future per check (their
+//! One scheduler, not a task per check: a timer wheel ([`crate::wheel`]) says which
+//! checks are due; `tcp` checks go to the epoll prober ([`crate::tcp`]) and `tcp-syn`
+//! checks to the half-open prober ([`crate::syn`]), with no future per check (their
 //! timeouts are the wheel's); the other kinds run as futures polled by this task. The clock is read once
 //! per wake-up, not per check, and results are published once per wake-up, in a batch.
 
@@ -26,14 +26,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::check::{Checker, Prepared};
-use super::failure::CheckFailure;
-use super::lag::Stalls;
-use super::spec::{CheckKind, CheckSpec};
-use super::state::{Health, HealthMap, RiseFall};
-use super::syn::{SynProber, Tagged};
-use super::tcp::{Finished, TcpProber};
-use super::wheel::Wheel;
+use crate::check::{Checker, Prepared};
+use crate::failure::CheckFailure;
+use crate::lag::Stalls;
+use crate::syn::{SynProber, Tagged};
+use crate::tcp::{Finished, TcpProber};
+use crate::wheel::Wheel;
+use lvsdr::health::{CheckKind, CheckSpec};
+use lvsdr::health::{Health, HealthMap, RiseFall};
 
 /// The latest result of one check.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,12 +64,12 @@ pub struct Tally {
     /// a fork refused by `TasksMax`, no route). Their servers keep their weight.
     pub local_errors: AtomicU64,
     /// Timeouts not counted against their server: this director stalled for a
-    /// quarter of the timeout or more while the check ran ([`super::lag`]).
+    /// quarter of the timeout or more while the check ran ([`crate::lag`]).
     pub inconclusive: AtomicU64,
     /// How long, in all, the checks' thread was seen stalled (microseconds).
     pub stalled_us: AtomicU64,
-    /// How late the scheduler's looks at the clock came ([`super::lag`]).
-    pub lateness: super::lag::Lateness,
+    /// How late the scheduler's looks at the clock came ([`crate::lag`]).
+    pub lateness: crate::lag::Lateness,
 }
 
 /// Hands the set of checks to the scheduler task.
@@ -356,7 +356,7 @@ impl Scheduler {
                 continue;
             }
             let tls = match &spec.kind {
-                CheckKind::Http(h) => match super::roots::roots_of(h) {
+                CheckKind::Http(h) => match crate::roots::roots_of(h) {
                     Some(r) => Some(load_roots(&mut roots, r).await),
                     None => None,
                 },
@@ -507,7 +507,7 @@ impl Scheduler {
     fn look(&mut self, now: Instant) {
         if let Some(late) = self.stalls.look(now) {
             self.tally.lateness.observe(late);
-            if late > super::lag::NOTED {
+            if late > crate::lag::NOTED {
                 let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
                 self.tally.stalled_us.fetch_add(us, Ordering::Relaxed);
             }
@@ -607,20 +607,20 @@ impl Scheduler {
 }
 
 /// Roots loaded for one set of checks: the settings, or why they could not be had.
-type LoadedRoots = HashMap<super::roots::Roots, Result<rustls::ClientConfig, String>>;
+type LoadedRoots = HashMap<crate::roots::Roots, Result<rustls::ClientConfig, String>>;
 
 /// The TLS settings for `roots`, from `loaded` or loaded off the runtime thread (the
 /// system's roots take 0.4 s in the test VM; every check waits while this thread does).
 /// A failure is kept too: a hundred checks naming one unreadable CA fail on one read.
 async fn load_roots(
     loaded: &mut LoadedRoots,
-    roots: super::roots::Roots,
+    roots: crate::roots::Roots,
 ) -> Result<rustls::ClientConfig, String> {
     if let Some(t) = loaded.get(&roots) {
         return t.clone();
     }
     let r = roots.clone();
-    let t = tokio::task::spawn_blocking(move || super::roots::load(&r))
+    let t = tokio::task::spawn_blocking(move || crate::roots::load(&r))
         .await
         .map_err(|e| format!("loading TLS roots: {e}"))
         .and_then(|t| t);

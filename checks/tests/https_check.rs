@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvsdr::health::{CheckKind, CheckSpec, Checker, HttpCheck, Prepared, StatusSet};
+use lvsdr_checks::{CheckKind, CheckSpec, Checker, HttpCheck, Prepared, StatusSet};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,7 @@
 //! With `keepalive` the connection stays open between checks where the server allows
 //! it; one run in [`HttpCheck::FRESH_EVERY`] asks the server to close it, so the
 //! listener itself is tried that often. Without it, every run asks to close.
-//! Checks through the DR path ([`super::via`]) use the same exchange on a connection
+//! Checks through the DR path ([`crate::via`]) use the same exchange on a connection
 //! of their own.
 
 use std::net::SocketAddr;
@@ -18,8 +18,8 @@ use hyper::client::conn::http1::SendRequest;
 use regex::Regex;
 use tokio::net::TcpStream;
 
-use super::failure::{io_failure, CheckFailure};
-use super::spec::HttpCheck;
+use crate::failure::{io_failure, CheckFailure};
+use lvsdr::health::HttpCheck;
 
 /// A check's kept connection (none before its first run, or after a close).
 pub type Kept = tokio::sync::Mutex<Option<SendRequest<Empty<Bytes>>>>;

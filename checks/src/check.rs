@@ -7,9 +7,9 @@ use std::time::Duration;
 use regex::Regex;
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::failure::{io_failure, root_cause, CheckFailure};
-use super::spec::{CheckKind, CheckSpec, HttpCheck};
-use super::syn::SynProber;
+use crate::failure::{io_failure, root_cause, CheckFailure};
+use crate::syn::SynProber;
+use lvsdr::health::{CheckKind, CheckSpec, HttpCheck};
 
 /// Runs checks; holds the HTTP clients so connections setup is shared (built with the
 /// first HTTP check: loading the system's root certificates takes a while, and a
@@ -34,7 +34,7 @@ pub struct Prepared {
     /// Runs so far (HTTP keep-alive: which of them goes on a new connection).
     runs: std::sync::atomic::AtomicU64,
     /// A plain-HTTP check's kept connection.
-    kept: super::http1::Kept,
+    kept: crate::http1::Kept,
 }
 
 impl Prepared {
@@ -43,15 +43,15 @@ impl Prepared {
     /// loads them once, off its thread, and calls [`Prepared::with_tls`].
     pub fn new(spec: std::sync::Arc<CheckSpec>) -> Result<Prepared, String> {
         let tls = match &spec.kind {
-            CheckKind::Http(h) => super::roots::roots_of(h)
-                .map(|r| super::roots::load(&r))
+            CheckKind::Http(h) => crate::roots::roots_of(h)
+                .map(|r| crate::roots::load(&r))
                 .transpose()?,
             _ => None,
         };
         Prepared::with_tls(spec, tls)
     }
 
-    /// As [`Prepared::new`], with the TLS settings (see [`super::roots`]) of an HTTPS
+    /// As [`Prepared::new`], with the TLS settings (see [`crate::roots`]) of an HTTPS
     /// check that verifies with roots of its own (`sni` or `ca`).
     pub fn with_tls(
         spec: std::sync::Arc<CheckSpec>,
@@ -208,12 +208,12 @@ impl Checker {
             CheckKind::Http(h) => match &p.spec.via {
                 None if !h.tls => {
                     let close = p.close_this_run(h);
-                    super::http1::get(&p.kept, target, h, p.body.as_ref(), BODY_LIMIT, close).await
+                    crate::http1::get(&p.kept, target, h, p.body.as_ref(), BODY_LIMIT, close).await
                 }
                 None => self.http_check(target, h, p).await,
                 Some(via) => {
                     let s = open(&p.spec).await?;
-                    super::via::http(s, h, via, p.body.as_ref(), BODY_LIMIT).await
+                    crate::via::http(s, h, via, p.body.as_ref(), BODY_LIMIT).await
                 }
             },
             CheckKind::Dns { query, rcode } => dns_check(target, query, *rcode).await,
@@ -292,13 +292,13 @@ impl Checker {
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The check's connection: to the real server, or through the DR path (see
-/// [`super::via`]).
+/// [`crate::via`]).
 async fn open(spec: &CheckSpec) -> Result<TcpStream, CheckFailure> {
     match &spec.via {
         None => TcpStream::connect(spec.target)
             .await
             .map_err(|e| io_failure(&format!("connect {}", spec.target), &e)),
-        Some(via) => super::via::connect(spec.target, via).await,
+        Some(via) => crate::via::connect(spec.target, via).await,
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lvsdr::health::{CheckKind, CheckSpec, Checker, Prepared};
+use lvsdr_checks::{CheckKind, CheckSpec, Checker, Prepared};
 use support::{runtime, sh};
 
 fn spec(target: SocketAddr, kind: CheckKind) -> Prepared {
@@ -105,7 +105,7 @@ fn a_half_open_check_finds_listeners_and_leaves_no_connection_behind() {
 #[test]
 #[ignore = "needs root and network namespaces: runs in tests/run"]
 fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
-    use lvsdr::health::{Health, Supervisor};
+    use lvsdr_checks::{Health, Supervisor};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
     sh("ip link set lo up");
     sh("nft add table inet t && nft add chain inet t in '{ type filter hook input priority 0; }' && nft add rule inet t in tcp dport 9 drop");
@@ -151,7 +151,7 @@ fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
         ]);
         let mut health = sup.health();
         let details = sup.details();
-        let want = |h: &lvsdr::health::HealthMap| {
+        let want = |h: &lvsdr_checks::HealthMap| {
             [&up, &syn_up]
                 .iter()
                 .all(|c| h.get(*c) == Some(&Health::Up))
@@ -192,7 +192,7 @@ fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
 #[test]
 #[ignore = "needs root and network namespaces: runs in tests/run"]
 fn a_check_this_host_cannot_run_is_counted_and_takes_no_server_down() {
-    use lvsdr::health::{Health, Supervisor};
+    use lvsdr_checks::{Health, Supervisor};
     use std::sync::atomic::Ordering;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
     sh("ip link set lo up");
@@ -248,7 +248,7 @@ fn a_check_this_host_cannot_run_is_counted_and_takes_no_server_down() {
 #[test]
 #[ignore = "needs root and network namespaces: runs in tests/run"]
 fn the_syn_prober_keeps_checking_through_a_flood_to_its_port() {
-    use lvsdr::health::{Health, Supervisor};
+    use lvsdr_checks::{Health, Supervisor};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
     // One CPU for the prober and the flooders (threads inherit it): the flood gets three
@@ -288,7 +288,7 @@ fn the_syn_prober_keeps_checking_through_a_flood_to_its_port() {
         let mut health = sup.health();
         let tally = sup.tally();
         let details = sup.details();
-        let settled = |h: &lvsdr::health::HealthMap| {
+        let settled = |h: &lvsdr_checks::HealthMap| {
             h.get(&up) == Some(&Health::Up) && h.get(&refused) == Some(&Health::Down)
         };
         tokio::time::timeout(Duration::from_secs(30), health.wait_for(settled))
