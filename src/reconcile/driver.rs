@@ -32,6 +32,8 @@ use super::observed::Observed;
 use super::op::Op;
 use super::plan::{draining, plan, Drains, Gate};
 use super::refusal::{classify, Refusal};
+use super::retry::{Next, Outcome, ReadBack, Retry, Why};
+pub use super::retry::{FIRST_BACKOFF, MAX_BACKOFF};
 use super::scope::{config_change, gate_change, health_change, Scope};
 use super::stall::unless_stalled;
 pub use super::state::{ReadKind, ReconcileState, PASS_DEADLINE};
@@ -40,10 +42,6 @@ use crate::ipvs::proc::Block;
 use crate::ipvs::{IpvsError, ServiceKey};
 use crate::model::{AdminState, Desired, OnExit};
 
-/// The first retry delay after a failure; it doubles up to [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// The longest retry delay.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often draining services are read again (connection counts are polled).
 pub const DRAIN_POLL: Duration = Duration::from_secs(1);
 
@@ -657,13 +655,7 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
     let mut resync = tokio::time::interval(period);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wake: Option<Wake> = None;
-    let mut backoff: Option<Duration> = None;
-    // The ops the last pass applied, which this pass's read-back checks: planned
-    // again means the kernel did not take them. Other ops are new work (a health
-    // change, a slow start's step), not a failure to converge.
-    // (By hash: a first pass may apply 100,000 ops.)
-    let mut verifying: HashSet<u64> = HashSet::new();
-    let mut converged_again = false;
+    let mut retry = Retry::default();
     loop {
         let at = wake.as_ref().map(|w| w.at);
         let mut trigger = tokio::select! {
@@ -712,86 +704,7 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
             }
         };
 
-        let now = tokio::time::Instant::now();
-        let retry = |backoff: &mut Option<Duration>| {
-            let next = backoff.map_or(FIRST_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
-            *backoff = Some(next);
-            Wake {
-                at: now + next,
-                scope: Scope::All,
-            }
-        };
-        if report.read_error.is_some() || !report.errors.is_empty() {
-            wake = Some(retry(&mut backoff));
-        } else if !report.converged.is_empty() {
-            // Read those services again at once; if that keeps happening, back off.
-            wake = Some(if converged_again {
-                retry(&mut backoff)
-            } else {
-                Wake {
-                    at: now,
-                    scope: Scope::Services(report.converged.clone()),
-                }
-            });
-        } else if !report.ops.is_empty() {
-            if report.ops.iter().any(|op| verifying.contains(&op_hash(op))) {
-                // The last pass applied these, yet the kernel still differs.
-                warn!(
-                    count = report.ops.len(),
-                    ops = %shown(&report.ops),
-                    "the table did not converge; retrying with backoff"
-                );
-                wake = Some(retry(&mut backoff));
-            } else {
-                backoff = None;
-                // After a whole-table pass the read-back takes the proc file too, so
-                // that the fingerprints of what it changed are current again.
-                let scope = if report.whole {
-                    Scope::All
-                } else {
-                    Scope::Services(r.touched())
-                };
-                wake = Some(Wake { at: now, scope });
-            }
-        } else if report.read != ReadKind::Nothing {
-            backoff = None;
-        }
-        converged_again = !report.converged.is_empty();
-        verifying = if report.errors.is_empty()
-            && report.converged.is_empty()
-            && report.read_error.is_none()
-        {
-            report.ops.iter().map(op_hash).collect()
-        } else {
-            HashSet::new()
-        };
-        let draining = r.draining();
-        if wake.is_none() && !draining.is_empty() {
-            wake = Some(Wake {
-                at: now + DRAIN_POLL,
-                scope: Scope::Services(draining),
-            });
-        }
-        // The next step of a slow start: its services, then.
-        if let Some((at, keys)) = r.ramps.next(Instant::now()) {
-            let at = tokio::time::Instant::from_std(at);
-            let scope = Scope::Services(keys.into_iter().collect());
-            wake = Some(match wake.take() {
-                Some(mut w) if w.at <= at => {
-                    w.scope.merge(scope);
-                    w
-                }
-                Some(w) => Wake {
-                    at,
-                    scope: {
-                        let mut s = scope;
-                        s.merge(w.scope);
-                        s
-                    },
-                },
-                None => Wake { at, scope },
-            });
-        }
+        wake = next_wake(&r, &mut retry, &report);
         if report.read == ReadKind::Nothing && report.read_error.is_none() {
             continue;
         }
@@ -801,6 +714,77 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
     let progress = r.backend().progress();
     if let Err(stalled) = unless_stalled(r.exit(&desired), &progress, PASS_DEADLINE, || {}).await {
         error!("shutting down: on_exit stopped moving ({stalled}); stopping anyway");
+    }
+}
+
+/// When the loop passes next on its own, after `report`: the retry decision's
+/// (a read-back, or a backoff), else the next poll of draining services; and the next
+/// step of a slow start, whichever comes first, over both scopes.
+fn next_wake<B: IpvsBackend>(
+    r: &Reconciler<B>,
+    retry: &mut Retry,
+    report: &PassReport,
+) -> Option<Wake> {
+    let now = tokio::time::Instant::now();
+    let outcome = Outcome {
+        failed: report.read_error.is_some() || !report.errors.is_empty(),
+        converged: &report.converged,
+        ops: &report.ops,
+        whole: report.whole,
+        read: report.read != ReadKind::Nothing,
+    };
+    let mut wake = match retry.after(outcome) {
+        Next::Wait => None,
+        Next::Now(back) => Some(Wake {
+            at: now,
+            scope: match back {
+                ReadBack::Services(keys) => Scope::Services(keys),
+                ReadBack::Touched => Scope::Services(r.touched()),
+                ReadBack::Whole => Scope::All,
+            },
+        }),
+        Next::Retry { after, why } => {
+            if why == Why::NotConverging {
+                // The last pass applied these, yet the kernel still differs.
+                warn!(
+                    count = report.ops.len(),
+                    ops = %shown(&report.ops),
+                    "the table did not converge; retrying with backoff"
+                );
+            }
+            Some(Wake {
+                at: now + after,
+                scope: Scope::All,
+            })
+        }
+    };
+    let draining = r.draining();
+    if wake.is_none() && !draining.is_empty() {
+        wake = Some(Wake {
+            at: now + DRAIN_POLL,
+            scope: Scope::Services(draining),
+        });
+    }
+    // The next step of a slow start: its services, then.
+    let Some((at, keys)) = r.ramps.next(Instant::now()) else {
+        return wake;
+    };
+    let step = Wake {
+        at: tokio::time::Instant::from_std(at),
+        scope: Scope::Services(keys.into_iter().collect()),
+    };
+    Some(match wake {
+        Some(w) => w.with(step),
+        None => step,
+    })
+}
+
+impl Wake {
+    /// One wake for both: at the earlier time, over both scopes.
+    fn with(mut self, other: Wake) -> Wake {
+        self.at = self.at.min(other.at);
+        self.scope.merge(other.scope);
+        self
     }
 }
 
@@ -849,13 +833,6 @@ fn publish<B: IpvsBackend>(
 }
 
 /// An op's fingerprint, to know it again in the next pass.
-fn op_hash(op: &Op) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    op.hash(&mut h);
-    h.finish()
-}
-
 /// How many ops a log line names; the rest are counted.
 const OPS_SHOWN: usize = 6;
 

@@ -14,6 +14,7 @@ mod op;
 mod plan;
 pub mod ramp;
 pub mod refusal;
+pub mod retry;
 pub mod scope;
 pub mod slow_start;
 pub mod stall;
