@@ -27,6 +27,7 @@ use tracing::{debug, error, info, warn};
 
 use super::backend::IpvsBackend;
 use super::cache::TableCache;
+use super::error::PassError;
 use super::managed::Record;
 use super::observed::Observed;
 use super::op::Op;
@@ -65,13 +66,13 @@ pub struct PassReport {
     /// How the kernel was read.
     pub read: ReadKind,
     /// Reading failed (nothing was planned).
-    pub read_error: Option<String>,
+    pub read_error: Option<PassError>,
     /// The ops planned.
     pub ops: Vec<Op>,
     /// Those the kernel accepted.
     pub applied: u64,
     /// The transient refusals (retried with backoff).
-    pub errors: Vec<String>,
+    pub errors: Vec<PassError>,
     /// Ops held back (refused permanently, now or before), with the refusal.
     pub held: Vec<String>,
     /// Services whose op was refused as already done (EEXIST on an add, ENOENT on a
@@ -88,7 +89,7 @@ pub struct PassReport {
 struct Applied {
     applied: u64,
     /// Transient refusals.
-    errors: Vec<String>,
+    errors: Vec<PassError>,
     /// The services of those transient refusals.
     failed: HashSet<ServiceKey>,
     /// Services to read again (converged refusals).
@@ -309,7 +310,7 @@ impl<B: IpvsBackend> Reconciler<B> {
                 warn!(error = %e, "reading the IPVS table failed");
                 self.full_due = true;
                 return PassReport {
-                    read_error: Some(e.to_string()),
+                    read_error: Some(PassError::Read(e)),
                     took: t0.elapsed(),
                     ..PassReport::default()
                 };
@@ -410,22 +411,21 @@ impl<B: IpvsBackend> Reconciler<B> {
 
     /// Brings the sync daemons to what `[sync]` wants (see [`super::sync`]); on whole
     /// passes only: one request when nothing differs.
-    async fn sync_daemons(&mut self, desired: &Desired) -> Result<(), String> {
+    async fn sync_daemons(&mut self, desired: &Desired) -> Result<(), PassError> {
         let Some(want) = &desired.sync else {
             self.daemons.clear();
             return Ok(());
         };
-        let have = self
-            .backend
-            .daemons()
-            .await
-            .map_err(|e| format!("reading the sync daemons: {e}"))?;
+        let have = self.backend.daemons().await.map_err(PassError::SyncRead)?;
         let ops = super::sync::plan(Some(want), &have);
         for op in &ops {
             self.backend
                 .sync_op(op)
                 .await
-                .map_err(|e| format!("{op}: {e}"))?;
+                .map_err(|source| PassError::Sync {
+                    op: op.to_string(),
+                    source,
+                })?;
             info!(%op, "sync daemon");
         }
         self.daemons = if ops.is_empty() {
@@ -569,7 +569,7 @@ impl<B: IpvsBackend> Reconciler<B> {
                 Refusal::Transient => {
                     warn!(%op, error = %e, "kernel refused; retrying with backoff");
                     out.failed.insert(op.service().clone());
-                    out.errors.push(e.to_string());
+                    out.errors.push(PassError::Refused(e));
                 }
             }
         }
@@ -694,7 +694,7 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
             Some(Ok(report)) => report,
             Some(Err(stalled)) => {
                 r.abandoned();
-                let e = format!("the pass stopped moving ({stalled}); abandoned, the next one reads the whole table");
+                let e = PassError::Stalled(stalled);
                 error!("{e}");
                 PassReport {
                     read_error: Some(e),
@@ -805,9 +805,9 @@ fn publish<B: IpvsBackend>(
     let failing = r.failing();
     let read_failed = report.read_error.is_some();
     let ramps = r.ramps.since.clone();
-    let mut errors = report.errors;
-    if let Some(e) = report.read_error {
-        errors.push(e);
+    let mut errors: Vec<String> = report.errors.iter().map(ToString::to_string).collect();
+    if let Some(e) = &report.read_error {
+        errors.push(e.to_string());
     }
     let failures = errors.len() as u64;
     state.send_modify(|s| {

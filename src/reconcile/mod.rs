@@ -6,6 +6,7 @@ pub mod backend;
 pub mod cache;
 pub mod counters;
 pub mod driver;
+pub mod error;
 #[cfg(test)]
 pub mod fake;
 pub mod managed;
@@ -25,6 +26,7 @@ pub mod sync;
 mod tests;
 
 pub use backend::{IpvsBackend, Kernel};
+pub use error::PassError;
 #[cfg(test)]
 pub use fake::FakeKernel;
 pub use observed::{Observed, ObservedService};
