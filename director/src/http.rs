@@ -50,43 +50,37 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// A status snapshot (blocking work: call it off the runtime thread).
-    pub fn status(&self) -> Status {
-        // Clone out of each channel first: no lock is held while building.
-        let desired = self.desired.borrow().clone();
+    /// Everything the status document is built from, at this moment.
+    pub fn snapshot(&self) -> status::Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
         let mut state = self.state.borrow().clone();
         state.observed = Arc::new(self.counters.borrow().overlay(&state.observed));
-        let health = self.health.borrow().clone();
-        let details = self.details.borrow().clone();
-        let reload = self.reload.borrow().clone();
-        let gate = self.gate.borrow().clone();
-        let agents = self.agents.borrow().clone();
-        let mut status =
-            status::build(&desired, &state, &health, &gate, &agents, &details, &reload);
-        status.announce = self.announce.borrow().clone();
-        status.vips_held = self.held.borrow().clone();
-        status.bird = self.bird.borrow().clone();
-        status.kernel_settings = lvsdr::sysctl::differing(&desired);
-        status.checks_completed = self
-            .checks
-            .completed
-            .load(std::sync::atomic::Ordering::Relaxed);
-        status.notify = self.notify.borrow().clone();
-        status.checks_local_errors = self
-            .checks
-            .local_errors
-            .load(std::sync::atomic::Ordering::Relaxed);
-        status.checks_inconclusive = self
-            .checks
-            .inconclusive
-            .load(std::sync::atomic::Ordering::Relaxed);
-        status.stalled_seconds = self
-            .checks
-            .stalled_us
-            .load(std::sync::atomic::Ordering::Relaxed) as f64
-            / 1e6;
-        status.check_lateness = self.checks.lateness.snapshot();
-        status
+        let tally = &self.checks;
+        status::Snapshot {
+            desired: self.desired.borrow().clone(),
+            state,
+            health: self.health.borrow().clone(),
+            details: self.details.borrow().clone(),
+            reload: self.reload.borrow().clone(),
+            gate: self.gate.borrow().clone(),
+            agents: self.agents.borrow().clone(),
+            announce: self.announce.borrow().clone(),
+            held: self.held.borrow().clone(),
+            bird: self.bird.borrow().clone(),
+            notify: self.notify.borrow().clone(),
+            checks: status::CheckCounts {
+                completed: tally.completed.load(Relaxed),
+                local_errors: tally.local_errors.load(Relaxed),
+                inconclusive: tally.inconclusive.load(Relaxed),
+                stalled_seconds: tally.stalled_us.load(Relaxed) as f64 / 1e6,
+                lateness: tally.lateness.snapshot(),
+            },
+        }
+    }
+
+    /// The status document (blocking work: call it off the runtime thread).
+    pub fn status(&self) -> Status {
+        status::build(&self.snapshot())
     }
 }
 

@@ -351,15 +351,20 @@ mod tests {
             ok: true,
             errors: vec![],
         };
-        let mut st = crate::status::build(
-            &desired,
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-            &Default::default(),
-            &reload,
-        );
+        let mut st = crate::status::build(&crate::status::Snapshot {
+            desired: std::sync::Arc::new(desired),
+            reload,
+            state: Default::default(),
+            health: Default::default(),
+            details: Default::default(),
+            gate: Default::default(),
+            agents: Default::default(),
+            announce: Vec::new(),
+            held: Vec::new(),
+            bird: None,
+            notify: Vec::new(),
+            checks: Default::default(),
+        });
         st.services[0].real_servers[0].kernel_weight = Some(1);
         st.services[0].real_servers[0].latency_ms = Some(2.0);
         st.agents = vec![serde_json::from_value(serde_json::json!({

@@ -1,13 +1,17 @@
 //! The read-only snapshot the HTTP endpoint renders: config, kernel table, health and
 //! reload state joined per service and real server. A pure function of its inputs.
 
+mod build;
 pub mod counters;
 pub mod history;
 pub mod metrics;
 pub mod page;
 pub mod sampler;
 
+pub use build::build;
+
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,10 +19,10 @@ use serde::{Deserialize, Serialize};
 pub use lvsdr::clock::epoch;
 
 use crate::agents::{AgentMap, AgentState};
-use lvsdr::ipvs::{ServiceKey, Stats};
-use lvsdr::model::{Desired, RealServer};
+use lvsdr::ipvs::Stats;
+use lvsdr::model::Desired;
+use lvsdr::reconcile::Gate;
 use lvsdr::reconcile::ReconcileState;
-use lvsdr::reconcile::{effective_weight, health_of, Gate, GateVerdict};
 use lvsdr_checks::{DetailMap, Health, HealthMap};
 
 /// A `[[notify]]` hook's deliveries since start.
@@ -259,158 +263,39 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Joins everything into the status document.
-#[allow(clippy::too_many_arguments)]
-pub fn build(
-    desired: &Desired,
-    state: &ReconcileState,
-    health: &HealthMap,
-    gate: &Gate,
-    agents: &AgentMap,
-    details: &DetailMap,
-    reload: &ReloadStatus,
-) -> Status {
-    let observed = &state.observed;
-    let services = desired
-        .services
-        .iter()
-        .map(|svc| {
-            let obs = observed.services.get(&svc.service.key);
-            let server = |rs: &RealServer| {
-                let entry = obs.and_then(|o| o.dests.get(&(rs.dest.addr, rs.dest.port)));
-                let h = health_of(rs, health);
-                let detail = rs.check.as_ref().and_then(|c| details.get(c));
-                let full = effective_weight(svc, rs, health, gate, entry);
-                let ramp = state
-                    .ramps
-                    .get(&(svc.service.key.clone(), rs.dest.addr, rs.dest.port));
-                let target =
-                    match (full, ramp) {
-                        (Some(w), Some((since, over))) => Some(
-                            lvsdr::reconcile::slow_start::ramped(w, since.elapsed(), *over),
-                        ),
-                        _ => full,
-                    };
-                let kernel_weight = entry.map(|e| e.dest.settings.weight);
-                let (admin_state, admin_why) = admin_words(rs.admin.as_ref());
-                let reason = match (h, kernel_weight) {
-                    _ if admin_why.is_some() => admin_why,
-                    _ if gate.verdict(svc, rs) == GateVerdict::Pending => {
-                        Some("its agent not yet heard from since start (kernel weight kept)".into())
-                    }
-                    _ if !gate.open(svc, rs) => {
-                        Some("waiting for its agent to confirm the VIPs".to_string())
-                    }
-                    (Health::Down, _) => Some("health check failing".to_string()),
-                    (Health::Unknown, _) => Some("health not yet known (rise not reached)".into()),
-                    (Health::Up, None) => Some("not yet in the kernel".into()),
-                    (Health::Up, Some(0)) if rs.dest.settings.weight > 0 => {
-                        Some("weight 0 in the kernel; the next pass restores it".into())
-                    }
-                    (Health::Up, Some(0)) => Some("configured weight is 0".into()),
-                    _ => None,
-                };
-                ServerStatus {
-                    address: rs.dest.addr,
-                    port: rs.dest.port,
-                    configured_weight: rs.dest.settings.weight,
-                    admin_state,
-                    admin_reason: rs.admin.as_ref().map(|a| a.reason.clone()),
-                    admin_since: rs.admin.as_ref().map(|a| a.since as f64),
-                    admin_by: rs.admin.as_ref().filter(|a| !a.agent).map(|a| a.by),
-                    admin_agent: rs.admin.as_ref().is_some_and(|a| a.agent),
-                    slow_start_left: ramp
-                        .map(|(since, over)| over.saturating_sub(since.elapsed()).as_secs_f64()),
-                    target_weight: target,
-                    kernel_weight,
-                    health: h,
-                    health_since: detail.and_then(|d| d.since).map(epoch),
-                    transitions: detail.map_or(0, |d| d.transitions),
-                    check: rs.check.as_ref().map(|c| c.label()),
-                    last_check: detail.and_then(|d| d.last_check).map(epoch),
-                    latency_ms: detail.and_then(|d| d.latency).map(ms),
-                    error: detail.and_then(|d| d.error.clone()),
-                    reason,
-                    active_conns: entry.map_or(0, |e| e.active_conns),
-                    inactive_conns: entry.map_or(0, |e| e.inactive_conns),
-                    stats: entry.map(|e| e.stats).unwrap_or_default(),
-                }
-            };
-            let (vip, port, protocol, fwmark) = match &svc.service.key {
-                ServiceKey::Addr {
-                    protocol,
-                    addr,
-                    port,
-                } => (Some(*addr), Some(*port), Some(protocol.to_string()), None),
-                ServiceKey::Fwmark { mark, .. } => (None, None, None, Some(*mark)),
-            };
-            ServiceStatus {
-                name: svc.name.clone(),
-                key: svc.service.key.to_string(),
-                vip,
-                port,
-                protocol,
-                fwmark,
-                scheduler: svc.service.settings.scheduler.to_string(),
-                in_kernel: obs.is_some(),
-                stats: obs.map(|o| o.stats).unwrap_or_default(),
-                real_servers: svc.real_servers.iter().map(server).collect(),
-                sorry_server: svc.sorry_server.map(|d| {
-                    let rs = RealServer {
-                        dest: d,
-                        check: None,
-                        agent: None,
-                        admin: None,
-                        slow_start: None,
-                    };
-                    let mut s = server(&rs);
-                    s.reason = None;
-                    s.target_weight = None;
-                    s
-                }),
-            }
-        })
-        .collect();
-    let managed: std::collections::HashSet<&ServiceKey> =
-        desired.services.iter().map(|s| &s.service.key).collect();
-    let mut unmanaged: Vec<String> = observed
-        .services
-        .keys()
-        .filter(|k| !managed.contains(k) && !state.retired.contains(k))
-        .map(ToString::to_string)
-        .collect();
-    unmanaged.sort();
-    Status {
-        config: reload.clone(),
-        reconcile: ReconcileStatus {
-            passes: state.passes,
-            ops_applied: state.ops_applied,
-            failures: state.failures,
-            last_pass: state.last_pass.map(epoch),
-            last_pass_ms: ms(state.last_pass_duration),
-            last_read: state.last_read.to_string(),
-            last_full_read: state.last_full_read.map(epoch),
-            errors: state.errors.clone(),
-            held: state.held.clone(),
-        },
-        services,
-        unmanaged_services: unmanaged,
-        retired_services: state.retired.iter().map(ToString::to_string).collect(),
-        agents: agents.values().cloned().collect(),
-        announce: Vec::new(),
-        vips_held: Vec::new(),
-        bird: None,
-        kernel_settings: Vec::new(),
-        checks_completed: 0,
-        checks_local_errors: 0,
-        checks_inconclusive: 0,
-        stalled_seconds: 0.0,
-        check_lateness: Default::default(),
-        notify: Vec::new(),
-        sync_daemons: state
-            .sync_daemons
-            .iter()
-            .map(|d| format!("{} on {}, sync id {}", d.state, d.ifname, d.sync_id))
-            .collect(),
-    }
+/// Everything the status document is built from, cloned out of the channels at one
+/// moment (no lock is held while building).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The config in force, with the operators' overrides marked on it.
+    pub desired: Arc<Desired>,
+    /// The reconciler's last pass (its table with the traffic counters overlaid).
+    pub state: ReconcileState,
+    /// Each check's health, and its latest result.
+    pub health: HealthMap,
+    pub details: DetailMap,
+    /// Config generations and the last reload.
+    pub reload: ReloadStatus,
+    /// The agents' gate, and the agents as the pusher sees them.
+    pub gate: Gate,
+    pub agents: AgentMap,
+    /// The announcer's verdicts, the VIPs held on an ARP interface, BIRD's view.
+    pub announce: Vec<crate::announce::Verdict>,
+    pub held: Vec<IpAddr>,
+    pub bird: Option<BirdStatus>,
+    /// The `[[notify]]` hooks' deliveries.
+    pub notify: Vec<HookStatus>,
+    /// The health checks' counters.
+    pub checks: CheckCounts,
+}
+
+/// The health checks' counters since the start (see [`Status`]'s fields of the same
+/// names).
+#[derive(Debug, Default, Clone)]
+pub struct CheckCounts {
+    pub completed: u64,
+    pub local_errors: u64,
+    pub inconclusive: u64,
+    pub stalled_seconds: f64,
+    pub lateness: lvsdr_checks::lag::LatenessCounts,
 }
