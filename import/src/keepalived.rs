@@ -251,13 +251,96 @@ fn seconds_ms(s: Option<&str>) -> Option<u64> {
 }
 
 fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At)>>) {
+    let Some(keys) = keys_of(d, n, groups) else {
+        return;
+    };
+    let Some((first, _)) = keys.first() else {
+        return;
+    };
+    let mut t = Service::new(String::new(), first.clone(), n.at.clone());
+    // keepalived takes a failed real server out of the table unless told to inhibit.
+    t.on_failure = Some("remove".into());
+    let mut b = Block::default();
+    for c in n.children.iter().flatten() {
+        statement(d, c, &mut t, &mut b);
+    }
+    t.forwarding = b.forwarding.unwrap_or("nat").into();
+    if !b.kind_given {
+        d.note(
+            &n.at,
+            Level::Review,
+            "no lb_kind: keepalived uses NAT, and so does this import (lvsdr is made for DR: \
+             set forwarding = \"dr\" if the real servers hold the VIP)",
+        );
+    }
+    if let (Some(p), Key::Addr { port, .. }) = (b.sorry_port, &t.key) {
+        if p != *port {
+            d.note(
+                &n.at,
+                Level::Review,
+                format!("sorry_server port {p} differs from the service's {port}: lvsdr uses the service's"),
+            );
+        }
+    }
+    if b.def.inhibit {
+        t.on_failure = Some("weight0".into());
+    }
+    let mut inhibit_each = Vec::new();
+    for r in b.real_servers {
+        if let Some((rs, inhibit)) = real_server(d, r, &b.def) {
+            inhibit_each.push(inhibit);
+            t.real_servers.push(rs);
+        }
+    }
+    if inhibit_each.iter().any(|i| *i) {
+        if inhibit_each.iter().all(|i| *i) {
+            t.on_failure = Some("weight0".into());
+        } else {
+            d.note(
+                &n.at,
+                Level::Review,
+                "inhibit_on_failure on some real servers only: lvsdr's on_failure is per \
+                 service (set to remove)",
+            );
+        }
+    }
+    t.hoist_checks();
+    for (key, at) in keys {
+        let mut s = t.clone();
+        s.key = match key {
+            Key::Addr { vip, port, .. } => Key::Addr {
+                protocol: b.protocol.clone(),
+                vip,
+                port,
+            },
+            Key::Fwmark { mark, .. } => Key::Fwmark { mark, ipv6: b.ipv6 },
+        };
+        s.name = super::ipvsadm::service_name(&s.key);
+        s.at = at;
+        if let [_, group, name] = n.words.as_slice() {
+            if group == "group" {
+                s.comments
+                    .push(format!("From virtual_server group {name}."));
+            }
+        }
+        d.services.push(s);
+    }
+}
+
+/// The services a `virtual_server` line names: one (address and port, or fwmark) or
+/// a group's members; `None` (with a note) when it names none.
+fn keys_of(
+    d: &mut Draft,
+    n: &Node,
+    groups: &HashMap<String, Vec<(Key, At)>>,
+) -> Option<Vec<(Key, At)>> {
     let w: Vec<&str> = n.words.iter().map(String::as_str).collect();
     let keys: Vec<(Key, At)> = match w.as_slice() {
         [_, "fwmark", mark] => match mark.parse() {
             Ok(mark) => vec![(Key::Fwmark { mark, ipv6: false }, n.at.clone())],
             Err(_) => {
                 d.note(&n.at, Level::Review, format!("fwmark {mark:?}"));
-                return;
+                return None;
             }
         },
         [_, "group", name] => match groups.get(*name) {
@@ -268,7 +351,7 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                     Level::Review,
                     format!("virtual_server_group {name:?} has no member: no service"),
                 );
-                return;
+                return None;
             }
             None => {
                 d.note(
@@ -276,7 +359,7 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                     Level::Review,
                     format!("no virtual_server_group {name:?}"),
                 );
-                return;
+                return None;
             }
         },
         // keepalived 2.x reads a port-less `virtual_server IP` as port 0.
@@ -305,7 +388,7 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                     Level::Review,
                     format!("virtual_server {addr}: not an address"),
                 );
-                return;
+                return None;
             }
         },
         [_, addr, port] => match (addr.parse::<IpAddr>(), port.parse::<u16>()) {
@@ -323,7 +406,7 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                     Level::Review,
                     format!("virtual_server {addr} {port}: not an address and port"),
                 );
-                return;
+                return None;
             }
         },
         _ => {
@@ -332,194 +415,149 @@ fn virtual_server(d: &mut Draft, n: &Node, groups: &HashMap<String, Vec<(Key, At
                 Level::Review,
                 format!("`{}` not understood", n.words.join(" ")),
             );
-            return;
+            return None;
         }
     };
-    let Some((first, _)) = keys.first() else {
-        return;
-    };
-    let mut t = Service::new(String::new(), first.clone(), n.at.clone());
-    // keepalived takes a failed real server out of the table unless told to inhibit.
-    t.on_failure = Some("remove".into());
-    let mut protocol = "tcp".to_string();
-    // keepalived's forwarding without a valid lb_kind is NAT (not lvsdr's DR).
-    let mut forwarding: Option<&'static str> = None;
-    let mut kind_given = false;
-    let mut ipv6 = false;
-    let mut def = Defaults {
-        delay_loop_ms: DELAY_LOOP_S * 1000,
-        host: None,
-        inhibit: false,
-        retry: None,
-        connect_timeout_ms: None,
-    };
-    let mut rs_nodes = Vec::new();
-    let mut sorry_port = None;
-    for c in n.children.iter().flatten() {
-        let a = c.arg();
-        match c.head() {
-            "delay_loop" => match seconds_ms(a) {
-                Some(ms) if ms > 0 => def.delay_loop_ms = ms,
-                _ => d.note(&c.at, Level::Review, "delay_loop without a valid value"),
+    Some(keys)
+}
+
+/// What a `virtual_server` block says besides the service's own settings.
+struct Block<'n> {
+    protocol: String,
+    /// keepalived's forwarding without a valid lb_kind is NAT (not lvsdr's DR).
+    forwarding: Option<&'static str>,
+    kind_given: bool,
+    ipv6: bool,
+    /// What its real servers inherit.
+    def: Defaults,
+    real_servers: Vec<&'n Node>,
+    sorry_port: Option<u16>,
+}
+
+impl Default for Block<'_> {
+    fn default() -> Self {
+        Block {
+            protocol: "tcp".into(),
+            forwarding: None,
+            kind_given: false,
+            ipv6: false,
+            def: Defaults {
+                delay_loop_ms: DELAY_LOOP_S * 1000,
+                host: None,
+                inhibit: false,
+                retry: None,
+                connect_timeout_ms: None,
             },
-            "lvs_sched" | "lb_algo" => t.scheduler = scheduler(d, c),
-            "lvs_method" | "lb_kind" => {
-                kind_given = true;
-                forwarding_of(d, c, &mut forwarding)
-            }
-            "protocol" => match a.map(str::to_lowercase).as_deref() {
-                Some(p @ ("tcp" | "udp" | "sctp")) => protocol = p.into(),
-                Some(_) => d.note(
+            real_servers: Vec::new(),
+            sorry_port: None,
+        }
+    }
+}
+
+/// One statement of a `virtual_server` block, into the service `t` or the block `b`.
+fn statement<'n>(d: &mut Draft, c: &'n Node, t: &mut Service, b: &mut Block<'n>) {
+    let a = c.arg();
+    match c.head() {
+        "delay_loop" => match seconds_ms(a) {
+            Some(ms) if ms > 0 => b.def.delay_loop_ms = ms,
+            _ => d.note(&c.at, Level::Review, "delay_loop without a valid value"),
+        },
+        "lvs_sched" | "lb_algo" => t.scheduler = scheduler(d, c),
+        "lvs_method" | "lb_kind" => {
+            b.kind_given = true;
+            forwarding_of(d, c, &mut b.forwarding)
+        }
+        "protocol" => match a.map(str::to_lowercase).as_deref() {
+            Some(p @ ("tcp" | "udp" | "sctp")) => b.protocol = p.into(),
+            Some(_) => d.note(
+                &c.at,
+                Level::Review,
+                format!(
+                    "protocol {}: keepalived knows TCP, UDP and SCTP; the service stays TCP",
+                    a.unwrap_or_default()
+                ),
+            ),
+            None => d.note(
+                &c.at,
+                Level::Review,
+                "protocol without a value: the service stays TCP",
+            ),
+        },
+        "persistence_timeout" => {
+            // keepalived's default when the value is left out: 6 minutes; 0 is no
+            // persistence.
+            t.persistence = match a.and_then(|v| v.parse().ok()).unwrap_or(360) {
+                0 => None,
+                s => Some(s),
+            };
+        }
+        "persistence_granularity" => t.netmask = a.map(str::to_string),
+        "persistence_engine" => t.persistence_engine = a.map(str::to_string),
+        "ops" => t.one_packet = true,
+        "ip_family" => b.ipv6 = a == Some("inet6"),
+        "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => t.flags.push(c.head().to_string()),
+        "flag-1" | "flag-2" => {
+            let which = if c.head() == "flag-1" {
+                "fallback"
+            } else {
+                "port"
+            };
+            match t.scheduler.as_str() {
+                s @ ("sh" | "mh") => t.flags.push(format!("{s}-{which}")),
+                _ => d.note(
                     &c.at,
                     Level::Review,
                     format!(
-                        "protocol {}: keepalived knows TCP, UDP and SCTP; the service stays TCP",
-                        a.unwrap_or_default()
+                        "{} with scheduler {}: no meaning in lvsdr",
+                        c.head(),
+                        t.scheduler
                     ),
                 ),
-                None => d.note(
+            }
+        }
+        "sorry_server" => {
+            t.sorry_server = a.and_then(|v| v.parse().ok());
+            b.sorry_port = c.args().get(1).and_then(|p| p.parse::<u16>().ok());
+            if t.sorry_server.is_none() {
+                d.note(&c.at, Level::Review, "sorry_server without an address");
+            }
+        }
+        "inhibit_on_failure" => b.def.inhibit = true,
+        "virtualhost" => b.def.host = a.map(str::to_string),
+        "retry" | "nb_get_retry" => b.def.retry = a.and_then(|v| v.parse().ok()),
+        "connect_timeout" => b.def.connect_timeout_ms = seconds_ms(a),
+        "delay_before_retry" => {}
+        "quorum" => {
+            if a != Some("1") {
+                d.note(
                     &c.at,
                     Level::Review,
-                    "protocol without a value: the service stays TCP",
-                ),
-            },
-            "persistence_timeout" => {
-                // keepalived's default when the value is left out: 6 minutes; 0 is no
-                // persistence.
-                t.persistence = match a.and_then(|v| v.parse().ok()).unwrap_or(360) {
-                    0 => None,
-                    s => Some(s),
-                };
+                    "quorum above 1: lvsdr has no quorum (its sorry_server comes in when no real server is up)",
+                );
             }
-            "persistence_granularity" => t.netmask = a.map(str::to_string),
-            "persistence_engine" => t.persistence_engine = a.map(str::to_string),
-            "ops" => t.one_packet = true,
-            "ip_family" => ipv6 = a == Some("inet6"),
-            "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" => {
-                t.flags.push(c.head().to_string())
-            }
-            "flag-1" | "flag-2" => {
-                let which = if c.head() == "flag-1" {
-                    "fallback"
-                } else {
-                    "port"
-                };
-                match t.scheduler.as_str() {
-                    s @ ("sh" | "mh") => t.flags.push(format!("{s}-{which}")),
-                    _ => d.note(
-                        &c.at,
-                        Level::Review,
-                        format!(
-                            "{} with scheduler {}: no meaning in lvsdr",
-                            c.head(),
-                            t.scheduler
-                        ),
-                    ),
-                }
-            }
-            "sorry_server" => {
-                t.sorry_server = a.and_then(|v| v.parse().ok());
-                sorry_port = c.args().get(1).and_then(|p| p.parse::<u16>().ok());
-                if t.sorry_server.is_none() {
-                    d.note(&c.at, Level::Review, "sorry_server without an address");
-                }
-            }
-            "inhibit_on_failure" => def.inhibit = true,
-            "virtualhost" => def.host = a.map(str::to_string),
-            "retry" | "nb_get_retry" => def.retry = a.and_then(|v| v.parse().ok()),
-            "connect_timeout" => def.connect_timeout_ms = seconds_ms(a),
-            "delay_before_retry" => {}
-            "quorum" => {
-                if a != Some("1") {
-                    d.note(
-                        &c.at,
-                        Level::Review,
-                        "quorum above 1: lvsdr has no quorum (its sorry_server comes in when no real server is up)",
-                    );
-                }
-            }
-            "hysteresis" => d.note(&c.at, Level::Ignored, "hysteresis: goes with quorum"),
-            "alpha" => t.comments.push(
-                "keepalived's `alpha`: real servers started down. lvsdr's start: a server not \
-                 checked yet keeps the weight the kernel has, or joins at 0."
-                    .into(),
-            ),
-            "omega" | "quorum_up" | "quorum_down" => d.note(
-                &c.at,
-                Level::Review,
-                format!("`{}` (scripts on quorum changes) not translated", c.head()),
-            ),
-            "ha_suspend" | "smtp_alert" => d.note(
-                &c.at,
-                Level::Ignored,
-                format!("`{}`: no bearing on the table", c.head()),
-            ),
-            "real_server" => rs_nodes.push(c),
-            other => d.note(
-                &c.at,
-                Level::Review,
-                format!("unknown virtual_server statement `{other}`"),
-            ),
         }
-    }
-    t.forwarding = forwarding.unwrap_or("nat").into();
-    if !kind_given {
-        d.note(
-            &n.at,
+        "hysteresis" => d.note(&c.at, Level::Ignored, "hysteresis: goes with quorum"),
+        "alpha" => t.comments.push(
+            "keepalived's `alpha`: real servers started down. lvsdr's start: a server not \
+             checked yet keeps the weight the kernel has, or joins at 0."
+                .into(),
+        ),
+        "omega" | "quorum_up" | "quorum_down" => d.note(
+            &c.at,
             Level::Review,
-            "no lb_kind: keepalived uses NAT, and so does this import (lvsdr is made for DR: \
-             set forwarding = \"dr\" if the real servers hold the VIP)",
-        );
-    }
-    if let (Some(p), Key::Addr { port, .. }) = (sorry_port, &t.key) {
-        if p != *port {
-            d.note(
-                &n.at,
-                Level::Review,
-                format!("sorry_server port {p} differs from the service's {port}: lvsdr uses the service's"),
-            );
-        }
-    }
-    if def.inhibit {
-        t.on_failure = Some("weight0".into());
-    }
-    let mut inhibit_each = Vec::new();
-    for r in rs_nodes {
-        if let Some((rs, inhibit)) = real_server(d, r, &def) {
-            inhibit_each.push(inhibit);
-            t.real_servers.push(rs);
-        }
-    }
-    if inhibit_each.iter().any(|i| *i) {
-        if inhibit_each.iter().all(|i| *i) {
-            t.on_failure = Some("weight0".into());
-        } else {
-            d.note(
-                &n.at,
-                Level::Review,
-                "inhibit_on_failure on some real servers only: lvsdr's on_failure is per \
-                 service (set to remove)",
-            );
-        }
-    }
-    t.hoist_checks();
-    for (key, at) in keys {
-        let mut s = t.clone();
-        s.key = match key {
-            Key::Addr { vip, port, .. } => Key::Addr {
-                protocol: protocol.clone(),
-                vip,
-                port,
-            },
-            Key::Fwmark { mark, .. } => Key::Fwmark { mark, ipv6 },
-        };
-        s.name = super::ipvsadm::service_name(&s.key);
-        s.at = at;
-        if w.get(1) == Some(&"group") {
-            s.comments
-                .push(format!("From virtual_server group {}.", w[2]));
-        }
-        d.services.push(s);
+            format!("`{}` (scripts on quorum changes) not translated", c.head()),
+        ),
+        "ha_suspend" | "smtp_alert" => d.note(
+            &c.at,
+            Level::Ignored,
+            format!("`{}`: no bearing on the table", c.head()),
+        ),
+        "real_server" => b.real_servers.push(c),
+        other => d.note(
+            &c.at,
+            Level::Review,
+            format!("unknown virtual_server statement `{other}`"),
+        ),
     }
 }
 
