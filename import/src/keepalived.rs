@@ -683,119 +683,35 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
             return Check::of("none");
         }
     };
-    let mut retry = def.retry;
-    let mut timeout_ms = def.connect_timeout_ms;
-    // Where this checker set its own timeout, and as which statement.
-    let mut timeout_at: Option<(&At, &str)> = None;
-    let mut interval_ms = def.delay_loop_ms;
-    let mut urls = 0;
-    let mut statuses: Vec<String> = Vec::new();
-    let mut dns_type = None;
-    let mut enable_sni = false;
     if c.kind == "http" || c.kind == "https" {
         c.host = host.map(str::to_string);
     }
+    let mut seen = Seen {
+        retry: def.retry,
+        timeout_ms: def.connect_timeout_ms,
+        timeout_at: None,
+        interval_ms: def.delay_loop_ms,
+        urls: 0,
+        statuses: Vec::new(),
+        dns_type: None,
+        enable_sni: false,
+    };
     for s in n.children.iter().flatten() {
-        let a = s.arg();
-        match s.head() {
-            "connect_port" => c.port = a.and_then(|v| v.parse().ok()),
-            "connect_timeout" => {
-                timeout_ms = seconds_ms(a);
-                timeout_at = Some((&s.at, "connect_timeout"));
-            }
-            "retry" | "nb_get_retry" => retry = a.and_then(|v| v.parse().ok()),
-            "delay_before_retry" => {}
-            "delay_loop" => interval_ms = seconds_ms(a).filter(|ms| *ms > 0).unwrap_or(interval_ms),
-            "connect_ip" => {
-                if a.and_then(|v| v.parse::<IpAddr>().ok()) != Some(rs) {
-                    d.note(
-                        &s.at,
-                        Level::Review,
-                        "connect_ip other than the real server's: lvsdr checks the real server",
-                    );
-                }
-            }
-            "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" => d.note(
-                &s.at,
-                Level::Review,
-                format!("`{}` not translated", s.head()),
-            ),
-            "log_all_failures" => {}
-            "alpha" => {}
-            "virtualhost" => c.host = a.map(str::to_string),
-            "enable_sni" => enable_sni = true,
-            "url" => {
-                urls += 1;
-                if urls > 1 {
-                    d.note(
-                        &s.at,
-                        Level::Review,
-                        "more than one url: lvsdr checks the first only",
-                    );
-                    continue;
-                }
-                for u in s.children.iter().flatten() {
-                    let ua = u.arg();
-                    match u.head() {
-                        "path" => c.path = ua.map(str::to_string),
-                        "status_code" => statuses.extend(u.args().iter().map(|v| v.to_string())),
-                        "digest" => d.note(
-                            &u.at,
-                            Level::Review,
-                            "digest (an MD5 of the body) not translated: use expect_body",
-                        ),
-                        "regex" => match ua {
-                            Some(re) if regex_ok(re) => c.expect_body = Some(re.to_string()),
-                            _ => d.note(
-                                &u.at,
-                                Level::Review,
-                                "regex is not valid in lvsdr's (Rust) syntax: not translated",
-                            ),
-                        },
-                        "virtualhost" => c.host = ua.map(str::to_string),
-                        other => d.note(
-                            &u.at,
-                            Level::Review,
-                            format!("url `{other}` not translated"),
-                        ),
-                    }
-                }
-            }
-            "misc_path" => c.command = a.map(str::to_string),
-            "misc_timeout" => {
-                timeout_ms = seconds_ms(a);
-                timeout_at = Some((&s.at, "misc_timeout"));
-            }
-            "misc_dynamic" => d.note(
-                &s.at,
-                Level::Review,
-                "misc_dynamic (weight from the exit code) not translated: exit 0 is up",
-            ),
-            "user" => d.note(
-                &s.at,
-                Level::Review,
-                "`user`: lvsdr runs exec checks as the director's user, without its capabilities",
-            ),
-            "type" => dns_type = a.map(str::to_uppercase),
-            "name" => c.query = a.map(str::to_string),
-            "helo_name" => {}
-            "host" => d.note(
-                &s.at,
-                Level::Review,
-                "SMTP_CHECK host blocks not translated: lvsdr checks the real server",
-            ),
-            other => d.note(
-                &s.at,
-                Level::Review,
-                format!("unknown {} statement `{other}`", n.head()),
-            ),
-        }
+        check_statement(d, s, n.head(), rs, &mut c, &mut seen);
     }
+    finish_check(d, n, &mut c, &seen);
+    c
+}
+
+/// What a checker's kind and timing come to once its statements are read: DNS and
+/// HTTP defaults, the timeout within the interval (said when the config asked for
+/// more), rise and fall.
+fn finish_check(d: &mut Draft, n: &Node, c: &mut Check, seen: &Seen<'_>) {
     if c.kind == "udp-dns" {
         if c.query.is_none() {
             c.query = Some(".".into()); // keepalived's default
         }
-        if dns_type.as_deref().is_some_and(|t| t != "A") {
+        if seen.dns_type.as_deref().is_some_and(|t| t != "A") {
             d.note(
                 &n.at,
                 Level::Review,
@@ -808,23 +724,26 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
     }
     if c.kind == "http" || c.kind == "https" {
         c.path.get_or_insert_with(|| "/".into());
-        c.expect_status = Some(if statuses.is_empty() {
+        c.expect_status = Some(if seen.statuses.is_empty() {
             c.comments
                 .push("keepalived's default: any 2xx status is up.".into());
             "200-299".into()
         } else {
-            statuses.join(",")
+            seen.statuses.join(",")
         });
-        if enable_sni {
+        if seen.enable_sni {
             c.sni = c.host.clone();
         }
     }
+    let interval_ms = seen.interval_ms;
     c.interval_ms = Some(interval_ms);
-    let timeout = timeout_ms.unwrap_or(CONNECT_TIMEOUT_S * 1000);
+    let timeout = seen.timeout_ms.unwrap_or(CONNECT_TIMEOUT_S * 1000);
     // lvsdr's checks never overlap: a timeout is at most the interval. Said when the
     // config asked for more (a slow check now fails where keepalived waited).
     if timeout > interval_ms {
-        let (at, what) = timeout_at.unwrap_or((&n.at, "connect_timeout (default)"));
+        let (at, what) = seen
+            .timeout_at
+            .unwrap_or((&n.at, "connect_timeout (default)"));
         d.note(
             at,
             Level::Review,
@@ -839,8 +758,132 @@ fn checker(d: &mut Draft, n: &Node, def: &Defaults, host: Option<&str>, rs: IpAd
     }
     c.timeout_ms = Some(timeout.min(interval_ms));
     c.rise = Some(1);
-    c.fall = Some(retry.unwrap_or(RETRY) + 1);
-    c
+    c.fall = Some(seen.retry.unwrap_or(RETRY) + 1);
+}
+
+/// What a checker's statements said beyond the check's own fields.
+struct Seen<'n> {
+    retry: Option<u32>,
+    timeout_ms: Option<u64>,
+    /// Where this checker set its own timeout, and as which statement.
+    timeout_at: Option<(&'n At, &'static str)>,
+    interval_ms: u64,
+    urls: usize,
+    statuses: Vec<String>,
+    dns_type: Option<String>,
+    enable_sni: bool,
+}
+
+/// One statement of a `checker` block (`TCP_CHECK { … }` and its kin).
+fn check_statement<'n>(
+    d: &mut Draft,
+    s: &'n Node,
+    checker: &str,
+    rs: IpAddr,
+    c: &mut Check,
+    seen: &mut Seen<'n>,
+) {
+    let a = s.arg();
+    match s.head() {
+        "connect_port" => c.port = a.and_then(|v| v.parse().ok()),
+        "connect_timeout" => {
+            seen.timeout_ms = seconds_ms(a);
+            seen.timeout_at = Some((&s.at, "connect_timeout"));
+        }
+        "retry" | "nb_get_retry" => seen.retry = a.and_then(|v| v.parse().ok()),
+        "delay_before_retry" => {}
+        "delay_loop" => {
+            seen.interval_ms = seconds_ms(a)
+                .filter(|ms| *ms > 0)
+                .unwrap_or(seen.interval_ms)
+        }
+        "connect_ip" => {
+            if a.and_then(|v| v.parse::<IpAddr>().ok()) != Some(rs) {
+                d.note(
+                    &s.at,
+                    Level::Review,
+                    "connect_ip other than the real server's: lvsdr checks the real server",
+                );
+            }
+        }
+        "bindto" | "bind_port" | "bind_if" | "fwmark" | "warmup" => d.note(
+            &s.at,
+            Level::Review,
+            format!("`{}` not translated", s.head()),
+        ),
+        "log_all_failures" => {}
+        "alpha" => {}
+        "virtualhost" => c.host = a.map(str::to_string),
+        "enable_sni" => seen.enable_sni = true,
+        "url" => url(d, s, c, seen),
+        "misc_path" => c.command = a.map(str::to_string),
+        "misc_timeout" => {
+            seen.timeout_ms = seconds_ms(a);
+            seen.timeout_at = Some((&s.at, "misc_timeout"));
+        }
+        "misc_dynamic" => d.note(
+            &s.at,
+            Level::Review,
+            "misc_dynamic (weight from the exit code) not translated: exit 0 is up",
+        ),
+        "user" => d.note(
+            &s.at,
+            Level::Review,
+            "`user`: lvsdr runs exec checks as the director's user, without its capabilities",
+        ),
+        "type" => seen.dns_type = a.map(str::to_uppercase),
+        "name" => c.query = a.map(str::to_string),
+        "helo_name" => {}
+        "host" => d.note(
+            &s.at,
+            Level::Review,
+            "SMTP_CHECK host blocks not translated: lvsdr checks the real server",
+        ),
+        other => d.note(
+            &s.at,
+            Level::Review,
+            format!("unknown {checker} statement `{other}`"),
+        ),
+    }
+}
+
+/// A `url { … }` block: lvsdr checks the first.
+fn url(d: &mut Draft, s: &Node, c: &mut Check, seen: &mut Seen<'_>) {
+    seen.urls += 1;
+    if seen.urls > 1 {
+        d.note(
+            &s.at,
+            Level::Review,
+            "more than one url: lvsdr checks the first only",
+        );
+        return;
+    }
+    for u in s.children.iter().flatten() {
+        let ua = u.arg();
+        match u.head() {
+            "path" => c.path = ua.map(str::to_string),
+            "status_code" => seen.statuses.extend(u.args().iter().map(|v| v.to_string())),
+            "digest" => d.note(
+                &u.at,
+                Level::Review,
+                "digest (an MD5 of the body) not translated: use expect_body",
+            ),
+            "regex" => match ua {
+                Some(re) if regex_ok(re) => c.expect_body = Some(re.to_string()),
+                _ => d.note(
+                    &u.at,
+                    Level::Review,
+                    "regex is not valid in lvsdr's (Rust) syntax: not translated",
+                ),
+            },
+            "virtualhost" => c.host = ua.map(str::to_string),
+            other => d.note(
+                &u.at,
+                Level::Review,
+                format!("url `{other}` not translated"),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
