@@ -239,6 +239,29 @@ fn virtual_(d: &mut Draft, n: &Node, keepalive: u64, network: &str) {
             other => d.note(&c.at, Level::Review, format!("unknown key `{other}`")),
         }
     }
+    tcp_expect(d, n, &mut check, (send, expect), use_regex);
+    check.interval_ms = Some(keepalive * 1000);
+    check.timeout_ms = Some(keepalive * 1000);
+    check.fall.get_or_insert(checks_for(TIMEOUT_S, keepalive));
+    check.rise.get_or_insert(checks_for(REENTRY_S, keepalive));
+    for c in servers {
+        if let Some(r) = server(d, c, &mut s, &check, port) {
+            s.real_servers.push(r);
+        }
+    }
+    s.hoist_checks();
+    d.services.push(s);
+}
+
+/// `send`/`expect` make a TCP check a `tcp-expect` one (an exec check keeps exit 0);
+/// `use_regex = 0` matches `expect` literally.
+fn tcp_expect(
+    d: &mut Draft,
+    n: &Node,
+    check: &mut Check,
+    (send, expect): (Option<String>, Option<String>),
+    use_regex: bool,
+) {
     match (check.kind.as_str(), send, expect) {
         ("exec", _, Some(e)) => check.comments.push(format!(
             "send_program's output had to match {e:?}; lvsdr's exec check wants exit 0."
@@ -275,55 +298,58 @@ fn virtual_(d: &mut Draft, n: &Node, keepalive: u64, network: &str) {
             "send_program placeholder other than %h",
         );
     }
-    check.interval_ms = Some(keepalive * 1000);
-    check.timeout_ms = Some(keepalive * 1000);
-    check.fall.get_or_insert(checks_for(TIMEOUT_S, keepalive));
-    check.rise.get_or_insert(checks_for(REENTRY_S, keepalive));
-    for c in servers {
-        let get = |k: &str| c.children.iter().flatten().find(|x| x.head() == k);
-        let val = |k: &str| get(k).and_then(|x| x.arg()).map(str::to_string);
-        let sname = c.arg().unwrap_or("server");
-        if val("active").as_deref() == Some("0") {
-            s.comments
-                .push(format!("server {sname} was not active: left out"));
-            continue;
-        }
-        let Some(addr) = val("address").and_then(|a| a.parse::<IpAddr>().ok()) else {
-            d.note(
-                &c.at,
-                Level::Review,
-                format!("server {sname} without an address"),
-            );
-            continue;
-        };
-        let mut r = RealServer::new(addr, c.at.clone());
-        r.comments.push(format!("server {sname}"));
-        r.weight = val("weight").and_then(|w| w.parse().ok()).unwrap_or(1);
-        let own_port = val("port").as_deref().and_then(super::ports::port);
-        if let Some(p) = own_port {
-            if p != s.port() && s.port() != 0 {
-                r.port = Some(p);
-            }
-        }
-        for x in c.children.iter().flatten() {
-            if !["address", "active", "weight", "port"].contains(&x.head()) {
-                d.note(
-                    &x.at,
-                    Level::Review,
-                    format!("unknown server key `{}`", x.head()),
-                );
-            }
-        }
-        r.check = Some(check.clone());
-        // A fwmark service has no port: nanny checked the virtual's `port` (or the
-        // server's own), and so does the check.
-        if let (Key::Fwmark { .. }, Some(c)) = (&s.key, r.check.as_mut()) {
-            if c.kind != "exec" {
-                c.port = own_port.or(port);
-            }
-        }
-        s.real_servers.push(r);
+}
+
+/// One `server` of a virtual, with the virtual's check (`None`, with a note or a
+/// comment, when it is left out).
+fn server(
+    d: &mut Draft,
+    c: &Node,
+    s: &mut Service,
+    check: &Check,
+    port: Option<u16>,
+) -> Option<RealServer> {
+    let get = |k: &str| c.children.iter().flatten().find(|x| x.head() == k);
+    let val = |k: &str| get(k).and_then(|x| x.arg()).map(str::to_string);
+    let sname = c.arg().unwrap_or("server");
+    if val("active").as_deref() == Some("0") {
+        s.comments
+            .push(format!("server {sname} was not active: left out"));
+        return None;
     }
-    s.hoist_checks();
-    d.services.push(s);
+    let Some(addr) = val("address").and_then(|a| a.parse::<IpAddr>().ok()) else {
+        d.note(
+            &c.at,
+            Level::Review,
+            format!("server {sname} without an address"),
+        );
+        return None;
+    };
+    let mut r = RealServer::new(addr, c.at.clone());
+    r.comments.push(format!("server {sname}"));
+    r.weight = val("weight").and_then(|w| w.parse().ok()).unwrap_or(1);
+    let own_port = val("port").as_deref().and_then(super::ports::port);
+    if let Some(p) = own_port {
+        if p != s.port() && s.port() != 0 {
+            r.port = Some(p);
+        }
+    }
+    for x in c.children.iter().flatten() {
+        if !["address", "active", "weight", "port"].contains(&x.head()) {
+            d.note(
+                &x.at,
+                Level::Review,
+                format!("unknown server key `{}`", x.head()),
+            );
+        }
+    }
+    r.check = Some(check.clone());
+    // A fwmark service has no port: nanny checked the virtual's `port` (or the
+    // server's own), and so does the check.
+    if let (Key::Fwmark { .. }, Some(c)) = (&s.key, r.check.as_mut()) {
+        if c.kind != "exec" {
+            c.port = own_port.or(port);
+        }
+    }
+    Some(r)
 }
