@@ -278,25 +278,7 @@ impl<B: IpvsBackend> Reconciler<B> {
         trigger: Scope,
     ) -> PassReport {
         let t0 = Instant::now();
-        let mut scope = trigger;
-        let mut reloaded = false;
-        match &self.last {
-            None => scope = Scope::All,
-            Some((d0, h0, g0)) => {
-                reloaded = !Arc::ptr_eq(d0, desired);
-                if reloaded {
-                    scope.merge(config_change(d0, desired));
-                }
-                scope.merge(health_change(desired, h0, health));
-                scope.merge(gate_change(desired, g0, gate));
-            }
-        }
-        if reloaded {
-            let released = self.new_config(desired);
-            if !released.is_empty() {
-                scope.merge(Scope::Services(released));
-            }
-        }
+        let scope = self.scope_of(desired, health, gate, trigger);
         if scope.is_empty() && self.dirty.is_empty() {
             self.last = Some((desired.clone(), health.clone(), gate.clone()));
             return PassReport {
@@ -354,16 +336,7 @@ impl<B: IpvsBackend> Reconciler<B> {
             .track(desired, observed, health, gate, now, scope == Scope::All);
         drains.ramps = self.ramps.since.clone();
         let planned = plan(desired, observed, health, gate, &drains);
-        // A service whose add is held does not exist: its destinations' ops are held
-        // with it (they would only meet ESRCH, and be retried as transient).
-        let unborn: HashSet<ServiceKey> = planned
-            .iter()
-            .filter(|op| matches!(op, Op::AddService(_)) && self.held.contains_key(&op.to_string()))
-            .map(|op| op.service().clone())
-            .collect();
-        let (ops, mut held): (Vec<Op>, Vec<Op>) = planned.into_iter().partition(|op| {
-            !self.held.contains_key(&op.to_string()) && !unborn.contains(op.service())
-        });
+        let (ops, mut held) = self.without_held(planned);
         let outcome = self.apply(&ops).await;
         // A scoped pass says nothing of the services it did not cover: their failure
         // stands until a pass covers them (else the VIPs would flap).
@@ -391,22 +364,67 @@ impl<B: IpvsBackend> Reconciler<B> {
             ops,
             applied: outcome.applied,
             errors,
-            held: held
-                .iter()
-                .map(|op| {
-                    let text = op.to_string();
-                    let why = self
-                        .held
-                        .get(&text)
-                        .map(|h| h.1.clone())
-                        .unwrap_or_default();
-                    format!("held back until the config or the kernel changes: {why}")
-                })
-                .collect(),
+            held: self.held_words(&held),
             converged: outcome.converged,
             took: t0.elapsed(),
             whole: scope == Scope::All,
         }
+    }
+
+    /// What a pass covers: `trigger`, and what changed since the last pass (the
+    /// config, health, the gate); everything the first time.
+    fn scope_of(
+        &mut self,
+        desired: &Arc<Desired>,
+        health: &HealthMap,
+        gate: &Gate,
+        trigger: Scope,
+    ) -> Scope {
+        let mut scope = trigger;
+        let Some((d0, h0, g0)) = &self.last else {
+            return Scope::All;
+        };
+        let reloaded = !Arc::ptr_eq(d0, desired);
+        if reloaded {
+            scope.merge(config_change(d0, desired));
+        }
+        scope.merge(health_change(desired, h0, health));
+        scope.merge(gate_change(desired, g0, gate));
+        if reloaded {
+            let released = self.new_config(desired);
+            if !released.is_empty() {
+                scope.merge(Scope::Services(released));
+            }
+        }
+        scope
+    }
+
+    /// The planned ops split into those to apply and those held back (refused for
+    /// good before). A service whose add is held does not exist: its destinations'
+    /// ops are held with it (they would only meet ESRCH, and be retried as transient).
+    fn without_held(&self, planned: Vec<Op>) -> (Vec<Op>, Vec<Op>) {
+        let unborn: HashSet<ServiceKey> = planned
+            .iter()
+            .filter(|op| matches!(op, Op::AddService(_)) && self.held.contains_key(&op.to_string()))
+            .map(|op| op.service().clone())
+            .collect();
+        planned.into_iter().partition(|op| {
+            !self.held.contains_key(&op.to_string()) && !unborn.contains(op.service())
+        })
+    }
+
+    /// Each held op with the kernel's refusal, in words.
+    fn held_words(&self, held: &[Op]) -> Vec<String> {
+        held.iter()
+            .map(|op| {
+                let why = self
+                    .held
+                    .get(&op.to_string())
+                    .map(|h| h.1.clone())
+                    .unwrap_or_default();
+                format!("held back until the config or the kernel changes: {why}")
+            })
+            .collect()
     }
 
     /// Brings the sync daemons to what `[sync]` wants (see [`super::sync`]); on whole
