@@ -15,7 +15,17 @@ use lvsdr::model::Desired;
 use lvsdr::reconcile::cache::Read;
 use lvsdr::reconcile::driver::{PassReport, Reconciler};
 use lvsdr::reconcile::{Gate, IpvsBackend, Kernel, Op, Scope};
-use support::{fresh_netns, ipvsadm, runtime};
+use support::{fresh_netns, ipvsadm, runtime, sh};
+
+/// The kernel keeps one IPVS service table for all network namespaces, and a dump or
+/// the proc listing resumes by position in it: one test adding services in another
+/// namespace shifts the other's listing. The tests of this file take turns.
+static TURN: Mutex<()> = Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    // A test that panicked while holding it has already failed; carry on.
+    TURN.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The real kernel, with a second writer that runs its `ipvsadm` commands just before
 /// the reconciler's next write.
@@ -117,6 +127,7 @@ fn table() -> String {
 #[test]
 #[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
 fn eexist_and_enoent_from_a_second_writer_mean_read_again_not_retry() {
+    let _turn = turn();
     fresh_netns();
     runtime().block_on(async {
         let backend = SecondWriter {
@@ -181,4 +192,88 @@ fn eexist_and_enoent_from_a_second_writer_mean_read_again_not_retry() {
         );
         assert_eq!(table(), "");
     });
+}
+
+/// The kernel's proc listing can skip services of this namespace when another one has
+/// IPVS services too; the director's resync must stay exact regardless.
+#[test]
+#[ignore = "needs the IPVS kernel: runs in the test VM (tests/run)"]
+fn resync_stays_exact_when_another_namespace_makes_the_proc_file_skip_services() {
+    let _turn = turn();
+    use lvsdr::reconcile::driver::{ReadKind, Reconciler};
+    use lvsdr::reconcile::{Gate, IpvsBackend, Kernel, Scope};
+    use std::sync::Arc;
+    let foreign = format!("foreign{}", std::process::id());
+    let mut save = String::new();
+    for i in 0..300 {
+        save.push_str(&format!(
+            "-A -t 198.51.100.{}:{} -s rr\n",
+            i % 250 + 1,
+            1000 + i
+        ));
+    }
+    std::fs::write(format!("/tmp/{foreign}.save"), save).expect("save file");
+    sh(&format!(
+        "ip netns add {foreign} && ip netns exec {foreign} ipvsadm -R < /tmp/{foreign}.save"
+    ));
+    fresh_netns();
+    let mut config = String::from("[director]\n");
+    for i in 0..100 {
+        config.push_str(&format!(
+            "[[service]]\nname = \"s{i}\"\nvip = \"192.0.2.{}\"\nport = {}\nscheduler = \"wrr\"\n\
+             [service.check]\ntype = \"none\"\n",
+            i % 250 + 1,
+            2000 + i
+        ));
+        for j in 0..3 {
+            config.push_str(&format!(
+                "[[service.real_server]]\naddress = \"10.9.0.{}\"\nweight = {}\n",
+                10 + j,
+                j + 1
+            ));
+        }
+    }
+    let desired = Arc::new(lvsdr::config::parse(&config, "test.toml").expect("config"));
+    runtime().block_on(async {
+        let kernel = Arc::new(Kernel::connect().await.expect("IPVS family"));
+        let mut r = Reconciler::new(kernel.clone(), &desired);
+        let (h, g) = (Default::default(), Gate::default());
+        let p = r.pass(&desired, &h, &g, Scope::All).await;
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.ops.len(), 400);
+        let listed = lvsdr::ipvs::proc::parse(&lvsdr::ipvs::proc::read().expect("proc"))
+            .expect("parse")
+            .len();
+        eprintln!("the proc file lists {listed} of our 100 services (300 in another namespace)");
+        assert!(
+            listed < 100,
+            "the kernel's listing no longer skips services: this test no longer covers that path"
+        );
+        for _ in 0..2 {
+            let p = r.pass(&desired, &h, &g, Scope::All).await;
+            assert!(matches!(p.read, ReadKind::Proc { .. }), "{}", p.read);
+            assert!(
+                p.ops.is_empty() && p.errors.is_empty(),
+                "{:?} {:?}",
+                p.ops,
+                p.errors
+            );
+        }
+        let full = lvsdr::reconcile::Observed::from(&kernel.table().await.expect("table"));
+        let cached = r.observed().expect("cache");
+        assert_eq!(cached.services.len(), full.services.len());
+        for (k, s) in &full.services {
+            assert_eq!(cached.services[k].dests, s.dests, "{k}");
+            assert_eq!(cached.services[k].settings, s.settings, "{k}");
+        }
+        // Drift in every service is seen, listed or not.
+        ipvsadm("-e -t 192.0.2.1:2000 -r 10.9.0.10:2000 -g -w 9");
+        ipvsadm("-e -t 192.0.2.100:2099 -r 10.9.0.12:2099 -g -w 9");
+        let p = r.pass(&desired, &h, &g, Scope::All).await;
+        assert_eq!(p.ops.len(), 2, "{:?}", p.ops);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+    });
+    sh(&format!(
+        "ip netns del {foreign}; rm -f /tmp/{foreign}.save"
+    ));
 }
