@@ -252,26 +252,14 @@ pub async fn serve_with(
     let app = router(sources);
     let max = bounds.max_connections;
     let slots = Arc::new(tokio::sync::Semaphore::new(max));
-    let mut refused = 0u64;
+    let mut refused = lvsdr_daemon::accept::Refusals::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        tracing::warn!(error = %e, "status endpoint: out of file descriptors; backing off");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    } else {
-                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    }
-                    continue;
-                }
-            },
+            c = lvsdr_daemon::accept::next(&listener, "status endpoint") => c,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            refused += 1;
-            if refused.is_power_of_two() {
+            if let Some(refused) = refused.count() {
                 tracing::info!(%peer, refused, "status endpoint: {max} connections open; closing new ones");
             }
             continue; // dropping the stream closes it

@@ -179,34 +179,19 @@ pub async fn serve(
     let mut pending = Pending::default();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<u64>();
     let authenticated = Arc::new(Semaphore::new(limits.authenticated));
-    let mut refused_since_log = 0u64;
+    let mut refused = lvsdr_daemon::accept::Refusals::default();
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
             Some(id) = done_rx.recv() => { pending.done(id); continue }
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE/ENFILE: the connection stays in the backlog and accept
-                    // fails at once again; back off instead of spinning.
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-                        warn!(error = %e, "accept: out of file descriptors; backing off");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    } else {
-                        debug!(error = %e, "accept");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    continue;
-                }
-            },
+            c = lvsdr_daemon::accept::next(&listener, "agent API") => c,
         };
         let Ok(local) = stream.local_addr() else {
             continue;
         };
         let Some((id, evicted)) = pending.admit(peer.ip(), &limits) else {
-            refused_since_log += 1;
-            if refused_since_log.is_power_of_two() {
-                info!(%peer, refused = refused_since_log, "too many handshakes from one address; closing");
+            if let Some(refused) = refused.count() {
+                info!(%peer, refused, "too many handshakes from one address; closing");
             }
             continue; // dropping the stream closes it
         };
