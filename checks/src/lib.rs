@@ -5,17 +5,23 @@
 //! (`lvsdr::health`), re-exported here.
 
 mod check;
+mod dns;
+mod exec;
 mod failure;
 mod http1;
 pub mod lag;
 mod roots;
+mod smtp;
 mod supervisor;
 pub mod syn;
 mod tcp;
+mod tcp_expect;
 mod via;
 mod wheel;
 
-pub use check::{dns_answer, setpriv, Checker, Prepared};
+pub use check::{Checker, Prepared};
+pub use dns::dns_answer;
+pub use exec::setpriv;
 pub use failure::CheckFailure;
 pub use lvsdr::health::{
     CheckKind, CheckSpec, Health, HealthMap, HttpCheck, RiseFall, StatusSet, Via,
