@@ -235,6 +235,26 @@ address = "10.0.0.12"
 }
 
 #[test]
+fn an_http_check_path_or_host_that_would_break_the_request_is_refused() {
+    let cfg = |check: &str| {
+        format!(
+            "[[service]]\nname = \"s\"\nvip = \"192.0.2.10\"\nport = 80\n[service.check]\ntype = \"http\"\n{check}\n[[service.real_server]]\naddress = \"10.0.0.11\"\n"
+        )
+    };
+    let e = errors(&cfg("path = \"/a b\"")).join("\n");
+    assert!(e.contains("path must not contain spaces"), "{e}");
+    let e = errors(&cfg("path = \"/a\\r\\nX-Evil: 1\"")).join("\n");
+    assert!(e.contains("path must not contain spaces"), "{e}");
+    let e = errors(&cfg("host = \"a\\r\\nX-Evil: 1\"")).join("\n");
+    assert!(e.contains("host must not contain spaces"), "{e}");
+    assert!(lvsdr::config::parse(
+        &cfg("path = \"/health?x=%20\"\nhost = \"www.example\""),
+        "t.toml"
+    )
+    .is_ok());
+}
+
+#[test]
 fn missing_required_fields_are_named() {
     let e = errors("[[service]]\nname = \"x\"\nport = 80\n").join("\n");
     assert!(

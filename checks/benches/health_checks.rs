@@ -9,7 +9,9 @@
 //! "checks completed / s" counts every run that ended (the scheduler's own counter).
 //!
 //! Usage: health_checks [--targets 10000] [--seconds 60] [--kinds tcp-syn,tcp,http,http-close] [--out FILE]
-//!        health_checks --serve N   (the listener child)
+//!        health_checks --serve N [--counts FILE] [--close] [--address A]   (the listener
+//!        child; with --close it answers as an HTTP/1.0 server that closes every
+//!        connection; with --address its N listeners are ports 20000.. of A)
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -18,8 +20,12 @@ use std::time::Duration;
 use lvsdr_checks::{CheckKind, CheckSpec, Checker, Health, Supervisor};
 use tokio_util::sync::CancellationToken;
 
-fn target(i: usize) -> SocketAddr {
-    // 100 ports per address, addresses 127.1.x.y: all of 127/8 is local on lo.
+/// The i-th target: 100 ports per address at 127.1.x.y (all of 127/8 is local on lo),
+/// or, given one address (`--address`), port 20000 + i of it.
+fn target(i: usize, one: Option<IpAddr>) -> SocketAddr {
+    if let Some(ip) = one {
+        return SocketAddr::new(ip, 20_000 + i as u16);
+    }
     let a = i / 100;
     let ip = Ipv4Addr::new(127, 1, (a / 250) as u8, (a % 250 + 1) as u8);
     SocketAddr::new(IpAddr::V4(ip), 20_000 + (i % 100) as u16)
@@ -35,8 +41,9 @@ fn raise_fd_limit() {
 /// The listeners: every connection is accepted and counted; an HTTP request on it is
 /// answered `200 ok` (keep-alive unless the client asks to close) and counted. With a
 /// counts file, "accepted requests" is written to it every 100 ms (for
-/// benches/keepalived.sh: what each checker did, counted at the servers).
-fn serve(n: usize, counts: Option<String>) {
+/// benches/keepalived.sh: what each checker did, counted at the servers). `close`:
+/// every answer is HTTP/1.0 and closes its connection, whatever the client asked.
+fn serve(n: usize, counts: Option<String>, close: bool, one: Option<IpAddr>) {
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     raise_fd_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -48,7 +55,7 @@ fn serve(n: usize, counts: Option<String>) {
         let requests = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for i in 0..n {
-            let l = tokio::net::TcpListener::bind(target(i))
+            let l = tokio::net::TcpListener::bind(target(i, one))
                 .await
                 .expect("bind");
             let (accepted, requests) = (accepted.clone(), requests.clone());
@@ -57,7 +64,7 @@ fn serve(n: usize, counts: Option<String>) {
                     match l.accept().await {
                         Ok((s, _)) => {
                             accepted.fetch_add(1, Relaxed);
-                            tokio::spawn(http(s, requests.clone()));
+                            tokio::spawn(http(s, requests.clone(), close));
                         }
                         // Out of descriptors (10,000 listeners and 10,000 kept
                         // connections meet a 20,000 limit): wait, do not close the
@@ -87,7 +94,11 @@ fn serve(n: usize, counts: Option<String>) {
 }
 
 /// Answers HTTP requests on one connection until the client closes it or asks to.
-async fn http(mut s: tokio::net::TcpStream, requests: Arc<std::sync::atomic::AtomicU64>) {
+async fn http(
+    mut s: tokio::net::TcpStream,
+    requests: Arc<std::sync::atomic::AtomicU64>,
+    close_all: bool,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = vec![0u8; 4096];
     let mut have = 0;
@@ -98,9 +109,12 @@ async fn http(mut s: tokio::net::TcpStream, requests: Arc<std::sync::atomic::Ato
         }
         while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let close = head.contains("connection: close") || head.contains("http/1.0");
+            let close =
+                close_all || head.contains("connection: close") || head.contains("http/1.0");
             requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let answer: &[u8] = if close {
+            let answer: &[u8] = if close_all {
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            } else if close {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
             } else {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -129,7 +143,7 @@ async fn run(targets: usize, seconds: u64, kind: CheckKind) -> (usize, u64) {
         .map(|i| {
             Arc::new(CheckSpec {
                 via: None,
-                target: target(i),
+                target: target(i, None),
                 kind: kind.clone(),
                 interval: Duration::from_secs(1),
                 timeout: Duration::from_secs(1),
@@ -177,7 +191,9 @@ fn main() {
             .cloned()
     };
     if let Some(n) = arg("--serve") {
-        serve(n.parse().expect("--serve N"), arg("--counts"));
+        let close = args.iter().any(|a| a == "--close");
+        let one = arg("--address").map(|a| a.parse().expect("--address IP"));
+        serve(n.parse().expect("--serve N"), arg("--counts"), close, one);
         return;
     }
     let targets: usize = arg("--targets")

@@ -9,6 +9,7 @@ mod dns;
 mod exec;
 mod failure;
 mod http1;
+mod http1_body;
 pub mod lag;
 mod roots;
 mod smtp;

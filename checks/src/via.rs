@@ -70,13 +70,6 @@ pub async fn http(
             via.vip, h.path, via.mark
         )
     };
-    let (mut sender, conn) = crate::http1::handshake(stream, &what).await?;
-    // The connection is driven beside the request; it ends with it.
-    let conn = tokio::spawn(conn);
     let host = h.host.clone().unwrap_or_else(|| via.vip.to_string());
-    let result = crate::http1::exchange(&mut sender, h, host, true, body, limit, &what)
-        .await
-        .map(|_| ());
-    conn.abort();
-    result
+    crate::http1::get_once(stream, h, &host, body, limit, &what).await
 }

@@ -266,3 +266,72 @@ fn keepalive_is_an_http_setting() {
         .expect_err("keepalive on a tcp check");
     assert!(e.to_string().contains("keepalive does not apply"), "{e}");
 }
+
+/// A server whose connections each answer one request (keep-alive, chunked) and then
+/// end: at once (`idle`), or only when the next request comes, unanswered. Counts the
+/// connections.
+async fn one_answer_server(idle: bool) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c2 = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            c2.fetch_add(1, Relaxed);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                if !matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    return;
+                }
+                let answer =
+                    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+                let _ = s.write_all(answer.as_bytes()).await;
+                if !idle {
+                    // The next request crosses the close: read it, answer nothing.
+                    let _ = s.read(&mut buf).await;
+                }
+            });
+        }
+    });
+    (addr, conns)
+}
+
+#[tokio::test]
+async fn a_kept_connection_the_server_ended_is_replaced_without_a_failed_check() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = checker();
+    for idle in [true, false] {
+        let (addr, conns) = one_answer_server(idle).await;
+        let mut h = HttpCheck::get("/");
+        h.expect_body = Some("^ok$".into());
+        let p = prepared(addr, CheckKind::Http(h));
+        // An idle close is seen before the request, or (still on its way) by no
+        // answer: either way the run goes on a new connection.
+        for i in 0..5 {
+            assert_eq!(c.run(&p).await, Ok(()), "idle close {idle}, run {i}");
+        }
+        assert_eq!(conns.load(Relaxed), 5, "a new connection for each run");
+    }
+}
+
+#[tokio::test]
+async fn an_http_server_that_never_answers_on_a_new_connection_is_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    let e = checker()
+        .run(&prepared(addr, http("200")))
+        .await
+        .expect_err("no answer passed");
+    assert!(e.to_string().contains("closed before an answer"), "{e}");
+}

@@ -168,7 +168,8 @@ pub fn warnings(desired: &Desired) -> Vec<String> {
         let dev = std::path::Path::new("/sys/class/net").join(&sync.interface);
         if !dev.exists() {
             w.push(format!(
-                "[sync] interface {:?} does not exist on this host: the kernel will refuse                  the sync daemons until it does",
+                "[sync] interface {:?} does not exist on this host: the kernel will refuse \
+                 the sync daemons until it does",
                 sync.interface
             ));
         }

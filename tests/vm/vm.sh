@@ -35,7 +35,7 @@ log() { printf '[vm %(%T)T] %s\n' -1 "$*" >&2; }
 
 host_packages=(qemu-system-x86 busybox-static ipvsadm nftables arptables iproute2 curl keepalived
   xz-utils kmod strace procps ca-certificates socat bird2 systemd jq
-  prometheus) # promtool, for the agent's /metrics (netns test) and the director's (tests/page)
+  prometheus nginx) # nginx: a real server for the HTTP check rows (benches/keepalived.sh); promtool, for the agent's /metrics (netns test) and the director's (tests/page)
 
 install_packages() {
   "$repo"/tests/install-debs "${host_packages[@]}"

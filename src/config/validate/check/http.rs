@@ -47,6 +47,31 @@ fn build(v: &mut V<'_>, c: &CheckSection, ctx: &Ctx<'_>, tls: bool) -> Option<Ch
         v.err(p.span(), ctx.what, "path must start with /");
         ok = false;
     }
+    // Either would break the request line or a header the check writes.
+    if let Some(p) = c
+        .path
+        .as_ref()
+        .filter(|_| path.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        v.err(
+            p.span(),
+            ctx.what,
+            "path must not contain spaces or control characters (escape them: %20)",
+        );
+        ok = false;
+    }
+    if let Some(h) = c.host.as_ref().filter(|h| {
+        h.get_ref()
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        v.err(
+            h.span(),
+            ctx.what,
+            "host must not contain spaces or control characters",
+        );
+        ok = false;
+    }
     let expect_status = expect_status(v, c, ctx)?;
     if let Some(b) = &c.expect_body {
         if let Err(e) = regex::Regex::new(b.get_ref()) {
