@@ -63,7 +63,7 @@ applied_at() { # log want
   exit 1
 }
 wait_weight() { # vip ip weight
-  for _ in $(seq 30000); do
+  for _ in $(seq 6000); do
     [ "$(weight_of "$1" "$2")" = "$3" ] && return 0
     sleep 0.02
   done
@@ -71,11 +71,12 @@ wait_weight() { # vip ip weight
   exit 1
 }
 wait_routes() { # n (untimed: a start before the measured reloads)
-  for _ in $(seq 3000); do
+  for _ in $(seq 600); do
     [ "$(routes)" -ge "$1" ] && return 0
     sleep 1
   done
-  echo "reload: $(routes) of $1 destinations" >&2
+  echo "reload: $(routes) of $1 destinations after 600 s; the daemons:" >&2
+  ps -eo pid,stat,etime,args | grep -E "[k]eepalived|[l]vsdr-director" >&2
   exit 1
 }
 # (Daemons are started with `ip netns exec` itself, not this function: `$!` must be
