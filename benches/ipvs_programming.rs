@@ -18,6 +18,11 @@
 //!        ipvs_programming --parse-only [--sizes …]   (the config parse alone, on the host)
 //!        ipvs_programming --ab [--sizes …]           (the bare read/plan/apply against the
 //!                                                      reconciler's first pass, same boot)
+//!        ipvs_programming --watch-weight VIP:PORT RIP WEIGHT
+//!            (benches/reload.sh's observer: reads the one TCP service over netlink every
+//!            millisecond, prints "ready" after the first look (which must not see the
+//!            weight yet), then the wall-clock time in ns at which real server RIP has
+//!            WEIGHT, and exits; no process started per look, which cost ipvsadm ~0.1 s)
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -394,6 +399,11 @@ fn ms(d: Duration) -> String {
 
 fn main() {
     let a = args();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|x| x == "--watch-weight") {
+        watch_weight(&argv[i + 1..]);
+        return;
+    }
     if std::env::args().any(|x| x == "--ab") {
         for &n in &a.sizes {
             for _ in 0..a.repeat {
@@ -409,19 +419,7 @@ fn main() {
         return;
     }
     if a.parse_only {
-        // Host-side profiling of the config parse (no root, no IPVS needed).
-        for &n in &a.sizes {
-            let text = config_text(n, a.dests);
-            let t = Instant::now();
-            let d = lvsdr::config::parse(&text, "bench.toml").expect("config");
-            println!(
-                "parse {n} × {}: {} ({} bytes, {} services)",
-                a.dests,
-                ms(t.elapsed()),
-                text.len(),
-                d.services.len()
-            );
-        }
+        parse_only(&a);
         return;
     }
     if nix::unistd::geteuid().as_raw() != 0 || !std::path::Path::new("/proc/net/ip_vs").exists() {
@@ -536,5 +534,87 @@ fn main() {
     print!("{table}");
     if let Some(out) = a.out {
         std::fs::write(&out, &table).expect("write results");
+    }
+}
+
+/// `--watch-weight VIP:PORT RIP WEIGHT`: waits (up to 10 minutes) until the kernel
+/// shows that weight, then prints the time since the epoch in ns.
+fn watch_weight(args: &[String]) {
+    use lvsdr::ipvs::{IpvsHandle, Protocol, ServiceKey};
+    let vip: std::net::SocketAddr = args[0].parse().expect("VIP:PORT");
+    let rip: std::net::IpAddr = args[1].parse().expect("RIP");
+    let weight: u32 = args[2].parse().expect("WEIGHT");
+    let key = ServiceKey::Addr {
+        protocol: Protocol::Tcp,
+        addr: vip.ip(),
+        port: vip.port(),
+    };
+    runtime().block_on(async move {
+        let h = IpvsHandle::connect().await.expect("IPVS");
+        let give_up = Instant::now() + Duration::from_secs(600);
+        let mut first = true;
+        while Instant::now() < give_up {
+            let seen = h.dests(&key).await.unwrap_or_default();
+            let has = seen
+                .iter()
+                .any(|d| d.dest.addr == rip && d.dest.settings.weight == weight);
+            if first {
+                // The caller changes the weight once this is printed.
+                assert!(!has, "--watch-weight: {rip} has weight {weight} already");
+                println!("ready");
+                first = false;
+            }
+            if has {
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock");
+                println!("{}", at.as_nanos());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        eprintln!("--watch-weight: {rip} never got weight {weight} in {vip}");
+        std::process::exit(1);
+    });
+}
+
+/// `--parse-only`: on the host (no root, no IPVS), the config read at a start (as the
+/// director reads it, block by block on two threads), read as one document, and read
+/// again by the same loader with one weight changed (a reload).
+fn parse_only(a: &Args) {
+    let host = lvsdr::config::Host::default();
+    for &n in &a.sizes {
+        let text = config_text(n, a.dests);
+        // The middle service's first real server: weight 1 → 100.
+        let at = text
+            .find(&format!("name = \"s{}\"", n / 2))
+            .and_then(|i| text[i..].find("weight = 1\n").map(|j| i + j))
+            .expect("the middle service");
+        let changed = format!("{}weight = 100\n{}", &text[..at], &text[at + 11..]);
+        for _ in 0..a.repeat {
+            let mut loader = lvsdr::config::Loader::default();
+            let t = Instant::now();
+            let d = loader.parse_on(&text, "bench.toml", &host).expect("config");
+            let start = t.elapsed();
+            let t = Instant::now();
+            let again = loader
+                .parse_on(&changed, "bench.toml", &host)
+                .expect("config");
+            let reload = t.elapsed();
+            let read = loader.last_read().read;
+            let t = Instant::now();
+            lvsdr::config::parse_whole(&text, "bench.toml", &host).expect("config");
+            let whole = t.elapsed();
+            assert_ne!(d, again, "the weight changed");
+            println!(
+                "parse {n} × {}: start {} (as one document {}); reload with one weight changed {} ({read} block read; {} bytes, {} services)",
+                a.dests,
+                ms(start),
+                ms(whole),
+                ms(reload),
+                text.len(),
+                d.services.len()
+            );
+        }
     }
 }

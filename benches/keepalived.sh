@@ -33,10 +33,15 @@ server_start() { # extra --serve arguments
 server_stop() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
 # nginx on every target, its counts from stub_status on a port of its own.
 nginx_start() {
+  mkdir -p "$w/nginx-tmp"
   {
     echo "worker_processes 1; pid $w/nginx.pid; error_log $w/nginx.err;"
     echo "worker_rlimit_nofile 65536; events { worker_connections 20000; }"
-    echo "http { access_log off; default_type text/plain;"
+    # Its temporary folders in the work dir: the defaults under /var/lib/nginx do not
+    # exist until nginx has run once, and the guest cannot create them (read-only).
+    echo "http { access_log off; default_type text/plain; client_body_temp_path $w/nginx-tmp/body;"
+    echo "  proxy_temp_path $w/nginx-tmp/proxy; fastcgi_temp_path $w/nginx-tmp/fastcgi;"
+    echo "  uwsgi_temp_path $w/nginx-tmp/uwsgi; scgi_temp_path $w/nginx-tmp/scgi;"
     echo "  server { listen 127.0.0.1:9181; location / { stub_status; } }"
     echo "  server {"
     for i in $(seq 0 $((targets - 1))); do
@@ -48,6 +53,10 @@ nginx_start() {
   ip netns exec bk nginx -e "$w/nginx.err" -c "$w/nginx.conf" -g 'daemon off;' &
   server=$!
   for _ in $(seq 600); do served >/dev/null 2>&1 && break; sleep 0.1; done
+  served >/dev/null 2>&1 || {
+    echo "keepalived.sh: nginx does not answer: $(cat "$w/nginx.err" 2>/dev/null)" >&2
+    exit 1
+  }
 }
 hz=$(getconf CLK_TCK)
 # The i-th target, as health_checks.rs numbers them (veth layout: --address).

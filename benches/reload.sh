@@ -3,19 +3,25 @@
 # in the file → that weight in the kernel, lvsdr-director against keepalived (checker
 # process only, -C; no checks: real servers stay in) on the same table in the same boot;
 # then, for lvsdr alone, a reload that adds the whole table to an empty config against a
-# start with the same file. One weight: the same observer for both daemons, the
-# service read alone (`ipvsadm -Ln -t`) every 20 ms until the destination shows the
-# new weight. The whole table: the timestamp of the director's "ops applied" log line
-# that completes it, then checked in /proc/net/ip_vs (polling the proc file of a
-# growing 100,000-destination table every 20 ms slowed the programming it watched
-# 7-fold: its walk is quadratic). The start is taken just before the signal (or the
-# process start). Each daemon's table is built in a fresh network namespace: after
-# `ipvsadm -C` the deleted destinations wait in the kernel's trash list, which every
-# add searches (a reload adding 10,000 × 10 after clearing the same table took 187 s
-# instead of 18 s); the old namespace is emptied before it is deleted (see fresh).
-# Args: RELEASE_DIR SIZE_ONE_CHANGE(1000) SIZE_ADD(10000) REPEAT OUT
+# start with the same file. One weight: the same observer for both daemons, started
+# before the signal: `ipvs_programming --watch-weight` reads the one service over
+# netlink every millisecond and prints when the destination has the new weight (an
+# `ipvsadm -Ln -t` every 20 ms, a process each, added ~0.1 s to both sides under
+# emulation). Each daemon is measured idle: lvsdr once /status counts its first pass
+# (the start's program-and-confirm; a reload sent while the start still confirmed
+# 100,000 destinations waited 10 s for it), keepalived once the table is complete
+# (it programs at start, then idles). The whole table: the timestamp of the director's
+# "ops applied" log line that completes it, then checked in /proc/net/ip_vs (polling
+# the proc file of a growing 100,000-destination table every 20 ms slowed the
+# programming it watched 7-fold: its walk is quadratic). The start is taken just
+# before the signal (or the process start). Each daemon's table is built in a fresh
+# network namespace: after `ipvsadm -C` the deleted destinations wait in the kernel's
+# trash list, which every add searches (a reload adding 10,000 × 10 after clearing the
+# same table took 187 s instead of 18 s); the old namespace is emptied before it is
+# deleted (see fresh).
+# Args: RELEASE_DIR SIZE_ONE_CHANGE(1000) SIZE_ADD(10000) REPEAT OUT IPVS_BENCH
 set -euo pipefail
-bin=$1 one=$2 add=$3 repeat=$4 out=$5
+bin=$1 one=$2 add=$3 repeat=$4 out=$5 watch=$6
 w=$(dirname "$out")/reload
 rm -rf "$w" && mkdir -p "$w"
 dests=10
@@ -42,8 +48,6 @@ gen() { # n kind(toml|keepalived) mid W
 }
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", (b - a) / 1e9}'; }
-# The weight of destination `ip` of service `vip` in the kernel ("" if absent).
-weight_of() { ns ipvsadm -Ln -t "$1:80" 2>/dev/null | awk -v d="$2:80" '$2 == d {print $4; exit}'; }
 routes() { ns grep -c Route /proc/net/ip_vs || true; }
 # The time (ns) of the director's log line by which `want` ops were applied.
 applied_at() { # log want
@@ -62,12 +66,34 @@ applied_at() { # log want
   echo "reload: fewer than $2 ops applied" >&2
   exit 1
 }
-wait_weight() { # vip ip weight
-  for _ in $(seq 6000); do
-    [ "$(weight_of "$1" "$2")" = "$3" ] && return 0
+# Starts the observer of `vip`'s destination `ip` reaching `weight`; returns once it
+# has looked once (its output file: "ready", then the time seen in ns).
+watch_weight() { # vip ip weight file
+  ip netns exec rl "$watch" --watch-weight "$1:80" "$2" "$3" >"$4" &
+  for _ in $(seq 3000); do
+    grep -q ready "$4" && return 0
     sleep 0.02
   done
-  echo "reload: $2 never got weight $3" >&2
+  echo "reload: the observer did not start" >&2
+  exit 1
+}
+seen_at() { # file (the observer's)
+  for _ in $(seq 30000); do
+    [ "$(wc -l <"$1")" -ge 2 ] && sed -n 2p "$1" && return 0
+    sleep 0.02
+  done
+  echo "reload: $1: the weight never showed" >&2
+  exit 1
+}
+# lvsdr's reconciler has finished its first pass (the start's program and confirm).
+# Asked once a second, one request at a time (a render of 10,000 services takes a
+# CPU for a while under emulation): none is in progress when this returns.
+first_pass() {
+  for _ in $(seq 600); do
+    ns curl -sf http://127.0.0.1:9180/status | grep -Eq '"passes": ?[1-9]' && return 0
+    sleep 1
+  done
+  echo "reload: the director's first pass never ended" >&2
   exit 1
 }
 wait_routes() { # n (untimed: a start before the measured reloads)
@@ -77,6 +103,13 @@ wait_routes() { # n (untimed: a start before the measured reloads)
   done
   echo "reload: $(routes) of $1 destinations after 600 s; the daemons:" >&2
   ps -eo pid,stat,etime,args | grep -E "[k]eepalived|[l]vsdr-director" >&2
+  tail -n 30 "$w"/keepalived.log "$w"/director-*.log >&2 || true
+  for n in $(ip netns list | awk '{print $1}'); do
+    echo "namespace $n: $(ip netns exec "$n" grep -c Route /proc/net/ip_vs) destinations" >&2
+  done
+  echo "the root namespace: $(grep -c Route /proc/net/ip_vs) destinations" >&2
+  ns ipvsadm -Ln | awk -v d="$dests" '/^TCP/ {s = $2; n++; c[s] = 0} /Route/ {c[s]++}
+    END {print n " services"; for (k in c) if (c[k] != d) print k ": " c[k] " destinations"}' >&2
   exit 1
 }
 # (Daemons are started with `ip netns exec` itself, not this function: `$!` must be
@@ -101,7 +134,7 @@ median() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 # One weight changed, `repeat` times, on a running daemon: appends seconds to $2.
 # The middle service's first destination goes to weight 100, 1, 100, … (it was 1).
 one_change() { # daemon(lvsdr|keepalived) results
-  local kind=toml file=$w/director.toml n=$one mid=$((one / 2)) pid t0 t1 r wt vip d line
+  local kind=toml file=$w/director.toml n=$one mid=$((one / 2)) pid wpid t0 t1 r wt vip d line
   [ "$1" = keepalived ] && kind=keepalived file=$w/keepalived.conf
   vip=198.18.$((mid / 250)).$((mid % 250 + 1)) d=10.1.$((mid / 250)).$((mid % 250 + 1))
   fresh
@@ -110,17 +143,20 @@ one_change() { # daemon(lvsdr|keepalived) results
     ip netns exec rl "$bin/lvsdr-director" run --config "$file" >/dev/null 2>"$w/director-$n.log" &
     pid=$!
   else
-    ip netns exec rl keepalived -C -n -f "$file" -p "$w/k.pid" -c "$w/kc.pid" 2>"$w/keepalived.log" &
+    ip netns exec rl keepalived -C -n -f "$file" -p "$w/k.pid" -c "$w/kc.pid" >"$w/keepalived.log" 2>&1 &
     pid=$!
   fi
   wait_routes $((n * dests))
+  [ "$1" = lvsdr ] && first_pass
   for r in $(seq "$repeat"); do
     wt=$((r % 2 == 1 ? 100 : 1))
     gen "$n" "$kind" "$mid" "$wt" >"$file.new" && mv "$file.new" "$file"
+    watch_weight "$vip" "$d" "$wt" "$w/seen"
+    wpid=$!
     t0=$(now_ns)
     kill -HUP "$pid"
-    wait_weight "$vip" "$d" "$wt"
-    t1=$(now_ns)
+    t1=$(seen_at "$w/seen")
+    wait "$wpid"
     secs "$t0" "$t1" >>"$2"
     if [ "$1" = lvsdr ]; then # of which reading and validating the file
       line=$(grep 'SIGHUP: config reloaded' "$w/director-$n.log" | sed -n "${r}p")

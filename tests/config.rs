@@ -9,8 +9,12 @@ use lvsdr::health::CheckKind;
 use lvsdr::ipvs::{Forwarding, Scheduler, ServiceFlags, ServiceKey};
 use lvsdr::model::{OnExit, OnFailure};
 
+/// Valid, and read alike block by block (`config::parse`) and as one document.
 fn valid(text: &str) -> lvsdr::model::Desired {
-    config::parse(text, "t.toml").unwrap_or_else(|e| panic!("rejected: {e}"))
+    let d = config::parse(text, "t.toml").unwrap_or_else(|e| panic!("rejected: {e}"));
+    let whole = config::parse_whole(text, "t.toml", &config::Host::default());
+    assert_eq!(whole.as_ref(), Ok(&d), "read as one document");
+    d
 }
 
 fn errors(text: &str) -> Vec<String> {

@@ -45,9 +45,17 @@ pub fn agent_json(bytes: &[u8]) {
     let _ = serde_json::from_slice::<PushVips>(bytes);
 }
 
-/// The director's config.
+/// The director's config: read block by block (as the director reads it) and as one
+/// document, the same result.
 pub fn config(bytes: &[u8]) {
-    let _ = lvsdr::config::parse(&String::from_utf8_lossy(bytes), "fuzz.toml");
+    let text = String::from_utf8_lossy(bytes);
+    let host = lvsdr::config::Host::default();
+    let blocks = lvsdr::config::parse(&text, "fuzz.toml");
+    let whole = lvsdr::config::parse_whole(&text, "fuzz.toml", &host);
+    assert_eq!(
+        blocks, whole,
+        "read block by block and as one document:\n{text}"
+    );
 }
 
 /// An importer's input: it must not panic, and what it writes must validate (the

@@ -1,8 +1,12 @@
 //! The director's TOML config: parse (unknown keys rejected) and validate into a
 //! [`Desired`](crate::model::Desired), reporting every error at once with its place.
 
+mod blocks;
+mod loader;
 mod schema;
 mod validate;
+
+pub use loader::{LoadStats, Loader};
 
 use std::fmt;
 use std::path::Path;
@@ -110,6 +114,12 @@ pub fn default_gateways(route: &str, ipv6_route: &str) -> Vec<std::net::IpAddr> 
 
 /// Reads and validates a config file, against this host's facts.
 pub fn load(path: &Path) -> Result<Desired, ConfigErrors> {
+    Loader::default().load(path)
+}
+
+/// A config file's text, its name for errors, and this host's facts (relative paths
+/// resolve in the file's folder unless systemd gave credentials).
+fn read(path: &Path) -> Result<(String, String, Host), ConfigErrors> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
@@ -124,7 +134,7 @@ pub fn load(path: &Path) -> Result<Desired, ConfigErrors> {
     if host.base.is_none() {
         host.base = path.parent().map(Path::to_path_buf);
     }
-    parse_on(&text, &name, &host)
+    Ok((text, name, host))
 }
 
 /// Parses and validates config text; `file` names it in errors.
@@ -134,6 +144,12 @@ pub fn parse(text: &str, file: &str) -> Result<Desired, ConfigErrors> {
 
 /// Parses and validates config text against `host`'s facts.
 pub fn parse_on(text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
+    Loader::default().parse_on(text, file, host)
+}
+
+/// Parses and validates config text as one document, every error with its place (what
+/// [`Loader`] falls back to).
+pub fn parse_whole(text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
     let raw: schema::File = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         ConfigErrors(vec![ConfigError {

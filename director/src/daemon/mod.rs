@@ -32,7 +32,11 @@ use wiring::Running;
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // First, so that no signal sent once the endpoint answers is lost.
     let mut signals = Signals::new()?;
-    let desired = config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Kept for the reloads: they read again only the services whose text changed.
+    let mut loader = config::Loader::default();
+    let desired = loader
+        .load(&config_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     info!(config = %config_path.display(), services = desired.services.len(), "config loaded");
     warn_config(&desired);
     let cancel = CancellationToken::new();
@@ -41,7 +45,7 @@ pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let ended = signals
-        .until_stop(&config_path, &mut running, &mut tasks)
+        .until_stop(&config_path, loader, &mut running, &mut tasks)
         .await;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     cancel.cancel();
@@ -77,6 +81,7 @@ impl Signals {
     async fn until_stop(
         &mut self,
         config_path: &Path,
+        mut loader: config::Loader,
         running: &mut Running,
         tasks: &mut Tasks,
     ) -> Option<TaskEnded> {
@@ -87,8 +92,12 @@ impl Signals {
                     // Parsing a large config takes a while: off the runtime thread, so
                     // the checks and the reconciler go on meanwhile.
                     let path = config_path.to_path_buf();
-                    match tokio::task::spawn_blocking(move || config::load(&path)).await {
-                        Ok(loaded) => reload(loaded, &running.config, &running.reload, &mut running.supervisor, running.listen),
+                    let mut l = std::mem::take(&mut loader);
+                    match tokio::task::spawn_blocking(move || { let r = l.load(&path); (l, r) }).await {
+                        Ok((l, loaded)) => {
+                            loader = l;
+                            reload(loaded, loader.last_read(), running);
+                        }
                         Err(e) => error!("SIGHUP: reading the config failed: {e}"),
                     }
                 }

@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use lvsdr::config;
+use lvsdr::config::{self, LoadStats};
 use lvsdr::model::Desired;
-use lvsdr_checks::Supervisor;
-use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::wiring::Running;
 use crate::status::ReloadStatus;
 
 /// What a valid config may still get wrong (`config::warnings`), and the kernel
@@ -26,11 +25,17 @@ pub fn warn_config(d: &Desired) {
 
 pub fn reload(
     loaded: Result<Desired, config::ConfigErrors>,
-    desired: &watch::Sender<Arc<Desired>>,
-    reload: &watch::Sender<ReloadStatus>,
-    supervisor: &mut Supervisor,
-    listen: std::net::SocketAddr,
+    read: LoadStats,
+    running: &mut Running,
 ) {
+    let Running {
+        config: desired,
+        reload,
+        supervisor,
+        listen,
+        ..
+    } = running;
+    let listen = *listen;
     let generation = reload.borrow().generation;
     match accept(loaded) {
         Ok(d) => {
@@ -49,6 +54,9 @@ pub fn reload(
                 generation = generation + 1,
                 services = d.services.len(),
                 checks = supervisor.running(),
+                service_blocks = read.blocks,
+                blocks_read = read.read,
+                whole_file = read.whole,
                 "SIGHUP: config reloaded"
             );
             desired.send_replace(Arc::new(d));

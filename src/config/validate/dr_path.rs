@@ -1,8 +1,9 @@
 //! What is checked across services once each is valid: the marks and fwmark services
 //! of checks through the DR path, and VIPs that are also real servers' addresses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::values::V;
@@ -17,12 +18,56 @@ use crate::model::{DesiredService, OnFailure, RealServer, CHECK_MARK_BASE};
 /// checks must reach it whatever its health). The config's own fwmark services must
 /// stay out of that range.
 pub(super) fn dr_path_checks(v: &mut V<'_>, raw: &File, services: &mut Vec<DesiredService>) {
-    let addrs: std::collections::BTreeSet<IpAddr> = services
+    let marks = check_marks(services);
+    for s in &raw.services {
+        if let Some(m) = &s.get_ref().fwmark {
+            if marks.contains(m.get_ref()) {
+                v.err(
+                    m.span(),
+                    &format!("service {:?}", s.get_ref().name.get_ref()),
+                    format!(
+                        "fwmark {:#x} is one lvsdr gives to checks through the DR path ({:#x}-{:#x})",
+                        m.get_ref(),
+                        marks.start,
+                        marks.end - 1
+                    ),
+                );
+            }
+        }
+    }
+    add_check_services(services);
+}
+
+/// Whether a service's fwmark is one [`add_check_services`] would give (what
+/// [`dr_path_checks`] reports, without the place).
+pub(super) fn dr_path_clash(services: &[DesiredService]) -> bool {
+    let marks = check_marks(services);
+    services.iter().any(|s| match s.service.key {
+        ServiceKey::Fwmark { mark, .. } => marks.contains(&i64::from(mark)),
+        ServiceKey::Addr { .. } => false,
+    })
+}
+
+/// The real server addresses checked through the DR path, in address order.
+fn via_addrs(services: &[DesiredService]) -> BTreeSet<IpAddr> {
+    services
         .iter()
         .flat_map(|s| &s.real_servers)
         .filter(|rs| rs.check.as_ref().is_some_and(|c| c.via.is_some()))
         .map(|rs| rs.dest.addr)
-        .collect();
+        .collect()
+}
+
+/// The marks those checks take.
+fn check_marks(services: &[DesiredService]) -> Range<i64> {
+    let n = via_addrs(services).len() as i64;
+    i64::from(CHECK_MARK_BASE)..i64::from(CHECK_MARK_BASE) + n
+}
+
+/// Gives each real server address checked through the DR path its mark, and a fwmark
+/// service that holds only it.
+pub(super) fn add_check_services(services: &mut Vec<DesiredService>) {
+    let addrs = via_addrs(services);
     if addrs.is_empty() {
         return;
     }
@@ -31,23 +76,6 @@ pub(super) fn dr_path_checks(v: &mut V<'_>, raw: &File, services: &mut Vec<Desir
         .zip(CHECK_MARK_BASE..)
         .map(|(a, m)| (*a, m))
         .collect();
-    let top = CHECK_MARK_BASE + marks.len() as u32;
-    for s in &raw.services {
-        if let Some(m) = &s.get_ref().fwmark {
-            if (i64::from(CHECK_MARK_BASE)..i64::from(top)).contains(m.get_ref()) {
-                v.err(
-                    m.span(),
-                    &format!("service {:?}", s.get_ref().name.get_ref()),
-                    format!(
-                        "fwmark {:#x} is one lvsdr gives to checks through the DR path ({:#x}-{:#x})",
-                        m.get_ref(),
-                        CHECK_MARK_BASE,
-                        top - 1
-                    ),
-                );
-            }
-        }
-    }
     for rs in services.iter_mut().flat_map(|s| s.real_servers.iter_mut()) {
         if let Some(c) = &rs.check {
             if let Some(via) = c.via {
@@ -123,4 +151,20 @@ pub(super) fn vips_against_real_servers(v: &mut V<'_>, raw: &File, services: &[D
             );
         }
     }
+}
+
+/// Whether a real server's address is some service's VIP, or a fwmark service whose
+/// real servers have agents lists no VIPs (what [`vips_against_real_servers`] reports,
+/// without the place).
+pub(super) fn vips_clash(services: &[DesiredService]) -> bool {
+    let vips: std::collections::HashSet<IpAddr> = services
+        .iter()
+        .flat_map(|s| s.vips.iter().copied())
+        .collect();
+    services.iter().any(|s| {
+        s.real_servers.iter().any(|rs| vips.contains(&rs.dest.addr))
+            || (matches!(s.service.key, ServiceKey::Fwmark { .. })
+                && s.vips.is_empty()
+                && s.real_servers.iter().any(|rs| rs.agent.is_some()))
+    })
 }

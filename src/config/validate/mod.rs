@@ -2,6 +2,12 @@
 //! instead of stopping at the first. One file per part of the config: the global
 //! sections, a service, a real server, a check (one file per check type), and what is
 //! checked across services (the DR path).
+//!
+//! Two ways in: [`validate`] takes the whole file and reports every error with its
+//! place; [`unit`] and [`assemble`] take the file as [`super::loader`] reads it, one
+//! `[[service]]` block at a time (a reload reuses the blocks that did not change), and
+//! only say whether it is valid: on any error the loader validates the whole file for
+//! the places.
 
 mod check;
 mod dr_path;
@@ -10,33 +16,33 @@ mod sections;
 mod service;
 mod values;
 
-use dr_path::{dr_path_checks, vips_against_real_servers};
+use dr_path::{add_check_services, dr_path_checks, dr_path_clash, vips_against_real_servers};
 use sections::{agents, announce, director, notify, sync};
 use service::service;
 use values::V;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::schema::{DirectorSection, File};
 use super::{ConfigErrors, Host};
 use crate::ipvs::ServiceKey;
-use crate::model::{Desired, DesiredService};
+use crate::model::{Desired, DesiredService, DirectorSettings};
 
 /// The largest weight ipvsadm accepts; operators' tooling assumes it.
 pub const MAX_WEIGHT: i64 = 65_535;
 
+/// One `[[service]]` block, valid on its own: what the checks across services need
+/// (its name and key) and the service.
+#[derive(Debug)]
+pub struct Unit {
+    pub name: String,
+    pub key: ServiceKey,
+    pub service: DesiredService,
+}
+
 pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
-    let mut v = V {
-        text,
-        file,
-        host,
-        errors: Vec::new(),
-    };
-    let default = DirectorSection::default();
-    let director = director(
-        &mut v,
-        raw.director.as_ref().map_or(&default, |d| d.get_ref()),
-    );
+    let mut v = V::new(text, file, host);
+    let director = director_of(&mut v, raw);
     let mut services: Vec<DesiredService> = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut keys: HashMap<ServiceKey, String> = HashMap::new();
@@ -64,37 +70,105 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
         }
         services.extend(ds);
     }
-    let agents = raw
-        .agents
-        .as_ref()
-        .and_then(|a| agents(&mut v, a.get_ref()));
+    let desired = globals(&mut v, raw, director, services, |v, services| {
+        vips_against_real_servers(v, raw, services);
+        dr_path_checks(v, raw, services);
+    });
+    match (desired, v.errors.is_empty()) {
+        (Some(d), true) => Ok(d),
+        _ => Err(ConfigErrors(v.errors)),
+    }
+}
+
+/// A file of one `[[service]]` and nothing else, validated: `None` on any error.
+pub fn unit(raw: &File, text: &str, host: &Host) -> Option<Unit> {
+    let [s] = raw.services.as_slice() else {
+        return None;
+    };
+    if raw.director.is_some()
+        || raw.agents.is_some()
+        || raw.announce.is_some()
+        || raw.sync.is_some()
+        || !raw.notify.is_empty()
+    {
+        return None;
+    }
+    let mut v = V::new(text, "", host);
+    let (key, ds) = service(&mut v, s);
+    match (key, ds, v.errors.is_empty()) {
+        (Some(key), Some(service), true) => Some(Unit {
+            name: s.get_ref().name.get_ref().clone(),
+            key,
+            service,
+        }),
+        _ => None,
+    }
+}
+
+/// The global sections (`rest`, a file without services) and the service units, put
+/// together and checked across: `None` on any error.
+pub fn assemble<'u>(
+    rest: &File,
+    text: &str,
+    host: &Host,
+    units: impl ExactSizeIterator<Item = &'u Unit> + Clone,
+) -> Option<Desired> {
+    if !rest.services.is_empty() {
+        return None;
+    }
+    let mut names = HashSet::with_capacity(units.len());
+    let mut keys = HashSet::with_capacity(units.len());
+    if !units
+        .clone()
+        .all(|u| names.insert(u.name.as_str()) && keys.insert(&u.key))
+    {
+        return None;
+    }
+    let mut v = V::new(text, "", host);
+    let director = director_of(&mut v, rest);
+    let services = units.map(|u| u.service.clone()).collect();
+    let mut clash = false;
+    let desired = globals(&mut v, rest, director, services, |_, services| {
+        clash = dr_path::vips_clash(services) || dr_path_clash(services);
+        if !clash {
+            add_check_services(services);
+        }
+    });
+    desired.filter(|_| v.errors.is_empty() && !clash)
+}
+
+/// `[director]`, or its defaults.
+fn director_of(v: &mut V<'_>, raw: &File) -> Option<DirectorSettings> {
+    let default = DirectorSection::default();
+    director(v, raw.director.as_ref().map_or(&default, |d| d.get_ref()))
+}
+
+/// The other global sections validated and the services put in them; `across` checks
+/// the services against each other once their agents are settled.
+fn globals(
+    v: &mut V<'_>,
+    raw: &File,
+    director: Option<DirectorSettings>,
+    mut services: Vec<DesiredService>,
+    across: impl FnOnce(&mut V<'_>, &mut Vec<DesiredService>),
+) -> Option<Desired> {
+    let agents = raw.agents.as_ref().and_then(|a| agents(v, a.get_ref()));
     if agents.is_none() {
         // Without [agents], every real server is set up by hand.
         for rs in services.iter_mut().flat_map(|s| s.real_servers.iter_mut()) {
             rs.agent = None;
         }
     }
-    vips_against_real_servers(&mut v, raw, &services);
-    dr_path_checks(&mut v, raw, &mut services);
-    let announce = raw
-        .announce
-        .as_ref()
-        .and_then(|a| announce(&mut v, a.get_ref()));
-    let sync = raw.sync.as_ref().and_then(|s| sync(&mut v, s.get_ref()));
-    let notify: Vec<_> = raw
-        .notify
-        .iter()
-        .filter_map(|n| notify(&mut v, n))
-        .collect();
-    match (director, v.errors.is_empty()) {
-        (Some(director), true) => Ok(Desired {
-            director,
-            services,
-            agents,
-            announce,
-            sync,
-            notify,
-        }),
-        _ => Err(ConfigErrors(v.errors)),
-    }
+    across(v, &mut services);
+    let announce = raw.announce.as_ref().and_then(|a| announce(v, a.get_ref()));
+    let sync = raw.sync.as_ref().and_then(|s| sync(v, s.get_ref()));
+    let notify: Vec<_> = raw.notify.iter().filter_map(|n| notify(v, n)).collect();
+    Some(Desired {
+        director: director?,
+        services,
+        agents,
+        announce,
+        sync,
+        notify,
+    })
 }

@@ -22,7 +22,17 @@ pub(super) struct V<'a> {
     pub errors: Vec<ConfigError>,
 }
 
-impl V<'_> {
+impl<'a> V<'a> {
+    /// Nothing read yet.
+    pub fn new(text: &'a str, file: &'a str, host: &'a Host) -> V<'a> {
+        V {
+            text,
+            file,
+            host,
+            errors: Vec::new(),
+        }
+    }
+
     pub fn err(&mut self, span: Range<usize>, context: &str, message: impl Into<String>) {
         let (line, column) = line_col(self.text, span.start);
         self.errors.push(ConfigError {

@@ -1,0 +1,196 @@
+//! Reading a config the fast way, and again after a change: each `[[service]]` block
+//! is parsed and validated alone ([`super::blocks`]), and a [`Loader`] keeps the
+//! valid blocks of the last config it accepted, keyed by their text, so that a reload
+//! parses only the blocks that changed (a weight changed in a 10,000-service file:
+//! one block, not ten megabytes of TOML).
+//!
+//! Any error, or a file the cut declines, and the whole file is parsed and validated
+//! as one ([`super::parse_whole`]): that path names every error with its place, so the
+//! fast one only needs to tell valid from not.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::validate::{self, Unit};
+use super::{blocks, parse_whole, read, ConfigErrors, Host};
+use crate::model::Desired;
+
+/// Service blocks are parsed on this many threads when a load has at least
+/// [`PARALLEL_FROM`] new ones (a start, a reload of a new file).
+const THREADS: usize = 2;
+const PARALLEL_FROM: usize = 256;
+
+/// Loads configs, keeping what a reload of the same file can reuse.
+#[derive(Default)]
+pub struct Loader {
+    /// The host facts the kept blocks were validated against.
+    host: Option<Host>,
+    /// The valid `[[service]]` blocks of the last config accepted.
+    units: Kept,
+    last: LoadStats,
+}
+
+/// How the last load went, for the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    /// `[[service]]` blocks in the file (0 when read as one document).
+    pub blocks: usize,
+    /// Of which parsed and validated anew (the others were kept from before).
+    pub read: usize,
+    /// Read as one document: the cut declined the file, or something in it is wrong.
+    pub whole: bool,
+}
+
+impl Loader {
+    /// Reads and validates a config file against this host's facts.
+    pub fn load(&mut self, path: &Path) -> Result<Desired, ConfigErrors> {
+        let (text, name, host) = read(path)?;
+        self.parse_on(&text, &name, &host)
+    }
+
+    /// Parses and validates config text against `host`'s facts; `file` names it in
+    /// errors. The blocks kept stay as they were when the text is refused.
+    pub fn parse_on(
+        &mut self,
+        text: &str,
+        file: &str,
+        host: &Host,
+    ) -> Result<Desired, ConfigErrors> {
+        if self.host.as_ref() != Some(host) {
+            self.units.clear();
+            self.host = Some(host.clone());
+        }
+        if let Some((desired, units, stats)) = self.fast(text, host) {
+            self.units = units;
+            self.last = stats;
+            return Ok(desired);
+        }
+        self.last = LoadStats {
+            whole: true,
+            ..LoadStats::default()
+        };
+        let whole = parse_whole(text, file, host);
+        if whole.is_ok() {
+            // A file the cut declines: nothing kept matches it.
+            self.units.clear();
+        }
+        whole
+    }
+
+    /// How the last load went.
+    pub fn last_read(&self) -> LoadStats {
+        self.last
+    }
+
+    /// The config from its blocks (the kept ones reused), with the blocks to keep
+    /// next; `None` if the cut declines the file or anything in it is wrong.
+    fn fast(&self, text: &str, host: &Host) -> Option<(Desired, Kept, LoadStats)> {
+        let split = blocks::split(text)?;
+        // The rest must leave `service` to the blocks (`service = []` before them is
+        // a duplicate key in the whole file).
+        let keys: toml::Table = toml::from_str(&split.rest).ok()?;
+        if keys.contains_key("service") {
+            return None;
+        }
+        let rest = toml::from_str(&split.rest).ok()?;
+        let mut found = self.units.find(&split.blocks);
+        let new: Vec<&str> = split
+            .blocks
+            .iter()
+            .zip(&found)
+            .filter(|(_, u)| u.is_none())
+            .map(|((_, b), _)| *b)
+            .collect();
+        let stats = LoadStats {
+            blocks: split.blocks.len(),
+            read: new.len(),
+            whole: false,
+        };
+        let mut parsed = parse_units(&new, host).into_iter();
+        for slot in found.iter_mut().filter(|u| u.is_none()) {
+            *slot = Some(parsed.next()??);
+        }
+        let units: Vec<Arc<Unit>> = found.into_iter().collect::<Option<_>>()?;
+        let desired = validate::assemble(&rest, &split.rest, host, units.iter().map(|u| &**u))?;
+        let keep = Kept {
+            text: text.to_string(),
+            blocks: split
+                .blocks
+                .into_iter()
+                .map(|(r, _)| r)
+                .zip(units)
+                .collect(),
+        };
+        Some((desired, keep, stats))
+    }
+}
+
+/// The valid blocks of a config: its text, and where each block is in it.
+#[derive(Default)]
+struct Kept {
+    text: String,
+    blocks: Vec<(Range<usize>, Arc<Unit>)>,
+}
+
+impl Kept {
+    fn clear(&mut self) {
+        *self = Kept::default();
+    }
+
+    /// The kept unit of each block, where its text is one kept. A block is first
+    /// compared with the one kept at the same place (a reload mostly changes a few
+    /// blocks in place: no hashing of megabytes); the others are looked up by text.
+    fn find(&self, blocks: &[(Range<usize>, &str)]) -> Vec<Option<Arc<Unit>>> {
+        fn kept<'k>(
+            text: &'k str,
+            (r, u): &'k (Range<usize>, Arc<Unit>),
+        ) -> (&'k str, &'k Arc<Unit>) {
+            (&text[r.clone()], u)
+        }
+        let mut by_text: Option<HashMap<&str, &Arc<Unit>>> = None;
+        blocks
+            .iter()
+            .enumerate()
+            .map(|(i, (_, b))| {
+                if let Some((t, u)) = self.blocks.get(i).map(|k| kept(&self.text, k)) {
+                    if t == *b {
+                        return Some(u.clone());
+                    }
+                }
+                let index = by_text.get_or_insert_with(|| {
+                    self.blocks.iter().map(|k| kept(&self.text, k)).collect()
+                });
+                index.get(b).map(|u| (*u).clone())
+            })
+            .collect()
+    }
+}
+
+/// Each block parsed and validated alone (`None` where it is not valid), on
+/// [`THREADS`] threads when there are many.
+fn parse_units(blocks: &[&str], host: &Host) -> Vec<Option<Arc<Unit>>> {
+    let one = |b: &&str| {
+        let raw = toml::from_str(b).ok()?;
+        validate::unit(&raw, b, host).map(Arc::new)
+    };
+    if blocks.len() < PARALLEL_FROM {
+        return blocks.iter().map(one).collect();
+    }
+    let chunk = blocks.len().div_ceil(THREADS);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = blocks
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                // A thread that panicked: its blocks count as not valid, and the
+                // whole file is read again on this thread.
+                h.join().unwrap_or_default()
+            })
+            .collect()
+    })
+}
