@@ -47,7 +47,7 @@ impl Loader {
     /// Reads and validates a config file against this host's facts.
     pub fn load(&mut self, path: &Path) -> Result<Desired, ConfigErrors> {
         let (text, name, host) = read(path)?;
-        self.parse_on(&text, &name, &host)
+        self.parse_owned(text, &name, &host)
     }
 
     /// Parses and validates config text against `host`'s facts; `file` names it in
@@ -58,12 +58,23 @@ impl Loader {
         file: &str,
         host: &Host,
     ) -> Result<Desired, ConfigErrors> {
+        self.parse_owned(text.to_owned(), file, host)
+    }
+
+    /// [`Loader::parse_on`], keeping the text itself when it is accepted (a copy of
+    /// a 7 MB file was a tenth of a reload under emulation: page faults).
+    fn parse_owned(
+        &mut self,
+        text: String,
+        file: &str,
+        host: &Host,
+    ) -> Result<Desired, ConfigErrors> {
         if self.host.as_ref() != Some(host) {
             self.units.clear();
             self.host = Some(host.clone());
         }
-        if let Some((desired, units, stats)) = self.fast(text, host) {
-            self.units = units;
+        if let Some((desired, blocks, stats)) = self.fast(&text, host) {
+            self.units = Kept { text, blocks };
             self.last = stats;
             return Ok(desired);
         }
@@ -71,7 +82,7 @@ impl Loader {
             whole: true,
             ..LoadStats::default()
         };
-        let whole = parse_whole(text, file, host);
+        let whole = parse_whole(&text, file, host);
         if whole.is_ok() {
             // A file the cut declines: nothing kept matches it.
             self.units.clear();
@@ -86,7 +97,7 @@ impl Loader {
 
     /// The config from its blocks (the kept ones reused), with the blocks to keep
     /// next; `None` if the cut declines the file or anything in it is wrong.
-    fn fast(&self, text: &str, host: &Host) -> Option<(Desired, Kept, LoadStats)> {
+    fn fast(&self, text: &str, host: &Host) -> Option<(Desired, KeptBlocks, LoadStats)> {
         let split = blocks::split(text)?;
         // The rest must leave `service` to the blocks (`service = []` before them is
         // a duplicate key in the whole file).
@@ -114,15 +125,12 @@ impl Loader {
         }
         let units: Vec<Arc<Unit>> = found.into_iter().collect::<Option<_>>()?;
         let desired = validate::assemble(&rest, &split.rest, host, units.iter().map(|u| &**u))?;
-        let keep = Kept {
-            text: text.to_string(),
-            blocks: split
-                .blocks
-                .into_iter()
-                .map(|(r, _)| r)
-                .zip(units)
-                .collect(),
-        };
+        let keep = split
+            .blocks
+            .into_iter()
+            .map(|(r, _)| r)
+            .zip(units)
+            .collect();
         Some((desired, keep, stats))
     }
 }
@@ -131,8 +139,11 @@ impl Loader {
 #[derive(Default)]
 struct Kept {
     text: String,
-    blocks: Vec<(Range<usize>, Arc<Unit>)>,
+    blocks: KeptBlocks,
 }
+
+/// Where each block is in the text, and what it says.
+type KeptBlocks = Vec<(Range<usize>, Arc<Unit>)>;
 
 impl Kept {
     fn clear(&mut self) {
