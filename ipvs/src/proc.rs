@@ -167,7 +167,8 @@ pub fn parse(text: &str) -> Result<Vec<Block>, ProcError> {
             // the counts after it are not configuration.
             let end = weight.as_ptr() as usize - rest.as_ptr() as usize + weight.len();
             b.hasher.write(&rest.as_bytes()[..end]);
-            if active + inactive > 0 {
+            // Not `active + inactive`: two counts near u32::MAX overflow it (fuzzing).
+            if active > 0 || inactive > 0 {
                 let (addr, port) = addr_port(ap).ok_or_else(|| err("bad address"))?;
                 b.conns.push((addr, port, active, inactive));
             }
@@ -357,6 +358,22 @@ mod tests {
         let distinct: std::collections::HashSet<u64> =
             blocks.iter().map(|b| b.fingerprint).collect();
         assert_eq!(distinct.len(), blocks.len());
+    }
+
+    #[test]
+    fn counts_near_the_top_of_u32_are_kept_not_overflowed() {
+        // Found by fuzzing: the two counts were added, which overflowed.
+        let text = "TCP  C0000201:0050 wrr\n  -> 0A000001:0050      Route   1      3986467638 1993233819\n";
+        let blocks = parse(text).expect("parse");
+        assert_eq!(
+            blocks[0].conns,
+            [(
+                "10.0.0.1".parse().expect("address"),
+                80,
+                3_986_467_638,
+                1_993_233_819
+            )]
+        );
     }
 
     #[test]
