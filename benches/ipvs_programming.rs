@@ -288,7 +288,10 @@ fn run_lvsdr(n: usize, d: usize) -> Lvsdr {
 
             // 3. One weight changes in the config.
             let mut changed = (*desired).clone();
-            changed.services[n / 2].real_servers[0].dest.settings.weight = 99;
+            Arc::make_mut(&mut changed.services[n / 2]).real_servers[0]
+                .dest
+                .settings
+                .weight = 99;
             let changed = Arc::new(changed);
             let sent = kernel.requests_sent().await;
             let t = Instant::now();

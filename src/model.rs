@@ -171,8 +171,10 @@ impl DesiredService {
 pub struct Desired {
     /// Daemon settings.
     pub director: DirectorSettings,
-    /// Managed services, in config order.
-    pub services: Vec<DesiredService>,
+    /// Managed services, in config order. Shared: a reload that changes one
+    /// service of 10,000 builds its new config from the other 9,999 as they were,
+    /// without copying them.
+    pub services: Vec<Arc<DesiredService>>,
     /// Agents, if the config has an `[agents]` section.
     pub agents: Option<AgentSettings>,
     /// `[announce]`: healthy VIPs on a device of lvsdr's own, for BIRD to announce.
@@ -240,7 +242,10 @@ pub struct SyncSettings {
 impl Desired {
     /// The managed service with this key.
     pub fn service(&self, key: &ServiceKey) -> Option<&DesiredService> {
-        self.services.iter().find(|s| &s.service.key == key)
+        self.services
+            .iter()
+            .find(|s| &s.service.key == key)
+            .map(|s| &**s)
     }
 
     /// The VIP set each agent should hold, by agent address: the VIPs of every service

@@ -233,3 +233,88 @@ fn files_the_cut_declines_are_read_as_one_document() {
         assert!(l.last_read().whole, "{text}");
     }
 }
+
+#[test]
+fn a_block_changed_in_place_into_a_clash_across_services_is_refused() {
+    // A reload that changes blocks only where the checks across services do not look
+    // (a weight) keeps their verdict; any change they see has them run again.
+    let host = Host::default();
+    let agents = "[agents]\nca = \"/c\"\ncert = \"/d\"\nkey = \"/k\"\n";
+    let svc = |name: &str, key: &str, rs: &str, extra: &str| {
+        format!("[[service]]\nname = \"{name}\"\n{key}{extra}[[service.real_server]]\naddress = \"{rs}\"\nweight = 1\n")
+    };
+    let mark = lvsdr::model::CHECK_MARK_BASE + 1;
+    let fwmark = format!("fwmark = {mark}\nvips = [\"192.0.2.9\"]\n");
+    let base = |a: &str, b: &str| {
+        format!(
+            "{agents}{a}{b}{}",
+            svc(
+                "m",
+                &fwmark,
+                "10.0.0.3",
+                "[service.check]\ntype = \"none\"\n"
+            )
+        )
+    };
+    let two = "[[service.real_server]]\naddress = \"10.0.0.5\"\n";
+    let via = "[service.check]\ntype = \"tcp\"\nvia = \"vip\"\n";
+    let a_with =
+        |extra: &str| svc("a", "vip = \"192.0.2.1\"\nport = 80\n", "10.0.0.1", extra) + two;
+    let a = a_with("");
+    let b = svc("b", "vip = \"192.0.2.2\"\nport = 80\n", "10.0.0.2", "");
+    let valid = base(&a, &b);
+    let mut l = Loader::default();
+    if let Err(e) = l.parse_on(&valid, "t.toml", &host) {
+        panic!("{e}\n{valid}");
+    }
+
+    // A weight: one block read, nothing across it changed.
+    same(
+        &mut l,
+        &base(&a, &b.replace("weight = 1", "weight = 7")),
+        &host,
+    );
+    assert_eq!(l.last_read(), fast(3, 1));
+    same(&mut l, &valid, &host);
+
+    let clashes = [
+        // b takes a's name; b takes a's address and port.
+        base(&a, &b.replace("name = \"b\"", "name = \"a\"")),
+        base(&a, &b.replace("192.0.2.2", "192.0.2.1")),
+        // b's real server is a's VIP.
+        base(&a, &b.replace("10.0.0.2", "192.0.2.1")),
+        // m's VIPs gone (its real servers have agents).
+        base(&a, &b).replace("vips = [\"192.0.2.9\"]\n", ""),
+        // Its two real servers checked through the DR path: their marks reach m's.
+        base(&a_with(via), &b),
+    ];
+    for text in &clashes {
+        assert!(l.parse_on(text, "t.toml", &host).is_err(), "{text}");
+        same(&mut l, text, &host);
+        same(&mut l, &valid, &host);
+        assert_eq!(l.last_read(), fast(3, 0), "the kept blocks stayed");
+    }
+    // One real server through the DR path takes a mark below m's: valid.
+    let one_via = base(
+        &svc(
+            "a",
+            "vip = \"192.0.2.1\"\nport = 80\n",
+            "10.0.0.1",
+            "[service.check]\ntype = \"tcp\"\nvia = \"vip\"\n",
+        ),
+        &b,
+    );
+    same(&mut l, &one_via, &host);
+    assert!(l.parse_on(&one_via, "t.toml", &host).is_ok());
+    // m without VIPs is valid while its real server has no agent, not once it has.
+    let bare = valid.replace("vips = [\"192.0.2.9\"]\n", "");
+    let no_agent = bare.replace("\"10.0.0.3\"\n", "\"10.0.0.3\"\nagent = false\n");
+    same(&mut l, &no_agent, &host);
+    assert!(l.parse_on(&no_agent, "t.toml", &host).is_ok());
+    let agent = no_agent.replace("agent = false", "agent = true");
+    assert!(l.parse_on(&agent, "t.toml", &host).is_err(), "{agent}");
+    same(&mut l, &agent, &host);
+    // Without [agents] (the rest changed), and back.
+    same(&mut l, &valid.replace(agents, ""), &host);
+    same(&mut l, &valid, &host);
+}

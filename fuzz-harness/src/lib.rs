@@ -56,6 +56,30 @@ pub fn config(bytes: &[u8]) {
         blocks, whole,
         "read block by block and as one document:\n{text}"
     );
+    // A reload by a loader that read another config first: the text before a
+    // `#--` line, then the text after it (or the input, then the input with its
+    // first digit changed: a change in place, as a reload mostly is).
+    let (first, second) = match text.split_once("\n#--\n") {
+        Some((a, b)) => (a.to_owned(), b.to_owned()),
+        None => (text.to_string(), bump_first_digit(&text)),
+    };
+    let mut loader = lvsdr::config::Loader::default();
+    let _ = loader.parse_on(&first, "fuzz.toml", &host);
+    let reloaded = loader.parse_on(&second, "fuzz.toml", &host);
+    let whole = lvsdr::config::parse_whole(&second, "fuzz.toml", &host);
+    assert_eq!(
+        reloaded, whole,
+        "reloaded after\n{first}\nand read as one document:\n{second}"
+    );
+}
+
+/// `text` with its first ASCII digit replaced by the next (9 by 0).
+fn bump_first_digit(text: &str) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    if let Some(d) = bytes.iter_mut().find(|b| b.is_ascii_digit()) {
+        *d = if *d == b'9' { b'0' } else { *d + 1 };
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// An importer's input: it must not panic, and what it writes must validate (the

@@ -15,6 +15,7 @@ mod target;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -209,33 +210,55 @@ impl Overrides {
         self.overrides.iter().rev().find(|o| o.covers(service, rs))
     }
 
-    /// `desired` with each real server marked with the override in force for it.
+    /// `desired` with each real server marked with the override in force for it
+    /// (only the services whose marks change are copied).
     pub fn apply(&self, desired: &Desired) -> Desired {
         let mut d = desired.clone();
         for svc in &mut d.services {
-            for rs in &mut svc.real_servers {
-                rs.admin = self.for_server(&svc.name, rs).map(|o| o.mark(rs));
-                if let Some(drain) = rs.agent.and_then(|a| self.agents.get(&a)) {
-                    // The host's own drain wins over a runtime weight; an operator's
-                    // drain or disable stays (a disable is stronger, and lifting the
-                    // host's drain must not lift the operator's).
-                    let stronger = matches!(
-                        rs.admin.as_ref().map(|a| a.state),
-                        Some(AdminState::Drain | AdminState::Disabled)
-                    );
-                    if !stronger {
-                        rs.admin = Some(Admin {
-                            state: AdminState::Drain,
-                            reason: drain.reason.clone(),
-                            by: 0,
-                            since: drain.since,
-                            agent: true,
-                        });
-                    }
-                }
+            let marks: Vec<Option<Admin>> = svc
+                .real_servers
+                .iter()
+                .map(|rs| self.admin_for(&svc.name, rs))
+                .collect();
+            if marks
+                .iter()
+                .zip(&svc.real_servers)
+                .all(|(m, rs)| *m == rs.admin)
+            {
+                continue;
+            }
+            let svc = Arc::make_mut(svc);
+            for (rs, mark) in svc.real_servers.iter_mut().zip(marks) {
+                rs.admin = mark;
             }
         }
         d
+    }
+
+    /// The mark for `rs` of `service`: the override in force for it, or its host's
+    /// drain.
+    fn admin_for(&self, service: &str, rs: &RealServer) -> Option<Admin> {
+        let admin = self.for_server(service, rs).map(|o| o.mark(rs));
+        let Some(drain) = rs.agent.and_then(|a| self.agents.get(&a)) else {
+            return admin;
+        };
+        // The host's own drain wins over a runtime weight; an operator's drain or
+        // disable stays (a disable is stronger, and lifting the host's drain must not
+        // lift the operator's).
+        let stronger = matches!(
+            admin.as_ref().map(|a| a.state),
+            Some(AdminState::Drain | AdminState::Disabled)
+        );
+        if stronger {
+            return admin;
+        }
+        Some(Admin {
+            state: AdminState::Drain,
+            reason: drain.reason.clone(),
+            by: 0,
+            since: drain.since,
+            agent: true,
+        })
     }
 
     /// Whether none is in force (the planner then sees the config as loaded).

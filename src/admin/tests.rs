@@ -50,7 +50,10 @@ fn config() -> Desired {
             vec![rs("10.0.0.11", 80, 10), rs("10.0.0.12", 80, 10)],
         ),
         svc("tls", 443, vec![rs("10.0.0.11", 443, 3)]),
-    ];
+    ]
+    .into_iter()
+    .map(std::sync::Arc::new)
+    .collect();
     d
 }
 
@@ -138,7 +141,9 @@ fn the_latest_override_wins_and_one_whose_server_left_is_pruned() {
     );
     let mut smaller = d.clone();
     smaller.services.truncate(1);
-    smaller.services[0].real_servers.remove(0);
+    std::sync::Arc::make_mut(&mut smaller.services[0])
+        .real_servers
+        .remove(0);
     let gone = o.prune(&smaller);
     assert_eq!(gone.len(), 2);
     assert!(o.overrides.is_empty());

@@ -41,27 +41,55 @@ pub(crate) fn split(text: &str) -> Option<Split<'_>> {
     let mut blocks = Vec::new();
     // The block being read: its start, while its sub-tables follow.
     let mut open: Option<usize> = None;
-    let mut start = 0;
-    while start < text.len() {
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(text.len(), |i| start + i + 1);
-        let span = start..end;
-        start = end;
+    // Where the lines not yet given to the rest or to a block start.
+    let mut done = 0;
+    for span in bracket_lines(text) {
         match header(&text[span.clone()])? {
             Line::Header { name, array } if name == "service" && array => {
+                flush(text, open, done..span.start, &mut rest);
                 close(text, &mut open, span.start, &mut blocks);
                 open = Some(span.start);
             }
             Line::Header { name, .. } if name.starts_with("service.") && open.is_some() => {}
             Line::Header { .. } => {
+                flush(text, open, done..span.start, &mut rest);
                 close(text, &mut open, span.start, &mut blocks);
-                rest.push_str(&text[span]);
+                rest.push_str(&text[span.clone()]);
             }
-            Line::Other if open.is_none() => rest.push_str(&text[span]),
-            Line::Other => {}
+            Line::Other => continue,
         }
+        done = span.end;
     }
+    flush(text, open, done..text.len(), &mut rest);
     close(text, &mut open, text.len(), &mut blocks);
     Some(Split { rest, blocks })
+}
+
+/// The lines whose first character other than spaces and tabs is `[`: the only
+/// lines that can be headers (the others belong to whatever section they are in).
+/// Found from the `[`s, not line by line: a big file has ten times fewer of them.
+fn bracket_lines(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let bytes = text.as_bytes();
+    let mut next = 0;
+    memchr::memchr_iter(b'[', bytes).filter_map(move |at| {
+        if at < next {
+            return None; // another `[` on a line already seen
+        }
+        let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
+        let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i + 1);
+        next = end;
+        bytes[start..at]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t'))
+            .then_some(start..end)
+    })
+}
+
+/// Gives the lines in `span` to the rest, unless they belong to the open block.
+fn flush(text: &str, open: Option<usize>, span: Range<usize>, rest: &mut String) {
+    if open.is_none() {
+        rest.push_str(&text[span]);
+    }
 }
 
 /// Ends the open block (if any) at `end`.
@@ -79,7 +107,7 @@ fn close<'a>(
 /// Reads one line: a table header, something else, or `None` for a line that starts
 /// with `[` but is not a header this cut can trust.
 fn header(line: &str) -> Option<Line<'_>> {
-    let t = line.trim_start();
+    let t = line.trim_start_matches([' ', '\t']);
     let Some(inner) = t.strip_prefix('[') else {
         return Some(Line::Other);
     };
@@ -87,10 +115,16 @@ fn header(line: &str) -> Option<Line<'_>> {
         Some(i) => (true, i),
         None => (false, inner),
     };
-    let close = if array { "]]" } else { "]" };
-    let end = inner.find(close)?;
+    // The first `]` ends the name: one inside it would not be a plain name.
+    let end = memchr::memchr(b']', inner.as_bytes())?;
+    let after = &inner[end + 1..];
+    let after = if array {
+        after.strip_prefix(']')?
+    } else {
+        after
+    };
     let name = inner[..end].trim();
-    let after = inner[end + close.len()..].trim();
+    let after = after.trim();
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
     if name.is_empty() || !name.chars().all(plain) || !(after.is_empty() || after.starts_with('#'))
     {

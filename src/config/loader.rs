@@ -25,8 +25,9 @@ const PARALLEL_FROM: usize = 256;
 /// Loads configs, keeping what a reload of the same file can reuse.
 #[derive(Default)]
 pub struct Loader {
-    /// The host facts the kept blocks were validated against.
-    host: Option<Host>,
+    /// What the kept blocks were validated against: the host's facts, and whether
+    /// the config had `[agents]`.
+    against: Option<(Host, bool)>,
     /// The valid `[[service]]` blocks of the last config accepted.
     units: Kept,
     last: LoadStats,
@@ -69,14 +70,15 @@ impl Loader {
         file: &str,
         host: &Host,
     ) -> Result<Desired, ConfigErrors> {
-        if self.host.as_ref() != Some(host) {
-            self.units.clear();
-            self.host = Some(host.clone());
-        }
-        if let Some((desired, blocks, stats)) = self.fast(&text, host) {
-            self.units = Kept { text, blocks };
-            self.last = stats;
-            return Ok(desired);
+        if let Some(a) = self.fast(&text, host) {
+            self.units = Kept {
+                text,
+                rest: a.rest,
+                blocks: a.blocks,
+            };
+            self.against = Some((host.clone(), a.agents));
+            self.last = a.stats;
+            return Ok(a.desired);
         }
         self.last = LoadStats {
             whole: true,
@@ -97,7 +99,7 @@ impl Loader {
 
     /// The config from its blocks (the kept ones reused), with the blocks to keep
     /// next; `None` if the cut declines the file or anything in it is wrong.
-    fn fast(&self, text: &str, host: &Host) -> Option<(Desired, KeptBlocks, LoadStats)> {
+    fn fast(&self, text: &str, host: &Host) -> Option<Accepted> {
         let split = blocks::split(text)?;
         // The rest must leave `service` to the blocks (`service = []` before them is
         // a duplicate key in the whole file).
@@ -105,8 +107,14 @@ impl Loader {
         if keys.contains_key("service") {
             return None;
         }
-        let rest = toml::from_str(&split.rest).ok()?;
-        let mut found = self.units.find(&split.blocks);
+        let rest: super::schema::File = toml::from_str(&split.rest).ok()?;
+        let agents = rest.agents.is_some();
+        let same = self.against.as_ref() == Some(&(host.clone(), agents));
+        let mut found = if same {
+            self.units.find(&split.blocks)
+        } else {
+            vec![None; split.blocks.len()]
+        };
         let new: Vec<&str> = split
             .blocks
             .iter()
@@ -119,26 +127,51 @@ impl Loader {
             read: new.len(),
             whole: false,
         };
-        let mut parsed = parse_units(&new, host).into_iter();
+        let mut parsed = parse_units(&new, host, agents).into_iter();
         for slot in found.iter_mut().filter(|u| u.is_none()) {
             *slot = Some(parsed.next()??);
         }
         let units: Vec<Arc<Unit>> = found.into_iter().collect::<Option<_>>()?;
-        let desired = validate::assemble(&rest, &split.rest, host, units.iter().map(|u| &**u))?;
+        let checked = same && self.units.checked(&split.rest, &units);
+        let desired = validate::assemble(
+            &rest,
+            &split.rest,
+            host,
+            units.iter().map(|u| &**u),
+            checked,
+        )?;
         let keep = split
             .blocks
             .into_iter()
             .map(|(r, _)| r)
             .zip(units)
             .collect();
-        Some((desired, keep, stats))
+        Some(Accepted {
+            desired,
+            rest: split.rest,
+            blocks: keep,
+            stats,
+            agents,
+        })
     }
+}
+
+/// A config read block by block, with what to keep of it.
+struct Accepted {
+    desired: Desired,
+    rest: String,
+    blocks: KeptBlocks,
+    stats: LoadStats,
+    /// Whether it has `[agents]` (its blocks' real servers have agents).
+    agents: bool,
 }
 
 /// The valid blocks of a config: its text, and where each block is in it.
 #[derive(Default)]
 struct Kept {
     text: String,
+    /// The lines outside the blocks.
+    rest: String,
     blocks: KeptBlocks,
 }
 
@@ -150,41 +183,54 @@ impl Kept {
         *self = Kept::default();
     }
 
-    /// The kept unit of each block, where its text is one kept. A block is first
-    /// compared with the one kept at the same place (a reload mostly changes a few
-    /// blocks in place: no hashing of megabytes); the others are looked up by text.
+    /// Whether `units` are the kept ones, block for block, except for changes the
+    /// checks across services do not see, with the same rest: what those checks
+    /// found of the kept config holds for them.
+    fn checked(&self, rest: &str, units: &[Arc<Unit>]) -> bool {
+        rest == self.rest
+            && units.len() == self.blocks.len()
+            && units
+                .iter()
+                .zip(&self.blocks)
+                .all(|(u, (_, k))| Arc::ptr_eq(u, k) || u.same_across(k))
+    }
+
+    /// The kept unit of each block, where its text is one kept. Blocks are first
+    /// matched in place from both ends (a reload mostly changes a few blocks, or
+    /// adds or removes some: a memory compare, no hashing of megabytes); only the
+    /// blocks between are looked up by text, among the kept ones between.
     fn find(&self, blocks: &[(Range<usize>, &str)]) -> Vec<Option<Arc<Unit>>> {
-        fn kept<'k>(
-            text: &'k str,
-            (r, u): &'k (Range<usize>, Arc<Unit>),
-        ) -> (&'k str, &'k Arc<Unit>) {
-            (&text[r.clone()], u)
+        let kept = |k: usize| (&self.text[self.blocks[k].0.clone()], &self.blocks[k].1);
+        let same = |i: usize, k: usize| kept(k).0 == blocks[i].1;
+        let (n, m) = (blocks.len(), self.blocks.len());
+        let mut found = vec![None; n];
+        let mut front = 0;
+        while front < n.min(m) && same(front, front) {
+            found[front] = Some(kept(front).1.clone());
+            front += 1;
         }
-        let mut by_text: Option<HashMap<&str, &Arc<Unit>>> = None;
-        blocks
-            .iter()
-            .enumerate()
-            .map(|(i, (_, b))| {
-                if let Some((t, u)) = self.blocks.get(i).map(|k| kept(&self.text, k)) {
-                    if t == *b {
-                        return Some(u.clone());
-                    }
-                }
-                let index = by_text.get_or_insert_with(|| {
-                    self.blocks.iter().map(|k| kept(&self.text, k)).collect()
-                });
-                index.get(b).map(|u| (*u).clone())
-            })
-            .collect()
+        let mut back = 0;
+        while front + back < n.min(m) && same(n - 1 - back, m - 1 - back) {
+            found[n - 1 - back] = Some(kept(m - 1 - back).1.clone());
+            back += 1;
+        }
+        if front + back == n {
+            return found;
+        }
+        let by_text: HashMap<&str, &Arc<Unit>> = (front..m - back).map(kept).collect();
+        for (i, slot) in found.iter_mut().enumerate().take(n - back).skip(front) {
+            *slot = by_text.get(blocks[i].1).map(|u| (*u).clone());
+        }
+        found
     }
 }
 
 /// Each block parsed and validated alone (`None` where it is not valid), on
 /// [`THREADS`] threads when there are many.
-fn parse_units(blocks: &[&str], host: &Host) -> Vec<Option<Arc<Unit>>> {
+fn parse_units(blocks: &[&str], host: &Host, agents: bool) -> Vec<Option<Arc<Unit>>> {
     let one = |b: &&str| {
         let raw = toml::from_str(b).ok()?;
-        validate::unit(&raw, b, host).map(Arc::new)
+        validate::unit(&raw, b, host, agents).map(Arc::new)
     };
     if blocks.len() < PARALLEL_FROM {
         return blocks.iter().map(one).collect();

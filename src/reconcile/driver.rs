@@ -35,7 +35,7 @@ use super::plan::{draining, plan, Drains, Gate};
 use super::refusal::{classify, Refusal};
 use super::retry::{Next, Outcome, ReadBack, Retry, Why};
 pub use super::retry::{FIRST_BACKOFF, MAX_BACKOFF};
-use super::scope::{config_change, gate_change, health_change, Scope};
+use super::scope::{self, config_change, gate_change, health_change, Scope};
 use super::stall::unless_stalled;
 pub use super::state::{ReadKind, ReconcileState, PASS_DEADLINE};
 use crate::health::HealthMap;
@@ -256,8 +256,12 @@ impl<B: IpvsBackend> Reconciler<B> {
 
     /// Takes in a new config; returns the services whose held ops it releases (a new
     /// config may mend what the kernel refused), for the pass to cover.
-    fn new_config(&mut self, desired: &Desired) -> HashSet<ServiceKey> {
+    /// `same_services`: the same services as the last config (no set to rebuild).
+    fn new_config(&mut self, desired: &Desired, same_services: bool) -> HashSet<ServiceKey> {
         let released = self.held.drain().map(|(_, (k, _))| k).collect();
+        if same_services {
+            return released;
+        }
         let now = keys(desired);
         for gone in self.managed.difference(&now) {
             info!(service = %gone, "service left the config: draining it");
@@ -382,16 +386,20 @@ impl<B: IpvsBackend> Reconciler<B> {
     ) -> Scope {
         let mut scope = trigger;
         let Some((d0, h0, g0)) = &self.last else {
+            // What is managed follows this config from here on (a later config with
+            // the same services then needs no new set).
+            self.new_config(desired, false);
             return Scope::All;
         };
         let reloaded = !Arc::ptr_eq(d0, desired);
+        let same_services = !reloaded || scope::same_keys(d0, desired);
         if reloaded {
             scope.merge(config_change(d0, desired));
         }
         scope.merge(health_change(desired, h0, health));
         scope.merge(gate_change(desired, g0, gate));
         if reloaded {
-            let released = self.new_config(desired);
+            let released = self.new_config(desired, same_services);
             if !released.is_empty() {
                 scope.merge(Scope::Services(released));
             }

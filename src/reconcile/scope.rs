@@ -7,11 +7,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use super::plan::Gate;
 use crate::health::HealthMap;
 use crate::ipvs::ServiceKey;
-use crate::model::Desired;
+use crate::model::{Desired, DesiredService};
 
 /// The services a pass covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +84,18 @@ pub fn config_change(old: &Desired, new: &Desired) -> Scope {
     if old.director != new.director || old.agents != new.agents {
         return Scope::All;
     }
+    // A service a reload did not touch is the same one, shared: no compare.
+    let same = |a: &Arc<DesiredService>, b: &Arc<DesiredService>| Arc::ptr_eq(a, b) || a == b;
+    if same_keys(old, new) {
+        // The services where they were (most reloads): compared in place, no hashing.
+        let changed = old.services.iter().zip(&new.services);
+        return Scope::Services(
+            changed
+                .filter(|(a, b)| !same(a, b))
+                .map(|(_, b)| b.service.key.clone())
+                .collect(),
+        );
+    }
     let index = |d: &Desired| -> HashMap<ServiceKey, usize> {
         d.services
             .iter()
@@ -93,12 +106,24 @@ pub fn config_change(old: &Desired, new: &Desired) -> Scope {
     let (o, n) = (index(old), index(new));
     let mut keys = HashSet::new();
     for (k, &i) in &n {
-        if o.get(k).is_none_or(|&j| old.services[j] != new.services[i]) {
+        if o.get(k)
+            .is_none_or(|&j| !same(&old.services[j], &new.services[i]))
+        {
             keys.insert(k.clone());
         }
     }
     keys.extend(o.keys().filter(|k| !n.contains_key(*k)).cloned());
     Scope::Services(keys)
+}
+
+/// Whether the two configs have the same services in the same order (by key).
+pub fn same_keys(old: &Desired, new: &Desired) -> bool {
+    old.services.len() == new.services.len()
+        && old
+            .services
+            .iter()
+            .zip(&new.services)
+            .all(|(a, b)| a.service.key == b.service.key)
 }
 
 /// The services with a real server whose check result changed.

@@ -79,7 +79,7 @@ fn desired(services: Vec<DesiredService>) -> Desired {
             control_group: None,
             admin_file: "/nonexistent/admin.json".into(),
         },
-        services,
+        services: services.into_iter().map(std::sync::Arc::new).collect(),
         agents: None,
         announce: None,
         sync: None,
@@ -188,7 +188,9 @@ fn unknown_health_adopts_the_kernel_and_new_servers_start_at_zero() {
     assert!(run(&d, &k, &HashMap::new(), &Drains::default()).is_empty());
     // A server added while its health is unknown joins at weight 0.
     let mut d2 = d.clone();
-    d2.services[0].real_servers.push(rs("10.0.0.13", 80, 100));
+    std::sync::Arc::make_mut(&mut d2.services[0])
+        .real_servers
+        .push(rs("10.0.0.13", 80, 100));
     let ops = run(&d2, &k, &all(&d, Health::Up), &Drains::default());
     assert_eq!(ops, vec![Op::AddDest(key(80), rs("10.0.0.13", 80, 0).dest)]);
 }
@@ -207,7 +209,7 @@ fn a_down_server_is_quiesced_or_removed_per_on_failure() {
         run(&d, &k, &h, &Drains::default()),
         vec![Op::EditDest(key(80), rs("10.0.0.11", 80, 0).dest)]
     );
-    d.services[0].on_failure = OnFailure::Remove;
+    std::sync::Arc::make_mut(&mut d.services[0]).on_failure = OnFailure::Remove;
     assert_eq!(
         run(&d, &k, &h, &Drains::default()),
         vec![Op::DelDest(key(80), ip("10.0.0.11"), 80)]
@@ -418,7 +420,7 @@ fn operator_overrides_drain_disable_and_weigh_a_server() {
     );
     // A drained server that is down (on_failure = "remove") stays out.
     let mut removing = config.clone();
-    removing.services[1].on_failure = OnFailure::Remove;
+    std::sync::Arc::make_mut(&mut removing.services[1]).on_failure = OnFailure::Remove;
     o.set(set("10.0.0.11", None, Kind::Drain, None));
     let mut down = h.clone();
     down.insert(check("10.0.0.11", 81), Health::Down);
@@ -503,7 +505,10 @@ fn a_restart_keeps_the_kernels_weights_until_the_agents_are_heard_from() {
         .expect("rt");
     let k = FakeKernel::default();
     let mut kept = d.clone();
-    kept.services[0].real_servers[1].dest.settings.weight = 0;
+    std::sync::Arc::make_mut(&mut kept.services[0]).real_servers[1]
+        .dest
+        .settings
+        .weight = 0;
     rt.block_on(k.apply(&plan(
         &kept,
         &Observed::default(),
@@ -1203,6 +1208,37 @@ mod driver_loop {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reload_with_the_same_services_keeps_what_is_managed() {
+        // Such a reload does not rebuild the set of managed services: a later one
+        // that drops a service must still retire it.
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)]), svc(81, vec![])]);
+        let kernel = Arc::new(FakeKernel::default());
+        let t = start(d.clone(), all(&d, Health::Up), kernel);
+        settle().await;
+        let d1 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)]), svc(81, vec![])]);
+        t.desired.send_replace(Arc::new(d1));
+        settle().await;
+        let weight = |k: &FakeKernel| {
+            k.observed().services[&key(80)].dests[&(ip("10.0.0.11"), 80)]
+                .dest
+                .settings
+                .weight
+        };
+        assert_eq!(weight(&t.kernel), 5);
+        t.desired.send_replace(Arc::new(desired(vec![svc(
+            80,
+            vec![rs("10.0.0.11", 80, 5)],
+        )])));
+        settle().await;
+        assert!(
+            !t.kernel.observed().services.contains_key(&key(81)),
+            "retired service removed"
+        );
+        t.cancel.cancel();
+        t.task.await.expect("driver");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_new_config_retires_dropped_services_and_resync_repairs_drift() {
         let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)]), svc(81, vec![])]);
         let kernel = Arc::new(FakeKernel::default());
@@ -1411,7 +1447,10 @@ mod reconciler {
         let k = r.backend().clone();
         let (reads, applied) = (k.reads(), k.applied());
         let mut d2 = (*d).clone();
-        d2.services[1].real_servers[0].dest.settings.weight = 99;
+        std::sync::Arc::make_mut(&mut d2.services[1]).real_servers[0]
+            .dest
+            .settings
+            .weight = 99;
         let d2 = Arc::new(d2);
         let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::none()));
         assert_eq!(p.read, ReadKind::Services { read: 1 });
@@ -1461,7 +1500,9 @@ mod reconciler {
             5
         );
         let mut d2 = (*d).clone();
-        d2.services[0].real_servers.pop();
+        std::sync::Arc::make_mut(&mut d2.services[0])
+            .real_servers
+            .pop();
         let d2 = Arc::new(d2);
         let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::none()));
         assert_eq!(
@@ -1491,7 +1532,8 @@ mod reconciler {
             80,
             vec![rs("10.0.0.11", 80, 12), rs("10.0.0.12", 80, 12)],
         )]);
-        d.services[0].real_servers[0].slow_start = Some(Duration::from_secs(30));
+        std::sync::Arc::make_mut(&mut d.services[0]).real_servers[0].slow_start =
+            Some(Duration::from_secs(30));
         let d = Arc::new(d);
         let up = all(&d, Health::Up);
         let mut r = Reconciler::new(Arc::new(FakeKernel::default()), &d);
@@ -1672,12 +1714,22 @@ mod scopes {
         let d = two();
         assert_eq!(config_change(&d, &d.clone()), Scope::none());
         let mut d2 = d.clone();
-        d2.services[1].real_servers[0].dest.settings.weight = 5;
+        std::sync::Arc::make_mut(&mut d2.services[1]).real_servers[0]
+            .dest
+            .settings
+            .weight = 5;
         assert_eq!(config_change(&d, &d2), only(&[81]));
         let mut d3 = d.clone();
         d3.services.remove(0);
-        d3.services.push(svc(82, vec![]));
+        d3.services.push(svc(82, vec![]).into());
         assert_eq!(config_change(&d, &d3), only(&[80, 82]), "removed and added");
+        let mut d5 = d2.clone();
+        d5.services.reverse();
+        assert_eq!(
+            config_change(&d, &d5),
+            only(&[81]),
+            "moved, and one changed"
+        );
         let mut d4 = d.clone();
         d4.director.drain_timeout = Duration::from_secs(1);
         assert_eq!(config_change(&d, &d4), Scope::All);

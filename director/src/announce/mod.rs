@@ -265,12 +265,12 @@ mod tests {
         assert!(!v[1].announced && v[1].why.contains("dns"), "{v:?}");
         // A second service on the refused one's VIP keeps it announced.
         let mut d2 = d.clone();
-        let mut other = d2.services[0].clone();
+        let mut other = (*d2.services[0]).clone();
         other.name = "web-alt".into();
         if let ServiceKey::Addr { port, .. } = &mut other.service.key {
             *port = 8080;
         }
-        d2.services.push(other);
+        d2.services.push(other.into());
         let mut st = state(&d2, &[1, 1]);
         st.failing = vec![web];
         let v = decide(&d2, &st, t0, now);

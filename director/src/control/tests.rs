@@ -104,7 +104,9 @@ async fn a_drain_is_kept_then_published_and_a_reload_without_its_server_drops_it
 
     // A reload without 10.0.0.12: the drain goes, from the file too.
     let mut smaller = (*config()).clone();
-    smaller.services[0].real_servers.pop();
+    std::sync::Arc::make_mut(&mut smaller.services[0])
+        .real_servers
+        .pop();
     r.config.send_replace(Arc::new(smaller));
     r.desired.changed().await.expect("published");
     assert_eq!(state_of(&r.desired.borrow(), 0), None);

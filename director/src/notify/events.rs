@@ -175,13 +175,14 @@ mod tests {
         let text = "[[service]]\nname = \"web\"\nvip = \"192.0.2.10\"\nport = 80\n\
                     [[service.real_server]]\naddress = \"10.0.0.11\"\n";
         let mut d = lvsdr::config::parse(text, "d.toml").expect("config");
-        d.services[0].real_servers[0].admin = admin.map(|state| lvsdr::model::Admin {
-            state,
-            reason: "kernel upgrade".into(),
-            by: 0,
-            since: 1,
-            agent: false,
-        });
+        std::sync::Arc::make_mut(&mut d.services[0]).real_servers[0].admin =
+            admin.map(|state| lvsdr::model::Admin {
+                state,
+                reason: "kernel upgrade".into(),
+                by: 0,
+                since: 1,
+                agent: false,
+            });
         d
     }
 

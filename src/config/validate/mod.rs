@@ -21,29 +21,55 @@ use sections::{agents, announce, director, notify, sync};
 use service::service;
 use values::V;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fnv::FnvHashSet;
 
 use super::schema::{DirectorSection, File};
 use super::{ConfigErrors, Host};
 use crate::ipvs::ServiceKey;
-use crate::model::{Desired, DesiredService, DirectorSettings};
+use crate::model::{Desired, DesiredService, DirectorSettings, RealServer};
 
 /// The largest weight ipvsadm accepts; operators' tooling assumes it.
 pub const MAX_WEIGHT: i64 = 65_535;
 
 /// One `[[service]]` block, valid on its own: what the checks across services need
-/// (its name and key) and the service.
+/// (its name and key) and the service (shared with the configs built from it).
 #[derive(Debug)]
 pub struct Unit {
     pub name: String,
     pub key: ServiceKey,
-    pub service: DesiredService,
+    pub service: Arc<DesiredService>,
+}
+
+impl Unit {
+    /// Whether the checks across services see the two the same: name, key, VIPs,
+    /// and each real server's address, agent and check path. A reload that changes
+    /// only what they do not see (a weight, a check's timing) keeps their verdict.
+    pub fn same_across(&self, other: &Unit) -> bool {
+        let (a, b) = (&self.service, &other.service);
+        let seen = |rs: &RealServer| (rs.dest.addr, rs.agent.is_some(), via(rs));
+        self.name == other.name
+            && self.key == other.key
+            && a.vips == b.vips
+            && a.real_servers.len() == b.real_servers.len()
+            && a.real_servers
+                .iter()
+                .zip(&b.real_servers)
+                .all(|(x, y)| seen(x) == seen(y))
+    }
+}
+
+/// Whether a real server is checked through the DR path.
+fn via(rs: &RealServer) -> bool {
+    rs.check.as_ref().is_some_and(|c| c.via.is_some())
 }
 
 pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
     let mut v = V::new(text, file, host);
     let director = director_of(&mut v, raw);
-    let mut services: Vec<DesiredService> = Vec::new();
+    let mut services: Vec<Arc<DesiredService>> = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut keys: HashMap<ServiceKey, String> = HashMap::new();
     for s in &raw.services {
@@ -68,7 +94,7 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
                 keys.insert(key, name.clone());
             }
         }
-        services.extend(ds);
+        services.extend(ds.map(Arc::new));
     }
     let desired = globals(&mut v, raw, director, services, |v, services| {
         vips_against_real_servers(v, raw, services);
@@ -81,7 +107,9 @@ pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desir
 }
 
 /// A file of one `[[service]]` and nothing else, validated: `None` on any error.
-pub fn unit(raw: &File, text: &str, host: &Host) -> Option<Unit> {
+/// `agents`: whether the config it is part of has `[agents]` (without, its real
+/// servers have none).
+pub fn unit(raw: &File, text: &str, host: &Host, agents: bool) -> Option<Unit> {
     let [s] = raw.services.as_slice() else {
         return None;
     };
@@ -96,32 +124,31 @@ pub fn unit(raw: &File, text: &str, host: &Host) -> Option<Unit> {
     let mut v = V::new(text, "", host);
     let (key, ds) = service(&mut v, s);
     match (key, ds, v.errors.is_empty()) {
-        (Some(key), Some(service), true) => Some(Unit {
-            name: s.get_ref().name.get_ref().clone(),
-            key,
-            service,
-        }),
+        (Some(key), Some(mut service), true) => {
+            if !agents {
+                without_agents(&mut service);
+            }
+            Some(Unit {
+                name: s.get_ref().name.get_ref().clone(),
+                key,
+                service: Arc::new(service),
+            })
+        }
         _ => None,
     }
 }
 
 /// The global sections (`rest`, a file without services) and the service units, put
-/// together and checked across: `None` on any error.
+/// together and checked across: `None` on any error. `checked`: the units passed
+/// the checks across services before, and nothing those see changed since.
 pub fn assemble<'u>(
     rest: &File,
     text: &str,
     host: &Host,
     units: impl ExactSizeIterator<Item = &'u Unit> + Clone,
+    checked: bool,
 ) -> Option<Desired> {
-    if !rest.services.is_empty() {
-        return None;
-    }
-    let mut names = HashSet::with_capacity(units.len());
-    let mut keys = HashSet::with_capacity(units.len());
-    if !units
-        .clone()
-        .all(|u| names.insert(u.name.as_str()) && keys.insert(&u.key))
-    {
+    if !rest.services.is_empty() || !(checked || unique(units.clone())) {
         return None;
     }
     let mut v = V::new(text, "", host);
@@ -129,12 +156,27 @@ pub fn assemble<'u>(
     let services = units.map(|u| u.service.clone()).collect();
     let mut clash = false;
     let desired = globals(&mut v, rest, director, services, |_, services| {
-        clash = dr_path::vips_clash(services) || dr_path_clash(services);
+        clash = !checked && (dr_path::vips_clash(services) || dr_path_clash(services));
         if !clash {
             add_check_services(services);
         }
     });
     desired.filter(|_| v.errors.is_empty() && !clash)
+}
+
+/// Whether no two units have the same name or the same key.
+fn unique<'u>(units: impl ExactSizeIterator<Item = &'u Unit>) -> bool {
+    // FNV: short keys, hashed 10,000 times a reload of a big config.
+    let mut names = FnvHashSet::with_capacity_and_hasher(units.len(), Default::default());
+    let mut keys = FnvHashSet::with_capacity_and_hasher(units.len(), Default::default());
+    { units }.all(|u| names.insert(u.name.as_str()) && keys.insert(&u.key))
+}
+
+/// Without `[agents]`, every real server is set up by hand.
+fn without_agents(s: &mut DesiredService) {
+    for rs in &mut s.real_servers {
+        rs.agent = None;
+    }
 }
 
 /// `[director]`, or its defaults.
@@ -149,14 +191,15 @@ fn globals(
     v: &mut V<'_>,
     raw: &File,
     director: Option<DirectorSettings>,
-    mut services: Vec<DesiredService>,
-    across: impl FnOnce(&mut V<'_>, &mut Vec<DesiredService>),
+    mut services: Vec<Arc<DesiredService>>,
+    across: impl FnOnce(&mut V<'_>, &mut Vec<Arc<DesiredService>>),
 ) -> Option<Desired> {
     let agents = raw.agents.as_ref().and_then(|a| agents(v, a.get_ref()));
     if agents.is_none() {
-        // Without [agents], every real server is set up by hand.
-        for rs in services.iter_mut().flat_map(|s| s.real_servers.iter_mut()) {
-            rs.agent = None;
+        for s in &mut services {
+            if s.real_servers.iter().any(|rs| rs.agent.is_some()) {
+                without_agents(Arc::make_mut(s));
+            }
         }
     }
     across(v, &mut services);
