@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Guest side of benches/run: the IPVS benchmarks, programming end to end, failure
 # detection, the health checks beside keepalived, reloads beside keepalived, checks
-# while the writer works, in one boot.
+# while the writer works, the big tables, in one boot.
 # Args: IPVS_BENCH SIZES REPEAT OUT RELEASE_DIR TRIALS DETECTION_OUT CHECKS_BENCH
 #       KEEPALIVED_TARGETS KEEPALIVED_SECONDS KEEPALIVED_OUT E2E_OUT WRITER_OUT RELOAD_OUT
+#       BIG_SIZES BIG_E2E_OUT BIG_IPVS_OUT
 set -euo pipefail
 bench=$1 sizes=$2 repeat=$3 out=$4 bin=$5 trials=$6 detection_out=$7
 "$bench" --sizes "$sizes" --dests 10 --repeat "$repeat" --out "$out"
@@ -12,3 +13,8 @@ bash "$(dirname "$0")/detection.sh" "$bin" "$trials" "$detection_out"
 bash "$(dirname "$0")/keepalived.sh" "$bin" "$8" "$9" "${10}" "${11}"
 bash "$(dirname "$0")/reload.sh" "$bin" "${sizes%%,*}" "${sizes##*,}" "$repeat" "${14}" "$1"
 bash "$(dirname "$0")/writer.sh" "$bin" "${sizes##*,}" "${13}"
+# The big tables (issue 22 item 7): up to 100,000 services × 2, end to end with the
+# director's peak RSS, then in process (programming, the no-op resync beside its
+# floor, a whole-table pass over netlink), once each: how each cost grows.
+bash "$(dirname "$0")/e2e.sh" "$bin" "${15}" 2 1 "${16}"
+"$bench" --sizes "${15}" --dests 2 --repeat 1 --out "${17}"

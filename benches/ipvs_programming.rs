@@ -65,12 +65,16 @@ fn args() -> Args {
     a
 }
 
+/// Service i's VIP: 198.18.(i/250).(i%250+1) up to 62,500 services, then on in
+/// 198.19 (the benchmarking range, 198.18.0.0/15).
 fn vip(i: usize) -> String {
-    format!("198.18.{}.{}", i / 250, i % 250 + 1)
+    let (block, i) = (i / 62_500, i % 62_500);
+    format!("198.{}.{}.{}", 18 + block, i / 250, i % 250 + 1)
 }
 
 fn rip(i: usize, j: usize) -> String {
-    format!("10.{}.{}.{}", j + 1, i / 250, i % 250 + 1)
+    let (block, i) = (i / 62_500, i % 62_500);
+    format!("10.{}.{}.{}", j + 1 + 16 * block, i / 250, i % 250 + 1)
 }
 
 fn config_text(n: usize, d: usize) -> String {

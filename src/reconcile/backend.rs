@@ -125,7 +125,8 @@ impl IpvsBackend for Kernel {
         // Opened on this thread, whose network namespace it shows; read off the
         // runtime's thread (a large table is megabytes of text).
         let file = std::fs::File::open(proc::PATH).map_err(read_err)?;
-        let text = tokio::task::spawn_blocking(move || proc::read_from(file))
+        let progress = self.progress.clone();
+        let text = tokio::task::spawn_blocking(move || proc::read_counting(file, &progress))
             .await
             .map_err(|e| read_err(std::io::Error::other(e)))?
             .map_err(read_err)?;
