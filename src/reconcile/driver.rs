@@ -46,6 +46,14 @@ use crate::model::{AdminState, Desired, OnExit};
 /// How often draining services are read again (connection counts are polled).
 pub const DRAIN_POLL: Duration = Duration::from_secs(1);
 
+/// A periodic resync waits at least this many times as long as the last whole pass
+/// took, once such a pass takes [`SPACED_FROM`] or more: at 100,000 services the
+/// kernel's listing alone takes 29 s under emulation (its walk is quadratic), and a
+/// 30 s `resync_interval` would keep the writer reading. Shorter passes keep the
+/// operator's interval, however short.
+pub const RESYNC_SHARE: u32 = 10;
+pub const SPACED_FROM: Duration = Duration::from_secs(5);
+
 /// The driver's inputs.
 pub struct Inputs {
     /// The config in force.
@@ -682,6 +690,7 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wake: Option<Wake> = None;
     let mut retry = Retry::default();
+    let mut spaced: Option<tokio::time::Instant> = None;
     loop {
         let at = wake.as_ref().map(|w| w.at);
         let mut trigger = tokio::select! {
@@ -711,6 +720,7 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
             r.full_read_if_older(desired.director.full_resync_interval);
         }
         let progress = r.backend().progress();
+        let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
             _ = inputs.cancel.cancelled() => None,
             o = unless_stalled(r.pass(&desired, &health, &gate, trigger), &progress, PASS_DEADLINE, || moving(&state)) => Some(o),
@@ -730,6 +740,14 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
             }
         };
 
+        if report.whole {
+            spaced = space_resyncs(&mut resync, period, started.elapsed(), spaced);
+            // Liveness (the watchdog, /healthz, the announcer) waits for that resync.
+            let until = spaced.map(tokio::time::Instant::into_std);
+            state.send_if_modified(|s| {
+                std::mem::replace(&mut s.resync_spaced_until, until) != until
+            });
+        }
         wake = next_wake(&r, &mut retry, &report);
         if report.read == ReadKind::Nothing && report.read_error.is_none() {
             continue;
@@ -741,6 +759,41 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
     if let Err(stalled) = unless_stalled(r.exit(&desired), &progress, PASS_DEADLINE, || {}).await {
         error!("shutting down: on_exit stopped moving ({stalled}); stopping anyway");
     }
+}
+
+/// After a whole pass that took `took`: the next periodic one no sooner than
+/// [`RESYNC_SHARE`] times that from now, when that is longer than the `period` and
+/// the pass took [`SPACED_FROM`] or more (and never sooner than an earlier pass set). `until`: the time before which resyncs
+/// wait, while they are spaced out; returns the new one.
+fn space_resyncs(
+    resync: &mut tokio::time::Interval,
+    period: Duration,
+    took: Duration,
+    until: Option<tokio::time::Instant>,
+) -> Option<tokio::time::Instant> {
+    let now = tokio::time::Instant::now();
+    let wait = took * RESYNC_SHARE;
+    let later = until.filter(|u| *u > now + period);
+    if (wait <= period || took < SPACED_FROM) && later.is_none() {
+        if until.is_some() {
+            info!(
+                pass_ms = took.as_millis() as u64,
+                "whole-table passes are quick again: a resync every resync_interval"
+            );
+        }
+        return None;
+    }
+    let at = later.map_or(now + wait, |u| u.max(now + wait));
+    resync.reset_at(at);
+    if until.is_none() {
+        warn!(
+            pass_ms = took.as_millis() as u64,
+            next_in_s = (at - now).as_secs(),
+            resync_interval_s = period.as_secs(),
+            "a whole-table pass took over a tenth of resync_interval: resyncs are spaced out (a table this big wants a longer resync_interval)"
+        );
+    }
+    Some(at)
 }
 
 /// When the loop passes next on its own, after `report`: the retry decision's

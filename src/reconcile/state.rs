@@ -93,6 +93,9 @@ pub struct ReconcileState {
     pub read_failed: bool,
     /// Servers in a slow start: since when, over how long.
     pub ramps: HashMap<super::slow_start::RampId, (Instant, Duration)>,
+    /// While whole-table passes are long enough to space out the resyncs (see
+    /// [`super::driver::RESYNC_SHARE`]): when the next one is due. Liveness waits for it.
+    pub resync_spaced_until: Option<Instant>,
 }
 
 /// The writer looks stuck: nothing moved for longer than the limit.
@@ -107,7 +110,8 @@ pub struct Stuck {
     pub what: &'static str,
     /// How long ago.
     pub age: Duration,
-    /// Twice `resync_interval` plus [`PASS_DEADLINE`].
+    /// Twice `resync_interval` plus [`PASS_DEADLINE`] (or, while resyncs are spaced
+    /// out, up to the next one's due time plus `resync_interval` and the deadline).
     pub limit: Duration,
 }
 
@@ -130,6 +134,11 @@ pub fn liveness(
         (Some(p), _) => (p, "the last reconcile pass"),
         (None, None) => (started, "start, with no reconcile pass yet,"),
     };
+    // Resyncs spaced out after long whole-table passes: the next is due later.
+    let spaced = state
+        .resync_spaced_until
+        .map(|u| u.saturating_duration_since(since) + resync_interval + PASS_DEADLINE);
+    let limit = spaced.map_or(limit, |s| s.max(limit));
     let age = now.saturating_duration_since(since);
     if age > limit {
         return Err(Stuck { what, age, limit });
@@ -157,6 +166,12 @@ mod tests {
         let e = liveness(&st, resync, t0, t0 + Duration::from_secs(101) + limit);
         assert!(e.is_err_and(|e| e.to_string().contains("the reconciler is stuck")));
         assert!(liveness(&st, resync, t0, t0).is_ok());
+        // Resyncs spaced out (a whole pass of 32 s: the next in 320 s) are waited for.
+        let last = t0 + Duration::from_secs(100);
+        st.resync_spaced_until = Some(last + Duration::from_secs(320));
+        let due = Duration::from_secs(320) + resync + PASS_DEADLINE;
+        assert!(liveness(&st, resync, t0, last + due).is_ok());
+        assert!(liveness(&st, resync, t0, last + due + Duration::from_secs(1)).is_err());
     }
 
     /// A first pass of minutes (10,000 services under emulation) is alive while the

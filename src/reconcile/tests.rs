@@ -1063,6 +1063,47 @@ mod driver_loop {
         );
     }
 
+    /// A whole pass that takes over a tenth of `resync_interval` (a very big table:
+    /// the kernel's listing is quadratic) pushes the next periodic one back to ten
+    /// times its length, so that the writer is not reading all the time; once passes
+    /// are quick again, resyncs come every `resync_interval` again.
+    #[tokio::test(start_paused = true)]
+    async fn whole_passes_that_take_long_space_out_the_resyncs() {
+        let d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 1)])]);
+        let kernel = Arc::new(FakeKernel::default());
+        // Each answer 5 s: the first pass (a read, 2 ops) and its read-back take
+        // 5 s or more each, a tenth of the 30 s resync_interval or more.
+        kernel.slow(Duration::from_secs(5));
+        let t = start(d.clone(), all(&d, Health::Up), kernel);
+        let passes = |t: &Harness| t.state.borrow().passes;
+        let mut state = t.state.clone();
+        while passes(&t) < 2 {
+            state.changed().await.expect("state");
+        }
+        t.kernel.slow(Duration::ZERO);
+        let t1 = tokio::time::Instant::now();
+        // Every 30 s, there would be two resyncs in the next 60 s.
+        tokio::time::sleep_until(t1 + Duration::from_secs(60)).await;
+        assert_eq!(passes(&t), 2, "resyncs wait ten times a long pass");
+        // Published, for liveness to wait for it (see state's tests).
+        let until = t.state.borrow().resync_spaced_until;
+        let now = tokio::time::Instant::now().into_std();
+        assert!(until.is_some_and(|u| u > now), "{until:?}");
+        let spaced = tokio::time::timeout(Duration::from_secs(600), async {
+            while passes(&t) < 3 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+        .await;
+        assert!(spaced.is_ok(), "the spaced resync never came");
+        // That pass was quick: every 30 s again.
+        let t2 = tokio::time::Instant::now();
+        tokio::time::sleep_until(t2 + Duration::from_secs(95)).await;
+        assert!(passes(&t) >= 6, "{} passes", passes(&t));
+        t.cancel.cancel();
+        t.task.await.expect("driver");
+    }
+
     /// A restart after a kill -9 in the middle of programming a large table: the
     /// kernel answers all along, but slowly (as 10,000 services under emulation), so
     /// the first pass and any full read take several pass deadlines. The pass must
