@@ -66,6 +66,14 @@ fn svc(port: u16, servers: Vec<RealServer>) -> DesiredService {
     }
 }
 
+/// The weight of `addr`:`port` in service `port` of the fake kernel.
+fn weight(k: &FakeKernel, port: u16, addr: &str) -> u32 {
+    k.observed().services[&key(port)].dests[&(ip(addr), port)]
+        .dest
+        .settings
+        .weight
+}
+
 fn desired(services: Vec<DesiredService>) -> Desired {
     Desired {
         director: DirectorSettings {
@@ -1230,17 +1238,11 @@ mod driver_loop {
         assert_eq!(t.state.borrow().failures, 1);
         tokio::time::advance(FIRST_BACKOFF).await;
         settle().await;
-        let w = |k: &FakeKernel| {
-            k.observed().services[&key(80)].dests[&(ip("10.0.0.11"), 80)]
-                .dest
-                .settings
-                .weight
-        };
-        assert_eq!(w(&t.kernel), 7);
+        assert_eq!(weight(&t.kernel, 80, "10.0.0.11"), 7);
         t.health.send_replace(all(&d, Health::Down));
         settle().await;
         assert_eq!(
-            w(&t.kernel),
+            weight(&t.kernel, 80, "10.0.0.11"),
             0,
             "a flip is applied without waiting for the resync"
         );
@@ -1259,13 +1261,7 @@ mod driver_loop {
         let d1 = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 5)]), svc(81, vec![])]);
         t.desired.send_replace(Arc::new(d1));
         settle().await;
-        let weight = |k: &FakeKernel| {
-            k.observed().services[&key(80)].dests[&(ip("10.0.0.11"), 80)]
-                .dest
-                .settings
-                .weight
-        };
-        assert_eq!(weight(&t.kernel), 5);
+        assert_eq!(weight(&t.kernel, 80, "10.0.0.11"), 5);
         t.desired.send_replace(Arc::new(desired(vec![svc(
             80,
             vec![rs("10.0.0.11", 80, 5)],
@@ -1398,13 +1394,6 @@ mod reconciler {
             assert!(back.ops.is_empty(), "{:?}", back.ops);
         });
         r
-    }
-
-    fn weight(k: &FakeKernel, port: u16, addr: &str) -> u32 {
-        k.observed().services[&key(port)].dests[&(ip(addr), port)]
-            .dest
-            .settings
-            .weight
     }
 
     /// Changes one destination in the fake kernel, behind the director's back.

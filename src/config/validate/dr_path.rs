@@ -48,12 +48,17 @@ pub(super) fn dr_path_clash(services: &[Arc<DesiredService>]) -> bool {
     })
 }
 
+/// Whether a real server is checked through the DR path.
+pub(super) fn via(rs: &RealServer) -> bool {
+    rs.check.as_ref().is_some_and(|c| c.via.is_some())
+}
+
 /// The real server addresses checked through the DR path, in address order.
 fn via_addrs(services: &[Arc<DesiredService>]) -> BTreeSet<IpAddr> {
     services
         .iter()
         .flat_map(|s| &s.real_servers)
-        .filter(|rs| rs.check.as_ref().is_some_and(|c| c.via.is_some()))
+        .filter(|rs| via(rs))
         .map(|rs| rs.dest.addr)
         .collect()
 }
@@ -76,12 +81,9 @@ pub(super) fn add_check_services(services: &mut Vec<Arc<DesiredService>>) {
         .zip(CHECK_MARK_BASE..)
         .map(|(a, m)| (*a, m))
         .collect();
-    let via = |s: &DesiredService| {
-        s.real_servers
-            .iter()
-            .any(|rs| rs.check.as_ref().is_some_and(|c| c.via.is_some()))
-    };
-    let with_via = services.iter_mut().filter(|s| via(s));
+    let with_via = services
+        .iter_mut()
+        .filter(|s| s.real_servers.iter().any(via));
     for rs in with_via.flat_map(|s| Arc::make_mut(s).real_servers.iter_mut()) {
         if let Some(c) = &rs.check {
             if let Some(via) = c.via {

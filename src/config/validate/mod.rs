@@ -49,7 +49,7 @@ impl Unit {
     /// only what they do not see (a weight, a check's timing) keeps their verdict.
     pub fn same_across(&self, other: &Unit) -> bool {
         let (a, b) = (&self.service, &other.service);
-        let seen = |rs: &RealServer| (rs.dest.addr, rs.agent.is_some(), via(rs));
+        let seen = |rs: &RealServer| (rs.dest.addr, rs.agent.is_some(), dr_path::via(rs));
         self.name == other.name
             && self.key == other.key
             && a.vips == b.vips
@@ -59,11 +59,6 @@ impl Unit {
                 .zip(&b.real_servers)
                 .all(|(x, y)| seen(x) == seen(y))
     }
-}
-
-/// Whether a real server is checked through the DR path.
-fn via(rs: &RealServer) -> bool {
-    rs.check.as_ref().is_some_and(|c| c.via.is_some())
 }
 
 pub fn validate(raw: &File, text: &str, file: &str, host: &Host) -> Result<Desired, ConfigErrors> {
