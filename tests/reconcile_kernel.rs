@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 
 use lvsdr::health::{Health, HealthMap};
 use lvsdr::ipvs::listing::Table;
-use lvsdr::ipvs::proc::Block;
 use lvsdr::ipvs::{IpvsError, ServiceKey};
 use lvsdr::model::Desired;
 use lvsdr::reconcile::cache::Read;
@@ -45,8 +44,8 @@ impl IpvsBackend for SecondWriter {
     async fn table(&self) -> Result<Table, IpvsError> {
         self.kernel.table().await
     }
-    async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
-        self.kernel.summary().await
+    async fn listing(&self) -> Result<String, IpvsError> {
+        self.kernel.listing().await
     }
     async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {
         self.kernel.services(keys).await

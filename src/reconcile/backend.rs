@@ -9,15 +9,17 @@ use super::cache::Read;
 use super::op::Op;
 use super::sync::SyncOp;
 use crate::ipvs::listing::Table;
-use crate::ipvs::proc::{self, Block};
+use crate::ipvs::proc;
 use crate::ipvs::{Daemon, IpvsError, IpvsHandle, Progress, ServiceKey};
 
 /// Reading and writing the IPVS table.
 pub trait IpvsBackend: Send + Sync {
     /// The whole table, over netlink (one dump per service).
     fn table(&self) -> impl Future<Output = Result<Table, IpvsError>> + Send;
-    /// The whole table as `/proc/net/ip_vs` lists it: one read, not every field.
-    fn summary(&self) -> impl Future<Output = Result<Vec<Block>, IpvsError>> + Send;
+    /// The whole table as `/proc/net/ip_vs` lists it, as text (one read, not every
+    /// field; [`proc::parse`] makes it blocks): the driver compares it with the last
+    /// listing before it parses anything.
+    fn listing(&self) -> impl Future<Output = Result<String, IpvsError>> + Send;
     /// Some services with their destinations, over netlink.
     fn services(
         &self,
@@ -39,8 +41,8 @@ impl<T: IpvsBackend> IpvsBackend for Arc<T> {
     fn table(&self) -> impl Future<Output = Result<Table, IpvsError>> + Send {
         (**self).table()
     }
-    fn summary(&self) -> impl Future<Output = Result<Vec<Block>, IpvsError>> + Send {
-        (**self).summary()
+    fn listing(&self) -> impl Future<Output = Result<String, IpvsError>> + Send {
+        (**self).listing()
     }
     fn services(
         &self,
@@ -117,7 +119,7 @@ impl IpvsBackend for Kernel {
         self.current().await?.table().await
     }
 
-    async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
+    async fn listing(&self) -> Result<String, IpvsError> {
         let read_err = |source| IpvsError::ProcRead {
             path: proc::PATH,
             source,
@@ -131,7 +133,7 @@ impl IpvsBackend for Kernel {
             .map_err(|e| read_err(std::io::Error::other(e)))?
             .map_err(read_err)?;
         self.progress.tick(1);
-        Ok(proc::parse(&text)?)
+        Ok(text)
     }
 
     async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {

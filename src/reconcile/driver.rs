@@ -8,7 +8,9 @@
 //!   `full_resync_interval`: one netlink dump per service;
 //! - the whole table otherwise: one read of `/proc/net/ip_vs`, then netlink reads of
 //!   only the services whose listing changed or is missing (see [`super::cache`]);
-//! - a scope of a few services: netlink reads of those.
+//! - a scope of a few services: netlink reads of those;
+//! - a whole-table pass that reads the same listing as the last one that found
+//!   nothing to do, with the same inputs, stops after the read (see [`super::quiet`]).
 //!
 //! [`run`] is the loop around it: triggers (a new config, a health flip, an agent
 //! confirmation, the resync timer, a retry) only request a pass. After a pass that
@@ -32,6 +34,7 @@ use super::managed::Record;
 use super::observed::Observed;
 use super::op::Op;
 use super::plan::{draining, plan, Drains, Gate};
+use super::quiet::Quiet;
 use super::refusal::{classify, Refusal};
 use super::retry::{Next, Outcome, ReadBack, Retry, Why};
 pub use super::retry::{FIRST_BACKOFF, MAX_BACKOFF};
@@ -39,7 +42,7 @@ use super::scope::{self, config_change, gate_change, health_change, Scope};
 use super::stall::unless_stalled;
 pub use super::state::{ReadKind, ReconcileState, PASS_DEADLINE};
 use crate::health::HealthMap;
-use crate::ipvs::proc::Block;
+use crate::ipvs::proc::{self, Block};
 use crate::ipvs::{IpvsError, ServiceKey};
 use crate::model::{AdminState, Desired, OnExit};
 
@@ -131,6 +134,10 @@ pub struct Reconciler<B> {
     modules: Option<Vec<String>>,
     /// Where what is managed is recorded across restarts.
     record: Option<Record>,
+    /// The listing the last whole pass found nothing to do with (see [`super::quiet`]).
+    quiet: Quiet,
+    /// This pass's listing and its blocks, for [`Reconciler::keep_quiet`].
+    listed: Option<(String, Vec<Block>)>,
 }
 
 fn keys(d: &Desired) -> HashSet<ServiceKey> {
@@ -157,6 +164,8 @@ impl<B: IpvsBackend> Reconciler<B> {
             failed: HashSet::new(),
             modules: None,
             record: None,
+            quiet: Quiet::default(),
+            listed: None,
         }
     }
 
@@ -290,7 +299,7 @@ impl<B: IpvsBackend> Reconciler<B> {
         trigger: Scope,
     ) -> PassReport {
         let t0 = Instant::now();
-        let scope = self.scope_of(desired, health, gate, trigger);
+        let (scope, moved) = self.scope_of(desired, health, gate, trigger);
         if scope.is_empty() && self.dirty.is_empty() {
             self.last = Some((desired.clone(), health.clone(), gate.clone()));
             return PassReport {
@@ -298,7 +307,15 @@ impl<B: IpvsBackend> Reconciler<B> {
                 ..PassReport::default()
             };
         }
-        let read = match self.read(&scope).await {
+        let mut listing = None;
+        if scope == Scope::All && !moved && self.may_stay_quiet() {
+            match self.backend.listing().await {
+                Ok(text) if self.quiet.same(&text) => return self.quiet_pass(desired, t0).await,
+                other => listing = Some(other),
+            }
+        }
+        self.quiet.forget();
+        let read = match self.read(&scope, listing).await {
             Ok(r) => r,
             Err(e) => {
                 warn!(error = %e, "reading the IPVS table failed");
@@ -370,6 +387,10 @@ impl<B: IpvsBackend> Reconciler<B> {
                 errors.push(e);
             }
         }
+        let listed = self.listed.take();
+        if scope == Scope::All && ops.is_empty() && held.is_empty() && errors.is_empty() {
+            self.keep_quiet(listed);
+        }
         PassReport {
             read,
             read_error: None,
@@ -384,35 +405,91 @@ impl<B: IpvsBackend> Reconciler<B> {
     }
 
     /// What a pass covers: `trigger`, and what changed since the last pass (the
-    /// config, health, the gate); everything the first time.
+    /// config, health, the gate); everything the first time. And whether any input
+    /// moved (a reload, however alike, counts).
     fn scope_of(
         &mut self,
         desired: &Arc<Desired>,
         health: &HealthMap,
         gate: &Gate,
         trigger: Scope,
-    ) -> Scope {
-        let mut scope = trigger;
+    ) -> (Scope, bool) {
         let Some((d0, h0, g0)) = &self.last else {
             // What is managed follows this config from here on (a later config with
             // the same services then needs no new set).
             self.new_config(desired, false);
-            return Scope::All;
+            return (Scope::All, true);
         };
+        let mut changed = Scope::none();
         let reloaded = !Arc::ptr_eq(d0, desired);
         let same_services = !reloaded || scope::same_keys(d0, desired);
         if reloaded {
-            scope.merge(config_change(d0, desired));
+            changed.merge(config_change(d0, desired));
         }
-        scope.merge(health_change(desired, h0, health));
-        scope.merge(gate_change(desired, g0, gate));
+        changed.merge(health_change(desired, h0, health));
+        changed.merge(gate_change(desired, g0, gate));
         if reloaded {
             let released = self.new_config(desired, same_services);
             if !released.is_empty() {
-                scope.merge(Scope::Services(released));
+                changed.merge(Scope::Services(released));
             }
         }
-        scope
+        let moved = reloaded || !changed.is_empty();
+        let mut scope = trigger;
+        scope.merge(changed);
+        (scope, moved)
+    }
+
+    /// Nothing in the plan moves with the clock or waits: no drain, no slow start,
+    /// no retired service, no failed or held op.
+    fn timeless(&self) -> bool {
+        self.since.is_empty()
+            && self.ramps.since.is_empty()
+            && self.retired.is_empty()
+            && self.failed.is_empty()
+            && self.held.is_empty()
+    }
+
+    /// Whether a whole pass with unmoved inputs may stop after reading the listing:
+    /// one is kept, and nothing since calls for more than the listing.
+    fn may_stay_quiet(&self) -> bool {
+        self.quiet.armed()
+            && !self.full_due
+            && self.cache.is_some()
+            && self.dirty.is_empty()
+            && self.timeless()
+    }
+
+    /// After a whole pass that planned nothing: keeps its listing for the next when
+    /// the clock plays no part and every block vouches for the cache (a service its
+    /// blocks would have read again, every time, rules it out).
+    fn keep_quiet(&mut self, listed: Option<(String, Vec<Block>)>) {
+        let Some((text, blocks)) = listed else {
+            return;
+        };
+        let vouched = self
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.stale(&blocks, &HashSet::new()).is_empty());
+        if vouched && self.dirty.is_empty() && self.timeless() {
+            self.quiet.keep(text);
+        }
+    }
+
+    /// A whole pass that read the kept listing (see [`super::quiet`]): nothing to
+    /// plan; the sync daemons are still seen to, as on every whole pass.
+    async fn quiet_pass(&mut self, desired: &Desired, t0: Instant) -> PassReport {
+        let mut errors = Vec::new();
+        if let Err(e) = self.sync_daemons(desired).await {
+            errors.push(e);
+        }
+        PassReport {
+            read: ReadKind::Unchanged,
+            errors,
+            took: t0.elapsed(),
+            whole: true,
+            ..PassReport::default()
+        }
     }
 
     /// The planned ops split into those to apply and those held back (refused for
@@ -475,9 +552,15 @@ impl<B: IpvsBackend> Reconciler<B> {
         &self.daemons
     }
 
-    async fn read(&mut self, scope: &Scope) -> Result<ReadKind, IpvsError> {
+    /// Reads the kernel for `scope`; `listing`: the proc listing, if this pass has
+    /// read it already.
+    async fn read(
+        &mut self,
+        scope: &Scope,
+        listing: Option<Result<String, IpvsError>>,
+    ) -> Result<ReadKind, IpvsError> {
         let dirty = std::mem::take(&mut self.dirty);
-        let result = self.read_inner(scope, &dirty).await;
+        let result = self.read_inner(scope, &dirty, listing).await;
         if result.is_err() {
             self.dirty = dirty;
         }
@@ -488,6 +571,7 @@ impl<B: IpvsBackend> Reconciler<B> {
         &mut self,
         scope: &Scope,
         dirty: &HashSet<ServiceKey>,
+        listing: Option<Result<String, IpvsError>>,
     ) -> Result<ReadKind, IpvsError> {
         match (scope, &mut self.cache) {
             (Scope::Services(keys), Some(cache)) => {
@@ -499,11 +583,16 @@ impl<B: IpvsBackend> Reconciler<B> {
             (Scope::All, Some(cache)) if !self.full_due => {
                 // The proc file only says what to re-read; when it cannot be read,
                 // everything is read over netlink instead (it never fails a pass).
-                match self.backend.summary().await {
-                    Ok(blocks) => {
+                let text = match listing {
+                    Some(text) => text,
+                    None => self.backend.listing().await,
+                };
+                match parsed(text) {
+                    Ok((text, blocks)) => {
                         let stale = cache.stale(&blocks, dirty);
                         let reads = self.backend.services(&stale).await?;
                         cache.update(&blocks, reads);
+                        self.listed = Some((text, blocks));
                         return Ok(ReadKind::Proc {
                             reread: stale.len(),
                         });
@@ -515,10 +604,13 @@ impl<B: IpvsBackend> Reconciler<B> {
             _ => {
                 // The proc read comes first: its fingerprints must not be newer
                 // than the table they vouch for.
-                let blocks = self.backend.summary().await.unwrap_or_else(|e| {
-                    proc_failed(&e);
-                    Vec::new()
-                });
+                let blocks = match parsed(self.backend.listing().await) {
+                    Ok((_, blocks)) => blocks,
+                    Err(e) => {
+                        proc_failed(&e);
+                        Vec::new()
+                    }
+                };
                 self.full_read(blocks).await
             }
         }
@@ -554,6 +646,7 @@ impl<B: IpvsBackend> Reconciler<B> {
     /// out of the reconciler's memory is lost, so the next pass reads everything.
     pub fn abandoned(&mut self) {
         self.full_due = true;
+        self.quiet.forget();
         self.last = None;
     }
 
@@ -665,6 +758,13 @@ fn ipvs_modules() -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// A listing read, with its blocks.
+fn parsed(text: Result<String, IpvsError>) -> Result<(String, Vec<Block>), IpvsError> {
+    let text = text?;
+    let blocks = proc::parse(&text)?;
+    Ok((text, blocks))
 }
 
 fn proc_failed(e: &IpvsError) {
@@ -877,7 +977,11 @@ fn publish<B: IpvsBackend>(
     r: &Reconciler<B>,
     report: PassReport,
 ) {
-    let observed = r.observed().cloned().map(Arc::new);
+    // A pass that stopped at an unchanged listing left the table as published.
+    let observed = match report.read {
+        ReadKind::Unchanged => None,
+        _ => r.observed().cloned().map(Arc::new),
+    };
     let retired: Vec<ServiceKey> = r.retired.iter().cloned().collect();
     let daemons = r.daemons().to_vec();
     let last_full = r.last_full.map(|(_, t)| t);

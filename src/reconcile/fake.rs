@@ -11,7 +11,7 @@ use super::op::Op;
 use super::sync::SyncOp;
 use crate::ipvs::error::kernel_error;
 use crate::ipvs::listing::Table;
-use crate::ipvs::proc::{self, Block};
+use crate::ipvs::proc;
 use crate::ipvs::{Daemon, DestEntry, IpvsError, Progress, ServiceEntry, ServiceKey, Stats};
 
 /// An in-memory IPVS table that refuses what the kernel refuses (EEXIST, ESRCH,
@@ -37,7 +37,7 @@ struct FakeState {
     dump_failures: usize,
     /// The proc listing leaves out its first this many services.
     proc_skips: usize,
-    /// `summary()` fails this many more times.
+    /// `listing()` fails this many more times.
     proc_failures: usize,
     /// This many more netlink calls never answer (a lost reply).
     hangs: usize,
@@ -246,7 +246,7 @@ impl IpvsBackend for FakeKernel {
         Ok(as_table(&st.table))
     }
 
-    async fn summary(&self) -> Result<Vec<Block>, IpvsError> {
+    async fn listing(&self) -> Result<String, IpvsError> {
         self.progress.tick(1);
         let mut st = self.lock();
         if st.proc_failures > 0 {
@@ -260,7 +260,7 @@ impl IpvsBackend for FakeKernel {
             .into_iter()
             .skip(st.proc_skips)
             .collect();
-        Ok(proc::parse(&proc::render(&table, 100))?)
+        Ok(proc::render(&table, 100))
     }
 
     async fn services(&self, keys: &[ServiceKey]) -> Result<Vec<Read>, IpvsError> {

@@ -13,6 +13,7 @@ pub mod managed;
 mod observed;
 mod op;
 mod plan;
+mod quiet;
 pub mod ramp;
 pub mod refusal;
 pub mod retry;

@@ -31,6 +31,9 @@ pub enum ReadKind {
         /// Services read again over netlink.
         reread: usize,
     },
+    /// `/proc/net/ip_vs`, the same listing as the last whole pass that found nothing
+    /// to do, with the same inputs: nothing else to read or plan.
+    Unchanged,
     /// Netlink, for the services in scope.
     Services {
         /// Services read.
@@ -46,6 +49,7 @@ impl std::fmt::Display for ReadKind {
             ReadKind::Proc { reread } => {
                 write!(f, "/proc/net/ip_vs, {reread} services read again")
             }
+            ReadKind::Unchanged => write!(f, "/proc/net/ip_vs, unchanged"),
             ReadKind::Services { read } => write!(f, "{read} services in scope"),
         }
     }

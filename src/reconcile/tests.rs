@@ -1411,10 +1411,120 @@ mod reconciler {
         let mut r = programmed(&d, &h);
         let reads = r.backend().reads();
         let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
-        assert_eq!(p.read, ReadKind::Proc { reread: 0 });
+        assert_eq!(
+            p.read,
+            ReadKind::Unchanged,
+            "the listing of the read-back, which planned nothing"
+        );
         assert!(p.ops.is_empty());
         assert_eq!(r.backend().reads(), reads, "nothing read over netlink");
         assert_eq!(r.observed(), Some(&r.backend().observed()));
+    }
+
+    /// A pass stops at an unchanged listing only while nothing else moved: a health
+    /// flip, a reload or a change in the listing (connection counts too) is planned.
+    #[test]
+    fn an_unchanged_listing_ends_a_pass_only_when_nothing_else_moved() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        let mut down = h.clone();
+        down.insert(check("10.0.0.13", 82), Health::Down);
+        let p = block_on(r.pass(&d, &down, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 }, "{}", p.read);
+        assert_eq!(
+            p.ops,
+            vec![Op::EditDest(key(82), rs("10.0.0.13", 82, 0).dest)]
+        );
+        block_on(r.pass(&d, &down, &Gate::default(), Scope::All));
+        let p = block_on(r.pass(&d, &down, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Unchanged, "{}", p.read);
+        let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.ops.len(), 1, "up again: {:?}", p.ops);
+        assert_eq!(weight(&k, 82, "10.0.0.13"), 4);
+        block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
+        // A reload, even of the same config, is planned.
+        let same = Arc::new((*d).clone());
+        let p = block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 }, "{}", p.read);
+        // Connection counts are in the listing: read (not planned: counts are not
+        // configuration), and the cache follows them.
+        let p = block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Unchanged, "{}", p.read);
+        edit(&k, 81, "10.0.0.11", |d| d.inactive_conns = 3);
+        let p = block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 }, "{}", p.read);
+        assert_eq!(r.observed(), Some(&k.observed()));
+        // Drift the listing shows, after a pass that stopped at the listing.
+        let p = block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Unchanged, "{}", p.read);
+        edit(&k, 80, "10.0.0.11", |d| d.dest.settings.weight = 9);
+        let p = block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 1 }, "{}", p.read);
+        assert_eq!(weight(&k, 80, "10.0.0.11"), 1, "repaired");
+        // A scoped pass (an event) forgets the listing: the next whole pass reads.
+        block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        block_on(r.pass(
+            &same,
+            &h,
+            &Gate::default(),
+            Scope::Services(HashSet::from([key(80)])),
+        ));
+        let p = block_on(r.pass(&same, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.read, ReadKind::Proc { reread: 0 }, "{}", p.read);
+    }
+
+    /// What moves with the clock is never skipped: a drain waiting out its timeout,
+    /// a slow start between its steps.
+    #[test]
+    fn drains_and_slow_starts_go_on_while_the_listing_stands_still() {
+        let d = Arc::new(three());
+        let h = all(&d, Health::Up);
+        let mut r = programmed(&d, &h);
+        let k = r.backend().clone();
+        edit(&k, 80, "10.0.0.12", |d| d.active_conns = 5);
+        let mut d2 = (*d).clone();
+        std::sync::Arc::make_mut(&mut d2.services[0])
+            .real_servers
+            .pop();
+        let d2 = Arc::new(d2);
+        let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::All));
+        assert_eq!(p.ops.len(), 1, "weight 0: {:?}", p.ops);
+        for _ in 0..3 {
+            let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::All));
+            assert!(p.ops.is_empty(), "still busy: {:?}", p.ops);
+            assert_ne!(p.read, ReadKind::Unchanged, "a drain is timed");
+        }
+        r.age_drains(d2.director.drain_timeout);
+        let p = block_on(r.pass(&d2, &h, &Gate::default(), Scope::All));
+        assert_eq!(
+            p.ops,
+            vec![Op::DelDest(key(80), ip("10.0.0.12"), 80)],
+            "the drain timed out"
+        );
+
+        let mut d = desired(vec![svc(80, vec![rs("10.0.0.11", 80, 12)])]);
+        std::sync::Arc::make_mut(&mut d.services[0]).real_servers[0].slow_start =
+            Some(Duration::from_secs(30));
+        let d = Arc::new(d);
+        let up = all(&d, Health::Up);
+        let mut down = up.clone();
+        down.insert(check("10.0.0.11", 80), Health::Down);
+        let mut r = Reconciler::new(Arc::new(FakeKernel::default()), &d);
+        let k = r.backend().clone();
+        block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+        block_on(r.pass(&d, &down, &Gate::default(), Scope::All));
+        block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+        assert_eq!(weight(&k, 80, "10.0.0.11"), 2, "the ramp's first step");
+        for _ in 0..3 {
+            let p = block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+            assert!(p.ops.is_empty(), "between steps: {:?}", p.ops);
+            assert_ne!(p.read, ReadKind::Unchanged, "a ramp is timed");
+        }
+        r.age_drains(Duration::from_secs(6));
+        block_on(r.pass(&d, &up, &Gate::default(), Scope::All));
+        assert_eq!(weight(&k, 80, "10.0.0.11"), 4, "the next step");
     }
 
     #[test]
@@ -1453,7 +1563,7 @@ mod reconciler {
             d.dest.settings.upper_threshold = 100
         });
         let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
-        assert_eq!(p.read, ReadKind::Proc { reread: 0 });
+        assert_eq!(p.read, ReadKind::Unchanged);
         assert!(p.ops.is_empty(), "thresholds are not in the proc file");
         r.full_read_if_older(Duration::ZERO);
         let p = block_on(r.pass(&d, &h, &Gate::default(), Scope::All));
