@@ -4,10 +4,11 @@
 //! service with persistence, a UDP service, and a check through the DR path. A
 //! schedule of events (restarts, reloads, a failing server, a refused service, an
 //! invalid reload, a reload with a missing agent certificate, the announce device
-//! deleted) runs while client loops count failures: a persistent TCP client
-//! (a new connection every 0.1 s), a UDP flow from one source port, and a long-lived
-//! connection. Each event prints its figures. Every feature joins this test: it is how
-//! the next bug where two features meet gets caught.
+//! deleted, a weight changed behind a director's back) runs while client loops count
+//! failures: a persistent TCP client (a new connection every 0.1 s), a UDP flow from
+//! one source port, and a long-lived connection. Each event prints its figures. Every
+//! feature joins this test: it is how the next bug where two features meet gets
+//! caught.
 
 use lvsdr_test_support as support;
 
@@ -691,6 +692,40 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
         },
     );
     no_failure("the announce device deleted", &w, &r);
+
+    // 13. Another writer changes a weight in hd1's kernel behind its back: the next
+    // resync sees it in the listing and puts it back, whether its passes had been
+    // stopping at an unchanged listing (nothing moved) or reading what traffic moved.
+    let kernel_weight = |d: &str, i: usize| -> Option<u64> {
+        let head = format!("TCP  {VIP}:80");
+        let dest = format!("-> {}:80 ", rip(i));
+        n(d, "ipvsadm -Ln")
+            .lines()
+            .skip_while(|l| !l.starts_with(&head))
+            .skip(1)
+            .take_while(|l| l.trim_start().starts_with("->"))
+            .find(|l| l.contains(&dest))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+    };
+    assert_eq!(
+        kernel_weight("hd1", 1),
+        Some(1),
+        "{}",
+        n("hd1", "ipvsadm -Ln")
+    );
+    let last_read = st("hd1").map(|s| s["reconcile"]["last_read"].clone());
+    println!("hd1's last pass before the drift read: {last_read:?}");
+    let r = w.event(
+        "ipvsadm sets a weight behind hd1's back",
+        |_| {
+            n(
+                "hd1",
+                &format!("ipvsadm -e -t {VIP}:80 -r {}:80 -g -w 7", rip(1)),
+            );
+        },
+        |_| kernel_weight("hd1", 1) == Some(1),
+    );
+    no_failure("drift repaired", &w, &r);
 
     // Each director's hook was told of hrs1's web server going down, the operator's
     // drain of hrs2, the rejected reload and a VIP withdrawn and announced again.

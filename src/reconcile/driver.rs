@@ -55,6 +55,8 @@ pub const DRAIN_POLL: Duration = Duration::from_secs(1);
 /// 30 s `resync_interval` would keep the writer reading. Shorter passes keep the
 /// operator's interval, however short.
 pub const RESYNC_SHARE: u32 = 10;
+/// How long a whole pass must take before resyncs are spaced out (see
+/// [`RESYNC_SHARE`]).
 pub const SPACED_FROM: Duration = Duration::from_secs(5);
 
 /// The driver's inputs.
@@ -863,8 +865,9 @@ pub async fn run<B: IpvsBackend>(backend: B, inputs: Inputs, state: watch::Sende
 
 /// After a whole pass that took `took`: the next periodic one no sooner than
 /// [`RESYNC_SHARE`] times that from now, when that is longer than the `period` and
-/// the pass took [`SPACED_FROM`] or more (and never sooner than an earlier pass set). `until`: the time before which resyncs
-/// wait, while they are spaced out; returns the new one.
+/// the pass took [`SPACED_FROM`] or more (and never sooner than an earlier pass set).
+/// `until`: the time before which resyncs wait, while they are spaced out; returns
+/// the new one.
 fn space_resyncs(
     resync: &mut tokio::time::Interval,
     period: Duration,
