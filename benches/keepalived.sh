@@ -17,9 +17,11 @@
 # at the servers for every daemon (connections accepted; HTTP requests answered), and
 # from lvsdr's own counter (`lvsdr_health_checks_completed_total`), which also counts
 # half-open checks, which the servers never see.
-# Args: RELEASE_DIR HEALTH_CHECKS_BENCH TARGETS SECONDS OUT
+# The tcp rows (TCP_CHECK, tcp, tcp-syn) run REPEAT times in each layout, interleaved;
+# each row shows the run with the median CPU per check, and every run's figure.
+# Args: RELEASE_DIR HEALTH_CHECKS_BENCH TARGETS SECONDS OUT [REPEAT]
 set -euo pipefail
-bin=$1 checks=$2 targets=$3 seconds=$4 out=$5
+bin=$1 checks=$2 targets=$3 seconds=$4 out=$5 repeat=${6:-1}
 w=$(dirname "$out")/keepalived
 rm -rf "$w" && mkdir -p "$w"
 ip netns add bk
@@ -166,6 +168,28 @@ lvsdr_run() { # config → "cpu user sys acc/s req/s own/s up"
   echo "$m $up"
 }
 
+# Of several runs ("cpu user sys acc req own up", one a line), the one with the median
+# CPU per check (checks: lvsdr's own counter, else the connections the server saw),
+# then "|" and every run's CPU per check in µs.
+median_of() {
+  printf '%s\n' "$1" | awk -v s="$seconds" '{n = ($6 == "-" ? $4 : $6); printf "%.6f %s\n", (n > 0 ? $1 / (n * s) * 1e6 : 0), $0}' |
+    sort -n | awk '{runs = runs (NR > 1 ? ", " : "") sprintf("%.0f", $1); l[NR] = $0}
+      END {m = l[int((NR + 1) / 2)]; sub(/^[^ ]+ /, "", m); print m "|" runs}'
+}
+# The tcp rows of a layout, REPEAT rounds: three lines, keepalived TCP_CHECK, lvsdr tcp,
+# lvsdr tcp-syn, each "median run|runs".
+tcp_rounds() {
+  local k="" t="" y="" r
+  for r in $(seq "$repeat"); do
+    k+=$(keepalived_run TCP_CHECK)$'\n'
+    t+=$(lvsdr_run "$w/director-tcp.toml")$'\n'
+    y+=$(lvsdr_run "$w/director-syn.toml")$'\n'
+  done
+  median_of "${k%$'\n'}"
+  median_of "${t%$'\n'}"
+  median_of "${y%$'\n'}"
+}
+
 director_config tcp >"$w/director-tcp.toml"
 director_config tcp-syn >"$w/director-syn.toml"
 director_config http 'path = "/"' >"$w/director-http.toml"
@@ -173,9 +197,10 @@ director_config http 'path = "/"
 keepalive = false' >"$w/director-http-close.toml"
 
 server_start
-read -r kt_cpu kt_user kt_sys kt_acc kt_req _ kt_up < <(keepalived_run TCP_CHECK)
-read -r lt_cpu lt_user lt_sys lt_acc lt_req lt_own lt_up < <(lvsdr_run "$w/director-tcp.toml")
-read -r ls_cpu ls_user ls_sys ls_acc ls_req ls_own ls_up < <(lvsdr_run "$w/director-syn.toml")
+{ IFS='|' read -r kl kt_runs; IFS='|' read -r tl lt_runs; IFS='|' read -r yl ls_runs; } < <(tcp_rounds)
+read -r kt_cpu kt_user kt_sys kt_acc kt_req _ kt_up <<<"$kl"
+read -r lt_cpu lt_user lt_sys lt_acc lt_req lt_own lt_up <<<"$tl"
+read -r ls_cpu ls_user ls_sys ls_acc ls_req ls_own ls_up <<<"$yl"
 read -r kh_cpu kh_user kh_sys kh_acc kh_req _ kh_up < <(keepalived_run HTTP_GET)
 read -r lh_cpu lh_user lh_sys lh_acc lh_req lh_own lh_up < <(lvsdr_run "$w/director-http.toml")
 read -r lc_cpu lc_user lc_sys lc_acc lc_req lc_own lc_up < <(lvsdr_run "$w/director-http-close.toml")
@@ -209,9 +234,10 @@ ip -n bks link set lo up
 server_ns=bks server_start --address 10.99.0.2
 director_config tcp >"$w/director-tcp.toml"
 director_config tcp-syn >"$w/director-syn.toml"
-read -r vt_cpu vt_user vt_sys vt_acc vt_req _ vt_up < <(keepalived_run TCP_CHECK)
-read -r wt_cpu wt_user wt_sys wt_acc wt_req wt_own wt_up < <(lvsdr_run "$w/director-tcp.toml")
-read -r ws_cpu ws_user ws_sys ws_acc ws_req ws_own ws_up < <(lvsdr_run "$w/director-syn.toml")
+{ IFS='|' read -r kl vt_runs; IFS='|' read -r tl wt_runs; IFS='|' read -r yl ws_runs; } < <(tcp_rounds)
+read -r vt_cpu vt_user vt_sys vt_acc vt_req _ vt_up <<<"$kl"
+read -r wt_cpu wt_user wt_sys wt_acc wt_req wt_own wt_up <<<"$tl"
+read -r ws_cpu ws_user ws_sys ws_acc ws_req ws_own ws_up <<<"$yl"
 server_stop
 wait 2>/dev/null || true
 ip netns del bks
@@ -221,11 +247,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; 
 per() { awk -v c="$1" -v n="$2" -v s="$seconds" 'BEGIN {printf "%.0f", (n > 0 ? c / (n * s) * 1e6 : 0)}'; }
 version=$(keepalived --version 2>&1 | awk 'NR == 1 {print $2}')
 {
-  echo "| health checks in the VM: $targets targets, every 1 s, ${seconds} s window | CPU (user+sys) | user / sys | % of one emulated core | checks completed / s (own counter; at the servers: connections, requests) | CPU per check | real servers up | CPU ratio (denominator: keepalived's CPU, same kind, same boot) | CPU per check ratio (denominator: keepalived's CPU per check; it checks less often than every 1 s) | target |"
+  echo "| health checks in the VM: $targets targets, every 1 s, ${seconds} s window (tcp rows: the median of $repeat runs by CPU per check) | CPU (user+sys) | user / sys | % of one emulated core | checks completed / s (own counter; at the servers: connections, requests) | CPU per check | real servers up | CPU ratio (denominator: keepalived's CPU, same kind, same boot) | CPU per check ratio (denominator: keepalived's CPU per check; it checks less often than every 1 s) | target |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-  echo "| keepalived $version TCP_CHECK (-C) | ${kt_cpu} s | ${kt_user} / ${kt_sys} s | $(pct "$kt_cpu") % | – ; $kt_acc conn/s | $(per "$kt_cpu" "$kt_acc") µs | $kt_up of $targets | 1 | 1 | |"
-  echo "| lvsdr-director, tcp (connect, then RST) | ${lt_cpu} s | ${lt_user} / ${lt_sys} s | $(pct "$lt_cpu") % | $lt_own ; $lt_acc conn/s | $(per "$lt_cpu" "$lt_own") µs | $lt_up of $targets | $(ratio "$lt_cpu" "$kt_cpu") | $(ratio "$(per "$lt_cpu" "$lt_own")" "$(per "$kt_cpu" "$kt_acc")") | ≤ 0.8 |"
-  echo "| lvsdr-director, tcp-syn (half-open) | ${ls_cpu} s | ${ls_user} / ${ls_sys} s | $(pct "$ls_cpu") % | $ls_own ; $ls_acc conn/s | $(per "$ls_cpu" "$ls_own") µs | $ls_up of $targets | $(ratio "$ls_cpu" "$kt_cpu") | $(ratio "$(per "$ls_cpu" "$ls_own")" "$(per "$kt_cpu" "$kt_acc")") | ≤ 0.4 |"
+  echo "| keepalived $version TCP_CHECK (-C) | ${kt_cpu} s | ${kt_user} / ${kt_sys} s | $(pct "$kt_cpu") % | – ; $kt_acc conn/s | $(per "$kt_cpu" "$kt_acc") µs (runs: $kt_runs) | $kt_up of $targets | 1 | 1 | |"
+  echo "| lvsdr-director, tcp (connect, then RST) | ${lt_cpu} s | ${lt_user} / ${lt_sys} s | $(pct "$lt_cpu") % | $lt_own ; $lt_acc conn/s | $(per "$lt_cpu" "$lt_own") µs (runs: $lt_runs) | $lt_up of $targets | $(ratio "$lt_cpu" "$kt_cpu") | $(ratio "$(per "$lt_cpu" "$lt_own")" "$(per "$kt_cpu" "$kt_acc")") | ≤ 0.8 |"
+  echo "| lvsdr-director, tcp-syn (half-open) | ${ls_cpu} s | ${ls_user} / ${ls_sys} s | $(pct "$ls_cpu") % | $ls_own ; $ls_acc conn/s | $(per "$ls_cpu" "$ls_own") µs (runs: $ls_runs) | $ls_up of $targets | $(ratio "$ls_cpu" "$kt_cpu") | $(ratio "$(per "$ls_cpu" "$ls_own")" "$(per "$kt_cpu" "$kt_acc")") | ≤ 0.4 |"
   echo "| keepalived $version HTTP_GET (-C) | ${kh_cpu} s | ${kh_user} / ${kh_sys} s | $(pct "$kh_cpu") % | – ; $kh_acc conn/s, $kh_req req/s | $(per "$kh_cpu" "$kh_req") µs | $kh_up of $targets | 1 | 1 | |"
   echo "| lvsdr-director, http (keep-alive: a new connection every 10th check) | ${lh_cpu} s | ${lh_user} / ${lh_sys} s | $(pct "$lh_cpu") % | $lh_own ; $lh_acc conn/s, $lh_req req/s | $(per "$lh_cpu" "$lh_own") µs | $lh_up of $targets | $(ratio "$lh_cpu" "$kh_cpu") | $(ratio "$(per "$lh_cpu" "$lh_own")" "$(per "$kh_cpu" "$kh_req")") | ≤ 0.5 |"
   echo "| lvsdr-director, http, keepalive = false (a new connection every check, as keepalived) | ${lc_cpu} s | ${lc_user} / ${lc_sys} s | $(pct "$lc_cpu") % | $lc_own ; $lc_acc conn/s, $lc_req req/s | $(per "$lc_cpu" "$lc_own") µs | $lc_up of $targets | $(ratio "$lc_cpu" "$kh_cpu") | $(ratio "$(per "$lc_cpu" "$lc_own")" "$(per "$kh_cpu" "$kh_req")") | ≤ 0.8 |"
@@ -238,8 +264,8 @@ version=$(keepalived --version 2>&1 | awk 'NR == 1 {print $2}')
     echo "| lvsdr-director, http, keepalive = false, against $label | ${c_cpu} s | ${c_user} / ${c_sys} s | $(pct "$c_cpu") % | $c_own ; $c_acc conn/s, $c_req req/s | $(per "$c_cpu" "$c_own") µs | $c_up of $targets | $(ratio "$c_cpu" "$k_cpu") | $(ratio "$(per "$c_cpu" "$c_own")" "$(per "$k_cpu" "$k_req")") | ≤ 0.8 |"
   done <<<"$others"
   v="one service of $targets real servers (one host, $targets ports) over veth"
-  echo "| keepalived $version TCP_CHECK (-C), $v | ${vt_cpu} s | ${vt_user} / ${vt_sys} s | $(pct "$vt_cpu") % | – ; $vt_acc conn/s | $(per "$vt_cpu" "$vt_acc") µs | $vt_up of $targets | 1 | 1 | |"
-  echo "| lvsdr-director, tcp, $v | ${wt_cpu} s | ${wt_user} / ${wt_sys} s | $(pct "$wt_cpu") % | $wt_own ; $wt_acc conn/s | $(per "$wt_cpu" "$wt_own") µs | $wt_up of $targets | $(ratio "$wt_cpu" "$vt_cpu") | $(ratio "$(per "$wt_cpu" "$wt_own")" "$(per "$vt_cpu" "$vt_acc")") | ≤ 0.8 |"
-  echo "| lvsdr-director, tcp-syn, $v | ${ws_cpu} s | ${ws_user} / ${ws_sys} s | $(pct "$ws_cpu") % | $ws_own ; $ws_acc conn/s | $(per "$ws_cpu" "$ws_own") µs | $ws_up of $targets | $(ratio "$ws_cpu" "$vt_cpu") | $(ratio "$(per "$ws_cpu" "$ws_own")" "$(per "$vt_cpu" "$vt_acc")") | ≤ 0.4 |"
+  echo "| keepalived $version TCP_CHECK (-C), $v | ${vt_cpu} s | ${vt_user} / ${vt_sys} s | $(pct "$vt_cpu") % | – ; $vt_acc conn/s | $(per "$vt_cpu" "$vt_acc") µs (runs: $vt_runs) | $vt_up of $targets | 1 | 1 | |"
+  echo "| lvsdr-director, tcp, $v | ${wt_cpu} s | ${wt_user} / ${wt_sys} s | $(pct "$wt_cpu") % | $wt_own ; $wt_acc conn/s | $(per "$wt_cpu" "$wt_own") µs (runs: $wt_runs) | $wt_up of $targets | $(ratio "$wt_cpu" "$vt_cpu") | $(ratio "$(per "$wt_cpu" "$wt_own")" "$(per "$vt_cpu" "$vt_acc")") | ≤ 0.8 |"
+  echo "| lvsdr-director, tcp-syn, $v | ${ws_cpu} s | ${ws_user} / ${ws_sys} s | $(pct "$ws_cpu") % | $ws_own ; $ws_acc conn/s | $(per "$ws_cpu" "$ws_own") µs (runs: $ws_runs) | $ws_up of $targets | $(ratio "$ws_cpu" "$vt_cpu") | $(ratio "$(per "$ws_cpu" "$ws_own")" "$(per "$vt_cpu" "$vt_acc")") | ≤ 0.4 |"
 } >"$out"
 cat "$out"

@@ -9,9 +9,10 @@
 //!
 //! One scheduler, not a task per check: a timer wheel ([`crate::wheel`]) says which
 //! checks are due; `tcp` checks go to the epoll prober ([`crate::tcp`]) and `tcp-syn`
-//! checks to the half-open prober ([`crate::syn`]), with no future per check (their
-//! timeouts are the wheel's); the other kinds run as futures polled by this task. The clock is read once
-//! per wake-up, not per check, and results are published once per wake-up, in a batch.
+//! checks to the half-open prober ([`crate::syn::DirectProber`]), both driven by this
+//! loop, with no future, task or channel per check (their timeouts are the wheel's);
+//! the other kinds run as futures polled by this task. The clock is read once per
+//! wake-up, not per check, and results are published once per wake-up, in a batch.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -29,7 +30,7 @@ use tracing::{info, warn};
 use crate::check::{Checker, Prepared};
 use crate::failure::CheckFailure;
 use crate::lag::Stalls;
-use crate::syn::{SynProber, Tagged};
+use crate::syn::DirectProber;
 use crate::tcp::{Finished, TcpProber};
 use crate::wheel::Wheel;
 use lvsdr::health::{CheckKind, CheckSpec};
@@ -90,7 +91,6 @@ impl Supervisor {
         let (health_tx, health) = watch::channel(HealthMap::new());
         let (details_tx, details) = watch::channel(DetailMap::new());
         let tally = Arc::new(Tally::default());
-        let (syn_tx, syn_rx) = mpsc::unbounded_channel();
         let scheduler = Scheduler {
             checker,
             checks: HashMap::new(),
@@ -99,7 +99,6 @@ impl Supervisor {
             wheel: Wheel::new(TICK),
             tcp: None,
             syn: None,
-            syn_tx,
             runs: FuturesUnordered::new(),
             next_run: 0,
             health: health_tx,
@@ -110,6 +109,7 @@ impl Supervisor {
             due: Vec::new(),
             tally: tally.clone(),
             stalls: Stalls::default(),
+            wall: WallClock::default(),
         };
         // A blocking task: the supervisor of tasks sees it end or panic like any other.
         let task = tokio::task::spawn_blocking(move || {
@@ -117,7 +117,7 @@ impl Supervisor {
                 .enable_all()
                 .build();
             match rt {
-                Ok(rt) => rt.block_on(scheduler.run(checks_rx, syn_rx, cancel)),
+                Ok(rt) => rt.block_on(scheduler.run(checks_rx, cancel)),
                 // The task ends at once, and its supervisor says so.
                 Err(e) => tracing::error!(error = %e, "no runtime for the health checks"),
             }
@@ -224,9 +224,8 @@ struct Scheduler {
     free: Vec<usize>,
     wheel: Wheel<Event>,
     tcp: Option<TcpProber>,
-    /// The half-open prober, and the channel its outcomes come back on.
-    syn: Option<SynProber>,
-    syn_tx: mpsc::UnboundedSender<Tagged>,
+    /// The half-open prober this loop drives (tcp-syn checks).
+    syn: Option<DirectProber>,
     runs: FuturesUnordered<Run>,
     next_run: u64,
     health: watch::Sender<HealthMap>,
@@ -240,13 +239,39 @@ struct Scheduler {
     tally: Arc<Tally>,
     /// When this thread could not run: a timeout across a stall is not the server's.
     stalls: Stalls,
+    /// The wall clock for the checks' times, read once a second.
+    wall: WallClock,
+}
+
+/// The wall clock as of a monotonic reading: read once and then counted on from the
+/// monotonic clock, read again after [`WallClock::FOR`] (a step of the wall clock shows
+/// within that). A check's result carries the time it was taken; reading the wall clock
+/// for each was a system call per check in the test VM, whose clock the vDSO cannot
+/// read.
+#[derive(Default)]
+struct WallClock {
+    anchor: Option<(Instant, SystemTime)>,
+}
+
+impl WallClock {
+    const FOR: Duration = Duration::from_secs(1);
+
+    fn at(&mut self, now: Instant) -> SystemTime {
+        match self.anchor {
+            Some((i, w)) if now >= i && now - i < Self::FOR => w + (now - i),
+            _ => {
+                let w = SystemTime::now();
+                self.anchor = Some((now, w));
+                w
+            }
+        }
+    }
 }
 
 impl Scheduler {
     async fn run(
         mut self,
         mut checks: watch::Receiver<Arc<Vec<Arc<CheckSpec>>>>,
-        mut syn_rx: mpsc::UnboundedReceiver<Tagged>,
         cancel: CancellationToken,
     ) {
         let set = checks.borrow_and_update().clone();
@@ -257,6 +282,12 @@ impl Scheduler {
             let tcp_ready = async {
                 match &self.tcp {
                     Some(t) if t.in_flight() > 0 => t.ready().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let syn_ready = async {
+                match &self.syn {
+                    Some(s) if s.in_flight() > 0 => s.ready().await,
                     _ => std::future::pending().await,
                 }
             };
@@ -277,23 +308,22 @@ impl Scheduler {
                 } => {
                     // Answers already in are taken before the deadlines: after a
                     // stall both are there, and the answer came first.
-                    self.take_ready(&mut syn_rx);
+                    self.take_ready();
                     self.start_due();
-                    // Connects that ended at once (a near server) are taken now,
-                    // not after another trip through the reactor.
+                    // Connects that ended at once and probes answered at once (a
+                    // near server) are taken now, not after another trip through
+                    // the reactor.
                     self.drain_tcp();
+                    self.drain_syn(true);
                 }
                 _ = tokio::time::sleep_until(look) => self.look(Instant::now()),
                 _ = tcp_ready => self.drain_tcp(),
+                _ = syn_ready => self.drain_syn(false),
                 // One outcome woke the loop; others that came in meanwhile, of any
                 // kind, are taken in the same batch.
-                Some((slot, run, outcome)) = syn_rx.recv() => {
-                    self.record(slot, run, outcome, Instant::now());
-                    self.take_ready(&mut syn_rx);
-                }
                 Some((slot, tag, outcome)) = self.runs.next(), if !self.runs.is_empty() => {
                     self.record(slot, tag, outcome, Instant::now());
-                    self.take_ready(&mut syn_rx);
+                    self.take_ready();
                 }
             }
             self.publish();
@@ -302,12 +332,10 @@ impl Scheduler {
 
     /// Records every outcome that is in already: tcp connects, half-open probes and
     /// runs that have ended.
-    fn take_ready(&mut self, syn_rx: &mut mpsc::UnboundedReceiver<Tagged>) {
+    fn take_ready(&mut self) {
         self.drain_tcp();
+        self.drain_syn(false);
         let now = Instant::now();
-        while let Ok((slot, run, outcome)) = syn_rx.try_recv() {
-            self.record(slot, run, outcome, now);
-        }
         while let Some(Some((slot, tag, outcome))) =
             futures_util::FutureExt::now_or_never(self.runs.next())
         {
@@ -318,15 +346,34 @@ impl Scheduler {
     /// Takes in the tcp connects that ended.
     fn drain_tcp(&mut self) {
         let mut finished = std::mem::take(&mut self.finished);
-        match &mut self.tcp {
-            Some(t) if t.in_flight() > 0 => t.drain(&mut finished),
-            _ => return,
+        if let Some(t) = self.tcp.as_mut().filter(|t| t.in_flight() > 0) {
+            t.drain(&mut finished);
         }
-        let now = Instant::now();
-        for (slot, run, outcome) in finished.drain(..) {
-            self.record(slot, run, outcome, now);
+        self.record_all(finished);
+    }
+
+    /// Records the outcomes in `finished` (the scratch buffer, kept for next time);
+    /// the clock is read only when there are some.
+    fn record_all(&mut self, mut finished: Vec<Finished>) {
+        if !finished.is_empty() {
+            let now = Instant::now();
+            for (slot, run, outcome) in finished.drain(..) {
+                self.record(slot, run, outcome, now);
+            }
         }
         self.finished = finished;
+    }
+
+    /// Takes in the half-open probes that were answered; `now`: without waiting for
+    /// the reactor (right after sending, see [`DirectProber::take_now`]).
+    fn drain_syn(&mut self, now: bool) {
+        let mut finished = std::mem::take(&mut self.finished);
+        match self.syn.as_mut().filter(|s| s.in_flight() > 0) {
+            Some(s) if now => s.take_now(&mut finished),
+            Some(s) => s.drain(&mut finished),
+            None => {}
+        }
+        self.record_all(finished);
     }
 
     /// Makes the running checks exactly `specs`.
@@ -376,8 +423,9 @@ impl Scheduler {
                 self.checker.prepare_http(h.insecure).await;
             }
             if matches!(spec.kind, CheckKind::TcpSyn) && self.syn.is_none() {
-                // Without it (no CAP_NET_RAW) each run fails as a local error.
-                self.syn = self.checker.syn_prober().await.ok();
+                // Without it (no CAP_NET_RAW) each run goes to the checker, whose
+                // prober fails it the same way: a local error.
+                self.syn = DirectProber::open().ok();
             }
             if matches!(spec.kind, CheckKind::Tcp) && spec.via.is_none() && self.tcp.is_none() {
                 match TcpProber::new() {
@@ -459,15 +507,19 @@ impl Scheduler {
         if !busy {
             c.running = Some((run, now));
         }
-        let spec = c.spec.clone();
-        let prepared = c.prepared.clone();
+        // What the probers need, without a reference count taken per check.
+        let (target, timeout) = (c.spec.target, c.spec.timeout);
+        let syn = matches!(c.spec.kind, CheckKind::TcpSyn);
+        let plain_tcp = matches!(c.spec.kind, CheckKind::Tcp) && c.spec.via.is_none();
+        let prepared = (!syn && !plain_tcp).then(|| c.prepared.clone());
         self.wheel.insert(next, Event::Due { slot, tag });
         if busy {
             return; // the last run has not ended (its timeout is longer than the interval)
         }
-        if let (CheckKind::TcpSyn, Some(syn)) = (&spec.kind, &self.syn) {
-            let deadline = now + spec.timeout;
-            match syn.submit(slot, run, spec.target, deadline.into_std(), &self.syn_tx) {
+        if let (true, Some(prober)) = (syn, &mut self.syn) {
+            let deadline = now + timeout;
+            let sent = prober.start(slot, run, target, deadline.into_std(), now.into_std());
+            match sent {
                 Ok(()) => self.wheel.insert(
                     deadline,
                     Event::Deadline {
@@ -480,9 +532,16 @@ impl Scheduler {
             }
             return;
         }
-        let tcp = match (&spec.kind, &spec.via, &mut self.tcp) {
-            (CheckKind::Tcp, None, Some(tcp)) => tcp,
+        let tcp = match (plain_tcp, &mut self.tcp) {
+            (true, Some(tcp)) => tcp,
             _ => {
+                // A check that has no prober here (a tcp-syn check without a raw
+                // socket, a tcp check without an epoll set) runs as a future too.
+                let Some(prepared) =
+                    prepared.or_else(|| self.check(slot).map(|c| c.prepared.clone()))
+                else {
+                    return;
+                };
                 let checker = self.checker.clone();
                 self.runs.push(Box::pin(async move {
                     (slot, run, checker.run(&prepared).await)
@@ -490,9 +549,9 @@ impl Scheduler {
                 return;
             }
         };
-        match tcp.start(slot, run, spec.target) {
+        match tcp.start(slot, run, target) {
             Ok(conn) => self.wheel.insert(
-                now + spec.timeout,
+                now + timeout,
                 Event::Deadline {
                     slot,
                     tag: run,
@@ -518,6 +577,7 @@ impl Scheduler {
     fn record(&mut self, slot: usize, run: u64, outcome: Result<(), CheckFailure>, now: Instant) {
         // A stall that ends with this wake-up is known before the outcome is judged.
         self.look(now);
+        let wall = self.wall.at(now);
         let Some((_, c)) = self.slab.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
@@ -555,7 +615,6 @@ impl Scheduler {
             }
             (r, None) => c.rf.record(r.is_ok()),
         };
-        let wall = SystemTime::now();
         if flipped.is_some() {
             c.since = wall;
             c.transitions = c.transitions.saturating_add(1);
@@ -631,6 +690,24 @@ async fn load_roots(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The wall clock is read once and counted on from the monotonic clock for a
+    /// second; after that (or for an earlier reading) it is read again, so a step of
+    /// the wall clock shows.
+    #[test]
+    fn the_wall_clock_is_read_once_a_second_and_counted_on_between() {
+        let mut c = WallClock::default();
+        let t0 = Instant::now();
+        let w0 = c.at(t0);
+        let half = Duration::from_millis(500);
+        assert_eq!(c.at(t0 + half), w0 + half, "counted on, not read");
+        let hour = Duration::from_secs(3600);
+        let w = c.at(t0 + hour);
+        assert!(w < w0 + hour, "read again after a second: {w:?}");
+        assert_eq!(c.at(t0 + hour + half), w + half);
+        let before = c.at(t0);
+        assert!(before >= w0, "an earlier reading reads the clock again");
+    }
 
     /// Many HTTPS checks with one CA load it once per set of checks: the second
     /// check's settings come from the first's load (the file is gone by then).

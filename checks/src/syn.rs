@@ -8,9 +8,12 @@
 //! close's two. This is what load balancers call a half-open monitor. It needs
 //! CAP_NET_RAW.
 //!
-//! One task owns the raw sockets and the probes in flight; checks send it a probe
-//! through a channel and wait on a oneshot for the outcome (their own timeout bounds
-//! the wait).
+//! The check scheduler drives a [`DirectProber`] of its own: it sends each SYN as the
+//! check falls due and takes the answers in its own loop, with no task and no channel
+//! between (two task hops and two channels per check were half of a `tcp-syn` check's
+//! CPU in the test VM). Checks run as futures (a one-off run) share one task that owns
+//! another pair of raw sockets ([`SynProber`]): they send it a probe through a channel
+//! and wait on a oneshot for the outcome (their own timeout bounds the wait).
 
 use crate::failure::{io_failure, CheckFailure};
 use std::collections::HashMap;
@@ -38,12 +41,11 @@ struct Probe {
 enum Reply {
     /// To one waiting check ([`SynProber::probe`]).
     Once(oneshot::Sender<Outcome>),
-    /// To the check scheduler's channel, tagged ([`SynProber::submit`]); forgotten
-    /// after `expires` (the scheduler has timed the check out by then).
-    Tagged {
+    /// To the scheduler that drives a [`DirectProber`], tagged, when it drains it;
+    /// forgotten after `expires` (the scheduler has timed the check out by then).
+    Direct {
         owner: usize,
         tag: u64,
-        to: mpsc::UnboundedSender<Tagged>,
         expires: std::time::Instant,
     },
 }
@@ -52,21 +54,20 @@ enum Reply {
 pub type Tagged = (usize, u64, Outcome);
 
 impl Reply {
-    fn send(self, outcome: Outcome) {
+    /// Delivers `outcome`: to the waiting check, or into `out` (a scheduler's drain).
+    fn settle(self, outcome: Outcome, out: &mut Vec<Tagged>) {
         match self {
             Reply::Once(tx) => {
                 let _ = tx.send(outcome);
             }
-            Reply::Tagged { owner, tag, to, .. } => {
-                let _ = to.send((owner, tag, outcome));
-            }
+            Reply::Direct { owner, tag, .. } => out.push((owner, tag, outcome)),
         }
     }
 
     fn wanted(&self, now: std::time::Instant) -> bool {
         match self {
             Reply::Once(tx) => !tx.is_closed(),
-            Reply::Tagged { expires, to, .. } => *expires > now && !to.is_closed(),
+            Reply::Direct { expires, .. } => *expires > now,
         }
     }
 }
@@ -81,54 +82,10 @@ impl SynProber {
     /// Opens the raw sockets (IPv4, and IPv6 where the host has it) and starts the
     /// task. Fails without CAP_NET_RAW.
     pub fn start(cancel: CancellationToken) -> Result<SynProber, String> {
-        // A raw socket is message-oriented: tokio's UDP socket drives its
-        // sendto/recvfrom as well as a UDP one's.
-        let (reserve, port) = reserve_port().map_err(|e| format!("tcp-syn source port: {e}"))?;
-        let raw = |d: Domain| -> std::io::Result<tokio::net::UdpSocket> {
-            let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
-            s.attach_filter(&only_answers_to(port, d == Domain::IPV4))?;
-            // Room for bursts of answers while the task is busy (the kernel caps it at
-            // net.core.rmem_max).
-            s.set_recv_buffer_size(RECV_BUFFER)?;
-            s.set_nonblocking(true)?;
-            tokio::net::UdpSocket::from_std(s.into())
-        };
-        let v4 = raw(Domain::IPV4)
-            .map_err(|e| format!("tcp-syn checks need a raw socket (CAP_NET_RAW): {e}"))?;
-        let v6 = raw(Domain::IPV6).ok();
+        let (v4, v6, state) = open()?;
         let (tx, rx) = mpsc::channel(1024);
-        let state = State {
-            port,
-            _reserve: reserve,
-            pending: HashMap::new(),
-            sources: HashMap::new(),
-            seq_key: std::collections::hash_map::RandomState::new(),
-            probes: 0,
-        };
         tokio::spawn(run(v4, v6, state, rx, cancel));
         Ok(SynProber { tx })
-    }
-
-    /// Sends one SYN to `target` without waiting: the outcome comes on `to`, tagged
-    /// with `owner` and `tag`, unless it has not come by `expires`. `Err`: the probe
-    /// could not be handed to the prober (stopped, or a full queue).
-    pub fn submit(
-        &self,
-        owner: usize,
-        tag: u64,
-        target: SocketAddr,
-        expires: std::time::Instant,
-        to: &mpsc::UnboundedSender<Tagged>,
-    ) -> Result<(), CheckFailure> {
-        let reply = Reply::Tagged {
-            owner,
-            tag,
-            to: to.clone(),
-            expires,
-        };
-        self.tx
-            .try_send(Probe { target, reply })
-            .map_err(|_| CheckFailure::Local("the tcp-syn prober is stopped or busy".into()))
     }
 
     /// Sends one SYN to `target` and waits for the answer (bound it with a timeout).
@@ -182,6 +139,167 @@ fn only_answers_to(port: u16, ip_header: bool) -> Vec<socket2::SockFilter> {
         op(BPF_RET | BPF_K, 0, 0, 0),                 // drop
     ]);
     f
+}
+
+/// The raw sockets (IPv4, and IPv6 where the host has it) and an empty state, with a
+/// source port of their own (needs a tokio runtime). Fails without CAP_NET_RAW.
+fn open() -> Result<(UdpSocket, Option<UdpSocket>, State), String> {
+    // A raw socket is message-oriented: tokio's UDP socket drives its
+    // sendto/recvfrom as well as a UDP one's.
+    let (reserve, port) = reserve_port().map_err(|e| format!("tcp-syn source port: {e}"))?;
+    let raw = |d: Domain| -> std::io::Result<UdpSocket> {
+        let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
+        s.attach_filter(&only_answers_to(port, d == Domain::IPV4))?;
+        // Room for bursts of answers while the owner is busy (the kernel caps it at
+        // net.core.rmem_max).
+        s.set_recv_buffer_size(RECV_BUFFER)?;
+        s.set_nonblocking(true)?;
+        UdpSocket::from_std(s.into())
+    };
+    let v4 = raw(Domain::IPV4)
+        .map_err(|e| format!("tcp-syn checks need a raw socket (CAP_NET_RAW): {e}"))?;
+    let v6 = raw(Domain::IPV6).ok();
+    let state = State {
+        port,
+        _reserve: reserve,
+        pending: HashMap::new(),
+        sources: HashMap::new(),
+        seq_key: std::collections::hash_map::RandomState::new(),
+        probes: 0,
+    };
+    Ok((v4, v6, state))
+}
+
+/// How often a [`DirectProber`] forgets the probes whose checks have timed out.
+const SWEEP: Duration = Duration::from_secs(1);
+
+/// Half-open probes sent and settled by the check scheduler itself (see the module
+/// doc): [`DirectProber::start`] sends a SYN at once; when [`DirectProber::ready`]
+/// says answers are in, [`DirectProber::drain`] hands their outcomes back, tagged.
+pub struct DirectProber {
+    v4: UdpSocket,
+    v6: Option<UdpSocket>,
+    /// The same sockets, read past tokio's readiness (see [`DirectProber::take_now`]).
+    now4: std::net::UdpSocket,
+    now6: Option<std::net::UdpSocket>,
+    state: State,
+    buf: Vec<u8>,
+    next_sweep: std::time::Instant,
+}
+
+impl DirectProber {
+    /// Opens its raw sockets (needs a tokio runtime). Fails without CAP_NET_RAW.
+    pub fn open() -> Result<DirectProber, String> {
+        let (v4, v6, state) = open()?;
+        let dup = |s: &UdpSocket| -> Result<std::net::UdpSocket, String> {
+            let d = socket2::SockRef::from(s)
+                .try_clone()
+                .map_err(|e| format!("tcp-syn raw socket: {e}"))?;
+            Ok(d.into())
+        };
+        let now4 = dup(&v4)?;
+        let now6 = v6.as_ref().map(dup).transpose()?;
+        Ok(DirectProber {
+            v4,
+            v6,
+            now4,
+            now6,
+            state,
+            buf: vec![0u8; 65_536],
+            next_sweep: std::time::Instant::now() + SWEEP,
+        })
+    }
+
+    /// Probes in flight (some may have timed out and wait for the next sweep).
+    pub fn in_flight(&self) -> usize {
+        self.state.pending.len()
+    }
+
+    /// Sends one SYN to `target` for the run `tag` of `owner`; its outcome comes out of
+    /// [`DirectProber::drain`] unless it has not come by `expires`. `Err`: it ended at
+    /// once (no route, a full socket buffer, no IPv6). `now`: the scheduler's clock
+    /// reading, which also paces the sweep of probes that timed out.
+    pub fn start(
+        &mut self,
+        owner: usize,
+        tag: u64,
+        target: SocketAddr,
+        expires: std::time::Instant,
+        now: std::time::Instant,
+    ) -> Result<(), CheckFailure> {
+        if now >= self.next_sweep {
+            self.state.pending.retain(|_, r| r.wanted(now));
+            self.next_sweep = now + SWEEP;
+        }
+        let reply = Reply::Direct {
+            owner,
+            tag,
+            expires,
+        };
+        self.state
+            .send(&self.v4, self.v6.as_ref(), target, reply, now)
+            .map_err(|(_, e)| e)
+    }
+
+    /// Waits until a raw socket has something to read.
+    pub async fn ready(&self) {
+        match &self.v6 {
+            Some(v6) => {
+                tokio::select! {
+                    _ = self.v4.readable() => {}
+                    _ = v6.readable() => {}
+                }
+            }
+            None => {
+                let _ = self.v4.readable().await;
+            }
+        }
+    }
+
+    /// Takes the answers that are in (at most [`DRAIN_AT_MOST`] a socket: a flood to
+    /// the prober's port must not starve the scheduler) and puts the outcomes they
+    /// settle into `out`; after [`DirectProber::ready`] (tokio's readiness, cleared
+    /// when a socket is empty).
+    pub fn drain(&mut self, out: &mut Vec<Tagged>) {
+        let (state, buf) = (&mut self.state, &mut self.buf);
+        take(|b| self.v4.try_recv_from(b), buf, state, out);
+        if let Some(v6) = &self.v6 {
+            take(|b| v6.try_recv_from(b), buf, state, out);
+        }
+    }
+
+    /// As [`DirectProber::drain`], right after sending, without waiting for the
+    /// reactor to say so: a near server's answers are in by the time `sendto`
+    /// returns (the kernel handles them on the way), and each trip through the
+    /// reactor costs a wake-up. One `recvfrom` a socket when nothing is in.
+    pub fn take_now(&mut self, out: &mut Vec<Tagged>) {
+        let (state, buf) = (&mut self.state, &mut self.buf);
+        take(|b| self.now4.recv_from(b), buf, state, out);
+        if let Some(v6) = &self.now6 {
+            take(|b| v6.recv_from(b), buf, state, out);
+        }
+    }
+}
+
+/// Reads segments with `recv` (at most [`DRAIN_AT_MOST`]) and settles what they answer.
+fn take(
+    mut recv: impl FnMut(&mut [u8]) -> std::io::Result<(usize, SocketAddr)>,
+    buf: &mut [u8],
+    state: &mut State,
+    out: &mut Vec<Tagged>,
+) {
+    for _ in 0..DRAIN_AT_MOST {
+        let Ok((n, from)) = recv(buf) else {
+            break;
+        };
+        let segment = buf.get(..n).unwrap_or_default();
+        let a = match from.ip() {
+            // An IPv4 raw socket gets the IP header first; an IPv6 one does not.
+            IpAddr::V4(_) => answer_v4(segment, state.port),
+            IpAddr::V6(ip) => answer(IpAddr::V6(ip), segment, state.port),
+        };
+        state.settle(a, out);
+    }
 }
 
 /// A TCP socket bound to an ephemeral port, never listening: it keeps the port from
@@ -303,8 +421,10 @@ async fn run(
     mut rx: mpsc::Receiver<Probe>,
     cancel: CancellationToken,
 ) {
-    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+    let mut sweep = tokio::time::interval(SWEEP);
     let (mut buf4, mut buf6) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+    // Where direct replies would go: this task has none (only [`Reply::Once`]).
+    let mut none = Vec::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -313,19 +433,19 @@ async fn run(
             p = rx.recv() => match p {
                 Some(p) => {
                     let now = std::time::Instant::now();
-                    state.send(&v4, v6.as_ref(), p, now);
+                    state.send_or_fail(&v4, v6.as_ref(), p, now);
                     while let Ok(p) = rx.try_recv() {
-                        state.send(&v4, v6.as_ref(), p, now);
+                        state.send_or_fail(&v4, v6.as_ref(), p, now);
                     }
                 }
                 None => break,
             },
             r = v4.recv_from(&mut buf4) => {
                 if let Ok((n, _)) = r {
-                    state.received_v4(buf4.get(..n).unwrap_or_default());
+                    state.settle(answer_v4(buf4.get(..n).unwrap_or_default(), state.port), &mut none);
                     for _ in 1..DRAIN_AT_MOST {
                         let Ok((n, _)) = v4.try_recv_from(&mut buf4) else { break };
-                        state.received_v4(buf4.get(..n).unwrap_or_default());
+                        state.settle(answer_v4(buf4.get(..n).unwrap_or_default(), state.port), &mut none);
                     }
                 }
             }
@@ -337,11 +457,11 @@ async fn run(
             } => {
                 if let Ok((n, from)) = r {
                     let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
-                    state.settle(a);
+                    state.settle(a, &mut none);
                     for _ in 1..DRAIN_AT_MOST {
                         let Some(Ok((n, from))) = v6.as_ref().map(|s| s.try_recv_from(&mut buf6)) else { break };
                         let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
-                        state.settle(a);
+                        state.settle(a, &mut none);
                     }
                 }
             }
@@ -354,21 +474,40 @@ async fn run(
 }
 
 impl State {
-    fn received_v4(&mut self, packet: &[u8]) {
-        self.settle(answer_v4(packet, self.port));
-    }
-
-    fn settle(&mut self, a: Option<(SocketAddr, u32, Outcome)>) {
+    /// Settles the probe an answer is for, if it is one of ours still in flight.
+    fn settle(&mut self, a: Option<(SocketAddr, u32, Outcome)>, out: &mut Vec<Tagged>) {
         if let Some((from, seq, outcome)) = a {
             if let Some(reply) = self.pending.remove(&(from, seq)) {
-                reply.send(outcome);
+                reply.settle(outcome, out);
             }
         }
     }
 
-    /// Sends one probe; `now` is read once per batch of probes, not per probe.
-    fn send(&mut self, v4: &UdpSocket, v6: Option<&UdpSocket>, p: Probe, now: std::time::Instant) {
-        let dst = p.target.ip();
+    /// Sends a probe of the task's; one that ends at once is answered at once.
+    fn send_or_fail(
+        &mut self,
+        v4: &UdpSocket,
+        v6: Option<&UdpSocket>,
+        p: Probe,
+        now: std::time::Instant,
+    ) {
+        if let Err((reply, e)) = self.send(v4, v6, p.target, p.reply, now) {
+            reply.settle(Err(e), &mut Vec::new());
+        }
+    }
+
+    /// Sends one SYN to `target`, to be settled into `reply`; `now` is read once per
+    /// batch of probes, not per probe. `Err`: it ended at once (the reply is handed
+    /// back with why).
+    fn send(
+        &mut self,
+        v4: &UdpSocket,
+        v6: Option<&UdpSocket>,
+        target: SocketAddr,
+        reply: Reply,
+        now: std::time::Instant,
+    ) -> Result<(), (Reply, CheckFailure)> {
+        let dst = target.ip();
         let fresh = |t: &std::time::Instant| now.saturating_duration_since(*t) < SOURCE_TTL;
         let src = match self.sources.get(&dst).filter(|(_, t)| fresh(t)) {
             Some((s, _)) => *s,
@@ -378,28 +517,22 @@ impl State {
                     s
                 }
                 Err(e) => {
-                    p.reply
-                        .send(Err(CheckFailure::Local(format!("no route to {dst}: {e}"))));
-                    return;
+                    let why = CheckFailure::Local(format!("no route to {dst}: {e}"));
+                    return Err((reply, why));
                 }
             },
         };
         let seq = self.next_seq();
-        let segment = match syn_segment(src, self.port, p.target, seq) {
+        let segment = match syn_segment(src, self.port, target, seq) {
             Ok(s) => s,
-            Err(e) => {
-                p.reply.send(Err(CheckFailure::Local(e)));
-                return;
-            }
+            Err(e) => return Err((reply, CheckFailure::Local(e))),
         };
         let sock = match (dst, v6) {
             (IpAddr::V4(_), _) => v4,
             (IpAddr::V6(_), Some(v6)) => v6,
             (IpAddr::V6(_), None) => {
-                p.reply.send(Err(CheckFailure::Local(
-                    "no IPv6 raw socket on this host".into(),
-                )));
-                return;
+                let why = CheckFailure::Local("no IPv6 raw socket on this host".into());
+                return Err((reply, why));
             }
         };
         // Raw sockets take the protocol, not a port, in the address: 0. A full socket
@@ -407,13 +540,13 @@ impl State {
         let to = SockAddr::from(SocketAddr::new(dst, 0));
         match socket2::SockRef::from(sock).send_to(&segment, &to) {
             Ok(_) => {
-                self.pending.insert((p.target, seq), p.reply);
+                self.pending.insert((target, seq), reply);
+                Ok(())
             }
             Err(e) => {
                 // The route may have changed: look the source up again next time.
                 self.sources.remove(&dst);
-                p.reply
-                    .send(Err(io_failure(&format!("send SYN to {}", p.target), &e)));
+                Err((reply, io_failure(&format!("send SYN to {target}"), &e)))
             }
         }
     }

@@ -135,6 +135,9 @@ fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
     };
     let [up, refused, dropped] = three(CheckKind::Tcp);
     let [syn_up, syn_refused, syn_dropped] = three(CheckKind::TcpSyn);
+    // IPv6 too: the scheduler's half-open prober has a raw socket per family.
+    let listener6 = TcpListener::bind("[::1]:0").expect("listen on ::1");
+    let syn_up6 = check(listener6.local_addr().expect("addr"), CheckKind::TcpSyn);
     runtime().block_on(async {
         let cancel = tokio_util::sync::CancellationToken::new();
         let mut sup = Supervisor::new(
@@ -148,11 +151,12 @@ fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
             syn_up.clone(),
             syn_refused.clone(),
             syn_dropped.clone(),
+            syn_up6.clone(),
         ]);
         let mut health = sup.health();
         let details = sup.details();
         let want = |h: &lvsdr_checks::HealthMap| {
-            [&up, &syn_up]
+            [&up, &syn_up, &syn_up6]
                 .iter()
                 .all(|c| h.get(*c) == Some(&Health::Up))
                 && [&refused, &dropped, &syn_refused, &syn_dropped]
