@@ -398,6 +398,7 @@ impl Scheduler {
         // TLS roots of HTTPS checks with their own, loaded once per CA file for this
         // set of checks (a reload reads a replaced CA file again).
         let mut roots = HashMap::new();
+        let mut syn_tried = false;
         for spec in specs {
             if self.checks.contains_key(spec) {
                 continue;
@@ -422,9 +423,11 @@ impl Scheduler {
             if let CheckKind::Http(h) = &spec.kind {
                 self.checker.prepare_http(h.insecure).await;
             }
-            if matches!(spec.kind, CheckKind::TcpSyn) && self.syn.is_none() {
-                // Without it (no CAP_NET_RAW) each run goes to the checker, whose
-                // prober fails it the same way: a local error.
+            if matches!(spec.kind, CheckKind::TcpSyn) && self.syn.is_none() && !syn_tried {
+                // Tried once per set of checks. Without it (no CAP_NET_RAW) each run
+                // goes to the checker, whose prober fails it the same way: a local
+                // error.
+                syn_tried = true;
                 self.syn = DirectProber::open().ok();
             }
             if matches!(spec.kind, CheckKind::Tcp) && spec.via.is_none() && self.tcp.is_none() {
@@ -507,10 +510,13 @@ impl Scheduler {
         if !busy {
             c.running = Some((run, now));
         }
-        // What the probers need, without a reference count taken per check.
+        // Which prober takes it, and what it needs, without a reference count taken
+        // per check; a check no prober here takes (a tcp-syn check without a raw
+        // socket, a tcp check without an epoll set, the other kinds) runs as a future.
         let (target, timeout) = (c.spec.target, c.spec.timeout);
-        let syn = matches!(c.spec.kind, CheckKind::TcpSyn);
-        let plain_tcp = matches!(c.spec.kind, CheckKind::Tcp) && c.spec.via.is_none();
+        let syn = matches!(c.spec.kind, CheckKind::TcpSyn) && self.syn.is_some();
+        let plain_tcp =
+            matches!(c.spec.kind, CheckKind::Tcp) && c.spec.via.is_none() && self.tcp.is_some();
         let prepared = (!syn && !plain_tcp).then(|| c.prepared.clone());
         self.wheel.insert(next, Event::Due { slot, tag });
         if busy {
@@ -532,22 +538,17 @@ impl Scheduler {
             }
             return;
         }
-        let tcp = match (plain_tcp, &mut self.tcp) {
-            (true, Some(tcp)) => tcp,
-            _ => {
-                // A check that has no prober here (a tcp-syn check without a raw
-                // socket, a tcp check without an epoll set) runs as a future too.
-                let Some(prepared) =
-                    prepared.or_else(|| self.check(slot).map(|c| c.prepared.clone()))
-                else {
-                    return;
-                };
+        let tcp = match (plain_tcp, &mut self.tcp, prepared) {
+            (true, Some(tcp), _) => tcp,
+            (_, _, Some(prepared)) => {
                 let checker = self.checker.clone();
                 self.runs.push(Box::pin(async move {
                     (slot, run, checker.run(&prepared).await)
                 }));
                 return;
             }
+            // Not met: `prepared` is there whenever no prober takes the check.
+            _ => return,
         };
         match tcp.start(slot, run, target) {
             Ok(conn) => self.wheel.insert(

@@ -82,9 +82,9 @@ impl SynProber {
     /// Opens the raw sockets (IPv4, and IPv6 where the host has it) and starts the
     /// task. Fails without CAP_NET_RAW.
     pub fn start(cancel: CancellationToken) -> Result<SynProber, String> {
-        let (v4, v6, state) = open()?;
+        let prober = DirectProber::open()?;
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(v4, v6, state, rx, cancel));
+        tokio::spawn(run(prober, rx, cancel));
         Ok(SynProber { tx })
     }
 
@@ -141,41 +141,13 @@ fn only_answers_to(port: u16, ip_header: bool) -> Vec<socket2::SockFilter> {
     f
 }
 
-/// The raw sockets (IPv4, and IPv6 where the host has it) and an empty state, with a
-/// source port of their own (needs a tokio runtime). Fails without CAP_NET_RAW.
-fn open() -> Result<(UdpSocket, Option<UdpSocket>, State), String> {
-    // A raw socket is message-oriented: tokio's UDP socket drives its
-    // sendto/recvfrom as well as a UDP one's.
-    let (reserve, port) = reserve_port().map_err(|e| format!("tcp-syn source port: {e}"))?;
-    let raw = |d: Domain| -> std::io::Result<UdpSocket> {
-        let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
-        s.attach_filter(&only_answers_to(port, d == Domain::IPV4))?;
-        // Room for bursts of answers while the owner is busy (the kernel caps it at
-        // net.core.rmem_max).
-        s.set_recv_buffer_size(RECV_BUFFER)?;
-        s.set_nonblocking(true)?;
-        UdpSocket::from_std(s.into())
-    };
-    let v4 = raw(Domain::IPV4)
-        .map_err(|e| format!("tcp-syn checks need a raw socket (CAP_NET_RAW): {e}"))?;
-    let v6 = raw(Domain::IPV6).ok();
-    let state = State {
-        port,
-        _reserve: reserve,
-        pending: HashMap::new(),
-        sources: HashMap::new(),
-        seq_key: std::collections::hash_map::RandomState::new(),
-        probes: 0,
-    };
-    Ok((v4, v6, state))
-}
-
 /// How often a [`DirectProber`] forgets the probes whose checks have timed out.
 const SWEEP: Duration = Duration::from_secs(1);
 
-/// Half-open probes sent and settled by the check scheduler itself (see the module
-/// doc): [`DirectProber::start`] sends a SYN at once; when [`DirectProber::ready`]
-/// says answers are in, [`DirectProber::drain`] hands their outcomes back, tagged.
+/// The raw sockets and the probes in flight, driven by their owner's loop: the check
+/// scheduler's (see the module doc) or the task behind [`SynProber`].
+/// [`DirectProber::start`] sends a SYN at once; when [`DirectProber::ready`] says
+/// answers are in, [`DirectProber::drain`] hands their outcomes back, tagged.
 pub struct DirectProber {
     v4: UdpSocket,
     v6: Option<UdpSocket>,
@@ -188,9 +160,32 @@ pub struct DirectProber {
 }
 
 impl DirectProber {
-    /// Opens its raw sockets (needs a tokio runtime). Fails without CAP_NET_RAW.
+    /// Opens its raw sockets (IPv4, and IPv6 where the host has it), with a source
+    /// port of their own (needs a tokio runtime). Fails without CAP_NET_RAW.
     pub fn open() -> Result<DirectProber, String> {
-        let (v4, v6, state) = open()?;
+        // A raw socket is message-oriented: tokio's UDP socket drives its
+        // sendto/recvfrom as well as a UDP one's.
+        let (reserve, port) = reserve_port().map_err(|e| format!("tcp-syn source port: {e}"))?;
+        let raw = |d: Domain| -> std::io::Result<UdpSocket> {
+            let s = Socket::new(d, Type::RAW, Some(Protocol::TCP))?;
+            s.attach_filter(&only_answers_to(port, d == Domain::IPV4))?;
+            // Room for bursts of answers while the owner is busy (the kernel caps it
+            // at net.core.rmem_max).
+            s.set_recv_buffer_size(RECV_BUFFER)?;
+            s.set_nonblocking(true)?;
+            UdpSocket::from_std(s.into())
+        };
+        let v4 = raw(Domain::IPV4)
+            .map_err(|e| format!("tcp-syn checks need a raw socket (CAP_NET_RAW): {e}"))?;
+        let v6 = raw(Domain::IPV6).ok();
+        let state = State {
+            port,
+            _reserve: reserve,
+            pending: HashMap::new(),
+            sources: HashMap::new(),
+            seq_key: std::collections::hash_map::RandomState::new(),
+            probes: 0,
+        };
         let dup = |s: &UdpSocket| -> Result<std::net::UdpSocket, String> {
             let d = socket2::SockRef::from(s)
                 .try_clone()
@@ -227,18 +222,36 @@ impl DirectProber {
         expires: std::time::Instant,
         now: std::time::Instant,
     ) -> Result<(), CheckFailure> {
-        if now >= self.next_sweep {
-            self.state.pending.retain(|_, r| r.wanted(now));
-            self.next_sweep = now + SWEEP;
-        }
         let reply = Reply::Direct {
             owner,
             tag,
             expires,
         };
+        self.send(target, reply, now).map_err(|(_, e)| e)
+    }
+
+    /// Sends one SYN to `target`, to be settled into `reply`; first forgets the probes
+    /// nobody waits for any more, once a [`SWEEP`]. `Err`: it ended at once (the reply
+    /// is handed back with why).
+    fn send(
+        &mut self,
+        target: SocketAddr,
+        reply: Reply,
+        now: std::time::Instant,
+    ) -> Result<(), (Reply, CheckFailure)> {
+        if now >= self.next_sweep {
+            self.state.pending.retain(|_, r| r.wanted(now));
+            self.next_sweep = now + SWEEP;
+        }
         self.state
             .send(&self.v4, self.v6.as_ref(), target, reply, now)
-            .map_err(|(_, e)| e)
+    }
+
+    /// Sends a probe of the task's; one that ends at once is answered at once.
+    fn send_or_fail(&mut self, p: Probe, now: std::time::Instant) {
+        if let Err((reply, e)) = self.send(p.target, p.reply, now) {
+            reply.settle(Err(e), &mut Vec::new());
+        }
     }
 
     /// Waits until a raw socket has something to read.
@@ -414,15 +427,9 @@ pub fn answer(from: IpAddr, tcp: &[u8], port: u16) -> Option<(SocketAddr, u32, O
 /// probes to send, and every tcp-syn check timed out (went down) for it.
 const DRAIN_AT_MOST: usize = 256;
 
-async fn run(
-    v4: UdpSocket,
-    v6: Option<UdpSocket>,
-    mut state: State,
-    mut rx: mpsc::Receiver<Probe>,
-    cancel: CancellationToken,
-) {
-    let mut sweep = tokio::time::interval(SWEEP);
-    let (mut buf4, mut buf6) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+/// The task behind [`SynProber`]: probes from the channel, answers from its
+/// [`DirectProber`]'s sockets.
+async fn run(mut prober: DirectProber, mut rx: mpsc::Receiver<Probe>, cancel: CancellationToken) {
     // Where direct replies would go: this task has none (only [`Reply::Once`]).
     let mut none = Vec::new();
     loop {
@@ -433,42 +440,14 @@ async fn run(
             p = rx.recv() => match p {
                 Some(p) => {
                     let now = std::time::Instant::now();
-                    state.send_or_fail(&v4, v6.as_ref(), p, now);
+                    prober.send_or_fail(p, now);
                     while let Ok(p) = rx.try_recv() {
-                        state.send_or_fail(&v4, v6.as_ref(), p, now);
+                        prober.send_or_fail(p, now);
                     }
                 }
                 None => break,
             },
-            r = v4.recv_from(&mut buf4) => {
-                if let Ok((n, _)) = r {
-                    state.settle(answer_v4(buf4.get(..n).unwrap_or_default(), state.port), &mut none);
-                    for _ in 1..DRAIN_AT_MOST {
-                        let Ok((n, _)) = v4.try_recv_from(&mut buf4) else { break };
-                        state.settle(answer_v4(buf4.get(..n).unwrap_or_default(), state.port), &mut none);
-                    }
-                }
-            }
-            r = async {
-                match &v6 {
-                    Some(s) => s.recv_from(&mut buf6).await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Ok((n, from)) = r {
-                    let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
-                    state.settle(a, &mut none);
-                    for _ in 1..DRAIN_AT_MOST {
-                        let Some(Ok((n, from))) = v6.as_ref().map(|s| s.try_recv_from(&mut buf6)) else { break };
-                        let a = answer(from.ip(), buf6.get(..n).unwrap_or_default(), state.port);
-                        state.settle(a, &mut none);
-                    }
-                }
-            }
-            _ = sweep.tick() => {
-                let now = std::time::Instant::now();
-                state.pending.retain(|_, r| r.wanted(now));
-            }
+            _ = prober.ready() => prober.drain(&mut none),
         }
     }
 }
@@ -480,19 +459,6 @@ impl State {
             if let Some(reply) = self.pending.remove(&(from, seq)) {
                 reply.settle(outcome, out);
             }
-        }
-    }
-
-    /// Sends a probe of the task's; one that ends at once is answered at once.
-    fn send_or_fail(
-        &mut self,
-        v4: &UdpSocket,
-        v6: Option<&UdpSocket>,
-        p: Probe,
-        now: std::time::Instant,
-    ) {
-        if let Err((reply, e)) = self.send(v4, v6, p.target, p.reply, now) {
-            reply.settle(Err(e), &mut Vec::new());
         }
     }
 

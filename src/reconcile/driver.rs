@@ -473,7 +473,8 @@ impl<B: IpvsBackend> Reconciler<B> {
             .cache
             .as_ref()
             .is_some_and(|c| c.stale(&blocks, &HashSet::new()).is_empty());
-        if vouched && self.dirty.is_empty() && self.timeless() {
+        // Nothing is dirty: the pass applied no op.
+        if vouched && self.timeless() {
             self.quiet.keep(text);
         }
     }
