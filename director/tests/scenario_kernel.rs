@@ -1,14 +1,14 @@
 //! The production topology with every feature on at once, in the test VM: two
 //! directors behind a router running BIRD (BGP + BFD, ECMP), each with `[announce]`,
 //! `[sync]` and `[agents]` (`require = true`); agents on three real servers; an `mh`
-//! service with persistence, a UDP service, and a check through the DR path. A
-//! schedule of events (restarts, reloads, a failing server, a refused service, an
-//! invalid reload, a reload with a missing agent certificate, the announce device
-//! deleted, a weight changed behind a director's back) runs while client loops count
-//! failures: a persistent TCP client (a new connection every 0.1 s), a UDP flow from
-//! one source port, and a long-lived connection. Each event prints its figures. Every
-//! feature joins this test: it is how the next bug where two features meet gets
-//! caught.
+//! service with persistence, a UDP service (checked half-open, `tcp-syn`), and a check
+//! through the DR path. A schedule of events (restarts, reloads, a failing server, a
+//! refused service, an invalid reload, a reload with a missing agent certificate, the
+//! announce device deleted, a weight changed behind a director's back) runs while
+//! client loops count failures: a persistent TCP client (a new connection every
+//! 0.1 s), a UDP flow from one source port, and a long-lived connection. Each event
+//! prints its figures. Every feature joins this test: it is how the next bug where two
+//! features meet gets caught.
 
 use lvsdr_test_support as support;
 
@@ -56,6 +56,9 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
     let pki = dir.join("pki");
     let http = "[service.check]\ntype = \"http\"\nport = 80\npath = \"/healthz\"\n\
                 interval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n";
+    // The UDP service's servers are checked half-open on their web port (tcp-syn).
+    let syn = "[service.check]\ntype = \"tcp-syn\"\nport = 80\n\
+               interval = \"1s\"\ntimeout = \"500ms\"\nrise = 1\nfall = 2\n";
     let mut c = format!(
         "[director]\nstatus_listen = \"{STATUS}\"\nresync_interval = \"2s\"\n\
          control_socket = \"{d}/hd{i}.sock\"\nadmin_file = \"{d}/hd{i}-admin.json\"\n\
@@ -69,7 +72,7 @@ fn config_text(dir: &Path, i: u32, p: &Plan) -> String {
          [service.check]\ntype = \"tcp\"\nvia = \"vip\"\ninterval = \"1s\"\ntimeout = \"500ms\"\n\
          rise = 1\nfall = 2\n{}\
          [[service]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = 53\nprotocol = \"udp\"\n\
-         scheduler = \"mh\"\n{http}{}",
+         scheduler = \"mh\"\n{syn}{}",
         servers(&p.web),
         servers(&p.web),
         servers(&p.dns),
@@ -493,7 +496,14 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
                 s.stop();
             }
         },
-        |_| weight_of("hd1", "web", 1) == Some(0) && weight_of("hd2", "web", 1) == Some(0),
+        // The UDP service's half-open check sees it too (the same port refuses), and
+        // a down UDP server leaves the kernel (its flows move).
+        |_| {
+            ["hd1", "hd2"].iter().all(|d| {
+                weight_of(d, "web", 1) == Some(0)
+                    && !kernel_dests(d, "UDP", 53).contains(&format!("{}:53", rip(1)))
+            })
+        },
     );
     assert!(
         tcp.longest_gap <= Duration::from_millis(4500),
@@ -503,7 +513,13 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
     let r = w.event(
         "hrs1's web server comes back",
         |w| w.web[0] = Some(Server::http("hrs1", 80, "hrs1")),
-        |_| weights("hd1", &[1, 2], 1) && weights("hd2", &[1, 2], 1),
+        |_| {
+            weights("hd1", &[1, 2], 1)
+                && weights("hd2", &[1, 2], 1)
+                && ["hd1", "hd2"]
+                    .iter()
+                    .all(|d| kernel_dests(d, "UDP", 53).contains(&format!("{}:53", rip(1))))
+        },
     );
     no_failure("hrs1 back", &w, &r);
 
