@@ -318,3 +318,35 @@ fn a_block_changed_in_place_into_a_clash_across_services_is_refused() {
     same(&mut l, &valid.replace(agents, ""), &host);
     same(&mut l, &valid, &host);
 }
+
+#[test]
+fn an_empty_file_is_refused_and_the_loader_keeps_what_it_had() {
+    // A reload that reads a file between its truncation and its write sees nothing;
+    // parsed, that is a valid config without services, and every service would go.
+    let dir = std::env::temp_dir().join(format!("lvsdr-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("director.toml");
+    let mut l = Loader::default();
+    std::fs::write(&path, BASE).expect("write");
+    let before = l.load(&path).expect("the base config loads");
+    for empty in ["", "\n", "  \n\t\n"] {
+        std::fs::write(&path, empty).expect("write");
+        let e = l
+            .load(&path)
+            .expect_err("an empty file must be refused")
+            .to_string();
+        assert!(e.contains("director.toml") && e.contains("empty"), "{e}");
+    }
+    // What the loader kept is the base config's: read again, nothing is new.
+    std::fs::write(&path, BASE).expect("write");
+    let after = l.load(&path).expect("the base config loads again");
+    assert_eq!(after.services.len(), before.services.len());
+    assert_eq!(l.last_read().read, 0, "{:?}", l.last_read());
+    // A config without services says so with its sections.
+    std::fs::write(&path, "[director]\n").expect("write");
+    assert_eq!(
+        l.load(&path).expect("no services is fine").services.len(),
+        0
+    );
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -121,15 +121,26 @@ pub fn load(path: &Path) -> Result<Desired, ConfigErrors> {
 /// resolve in the file's folder unless systemd gave credentials).
 fn read(path: &Path) -> Result<(String, String, Host), ConfigErrors> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let refuse = |message: String| {
         ConfigErrors(vec![ConfigError {
             file: name.clone(),
             line: 0,
             column: 0,
             context: String::new(),
-            message: format!("cannot read: {e}"),
+            message,
         }])
-    })?;
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| refuse(format!("cannot read: {e}")))?;
+    // An empty file parses as a valid config without services: a reload that caught
+    // a file between its truncation and its write would retire every service. Nobody
+    // means that by an empty file; a config without services says `[director]`.
+    if text.trim().is_empty() {
+        return Err(refuse(
+            "the file is empty (caught while it was being written? write the new config \
+             beside it and rename it into place)"
+                .to_string(),
+        ));
+    }
     let mut host = Host::read();
     if host.base.is_none() {
         host.base = path.parent().map(Path::to_path_buf);
