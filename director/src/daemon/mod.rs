@@ -19,7 +19,9 @@ mod wiring;
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use lvsdr::config;
+use lvsdr::reconcile::Kernel;
 use lvsdr_daemon::tasks::{TaskEnded, Tasks};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -32,16 +34,30 @@ use wiring::Running;
 pub async fn run(config_path: PathBuf) -> anyhow::Result<()> {
     // First, so that no signal sent once the endpoint answers is lost.
     let mut signals = Signals::new()?;
+    // The netlink socket is opened and the IPVS family looked up while the config
+    // parses: both stand before the first pass (a start's fixed costs, issue 22).
+    let kernel = tokio::spawn(Kernel::connect());
     // Kept for the reloads: they read again only the services whose text changed.
-    let mut loader = config::Loader::default();
-    let desired = loader
-        .load(&config_path)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (loader, loaded) = {
+        let path = config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut loader = config::Loader::default();
+            let loaded = loader.load(&path);
+            (loader, loaded)
+        })
+        .await
+        .context("reading the config")?
+    };
+    let desired = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
     info!(config = %config_path.display(), services = desired.services.len(), "config loaded");
     warn_config(&desired);
+    let kernel = kernel
+        .await
+        .context("connecting to IPVS")?
+        .context("connecting to IPVS")?;
     let cancel = CancellationToken::new();
     let mut tasks = Tasks::new();
-    let mut running = wiring::start(desired, &mut tasks, &cancel).await?;
+    let mut running = wiring::start(desired, kernel, &mut tasks, &cancel).await?;
     // Readiness: the table is being reconciled and the endpoint answers.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let ended = signals

@@ -51,13 +51,14 @@ struct Senders {
     hooks: watch::Sender<Vec<crate::status::HookStatus>>,
 }
 
-/// Connects to the kernel, binds the endpoints and spawns every task into `tasks`.
+/// Binds the endpoints and spawns every task into `tasks`; `kernel` goes to the
+/// reconciler.
 pub async fn start(
     desired: Desired,
+    kernel: Kernel,
     tasks: &mut Tasks,
     cancel: &CancellationToken,
 ) -> anyhow::Result<Running> {
-    let kernel = Kernel::connect().await.context("connecting to IPVS")?;
     let checker = Checker::new(cancel.child_token()).context("building the HTTP check client")?;
     let mut supervisor = Supervisor::new(checker, cancel.child_token());
     supervisor.set_checks(&desired.checks());

@@ -25,6 +25,11 @@ pub async fn run(
             _ = cancel.cancelled() => return Ok(()),
             _ = tick.tick() => {}
         }
+        // Nothing to count before the reconciler's first read: no socket yet (its
+        // family lookup at start stood beside the first pass, issue 22).
+        if state.borrow().observed.services.is_empty() {
+            continue;
+        }
         let k = match &kernel {
             Some(k) => k,
             None => match Kernel::connect().await {
