@@ -276,9 +276,24 @@ impl Scheduler {
     ) {
         let set = checks.borrow_and_update().clone();
         self.set(&set).await;
+        // Two timers for the life of the loop, moved only when their time changes: a
+        // timer made and dropped at every turn took the time driver's lock twice per
+        // turn, and a turn comes with every batch of results.
+        let wake_timer = tokio::time::sleep_until(Instant::now());
+        let look_timer = tokio::time::sleep_until(self.stalls.next_look());
+        // The same for the cancellation: a new waiter at every turn was a lock taken
+        // and given back per turn.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(wake_timer, look_timer, cancelled);
         loop {
             let look = self.stalls.next_look();
+            if look_timer.deadline() != look {
+                look_timer.as_mut().reset(look);
+            }
             let wake = self.wheel.next_at();
+            if let Some(at) = wake.filter(|at| wake_timer.deadline() != *at) {
+                wake_timer.as_mut().reset(at);
+            }
             let tcp_ready = async {
                 match &self.tcp {
                     Some(t) if t.in_flight() > 0 => t.ready().await,
@@ -292,7 +307,7 @@ impl Scheduler {
                 }
             };
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 r = checks.changed() => {
                     if r.is_err() {
                         return; // the supervisor is gone
@@ -300,12 +315,7 @@ impl Scheduler {
                     let set = checks.borrow_and_update().clone();
                     self.set(&set).await;
                 }
-                _ = async {
-                    match wake {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                _ = &mut wake_timer, if wake.is_some() => {
                     // Answers already in are taken before the deadlines: after a
                     // stall both are there, and the answer came first.
                     self.take_ready();
@@ -316,7 +326,7 @@ impl Scheduler {
                     self.drain_tcp();
                     self.drain_syn(true);
                 }
-                _ = tokio::time::sleep_until(look) => self.look(Instant::now()),
+                _ = &mut look_timer => self.look(Instant::now()),
                 _ = tcp_ready => self.drain_tcp(),
                 _ = syn_ready => self.drain_syn(false),
                 // One outcome woke the loop; others that came in meanwhile, of any
