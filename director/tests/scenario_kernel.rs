@@ -672,6 +672,30 @@ fn everything_on_through_restarts_reloads_failures_and_refusals() {
     assert!(weights("hd2", &[1, 2], 1), "the invalid reload changed hd2");
     assert_eq!(w.net.next_hops().len(), 2);
 
+    // 10b. A reload that reads the file while its writer has just truncated it (an
+    // editor or tool writing in place): empty, it would parse as a config without
+    // services and retire them all; it is refused, and nothing moves.
+    let r = w.event(
+        "reload hd2: the file caught empty",
+        |w| {
+            std::fs::write(w.net.dir.join("d2.toml"), "").expect("truncate");
+            if let Some(d) = &w.directors[1] {
+                d.signal("HUP");
+            }
+        },
+        |_| {
+            st("hd2").is_some_and(|s| {
+                s["config"]["generation"] == generation
+                    && s["config"]["errors"]
+                        .as_array()
+                        .is_some_and(|e| e.iter().any(|e| e.to_string().contains("is empty")))
+            })
+        },
+    );
+    no_failure("a reload of an empty file", &w, &r);
+    assert!(weights("hd2", &[1, 2], 1), "the empty file changed hd2");
+    assert_eq!(w.net.next_hops().len(), 2);
+
     // 11. A reload whose agent TLS files do not load: refused, the running config
     // (and every push) stays.
     let generation = st("hd1").expect("status")["config"]["generation"].clone();
