@@ -17,8 +17,9 @@
 # at the servers for every daemon (connections accepted; HTTP requests answered), and
 # from lvsdr's own counter (`lvsdr_health_checks_completed_total`), which also counts
 # half-open checks, which the servers never see.
-# The tcp rows (TCP_CHECK, tcp, tcp-syn) run REPEAT times in each layout, interleaved;
-# each row shows the run with the median CPU per check, and every run's figure.
+# Every row runs REPEAT times, interleaved with the rows it is compared with (TCP_CHECK,
+# tcp, tcp-syn; HTTP_GET, http, http keepalive = false); each row shows the run with
+# the median CPU per check, and every run's figure.
 # Args: RELEASE_DIR HEALTH_CHECKS_BENCH TARGETS SECONDS OUT [REPEAT]
 set -euo pipefail
 bin=$1 checks=$2 targets=$3 seconds=$4 out=$5 repeat=${6:-1}
@@ -176,19 +177,22 @@ median_of() {
     sort -n | awk '{runs = runs (NR > 1 ? ", " : "") sprintf("%.0f", $1); l[NR] = $0}
       END {m = l[int((NR + 1) / 2)]; sub(/^[^ ]+ /, "", m); print m "|" runs}'
 }
-# The tcp rows of a layout, REPEAT rounds: three lines, keepalived TCP_CHECK, lvsdr tcp,
-# lvsdr tcp-syn, each "median run|runs".
-tcp_rounds() {
-  local k="" t="" y="" r
+# REPEAT rounds of three runs, interleaved: keepalived with KIND, then lvsdr with each
+# config; three lines, each "median run|runs". The tcp rows: TCP_CHECK, tcp, tcp-syn;
+# the HTTP rows (against the server running): HTTP_GET, http, http keepalive = false.
+rounds() { # KIND config config
+  local k="" a="" b="" r
   for r in $(seq "$repeat"); do
-    k+=$(keepalived_run TCP_CHECK)$'\n'
-    t+=$(lvsdr_run "$w/director-tcp.toml")$'\n'
-    y+=$(lvsdr_run "$w/director-syn.toml")$'\n'
+    k+=$(keepalived_run "$1")$'\n'
+    a+=$(lvsdr_run "$2")$'\n'
+    b+=$(lvsdr_run "$3")$'\n'
   done
   median_of "${k%$'\n'}"
-  median_of "${t%$'\n'}"
-  median_of "${y%$'\n'}"
+  median_of "${a%$'\n'}"
+  median_of "${b%$'\n'}"
 }
+tcp_rounds() { rounds TCP_CHECK "$w/director-tcp.toml" "$w/director-syn.toml"; }
+http_rounds() { rounds HTTP_GET "$w/director-http.toml" "$w/director-http-close.toml"; }
 
 director_config tcp >"$w/director-tcp.toml"
 director_config tcp-syn >"$w/director-syn.toml"
@@ -201,24 +205,24 @@ server_start
 read -r kt_cpu kt_user kt_sys kt_acc kt_req _ kt_up <<<"$kl"
 read -r lt_cpu lt_user lt_sys lt_acc lt_req lt_own lt_up <<<"$tl"
 read -r ls_cpu ls_user ls_sys ls_acc ls_req ls_own ls_up <<<"$yl"
-read -r kh_cpu kh_user kh_sys kh_acc kh_req _ kh_up < <(keepalived_run HTTP_GET)
-read -r lh_cpu lh_user lh_sys lh_acc lh_req lh_own lh_up < <(lvsdr_run "$w/director-http.toml")
-read -r lc_cpu lc_user lc_sys lc_acc lc_req lc_own lc_up < <(lvsdr_run "$w/director-http-close.toml")
+{ IFS='|' read -r kl kh_runs; IFS='|' read -r ll lh_runs; IFS='|' read -r cl lc_runs; } < <(http_rounds)
+read -r kh_cpu kh_user kh_sys kh_acc kh_req _ kh_up <<<"$kl"
+read -r lh_cpu lh_user lh_sys lh_acc lh_req lh_own lh_up <<<"$ll"
+read -r lc_cpu lc_user lc_sys lc_acc lc_req lc_own lc_up <<<"$cl"
 server_stop
-# The HTTP rows against the other servers: "label|keepalived|lvsdr keep-alive|lvsdr
-# close" results, one line per server.
-http_rows() { # label
+# The HTTP rows against the other servers: "label|keep-alive row's target|keepalived|
+# runs|lvsdr keep-alive|runs|lvsdr close|runs", one line per server. A server that
+# closes every connection makes every check a new connection: ≤ 0.8 for both rows.
+http_rows() { # label target
   local k l c
-  k=$(keepalived_run HTTP_GET)
-  l=$(lvsdr_run "$w/director-http.toml")
-  c=$(lvsdr_run "$w/director-http-close.toml")
-  echo "$1|$k|$l|$c"
+  { read -r k; read -r l; read -r c; } < <(http_rounds)
+  echo "$1|$2|$k|$l|$c"
 }
 server_start --close
-others=$(http_rows "an HTTP/1.0 server that closes every connection")
+others=$(http_rows "an HTTP/1.0 server that closes every connection" "≤ 0.8")
 server_stop
 nginx_start
-others+=$'\n'$(http_rows "nginx $(nginx -v 2>&1 | sed 's,.*nginx/,,') (keep-alive as nginx does it)")
+others+=$'\n'$(http_rows "nginx $(nginx -v 2>&1 | sed 's,.*nginx/,,') (keep-alive as nginx does it)" "≤ 0.5")
 server_stop
 rm -f "$w/nginx.conf"
 # The veth layout: one service of every target, one host (a namespace of its own)
@@ -247,21 +251,21 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; 
 per() { awk -v c="$1" -v n="$2" -v s="$seconds" 'BEGIN {printf "%.0f", (n > 0 ? c / (n * s) * 1e6 : 0)}'; }
 version=$(keepalived --version 2>&1 | awk 'NR == 1 {print $2}')
 {
-  echo "| health checks in the VM: $targets targets, every 1 s, ${seconds} s window (tcp rows: the median of $repeat runs by CPU per check) | CPU (user+sys) | user / sys | % of one emulated core | checks completed / s (own counter; at the servers: connections, requests) | CPU per check | real servers up | CPU ratio (denominator: keepalived's CPU, same kind, same boot) | CPU per check ratio (denominator: keepalived's CPU per check; it checks less often than every 1 s) | target |"
+  echo "| health checks in the VM: $targets targets, every 1 s, ${seconds} s window (each row: the median of $repeat runs by CPU per check) | CPU (user+sys) | user / sys | % of one emulated core | checks completed / s (own counter; at the servers: connections, requests) | CPU per check | real servers up | CPU ratio (denominator: keepalived's CPU, same kind, same boot) | CPU per check ratio (denominator: keepalived's CPU per check; it checks less often than every 1 s) | target |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
   echo "| keepalived $version TCP_CHECK (-C) | ${kt_cpu} s | ${kt_user} / ${kt_sys} s | $(pct "$kt_cpu") % | – ; $kt_acc conn/s | $(per "$kt_cpu" "$kt_acc") µs (runs: $kt_runs) | $kt_up of $targets | 1 | 1 | |"
   echo "| lvsdr-director, tcp (connect, then RST) | ${lt_cpu} s | ${lt_user} / ${lt_sys} s | $(pct "$lt_cpu") % | $lt_own ; $lt_acc conn/s | $(per "$lt_cpu" "$lt_own") µs (runs: $lt_runs) | $lt_up of $targets | $(ratio "$lt_cpu" "$kt_cpu") | $(ratio "$(per "$lt_cpu" "$lt_own")" "$(per "$kt_cpu" "$kt_acc")") | ≤ 0.8 |"
   echo "| lvsdr-director, tcp-syn (half-open) | ${ls_cpu} s | ${ls_user} / ${ls_sys} s | $(pct "$ls_cpu") % | $ls_own ; $ls_acc conn/s | $(per "$ls_cpu" "$ls_own") µs (runs: $ls_runs) | $ls_up of $targets | $(ratio "$ls_cpu" "$kt_cpu") | $(ratio "$(per "$ls_cpu" "$ls_own")" "$(per "$kt_cpu" "$kt_acc")") | ≤ 0.4 |"
-  echo "| keepalived $version HTTP_GET (-C) | ${kh_cpu} s | ${kh_user} / ${kh_sys} s | $(pct "$kh_cpu") % | – ; $kh_acc conn/s, $kh_req req/s | $(per "$kh_cpu" "$kh_req") µs | $kh_up of $targets | 1 | 1 | |"
-  echo "| lvsdr-director, http (keep-alive: a new connection every 10th check) | ${lh_cpu} s | ${lh_user} / ${lh_sys} s | $(pct "$lh_cpu") % | $lh_own ; $lh_acc conn/s, $lh_req req/s | $(per "$lh_cpu" "$lh_own") µs | $lh_up of $targets | $(ratio "$lh_cpu" "$kh_cpu") | $(ratio "$(per "$lh_cpu" "$lh_own")" "$(per "$kh_cpu" "$kh_req")") | ≤ 0.5 |"
-  echo "| lvsdr-director, http, keepalive = false (a new connection every check, as keepalived) | ${lc_cpu} s | ${lc_user} / ${lc_sys} s | $(pct "$lc_cpu") % | $lc_own ; $lc_acc conn/s, $lc_req req/s | $(per "$lc_cpu" "$lc_own") µs | $lc_up of $targets | $(ratio "$lc_cpu" "$kh_cpu") | $(ratio "$(per "$lc_cpu" "$lc_own")" "$(per "$kh_cpu" "$kh_req")") | ≤ 0.8 |"
-  while IFS='|' read -r label k l c; do
+  echo "| keepalived $version HTTP_GET (-C) | ${kh_cpu} s | ${kh_user} / ${kh_sys} s | $(pct "$kh_cpu") % | – ; $kh_acc conn/s, $kh_req req/s | $(per "$kh_cpu" "$kh_req") µs (runs: $kh_runs) | $kh_up of $targets | 1 | 1 | |"
+  echo "| lvsdr-director, http (keep-alive: a new connection every 10th check) | ${lh_cpu} s | ${lh_user} / ${lh_sys} s | $(pct "$lh_cpu") % | $lh_own ; $lh_acc conn/s, $lh_req req/s | $(per "$lh_cpu" "$lh_own") µs (runs: $lh_runs) | $lh_up of $targets | $(ratio "$lh_cpu" "$kh_cpu") | $(ratio "$(per "$lh_cpu" "$lh_own")" "$(per "$kh_cpu" "$kh_req")") | ≤ 0.5 |"
+  echo "| lvsdr-director, http, keepalive = false (a new connection every check, as keepalived) | ${lc_cpu} s | ${lc_user} / ${lc_sys} s | $(pct "$lc_cpu") % | $lc_own ; $lc_acc conn/s, $lc_req req/s | $(per "$lc_cpu" "$lc_own") µs (runs: $lc_runs) | $lc_up of $targets | $(ratio "$lc_cpu" "$kh_cpu") | $(ratio "$(per "$lc_cpu" "$lc_own")" "$(per "$kh_cpu" "$kh_req")") | ≤ 0.8 |"
+  while IFS='|' read -r label l_target k k_runs l l_runs c c_runs; do
     read -r k_cpu k_user k_sys k_acc k_req _ k_up <<<"$k"
     read -r l_cpu l_user l_sys l_acc l_req l_own l_up <<<"$l"
     read -r c_cpu c_user c_sys c_acc c_req c_own c_up <<<"$c"
-    echo "| keepalived $version HTTP_GET (-C), against $label | ${k_cpu} s | ${k_user} / ${k_sys} s | $(pct "$k_cpu") % | – ; $k_acc conn/s, $k_req req/s | $(per "$k_cpu" "$k_req") µs | $k_up of $targets | 1 | 1 | |"
-    echo "| lvsdr-director, http (keep-alive), against $label | ${l_cpu} s | ${l_user} / ${l_sys} s | $(pct "$l_cpu") % | $l_own ; $l_acc conn/s, $l_req req/s | $(per "$l_cpu" "$l_own") µs | $l_up of $targets | $(ratio "$l_cpu" "$k_cpu") | $(ratio "$(per "$l_cpu" "$l_own")" "$(per "$k_cpu" "$k_req")") | ≤ 0.5 |"
-    echo "| lvsdr-director, http, keepalive = false, against $label | ${c_cpu} s | ${c_user} / ${c_sys} s | $(pct "$c_cpu") % | $c_own ; $c_acc conn/s, $c_req req/s | $(per "$c_cpu" "$c_own") µs | $c_up of $targets | $(ratio "$c_cpu" "$k_cpu") | $(ratio "$(per "$c_cpu" "$c_own")" "$(per "$k_cpu" "$k_req")") | ≤ 0.8 |"
+    echo "| keepalived $version HTTP_GET (-C), against $label | ${k_cpu} s | ${k_user} / ${k_sys} s | $(pct "$k_cpu") % | – ; $k_acc conn/s, $k_req req/s | $(per "$k_cpu" "$k_req") µs (runs: $k_runs) | $k_up of $targets | 1 | 1 | |"
+    echo "| lvsdr-director, http (keep-alive), against $label | ${l_cpu} s | ${l_user} / ${l_sys} s | $(pct "$l_cpu") % | $l_own ; $l_acc conn/s, $l_req req/s | $(per "$l_cpu" "$l_own") µs (runs: $l_runs) | $l_up of $targets | $(ratio "$l_cpu" "$k_cpu") | $(ratio "$(per "$l_cpu" "$l_own")" "$(per "$k_cpu" "$k_req")") | $l_target |"
+    echo "| lvsdr-director, http, keepalive = false, against $label | ${c_cpu} s | ${c_user} / ${c_sys} s | $(pct "$c_cpu") % | $c_own ; $c_acc conn/s, $c_req req/s | $(per "$c_cpu" "$c_own") µs (runs: $c_runs) | $c_up of $targets | $(ratio "$c_cpu" "$k_cpu") | $(ratio "$(per "$c_cpu" "$c_own")" "$(per "$k_cpu" "$k_req")") | ≤ 0.8 |"
   done <<<"$others"
   v="one service of $targets real servers (one host, $targets ports) over veth"
   echo "| keepalived $version TCP_CHECK (-C), $v | ${vt_cpu} s | ${vt_user} / ${vt_sys} s | $(pct "$vt_cpu") % | – ; $vt_acc conn/s | $(per "$vt_cpu" "$vt_acc") µs (runs: $vt_runs) | $vt_up of $targets | 1 | 1 | |"

@@ -38,6 +38,9 @@ pub struct Prepared {
     runs: std::sync::atomic::AtomicU64,
     /// A plain-HTTP check's kept connection.
     kept: crate::http1::Kept,
+    /// A plain-HTTP check's request and expectations, for the scheduler's epoll
+    /// prober ([`crate::http_probe`]).
+    exchange: Option<std::sync::Arc<crate::http_probe::Exchange>>,
 }
 
 impl Prepared {
@@ -75,22 +78,36 @@ impl Prepared {
             ),
             _ => (None, None),
         };
+        let exchange = match &spec.kind {
+            CheckKind::Http(h) if !h.tls && spec.via.is_none() => {
+                crate::http_probe::Exchange::new(spec.target, h, body.clone(), BODY_LIMIT)
+                    .ok()
+                    .map(std::sync::Arc::new)
+            }
+            _ => None,
+        };
         Ok(Prepared {
             spec,
             body,
             client,
             runs: Default::default(),
             kept: Default::default(),
+            exchange,
         })
     }
 }
 
 impl Prepared {
+    /// A plain-HTTP check's exchange, for the epoll prober.
+    pub(crate) fn exchange(&self) -> Option<&std::sync::Arc<crate::http_probe::Exchange>> {
+        self.exchange.as_ref()
+    }
+
     /// Whether this HTTP run asks the server to close the connection after answering:
     /// every run without keep-alive; with it, one in `FRESH_EVERY`, so the next run
     /// connects anew (a listener that stopped accepting is not hidden by a kept
     /// connection).
-    fn close_this_run(&self, h: &HttpCheck) -> bool {
+    pub(crate) fn close_this_run(&self, h: &HttpCheck) -> bool {
         let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         !h.keepalive || run % HttpCheck::FRESH_EVERY == HttpCheck::FRESH_EVERY - 1
     }

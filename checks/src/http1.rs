@@ -1,7 +1,12 @@
-//! Plain-HTTP checks: one `GET` written and one answer read on a connection the check
-//! keeps, with nothing else kept. Between runs a kept connection is its socket alone:
-//! no task, no buffers (a hyper client connection kept 25 KB and a task each, 274 MB at
-//! 10,000 kept checks). A run reads into one buffer that it drops at its end; httparse
+//! Plain-HTTP checks as futures: one `GET` written and one answer read on a connection
+//! the check keeps, with nothing else kept. The scheduler runs plain-HTTP checks
+//! through its epoll prober ([`crate::http_probe`], which shares the head parsing and
+//! the request here); this path serves checks through the DR path ([`crate::via`]),
+//! [`crate::Checker::run`] and a scheduler without an epoll set.
+//!
+//! Between runs a kept connection is its socket alone: no task, no buffers (a hyper
+//! client connection kept 25 KB and a task each, 274 MB at 10,000 kept checks). A
+//! run reads into one buffer that it drops at its end; httparse
 //! parses the status line, the headers and the chunk sizes; [`crate::http1_body`]
 //! frames the body. HTTPS checks use reqwest (certificates, SNI, CA).
 //!
@@ -29,7 +34,7 @@ use lvsdr::health::HttpCheck;
 pub type Kept = std::sync::Mutex<Option<TcpStream>>;
 
 /// The longest status line and headers read (a longer head is the server's fault).
-const HEAD_LIMIT: usize = 16 * 1024;
+pub(crate) const HEAD_LIMIT: usize = 16 * 1024;
 /// Headers parsed at most.
 const HEADERS: usize = 64;
 /// What a read asks for at least.
@@ -108,7 +113,7 @@ fn keep(kept: &Kept, reusable: Option<TcpStream>, close: bool) -> Result<(), Che
 
 /// The request's bytes; a path or host that would break the request line or a header
 /// is refused (the config's validation refuses them too).
-fn request(path: &str, host: &str, close: bool) -> Result<Vec<u8>, &'static str> {
+pub(crate) fn request(path: &str, host: &str, close: bool) -> Result<Vec<u8>, &'static str> {
     if path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err("the path has a space or a control character");
     }
@@ -134,11 +139,11 @@ struct Answer<'a> {
 }
 
 /// What the head said.
-struct Head {
-    status: u16,
-    framing: Framing,
+pub(crate) struct Head {
+    pub status: u16,
+    pub framing: Framing,
     /// The server keeps the connection open after this answer.
-    keeps: bool,
+    pub keeps: bool,
 }
 
 impl Answer<'_> {
@@ -236,7 +241,7 @@ async fn read_some(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
 }
 
 /// The head at the start of `buf` and its length, or `None` if it is not all there.
-fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, String> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS];
     let mut r = httparse::Response::new(&mut headers);
     let len = match r.parse(buf).map_err(|e| e.to_string())? {

@@ -108,7 +108,7 @@ impl std::fmt::Display for BodyError {
 
 /// The longest chunk-size line or trailer line.
 const LINE_LIMIT: usize = 16 * 1024;
-const READ_SIZE: usize = 4096;
+pub const READ_SIZE: usize = 4096;
 
 /// Reads the body that follows the head (its start may be in `buf` already) into
 /// `sink`: `Ok(true)` if read to its end, `Ok(false)` if the limit stopped it.
@@ -118,109 +118,118 @@ pub async fn read<R: AsyncRead + Unpin>(
     framing: Framing,
     sink: &mut Sink,
 ) -> Result<bool, BodyError> {
-    match framing {
-        Framing::Length(n) => take(r, buf, n, sink).await,
-        Framing::UntilClose => loop {
-            if !buf.is_empty() && !sink.feed(&buf.split()) {
-                return Ok(false);
-            }
-            if fill(r, buf).await? == 0 {
-                return Ok(true);
-            }
-        },
-        Framing::Chunked => loop {
-            let size = chunk_size(r, buf).await?;
-            if size == 0 {
-                trailers(r, buf).await?;
-                return Ok(true);
-            }
-            if !take(r, buf, size, sink).await? {
-                return Ok(false);
-            }
-            need(r, buf, 2).await?;
-            if &buf[..2] != b"\r\n" {
-                return Err(BodyError::Malformed("no CRLF after a chunk"));
-            }
-            buf.advance(2);
-        },
-    }
-}
-
-async fn fill<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> Result<usize, BodyError> {
-    buf.reserve(READ_SIZE);
-    r.read_buf(buf).await.map_err(BodyError::Io)
-}
-
-/// At least `n` bytes in `buf`.
-async fn need<R: AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut BytesMut,
-    n: usize,
-) -> Result<(), BodyError> {
-    while buf.len() < n {
-        if fill(r, buf).await? == 0 {
-            return Err(BodyError::Closed);
-        }
-    }
-    Ok(())
-}
-
-/// `n` bytes of body into `sink`; false if the limit stopped it.
-async fn take<R: AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut BytesMut,
-    mut n: u64,
-    sink: &mut Sink,
-) -> Result<bool, BodyError> {
-    while n > 0 {
-        if buf.is_empty() && fill(r, buf).await? == 0 {
-            return Err(BodyError::Closed);
-        }
-        let k = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-        let part = buf.split_to(k);
-        n -= k as u64;
-        if !sink.feed(&part) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-async fn chunk_size<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> Result<u64, BodyError> {
+    let mut body = Decoder::new(framing);
     loop {
-        match httparse::parse_chunk_size(buf) {
-            Ok(httparse::Status::Complete((len, size))) => {
-                buf.advance(len);
-                return Ok(size);
-            }
-            Ok(httparse::Status::Partial) if buf.len() < LINE_LIMIT => {
-                if fill(r, buf).await? == 0 {
-                    return Err(BodyError::Closed);
-                }
-            }
-            Ok(httparse::Status::Partial) => {
-                return Err(BodyError::Malformed("chunk line too long"))
-            }
-            Err(_) => return Err(BodyError::Malformed("not a chunk size")),
+        if let Some(whole) = body.feed(buf, sink)? {
+            return Ok(whole);
+        }
+        buf.reserve(READ_SIZE);
+        if r.read_buf(buf).await.map_err(BodyError::Io)? == 0 {
+            return body.closed();
         }
     }
 }
 
-/// The trailer lines after the last chunk, up to the empty line.
-async fn trailers<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut) -> Result<(), BodyError> {
-    loop {
-        match buf.windows(2).position(|w| w == b"\r\n") {
-            Some(0) => {
-                buf.advance(2);
-                return Ok(());
-            }
-            Some(i) => buf.advance(i + 2),
-            None if buf.len() < LINE_LIMIT => {
-                if fill(r, buf).await? == 0 {
-                    return Err(BodyError::Closed);
+/// Where the reading of a body is, fed bytes as they come (by [`read`] here, and by
+/// the epoll prober of [`crate::http_probe`], which has no stream to await).
+#[derive(Debug)]
+pub struct Decoder(Part);
+
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// This many bytes of body still to come (a length, or the rest of a chunk).
+    Length(u64),
+    UntilClose,
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    Trailers,
+}
+
+impl Decoder {
+    pub fn new(framing: Framing) -> Decoder {
+        Decoder(match framing {
+            Framing::Length(n) => Part::Length(n),
+            Framing::Chunked => Part::ChunkSize,
+            Framing::UntilClose => Part::UntilClose,
+        })
+    }
+
+    /// Takes what it can of `buf` into `sink`, leaving in `buf` what follows the body:
+    /// `Some(true)` at the body's end, `Some(false)` once the limit stopped it, `None`
+    /// while more is to come.
+    pub fn feed(&mut self, buf: &mut BytesMut, sink: &mut Sink) -> Result<Option<bool>, BodyError> {
+        loop {
+            match self.0 {
+                Part::Length(0) => return Ok(Some(true)),
+                Part::Length(n) | Part::ChunkData(n) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                    let part = buf.split_to(k);
+                    let left = n - k as u64;
+                    self.0 = match self.0 {
+                        Part::ChunkData(_) if left == 0 => Part::ChunkEnd,
+                        Part::ChunkData(_) => Part::ChunkData(left),
+                        _ => Part::Length(left),
+                    };
+                    if !sink.feed(&part) {
+                        return Ok(Some(false));
+                    }
                 }
+                Part::UntilClose => {
+                    if !buf.is_empty() && !sink.feed(&buf.split()) {
+                        return Ok(Some(false));
+                    }
+                    return Ok(None);
+                }
+                Part::ChunkSize => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((len, size))) => {
+                        buf.advance(len);
+                        self.0 = if size == 0 {
+                            Part::Trailers
+                        } else {
+                            Part::ChunkData(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < LINE_LIMIT => return Ok(None),
+                    Ok(httparse::Status::Partial) => {
+                        return Err(BodyError::Malformed("chunk line too long"))
+                    }
+                    Err(_) => return Err(BodyError::Malformed("not a chunk size")),
+                },
+                Part::ChunkEnd => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(BodyError::Malformed("no CRLF after a chunk"));
+                    }
+                    buf.advance(2);
+                    self.0 = Part::ChunkSize;
+                }
+                Part::Trailers => match buf.windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => {
+                        buf.advance(2);
+                        return Ok(Some(true));
+                    }
+                    Some(i) => buf.advance(i + 2),
+                    None if buf.len() < LINE_LIMIT => return Ok(None),
+                    None => return Err(BodyError::Malformed("trailer line too long")),
+                },
             }
-            None => return Err(BodyError::Malformed("trailer line too long")),
+        }
+    }
+
+    /// The server closed: the end of a body that runs until then, too early for any
+    /// other.
+    pub fn closed(&self) -> Result<bool, BodyError> {
+        match self.0 {
+            Part::UntilClose => Ok(true),
+            Part::Length(0) => Ok(true),
+            _ => Err(BodyError::Closed),
         }
     }
 }

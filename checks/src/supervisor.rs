@@ -9,9 +9,10 @@
 //!
 //! One scheduler, not a task per check: a timer wheel ([`crate::wheel`]) says which
 //! checks are due; `tcp` checks go to the epoll prober ([`crate::tcp`]) and `tcp-syn`
-//! checks to the half-open prober ([`crate::syn::DirectProber`]), both driven by this
-//! loop, with no future, task or channel per check (their timeouts are the wheel's);
-//! the other kinds run as futures polled by this task. The clock is read once per
+//! checks to the half-open prober ([`crate::syn::DirectProber`]), plain-HTTP checks to
+//! the HTTP prober ([`crate::http_probe`]), all driven by this loop, with no future,
+//! task or channel per check (their timeouts are the wheel's); the other kinds run as
+//! futures polled by this task. The clock is read once per
 //! wake-up, not per check, and results are published once per wake-up, in a batch.
 
 use std::collections::{HashMap, HashSet};
@@ -29,11 +30,12 @@ use tracing::{info, warn};
 
 use crate::check::{Checker, Prepared};
 use crate::failure::CheckFailure;
+use crate::http_probe::HttpProber;
 use crate::lag::Stalls;
 use crate::syn::DirectProber;
 use crate::tcp::{Finished, TcpProber};
 use crate::wheel::Wheel;
-use lvsdr::health::{CheckKind, CheckSpec};
+use lvsdr::health::{CheckKind, CheckSpec, HttpCheck};
 use lvsdr::health::{Health, HealthMap, RiseFall};
 
 /// The latest result of one check.
@@ -98,6 +100,7 @@ impl Supervisor {
             free: Vec::new(),
             wheel: Wheel::new(TICK),
             tcp: None,
+            http: None,
             syn: None,
             runs: FuturesUnordered::new(),
             next_run: 0,
@@ -198,18 +201,45 @@ struct Check {
     running: Option<(u64, Instant)>,
 }
 
+/// Which prober runs a check: none (a future) for the kinds no prober takes, and for
+/// a tcp-syn check without a raw socket or a tcp or HTTP one without an epoll set.
+enum Route<'a> {
+    Syn,
+    Tcp,
+    Http(&'a Arc<crate::http_probe::Exchange>),
+    Future,
+}
+
+/// The prober for `c`, given which probers there are: (syn, tcp, http).
+fn route(c: &Check, (syn, tcp, http): (bool, bool, bool)) -> Route<'_> {
+    match &c.spec.kind {
+        CheckKind::TcpSyn if syn => Route::Syn,
+        CheckKind::Tcp if tcp && c.spec.via.is_none() => Route::Tcp,
+        CheckKind::Http(_) if http => c.prepared.exchange().map_or(Route::Future, Route::Http),
+        _ => Route::Future,
+    }
+}
+
 /// What the wheel holds.
 #[derive(Clone, Copy)]
 enum Event {
     /// Check `slot` (instance `tag`) is due.
     Due { slot: usize, tag: u64 },
-    /// The run `tag` of check `slot` is out of time; a tcp check's connect is in the
-    /// prober's slot `conn` (the other kinds run as futures that bound themselves).
+    /// The run `tag` of check `slot` is out of time; a tcp or plain-HTTP check's
+    /// connection is in its prober's slot `conn` (the other kinds run as futures that
+    /// bound themselves).
     Deadline {
         slot: usize,
         tag: u64,
-        conn: Option<usize>,
+        conn: Option<Conn>,
     },
+}
+
+/// A run's connection in a prober.
+#[derive(Clone, Copy)]
+enum Conn {
+    Tcp(usize),
+    Http(usize),
 }
 
 type Run =
@@ -224,6 +254,7 @@ struct Scheduler {
     free: Vec<usize>,
     wheel: Wheel<Event>,
     tcp: Option<TcpProber>,
+    http: Option<HttpProber>,
     /// The half-open prober this loop drives (tcp-syn checks).
     syn: Option<DirectProber>,
     runs: FuturesUnordered<Run>,
@@ -300,6 +331,12 @@ impl Scheduler {
                     _ => std::future::pending().await,
                 }
             };
+            let http_ready = async {
+                match &self.http {
+                    Some(h) if h.in_flight() > 0 => h.ready().await,
+                    _ => std::future::pending().await,
+                }
+            };
             let syn_ready = async {
                 match &self.syn {
                     Some(s) if s.in_flight() > 0 => s.ready().await,
@@ -328,6 +365,7 @@ impl Scheduler {
                 }
                 _ = &mut look_timer => self.look(Instant::now()),
                 _ = tcp_ready => self.drain_tcp(),
+                _ = http_ready => self.drain_http(),
                 _ = syn_ready => self.drain_syn(false),
                 // One outcome woke the loop; others that came in meanwhile, of any
                 // kind, are taken in the same batch.
@@ -344,6 +382,7 @@ impl Scheduler {
     /// runs that have ended.
     fn take_ready(&mut self) {
         self.drain_tcp();
+        self.drain_http();
         self.drain_syn(false);
         let now = Instant::now();
         while let Some(Some((slot, tag, outcome))) =
@@ -358,6 +397,15 @@ impl Scheduler {
         let mut finished = std::mem::take(&mut self.finished);
         if let Some(t) = self.tcp.as_mut().filter(|t| t.in_flight() > 0) {
             t.drain(&mut finished);
+        }
+        self.record_all(finished);
+    }
+
+    /// Takes in the plain-HTTP runs that ended.
+    fn drain_http(&mut self) {
+        let mut finished = std::mem::take(&mut self.finished);
+        if let Some(h) = self.http.as_mut().filter(|h| h.in_flight() > 0) {
+            h.drain(&mut finished);
         }
         self.record_all(finished);
     }
@@ -400,6 +448,9 @@ impl Scheduler {
                 // Its wheel entries and a run in flight are ignored by tag from now on.
                 self.slab[slot] = None;
                 self.free.push(slot);
+                if let Some(h) = &mut self.http {
+                    h.forget(slot);
+                }
             }
         }
         self.health.send_if_modified(|m| keep_only(m, &wanted));
@@ -430,7 +481,8 @@ impl Scheduler {
                     continue;
                 }
             };
-            if let CheckKind::Http(h) = &spec.kind {
+            // Only HTTPS runs through the shared client (plain HTTP speaks for itself).
+            if let CheckKind::Http(h @ HttpCheck { tls: true, .. }) = &spec.kind {
                 self.checker.prepare_http(h.insecure).await;
             }
             if matches!(spec.kind, CheckKind::TcpSyn) && self.syn.is_none() && !syn_tried {
@@ -439,6 +491,12 @@ impl Scheduler {
                 // error.
                 syn_tried = true;
                 self.syn = DirectProber::open().ok();
+            }
+            if prepared.exchange().is_some() && self.http.is_none() {
+                match HttpProber::new() {
+                    Ok(h) => self.http = Some(h),
+                    Err(e) => warn!(error = %e, "http checks: no epoll set; they run as futures"),
+                }
             }
             if matches!(spec.kind, CheckKind::Tcp) && spec.via.is_none() && self.tcp.is_none() {
                 match TcpProber::new() {
@@ -484,7 +542,12 @@ impl Scheduler {
                 Event::Due { slot, tag } => self.start(slot, tag, now),
                 Event::Deadline { slot, tag, conn } => {
                     let overdue = match conn {
-                        Some(conn) => self.tcp.as_mut().is_some_and(|t| t.abandon(conn, tag)),
+                        Some(Conn::Tcp(conn)) => {
+                            self.tcp.as_mut().is_some_and(|t| t.abandon(conn, tag))
+                        }
+                        Some(Conn::Http(conn)) => {
+                            self.http.as_mut().is_some_and(|h| h.abandon(conn, tag))
+                        }
                         None => self
                             .check(slot)
                             .is_some_and(|c| c.running.is_some_and(|(r, _)| r == tag)),
@@ -515,58 +578,47 @@ impl Scheduler {
         // Fixed rate, and no catching up after a stall: the next turn is one interval
         // after this one was due, or now if that has passed.
         c.due = (c.due + c.spec.interval).max(now);
-        let next = c.due;
-        let busy = c.running.is_some();
-        if !busy {
-            c.running = Some((run, now));
-        }
-        // Which prober takes it, and what it needs, without a reference count taken
-        // per check; a check no prober here takes (a tcp-syn check without a raw
-        // socket, a tcp check without an epoll set, the other kinds) runs as a future.
-        let (target, timeout) = (c.spec.target, c.spec.timeout);
-        let syn = matches!(c.spec.kind, CheckKind::TcpSyn) && self.syn.is_some();
-        let plain_tcp =
-            matches!(c.spec.kind, CheckKind::Tcp) && c.spec.via.is_none() && self.tcp.is_some();
-        let prepared = (!syn && !plain_tcp).then(|| c.prepared.clone());
-        self.wheel.insert(next, Event::Due { slot, tag });
-        if busy {
+        self.wheel.insert(c.due, Event::Due { slot, tag });
+        if c.running.is_some() {
             return; // the last run has not ended (its timeout is longer than the interval)
         }
-        if let (true, Some(prober)) = (syn, &mut self.syn) {
-            let deadline = now + timeout;
-            let sent = prober.start(slot, run, target, deadline.into_std(), now.into_std());
-            match sent {
-                Ok(()) => self.wheel.insert(
-                    deadline,
-                    Event::Deadline {
-                        slot,
-                        tag: run,
-                        conn: None,
-                    },
-                ),
-                Err(e) => self.record(slot, run, Err(e), now),
+        c.running = Some((run, now));
+        let (target, deadline) = (c.spec.target, now + c.spec.timeout);
+        let probers = (self.syn.is_some(), self.tcp.is_some(), self.http.is_some());
+        // In a prober's hands: the connection its deadline ends, if any.
+        let started = match (
+            route(c, probers),
+            &mut self.syn,
+            &mut self.tcp,
+            &mut self.http,
+        ) {
+            (Route::Syn, Some(p), _, _) => p
+                .start(slot, run, target, deadline.into_std(), now.into_std())
+                .map(|()| None),
+            (Route::Tcp, _, Some(p), _) => p.start(slot, run, target).map(|c| Some(Conn::Tcp(c))),
+            (Route::Http(ex), _, _, Some(p)) => {
+                let close = match &c.spec.kind {
+                    CheckKind::Http(h) => c.prepared.close_this_run(h),
+                    _ => true,
+                };
+                p.start(slot, tag, run, ex, close)
+                    .map(|c| Some(Conn::Http(c)))
             }
-            return;
-        }
-        let tcp = match (plain_tcp, &mut self.tcp, prepared) {
-            (true, Some(tcp), _) => tcp,
-            (_, _, Some(prepared)) => {
-                let checker = self.checker.clone();
+            _ => {
+                let (checker, prepared) = (self.checker.clone(), c.prepared.clone());
                 self.runs.push(Box::pin(async move {
                     (slot, run, checker.run(&prepared).await)
                 }));
                 return;
             }
-            // Not met: `prepared` is there whenever no prober takes the check.
-            _ => return,
         };
-        match tcp.start(slot, run, target) {
+        match started {
             Ok(conn) => self.wheel.insert(
-                now + timeout,
+                deadline,
                 Event::Deadline {
                     slot,
                     tag: run,
-                    conn: Some(conn),
+                    conn,
                 },
             ),
             Err(e) => self.record(slot, run, Err(e), now),

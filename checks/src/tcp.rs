@@ -3,20 +3,35 @@
 //! `setsockopt` (linger 0: the close sends RST, no FIN exchange, no TIME_WAIT for either
 //! side), `connect`, `epoll_ctl` (add), then a shared `epoll_wait` and `getsockopt`
 //! (`SO_ERROR`), `close` (which also leaves the epoll set). No allocation once the
-//! slab has grown to the checks in flight.
-//!
-//! Tokio wakes the scheduler when the epoll set has events: a duplicate of its fd is
-//! registered as a datagram socket would be (tokio only polls readiness), so no fd is
-//! handled unsafely.
+//! slab has grown to the checks in flight. The set is an [`EpollSet`].
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::epoll::{EpollEvent, EpollFlags};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::epoll_set::EpollSet;
 use crate::failure::{io_failure, CheckFailure};
+
+/// A non-blocking socket connecting to `target`, that closes with RST: whichever side
+/// closes first, no TIME_WAIT is left on the director (a thousand checks a second
+/// would hold 60,000 ports) and none on the server unless it closed first. `Err`: the
+/// connect failed at once (refused, no route, or a local failure).
+pub fn connecting(target: SocketAddr) -> Result<Socket, CheckFailure> {
+    let sock = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking(),
+        None,
+    )
+    .map_err(|e| CheckFailure::Local(format!("socket for {target}: {e}")))?;
+    let _ = sock.set_linger(Some(std::time::Duration::ZERO));
+    match sock.connect(&SockAddr::from(target)) {
+        Ok(()) => Ok(sock),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(sock),
+        Err(e) => Err(io_failure(&format!("connect {target}"), &e)),
+    }
+}
 
 /// A connect in flight.
 struct InFlight {
@@ -32,8 +47,7 @@ pub type Finished = (usize, u64, Result<(), CheckFailure>);
 
 /// The epoll set and the connects in flight.
 pub struct TcpProber {
-    epoll: Epoll,
-    ready: tokio::net::UdpSocket,
+    set: EpollSet,
     slab: Vec<Option<InFlight>>,
     free: Vec<usize>,
     events: Vec<EpollEvent>,
@@ -42,15 +56,8 @@ pub struct TcpProber {
 impl TcpProber {
     /// An empty prober (needs a tokio runtime).
     pub fn new() -> std::io::Result<TcpProber> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let dup = std::net::UdpSocket::from(epoll.0.try_clone()?);
-        // The flag is the open file's, shared with `epoll`: its waits have a zero
-        // timeout anyway.
-        dup.set_nonblocking(true)?;
-        let ready = tokio::net::UdpSocket::from_std(dup)?;
         Ok(TcpProber {
-            epoll,
-            ready,
+            set: EpollSet::new()?,
             slab: Vec::new(),
             free: Vec::new(),
             events: vec![EpollEvent::empty(); 256],
@@ -66,24 +73,12 @@ impl TcpProber {
         tag: u64,
         target: SocketAddr,
     ) -> Result<usize, CheckFailure> {
-        let sock = Socket::new(
-            Domain::for_address(target),
-            Type::STREAM.nonblocking(),
-            None,
-        )
-        .map_err(|e| CheckFailure::Local(format!("socket for {target}: {e}")))?;
-        let _ = sock.set_linger(Some(std::time::Duration::ZERO));
-        match sock.connect(&SockAddr::from(target)) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(io_failure(&format!("connect {target}"), &e)),
-        }
+        let sock = connecting(target)?;
         let slot = self.free.pop().unwrap_or_else(|| {
             self.slab.push(None);
             self.slab.len() - 1
         });
-        let ev = EpollEvent::new(EpollFlags::EPOLLOUT, slot as u64);
-        if let Err(e) = self.epoll.add(sock.as_fd(), ev) {
+        if let Err(e) = self.set.add(sock.as_fd(), EpollFlags::EPOLLOUT, slot) {
             self.free.push(slot);
             return Err(CheckFailure::Local(format!("epoll for {target}: {e}")));
         }
@@ -115,22 +110,14 @@ impl TcpProber {
 
     /// Waits until the epoll set has events.
     pub async fn ready(&self) {
-        let _ = self.ready.readable().await;
+        self.set.ready().await;
     }
 
     /// Ends every connect that finished, into `out`.
     pub fn drain(&mut self, out: &mut Vec<Finished>) {
-        // Readiness is cleared first, then the set emptied: an event that comes in
-        // between sets it again (a spurious wake-up at worst, never a lost one).
-        let _ = self.ready.try_io(tokio::io::Interest::READABLE, || {
-            Err::<(), _>(ErrorKind::WouldBlock.into())
-        });
+        self.set.clear();
         loop {
-            let n = match self.epoll.wait(&mut self.events, EpollTimeout::ZERO) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => 0,
-            };
+            let n = self.set.wait(&mut self.events);
             for ev in &self.events[..n] {
                 let slot = ev.data() as usize;
                 let Some(f) = self.slab.get_mut(slot).and_then(Option::take) else {

@@ -189,6 +189,149 @@ fn the_scheduler_runs_connect_checks_to_up_refused_and_silent_ports() {
     });
 }
 
+/// Connections accepted and requests read by a test server.
+type Served = (
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+);
+
+/// A plain-HTTP server on `listener`: answers `answer` to each request (or nothing,
+/// if it is empty), keeping the connection; counts connections and requests.
+async fn http_server(
+    listener: TcpListener,
+    answer: &'static str,
+) -> Arc<(
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicUsize,
+)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    listener.set_nonblocking(true).expect("nonblocking");
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+    let counts = Arc::new(Served::default());
+    let c2 = Arc::clone(&counts);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let counts: Arc<(
+                std::sync::atomic::AtomicUsize,
+                std::sync::atomic::AtomicUsize,
+            )> = c2.clone();
+            counts.0.fetch_add(1, Relaxed);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut chunk = [0u8; 512];
+                while let Ok(n @ 1..) = s.read(&mut chunk).await {
+                    got.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let close = String::from_utf8_lossy(&got[..end]).contains("close");
+                        got.drain(..end + 4);
+                        counts.1.fetch_add(1, Relaxed);
+                        if answer.is_empty() {
+                            continue;
+                        }
+                        if s.write_all(answer.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    counts
+}
+
+/// Plain-HTTP checks in the scheduler's own epoll set: a server that answers 200 is up
+/// on one kept connection per ten checks; a wrong status, a refused port, a port whose
+/// SYNs are dropped and a server that never answers are down (the last two after the
+/// wheel's deadline); removed checks leave no connection open.
+#[test]
+#[ignore = "needs root and network namespaces: runs in tests/run"]
+fn the_scheduler_runs_http_checks_from_its_epoll_set() {
+    use lvsdr_checks::{Health, HttpCheck, Supervisor};
+    use std::sync::atomic::Ordering::Relaxed;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+    sh("ip link set lo up");
+    sh("nft add table inet t && nft add chain inet t in '{ type filter hook input priority 0; }' && nft add rule inet t in tcp dport 9 drop");
+    let listen = || TcpListener::bind("127.0.0.1:0").expect("listen");
+    let (ok, wrong, mute) = (listen(), listen(), listen());
+    let closed = listen().local_addr().expect("addr");
+    let check = |target: SocketAddr| {
+        let mut h = HttpCheck::get("/health");
+        h.expect_body = Some("^ok$".into());
+        Arc::new(CheckSpec {
+            via: None,
+            target,
+            kind: CheckKind::Http(h),
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(300),
+            rise: 2,
+            fall: 2,
+        })
+    };
+    let addr = |l: &TcpListener| l.local_addr().expect("addr");
+    let up = check(addr(&ok));
+    let (status, silent) = (check(addr(&wrong)), check(addr(&mute)));
+    let (refused, dropped) = (check(closed), check("127.0.0.1:9".parse().expect("addr")));
+    runtime().block_on(async {
+        let served = http_server(ok, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        http_server(wrong, "HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nok").await;
+        http_server(mute, "").await;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let mut sup = Supervisor::new(
+            Checker::new(cancel.clone()).expect("checker"),
+            cancel.clone(),
+        );
+        let all = [&up, &status, &silent, &refused, &dropped].map(|c| (*c).clone());
+        sup.set_checks(&all);
+        let mut health = sup.health();
+        let want = |h: &lvsdr_checks::HealthMap| {
+            h.get(&up) == Some(&Health::Up)
+                && all[1..].iter().all(|c| h.get(c) == Some(&Health::Down))
+        };
+        tokio::time::timeout(Duration::from_secs(60), health.wait_for(want))
+            .await
+            .expect("each found up or down within 60 s")
+            .expect("channel");
+        let d = sup.details().borrow().clone();
+        let err = |s: &Arc<CheckSpec>| d[s].error.clone().unwrap_or_default();
+        assert!(
+            err(&status).ends_with("/health: status 500, expected 200"),
+            "{}",
+            err(&status)
+        );
+        assert!(err(&refused).contains("refused"), "{}", err(&refused));
+        assert!(err(&dropped).contains("timed out"), "{}", err(&dropped));
+        assert!(err(&silent).contains("timed out"), "{}", err(&silent));
+        assert_eq!(d[&up].error, None);
+        // Keep-alive through the scheduler: a new connection every tenth check.
+        let t0 = std::time::Instant::now();
+        while served.1.load(Relaxed) < 25 {
+            assert!(t0.elapsed() < Duration::from_secs(60), "25 checks in 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (conns, reqs) = (served.0.load(Relaxed), served.1.load(Relaxed));
+        assert!(
+            conns <= reqs / 10 + 1,
+            "{conns} connections for {reqs} checks"
+        );
+        // Removed checks: their kept connections (and the silent server's) close.
+        sup.set_checks(&[]);
+        let t0 = std::time::Instant::now();
+        loop {
+            let open = sh("ss -Htn state established '( dport != :0 )' | wc -l");
+            if open.trim() == "0" {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "connections left open: {open}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cancel.cancel();
+    });
+}
+
 /// A check this host cannot carry out (here: no route to the server) is a local error:
 /// the server's health stays unknown, never down, and the runs are counted for the
 /// `lvsdr_health_check_local_errors_total` metric (a fork refused by `TasksMax` takes
