@@ -132,6 +132,9 @@ pub struct HttpProber {
     free: Vec<usize>,
     /// By the scheduler's slot: the kept connection (instance, slot in `slab`).
     kept: Vec<Option<(u64, usize)>>,
+    /// By the scheduler's slot: the instance of the check run there (0: none, since
+    /// [`HttpProber::forget`]); a run of another instance that ends keeps nothing.
+    current: Vec<u64>,
     busy: usize,
     events: Vec<EpollEvent>,
     scratch: Vec<u8>,
@@ -145,6 +148,7 @@ impl HttpProber {
             slab: Vec::new(),
             free: Vec::new(),
             kept: Vec::new(),
+            current: Vec::new(),
             busy: 0,
             events: vec![EpollEvent::empty(); 256],
             scratch: vec![0; 16 * 1024],
@@ -181,6 +185,10 @@ impl HttpProber {
             buf: BytesMut::new(),
             answered: false,
         };
+        if owner >= self.current.len() {
+            self.current.resize(owner + 1, 0);
+        }
+        self.current[owner] = instance;
         if let Some(slot) = self.take_kept(owner, instance) {
             run.reused = true;
             run.phase = Phase::Writing(0);
@@ -231,6 +239,9 @@ impl HttpProber {
     /// Closes the kept connection of the check that held the scheduler's slot `owner`
     /// (it is no longer run).
     pub fn forget(&mut self, owner: usize) {
+        if let Some(c) = self.current.get_mut(owner) {
+            *c = 0;
+        }
         if let Some((_, slot)) = self.kept.get_mut(owner).and_then(Option::take) {
             self.close(slot);
         }
@@ -315,8 +326,9 @@ impl HttpProber {
         if owner >= self.kept.len() {
             self.kept.resize(owner + 1, None);
         }
+        let wanted = self.current.get(owner) == Some(&instance);
         match &mut self.kept[owner] {
-            k @ None if reusable => *k = Some((instance, slot)),
+            k @ None if reusable && wanted => *k = Some((instance, slot)),
             // One kept connection per slot: the run of a check that held the slot
             // before may end after its successor's ([`HttpProber::take_kept`] closes
             // one kept for an instance no longer there).
@@ -339,6 +351,13 @@ impl HttpProber {
         if let Some(conn) = self.slab.get_mut(slot).and_then(Option::take) {
             if conn.run.is_some() {
                 self.busy -= 1;
+            }
+            // A kept connection leaves `kept` too: its slot is free for another
+            // check's connection from now on.
+            if let Some(k) = self.kept.get_mut(conn.owner) {
+                if k.is_some_and(|(_, s)| s == slot) {
+                    *k = None;
+                }
             }
             self.free.push(slot);
             // Dropped here: closed, and out of the set.
@@ -375,10 +394,15 @@ fn step(sock: &Socket, run: &mut Run, flags: EpollFlags, scratch: &mut [u8]) -> 
             other => return other,
         }
     }
-    if !flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP) {
+    let ended = EpollFlags::EPOLLRDHUP | EpollFlags::EPOLLHUP;
+    if !flags.intersects(EpollFlags::EPOLLIN | ended) {
         return Step::Wait;
     }
-    read(sock, run, scratch)
+    match read(sock, run, scratch) {
+        // A close that came with the answer has no event of its own once idle.
+        Step::Done(outcome, reusable) => Step::Done(outcome, reusable && !flags.intersects(ended)),
+        other => other,
+    }
 }
 
 /// Writes what is left of the request; `Wait` (in `Head` once all is written), or
@@ -656,6 +680,58 @@ mod tests {
         }
     }
 
+    /// A kept connection its server ended while idle is closed, and its slot taken by
+    /// another check's connection: the first check's next run must not take that one
+    /// for its own (it would write on the other's connection and end its run).
+    #[tokio::test]
+    async fn a_slot_freed_by_an_idle_close_is_not_taken_for_the_kept_connection() {
+        let (closes, _) = serve(|mut s| async move {
+            if request_in(&mut s).await.is_some() {
+                let _ = s.write_all(OK.as_bytes()).await;
+                // Closed once idle (a close with the answer is seen with it).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let (slow, _) = serve(|mut s| async move {
+            while request_in(&mut s).await.is_some() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if s.write_all(OK.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let (a, b) = (exchange(closes, "200", None), exchange(slow, "200", None));
+        let mut p = HttpProber::new().expect("prober");
+        assert_eq!(run(&mut p, 0, 1, &a, false).await, Ok(()));
+        let kept = p.kept[0].expect("kept").1;
+        // The server's close is taken in as the set's next event.
+        let t0 = std::time::Instant::now();
+        while p.slab[kept].is_some() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the idle close was not seen"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(50), p.ready()).await;
+            p.drain(&mut Vec::new());
+        }
+        // Check 1's run takes the freed slot and waits for its answer, while check 0
+        // runs on a connection of its own.
+        assert_eq!(p.start(1, 1, 2, &b, false), Ok(kept));
+        assert!(p.start(0, 1, 3, &a, false).is_ok_and(|s| s != kept));
+        let mut out = Vec::new();
+        let both = tokio::time::timeout(Duration::from_secs(30), async {
+            while out.len() < 2 {
+                p.ready().await;
+                p.drain(&mut out);
+            }
+        });
+        assert!(both.await.is_ok(), "runs ended: {out:?}");
+        out.sort_by_key(|f| f.1);
+        assert_eq!(out, vec![(1, 2, Ok(())), (0, 3, Ok(()))]);
+    }
+
     #[tokio::test]
     async fn wrong_answers_fail_with_what_was_wrong() {
         let mut p = HttpProber::new().expect("prober");
@@ -763,6 +839,28 @@ mod tests {
             run(&mut p, 7, 3, &ex, false).await,
             Ok(()),
             "on a new connection"
+        );
+        // A check forgotten while its run is in flight keeps nothing when it ends.
+        let (slow, _) = serve(|mut s| async move {
+            while request_in(&mut s).await.is_some() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let _ = s.write_all(OK.as_bytes()).await;
+            }
+        })
+        .await;
+        let slow = exchange(slow, "200", None);
+        p.start(8, 1, 4, &slow, false).expect("started");
+        p.forget(8);
+        let mut out = Vec::new();
+        while out.is_empty() {
+            p.ready().await;
+            p.drain(&mut out);
+        }
+        assert_eq!(out, vec![(8, 4, Ok(()))]);
+        assert_eq!(
+            p.slab.len() - p.free.len(),
+            1,
+            "only check 7's kept connection"
         );
         p.forget(7);
         for _ in 0..3000 {

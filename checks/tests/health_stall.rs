@@ -27,8 +27,12 @@ fn spec(target: SocketAddr, kind: CheckKind) -> Arc<CheckSpec> {
     })
 }
 
-/// An HTTP server that answers each request `200` after 150 ms (so that a check is
-/// in flight whenever the process stops), then closes.
+/// An HTTP server that answers each request `200` after 150 ms of its own running time
+/// (so that a check is in flight whenever the process stops), then closes. A stop of
+/// the process counts as one of its 10 ms steps: a check in flight across a stop
+/// passes its deadline during the stop, and its answer comes over 100 ms after the
+/// process runs again (an answer already in when it runs again is read before the
+/// deadlines, as it should be: a server whose answer was there is not timed out).
 fn slow_http() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
@@ -44,7 +48,9 @@ fn slow_http() -> SocketAddr {
                         Ok(n) => got.extend_from_slice(&buf[..n]),
                     }
                 }
-                std::thread::sleep(Duration::from_millis(150));
+                for _ in 0..15 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 let _ = s.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
